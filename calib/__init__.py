@@ -1,0 +1,1 @@
+"""Camera registration onto the plate grid, pixel pitch and flat-field correction."""

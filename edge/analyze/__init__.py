@@ -1,0 +1,1 @@
+"""Layer analysis: metrics, segmentation, 3D stack, roughness, anomaly flags, reports."""

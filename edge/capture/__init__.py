@@ -1,0 +1,1 @@
+"""Camera capture: OpenCV webcam, Basler via pypylon, directory replay."""

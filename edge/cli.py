@@ -1,0 +1,54 @@
+"""The `lpbf-edge` command: each area registers its own subcommands."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="lpbf-edge",
+    help="LPBF edge box: layer capture, latent-diffusion super-resolution, layer analysis, MQTT publishing.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Each module exposes `register(app: typer.Typer) -> None`.
+COMMAND_MODULES = (
+    "edge.config_cli",
+    "edge.sim.cli",
+    "firmware_bridge.cli",
+    "edge.capture.cli",
+    "calib.cli",
+    "edge.train.cli",
+    "edge.sr.cli",
+    "edge.bench_cli",
+    "trt_build.cli",
+    "edge.analyze.cli",
+    "edge.service_cli",
+)
+
+
+def _register_all() -> None:
+    """Import every command module and let it add its commands."""
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # area not written yet (development only)
+                continue
+            raise
+        module.register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Degradation models and datasets for training pairs."""

@@ -1,0 +1,1 @@
+"""Torch modules: autoencoders, conditional U-Net, baselines."""

@@ -1,0 +1,1 @@
+"""Synthetic LPBF builds: plate, parts, powder, scan texture, defects, cameras, simulated printer."""

@@ -1,0 +1,1 @@
+"""Super-resolution runtime: schedules, samplers, runners, tiling, the SuperResolver."""

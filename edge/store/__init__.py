@@ -1,0 +1,1 @@
+"""Layer archive and publish spool on disk with atomic writes."""

@@ -1,0 +1,1 @@
+"""Training loops, losses, distillation and export helpers (needs the train extra)."""
