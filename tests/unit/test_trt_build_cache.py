@@ -75,7 +75,7 @@ def _onnx(path, batch):
     g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)])
-    onnx.save(helper.make_model(g), str(path))
+    onnx.save(helper.make_model(g, ir_version=9), str(path))
     return path
 
 

@@ -1,0 +1,92 @@
+"""`lpbf-edge trt build|check`: FP16 engines for a model bundle's ONNX graphs, cached per device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+trt_app = typer.Typer(help="TensorRT engines (run on the Jetson/CUDA box).", no_args_is_help=True)
+
+
+def _onnx_files(bundle: Path) -> list[Path]:
+    """The ONNX graphs of a bundle (or a single ONNX file)."""
+    if bundle.is_file() and bundle.suffix == ".onnx":
+        return [bundle]
+    files = sorted(bundle.glob("*.onnx"))
+    if not files:
+        raise typer.BadParameter(f"{bundle}: no .onnx files found (expected a model bundle directory)")
+    return files
+
+
+def _buckets(text: str) -> list[int]:
+    """Parse '1,2,4' into batch sizes."""
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter(f"--buckets must be comma-separated integers, got {text!r}") from exc
+    if not out or min(out) < 1:
+        raise typer.BadParameter(f"--buckets must be positive, got {text!r}")
+    return out
+
+
+@trt_app.command("build")
+def build_cmd(
+    bundle: Path = typer.Argument(..., help="Model bundle directory or one .onnx file."),
+    cache: Path = typer.Option(Path("engines"), help="Engine cache directory."),
+    buckets: str = typer.Option("1,2,4", help="Batch sizes to build optimisation profiles for."),
+    fp32: bool = typer.Option(False, "--fp32", help="Build FP32 engines instead of FP16."),
+    force: bool = typer.Option(False, help="Rebuild even when a matching engine is cached."),
+) -> None:
+    """Build (or reuse) an engine per ONNX graph; stale engines are refused and rebuilt."""
+    from edge.sr.runners_trt import engine_for
+    from trt_build.build import TensorRTUnavailable
+
+    try:
+        for onnx_path in _onnx_files(bundle):
+            path = engine_for(onnx_path, cache, _buckets(buckets), fp16=not fp32, force=force, log=typer.echo)
+            typer.echo(f"{onnx_path.name} -> {path}")
+    except TensorRTUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@trt_app.command("check")
+def check_cmd(
+    bundle: Path = typer.Argument(..., help="Model bundle directory or one .onnx file."),
+    cache: Path = typer.Option(Path("engines"), help="Engine cache directory."),
+    atol: float = typer.Option(5e-2, help="Absolute tolerance vs ONNX Runtime."),
+    rtol: float = typer.Option(5e-2, help="Relative tolerance vs ONNX Runtime."),
+) -> None:
+    """Verify cached engines match this device and agree with ONNX Runtime within tolerance."""
+    from trt_build.build import TensorRTUnavailable, bucket_profiles, device_facts
+    from trt_build.cache import EngineCache, EngineKey, EngineMismatch, sha256_file
+    from trt_build.parity import check_engine
+
+    bad = 0
+    try:
+        trt_version, cc = device_facts()
+        store = EngineCache(cache)
+        for onnx_path in _onnx_files(bundle):
+            entry = store.manifest()["engines"].get(onnx_path.stem, {})
+            key = EngineKey(name=onnx_path.stem, model_sha256=sha256_file(onnx_path), trt_version=trt_version,
+                            compute_capability=cc, profiles=entry.get("key", {}).get("profiles") or bucket_profiles(onnx_path, [1]),
+                            precision=entry.get("key", {}).get("precision", "fp16"))
+            try:
+                engine = store.check(key)
+            except EngineMismatch as exc:
+                typer.echo(f"REFUSED {onnx_path.name}: {exc} (run `lpbf-edge trt build`)")
+                bad += 1
+                continue
+            for p in check_engine(onnx_path, engine, atol, rtol):
+                typer.echo(f"{onnx_path.name}: {p}")
+                bad += not p.ok
+    except TensorRTUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    raise typer.Exit(1 if bad else 0)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `trt` command group."""
+    app.add_typer(trt_app, name="trt")
