@@ -1,6 +1,12 @@
-"""Settings of layer analysis and anomaly thresholds (per printer)."""
+"""Settings of layer analysis and anomaly thresholds (per printer).
+
+Pixel sizes below are given for an image `ref_width_px` wide; on an image of width W they are scaled
+by W / ref_width_px (lengths) and its square (areas), so the same config works on LR and SR images.
+"""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import Field
 
@@ -10,4 +16,44 @@ from edge.config_base import Section
 class AnalyzeConfig(Section):
     """Segmentation and anomaly-flag thresholds."""
 
-    sauvola_window: int = Field(51, ge=3, description="Sauvola threshold window (pixels, odd).")
+    ref_width_px: int = Field(1024, ge=64, description="Image width (px) at which the pixel thresholds below are given; scaled to each image's width.")
+    pixel_scale: float | None = Field(None, gt=0, description="Fixed length scale of pixel thresholds (overrides width / ref_width_px; use for crops of a plate).")
+    # segmentation
+    sauvola_window: int = Field(51, ge=3, description="Sauvola threshold window (pixels, odd) at ref_width_px.")
+    sauvola_k: float = Field(0.2, gt=0, lt=1, description="Sauvola k parameter.")
+    part_polarity: Literal["auto", "dark", "bright"] = Field("auto", description="Whether fused parts look darker or brighter than powder ('auto' decides per image).")
+    flat_sigma_frac: float = Field(0.08, gt=0, lt=1, description="Gaussian sigma of the flat-field (vignetting) estimate, as a fraction of image width.")
+    texture_window: int = Field(9, ge=3, description="Window (px at ref_width_px) of the local texture (standard deviation) filter.")
+    dilation_px: int = Field(3, ge=0, description="Dilation radius (px at ref_width_px) applied to the Sauvola mask before connected components.")
+    min_part_area_px: int = Field(150, ge=1, description="Smallest part component kept (px^2 at ref_width_px).")
+    random_prompts: int = Field(4, ge=0, description="Random interior prompt points per component besides the distance-transform maximum.")
+    min_confidence: float = Field(0.35, ge=0, le=1, description="Mask proposals with a lower confidence (class separability) are dropped.")
+    min_stability: float = Field(0.6, ge=0, le=1, description="Mask proposals with a lower stability (IoU across threshold offsets) are dropped.")
+    dedup_iou: float = Field(0.85, gt=0, le=1, description="Proposals overlapping an accepted one by more than this IoU are duplicates.")
+    area_low: float = Field(0.8, gt=0, lt=1, description="Below this fraction of the expected area the prompt loop retries.")
+    area_high: float = Field(1.2, gt=1, description="Above this multiple of the expected area the prompt loop retries.")
+    max_prompt_iterations: int = Field(10, ge=1, description="Prompt-loop iterations before the layer is flagged segmentation_failed.")
+    seed: int = Field(0, description="Seed of the random interior prompt points (reproducible masks).")
+    sam_checkpoint: str | None = Field(None, description="Path to a Segment Anything checkpoint; None uses the classical proposer.")
+    sam_model_type: str = Field("vit_b", description="Segment Anything model type of sam_checkpoint (vit_b, vit_l, vit_h).")
+    # anomaly flags
+    streak_min_len_frac: float = Field(0.25, gt=0, le=1, description="A recoater streak spans at least this fraction of the plate width.")
+    streak_contrast: float = Field(3.0, gt=0, description="Column-profile deviation (robust sigmas) for a recoater streak.")
+    hopping_contrast: float = Field(3.0, gt=0, description="Row-profile deviation (robust sigmas) for recoater hopping bands.")
+    spreading_contrast: float = Field(3.0, gt=0, description="Local mean darkening (robust sigmas) for incomplete spreading.")
+    spreading_min_area_frac: float = Field(0.01, gt=0, lt=1, description="Smallest incomplete-spreading region as a fraction of the plate area.")
+    blob_contrast: float = Field(4.0, gt=0, description="Local brightness deviation (robust sigmas) for debris / super-elevation blobs.")
+    debris_min_area_px: int = Field(20, ge=1, description="Smallest debris blob (px^2 at ref_width_px).")
+    spatter_max_area_px: int = Field(12, ge=1, description="Largest spatter particle (px^2 at ref_width_px).")
+    spatter_min_count: int = Field(25, ge=1, description="Spatter particles in one layer before spatter is flagged.")
+    geometry_area_tol: float = Field(0.2, gt=0, lt=1, description="Relative part-area change (vs expected or previous layer) for part_geometry_deviation.")
+    geometry_iou_min: float = Field(0.7, gt=0, le=1, description="Part-mask IoU with the expected / previous mask below which geometry deviates.")
+    laser_saturation: int = Field(250, ge=1, le=255, description="Grey level treated as saturated (laser or glare in the image).")
+    laser_min_area_px: int = Field(200, ge=1, description="Saturated region size (px^2 at ref_width_px) that means the laser is in the image.")
+    sr_std_high: float = Field(20.0, gt=0, description="SR per-pixel spread (grey levels) above which the SR texture is not trusted.")
+    sr_uncertain_frac: float = Field(0.05, gt=0, le=1, description="Fraction of the image above sr_std_high that raises sr_uncertain.")
+    critical_score: float = Field(2.0, gt=1, description="A flag whose score is this multiple of its threshold is critical.")
+    critical_persist_layers: int = Field(3, ge=1, description="A minor flag that persists this many layers becomes critical.")
+    persist_iou: float = Field(0.2, ge=0, le=1, description="Box IoU for a flag to continue a flag of the previous layer.")
+    cvd_size: int = Field(512, ge=32, description="Images are resized to this side for the wavelet covariance distance (paper: 512).")
+    cvd_angles: int = Field(4, ge=1, description="Wavelet orientations L of the CVD phase-harmonic operator.")

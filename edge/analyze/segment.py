@@ -1,0 +1,300 @@
+"""Part segmentation of a layer image: the paper's Sauvola -> prompts -> mask proposals -> area-adaptive loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from scipy import ndimage
+
+from edge.analyze.config import AnalyzeConfig
+
+
+class SegmentationError(ValueError):
+    """An image that cannot be segmented at all (wrong type or shape)."""
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One candidate part mask (full image size) with its confidence and stability scores."""
+
+    mask: np.ndarray
+    confidence: float
+    stability: float
+
+
+class MaskProposer(Protocol):
+    """Turns point prompts into mask proposals (Segment Anything or the classical proposer)."""
+
+    def set_image(self, image: np.ndarray, feature: np.ndarray) -> None:
+        """Prepare for prompts on this uint8 image (feature: parts-high map from `part_feature`)."""
+
+    def propose(self, point_xy: tuple[int, int], box: tuple[int, int, int, int], sensitivity: float) -> list[Proposal]:
+        """Proposals for one point prompt inside box (x0, y0, x1, y1); sensitivity > 0 grows masks."""
+
+
+def drop_small(mask: np.ndarray, min_area: int) -> np.ndarray:
+    """Remove connected components smaller than min_area pixels."""
+    lab, n = ndimage.label(mask)
+    if n == 0:
+        return mask.astype(bool)
+    sizes = np.bincount(lab.ravel())
+    keep = sizes >= min_area
+    keep[0] = False
+    return keep[lab]
+
+
+def scale_of(width: int, cfg: AnalyzeConfig) -> float:
+    """Length scale of pixel thresholds for an image of this width (or the configured fixed scale)."""
+    return cfg.pixel_scale if cfg.pixel_scale else width / float(cfg.ref_width_px)
+
+
+def as_gray(image: np.ndarray) -> np.ndarray:
+    """Validate and convert an image to 2-D float64 grey levels 0..255."""
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[2] in (3, 4):
+        a = a[..., :3].mean(axis=2)
+    if a.ndim != 2 or a.size == 0 or min(a.shape) < 16:
+        raise SegmentationError(f"expected a 2-D grey image of at least 16x16 px, got shape {a.shape}")
+    if a.dtype == np.uint16:
+        a = a / 257.0
+    return a.astype(np.float64)
+
+
+def flat_field(gray: np.ndarray, cfg: AnalyzeConfig, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Smooth illumination (vignetting) estimate; pixels in `exclude` (parts) are left out (normalised convolution)."""
+    sigma = max(2.0, cfg.flat_sigma_frac * gray.shape[1])
+    w = np.ones_like(gray) if exclude is None else (~exclude).astype(np.float64)
+    num = ndimage.gaussian_filter(gray * w, sigma, mode="reflect")
+    den = ndimage.gaussian_filter(w, sigma, mode="reflect")
+    flat = num / np.maximum(den, 1e-3)
+    fallback = ndimage.gaussian_filter(gray, sigma, mode="reflect")
+    flat = np.where(den > 0.05, flat, fallback)
+    return np.maximum(flat, 1.0)
+
+
+def _robust_z(x: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
+    """(x - median) / (1.4826 MAD) using the statistics of `ref` pixels (default all)."""
+    r = x if ref is None else x[ref]
+    if r.size < 16:
+        r = x.ravel()
+    med = float(np.median(r))
+    mad = 1.4826 * float(np.median(np.abs(r - med)))
+    return (x - med) / max(mad, 1e-6)
+
+
+def choose_polarity(corr: np.ndarray, cfg: AnalyzeConfig) -> int:
+    """-1 when parts look darker than powder, +1 when brighter (config or the heavier smoothed tail)."""
+    if cfg.part_polarity != "auto":
+        return -1 if cfg.part_polarity == "dark" else 1
+    z = _robust_z(ndimage.gaussian_filter(corr, 2.0))
+    return -1 if float(np.mean(z < -3)) >= float(np.mean(z > 3)) else 1
+
+
+def part_feature(gray: np.ndarray, cfg: AnalyzeConfig) -> tuple[np.ndarray, int]:
+    """Parts-high feature map (robust sigmas): flat-field corrected intensity and local texture, and the polarity."""
+    s = scale_of(gray.shape[1], cfg)
+    w = max(3, int(round(cfg.texture_window * s)) | 1)
+    smooth = max(0.7, w / 4.0)
+    exclude = None
+    feat, pol = np.zeros_like(gray), -1
+    for _ in range(2):  # second pass re-estimates the flat field without the parts found in the first
+        corr = gray / flat_field(gray, cfg, exclude)
+        pol = choose_polarity(corr, cfg)
+        mean = ndimage.uniform_filter(corr, w)
+        tex = np.sqrt(np.maximum(ndimage.uniform_filter(corr**2, w) - mean**2, 0))
+        powder = None if exclude is None else ~exclude
+        z_int = pol * _robust_z(ndimage.gaussian_filter(corr, smooth), powder)
+        z_tex = _robust_z(tex, powder)
+        feat = ndimage.gaussian_filter(np.maximum(z_int, z_tex), smooth)
+        exclude = feat > 3.0
+    return feat, pol
+
+
+def sauvola_mask(gray: np.ndarray, cfg: AnalyzeConfig, polarity: int = -1) -> np.ndarray:
+    """Plain Sauvola threshold of the raw image (parts = darker than the local threshold for polarity -1)."""
+    from skimage.filters import threshold_sauvola
+
+    s = scale_of(gray.shape[1], cfg)
+    win = max(3, int(round(cfg.sauvola_window * s)) | 1)
+    img = gray if polarity < 0 else 255.0 - gray
+    return img < threshold_sauvola(img, window_size=win, k=cfg.sauvola_k, r=128.0)
+
+
+def plain_sauvola_segment(image: np.ndarray, cfg: AnalyzeConfig) -> np.ndarray:
+    """Baseline: Sauvola on the raw image + small-object removal (what the refinement must beat)."""
+    gray = as_gray(image)
+    pol = choose_polarity(gray / flat_field(gray, cfg), cfg)
+    s = scale_of(gray.shape[1], cfg)
+    return drop_small(sauvola_mask(gray, cfg, pol), max(1, int(cfg.min_part_area_px * s * s)))
+
+
+class ClassicalProposer:
+    """Region growing from a prompt on the feature map; stability = IoU across threshold offsets."""
+
+    def __init__(self, cfg: AnalyzeConfig):
+        self.cfg = cfg
+        self.feature = np.zeros((1, 1))
+
+    def set_image(self, image: np.ndarray, feature: np.ndarray) -> None:
+        """Keep the feature map (the classical proposer works on it, not on raw grey levels)."""
+        self.feature = feature
+
+    def _grow(self, roi: np.ndarray, pt: tuple[int, int], t: float) -> np.ndarray:
+        """Connected region of roi > t containing pt (small gaps closed)."""
+        m = ndimage.binary_closing(roi > t, structure=np.ones((3, 3)), iterations=1)
+        lab, _ = ndimage.label(m)
+        k = lab[pt[1], pt[0]]
+        return lab == k if k > 0 else np.zeros_like(m)
+
+    def propose(self, point_xy: tuple[int, int], box: tuple[int, int, int, int], sensitivity: float) -> list[Proposal]:
+        """One proposal per prompt: grown region, Otsu separability as confidence, threshold-offset IoU as stability."""
+        from skimage.filters import threshold_otsu
+
+        x0, y0, x1, y1 = box
+        roi = self.feature[y0:y1, x0:x1]
+        if roi.size < 16 or float(roi.max() - roi.min()) < 1e-6:
+            return []
+        t = float(threshold_otsu(roi))
+        spread = float(roi.std())
+        t = max(t - 0.25 * sensitivity * spread, 1.0)  # never below 1 robust sigma of powder
+        pt = (point_xy[0] - x0, point_xy[1] - y0)
+        m = self._grow(roi, pt, t)
+        if not m.any():
+            return []
+        lo, hi = self._grow(roi, pt, t - 0.1 * spread), self._grow(roi, pt, t + 0.1 * spread)
+        stability = float(np.logical_and(lo, hi).sum() / max(np.logical_or(lo, hi).sum(), 1))
+        fg, bg = roi[m], roi[~m]
+        conf = 0.0
+        if fg.size and bg.size:
+            between = fg.size * bg.size / roi.size**2 * (fg.mean() - bg.mean()) ** 2
+            conf = float(between / max(roi.var(), 1e-9))
+        full = np.zeros(self.feature.shape, dtype=bool)
+        full[y0:y1, x0:x1] = m
+        return [Proposal(full, conf, stability)]
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """Result: part mask, labelled parts, loop iterations, failure flag and the prompts used."""
+
+    mask: np.ndarray
+    labels: np.ndarray
+    iterations: int
+    failed: bool
+    polarity: int
+    prompts: tuple[tuple[int, int], ...] = ()
+    areas: tuple[int, ...] = field(default_factory=tuple)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two boolean masks (1 when both empty)."""
+    u = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / u) if u else 1.0
+
+
+def make_proposer(cfg: AnalyzeConfig) -> MaskProposer:
+    """Segment Anything when a checkpoint is configured, else the classical proposer."""
+    if cfg.sam_checkpoint:
+        from edge.analyze.sam import SamProposer
+
+        return SamProposer(cfg.sam_checkpoint, cfg.sam_model_type)
+    return ClassicalProposer(cfg)
+
+
+class Segmenter:
+    """The paper's segmentation pipeline with a pluggable mask proposer."""
+
+    def __init__(self, cfg: AnalyzeConfig | None = None, proposer: MaskProposer | None = None):
+        self.cfg = cfg or AnalyzeConfig()
+        self.proposer = proposer or make_proposer(self.cfg)
+
+    def candidates(self, feature: np.ndarray, s: float) -> tuple[np.ndarray, int]:
+        """Sauvola on the feature ('ink') image, dilation, connected components (small ones dropped)."""
+        from skimage.filters import threshold_sauvola
+        from skimage.morphology import disk
+
+        ink = np.clip(128.0 - 16.0 * feature, 0, 255)
+        win = max(3, int(round(self.cfg.sauvola_window * s)) | 1)
+        binary = ink < threshold_sauvola(ink, window_size=win, k=self.cfg.sauvola_k, r=128.0)
+        binary &= feature > 1.5
+        r = int(round(self.cfg.dilation_px * s))
+        if r > 0:
+            binary = ndimage.binary_dilation(binary, structure=disk(r))
+        binary = drop_small(binary, max(1, int(self.cfg.min_part_area_px * s * s)))
+        return ndimage.label(binary)
+
+    def prompts(self, comp: np.ndarray, n_random: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+        """Distance-transform maximum plus random interior points of one component (x, y)."""
+        dist = ndimage.distance_transform_edt(comp)
+        y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+        pts = [(int(x), int(y))]
+        inner = np.argwhere(dist >= max(1.0, 0.3 * dist.max()))
+        if len(inner) and n_random:
+            for iy, ix in inner[rng.choice(len(inner), size=min(n_random, len(inner)), replace=False)]:
+                pts.append((int(ix), int(iy)))
+        return pts
+
+    def _one_pass(self, comps: np.ndarray, n: int, sensitivity: float, n_random: int) -> tuple[np.ndarray, list]:
+        """Proposals for all components, filtered by confidence/stability, de-duplicated, unioned."""
+        cfg, rng = self.cfg, np.random.default_rng(self.cfg.seed)
+        union = np.zeros(comps.shape, dtype=bool)
+        used: list[tuple[int, int]] = []
+        h, w = comps.shape
+        for i, sl in enumerate(ndimage.find_objects(comps), start=1):
+            if sl is None:
+                continue
+            comp = comps[sl] == i
+            ys, xs = sl
+            my, mx = max(4, (ys.stop - ys.start) // 2), max(4, (xs.stop - xs.start) // 2)
+            box = (max(0, xs.start - mx), max(0, ys.start - my), min(w, xs.stop + mx), min(h, ys.stop + my))
+            accepted: list[np.ndarray] = []
+            for px, py in self.prompts(comp, n_random, rng):
+                pt = (px + xs.start, py + ys.start)
+                used.append(pt)
+                for p in self.proposer.propose(pt, box, sensitivity):
+                    if p.confidence < cfg.min_confidence or p.stability < cfg.min_stability:
+                        continue
+                    if any(_iou(p.mask, a) > cfg.dedup_iou for a in accepted):
+                        continue
+                    accepted.append(p.mask)
+            for a in accepted:
+                union |= a
+        return union, used
+
+    def segment(self, image: np.ndarray, expected_area_px: float | None = None) -> Segmentation:
+        """Segment parts; with an expected area, retry prompts until within [area_low, area_high] of it."""
+        cfg = self.cfg
+        gray = as_gray(image)
+        s = scale_of(gray.shape[1], cfg)
+        feature, pol = part_feature(gray, cfg)
+        self.proposer.set_image(np.clip(gray, 0, 255).astype(np.uint8), feature)
+        comps, n = self.candidates(feature, s)
+        sensitivity, n_random, it, failed = 0.0, cfg.random_prompts, 0, False
+        mask, used = np.zeros(gray.shape, dtype=bool), []
+        for it in range(1, cfg.max_prompt_iterations + 1):
+            mask, used = self._one_pass(comps, n, sensitivity, n_random)
+            if not expected_area_px:
+                break
+            ratio = mask.sum() / float(expected_area_px)
+            if cfg.area_low <= ratio <= cfg.area_high:
+                break
+            if ratio < cfg.area_low:  # too small: more prompts, grow
+                sensitivity += 0.5
+                n_random += 2
+            else:  # too large: shrink
+                sensitivity -= 0.5
+        else:
+            failed = bool(expected_area_px)
+        mask = drop_small(mask, max(1, int(cfg.min_part_area_px * s * s)))
+        labels, k = ndimage.label(mask)
+        areas = tuple(int(a) for a in ndimage.sum_labels(mask, labels, range(1, k + 1))) if k else ()
+        return Segmentation(mask, labels, it, failed, pol, tuple(used), areas)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two masks of the same shape."""
+    if a.shape != b.shape:
+        raise ValueError(f"masks differ in shape: {a.shape} vs {b.shape}")
+    return _iou(a.astype(bool), b.astype(bool))
