@@ -1,0 +1,244 @@
+"""Synthetic LPBF build: plan a seeded build, render any layer in memory, or write the whole build to disk."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.sim.camera import (
+    WebcamModel,
+    chamber_background,
+    hr_to_plate,
+    look_at_webcam,
+    project,
+    render_webcam,
+    webcam_pitch_um,
+    webcam_to_lr,
+)
+from edge.sim.config import SimConfig
+from edge.sim.defects import DefectEvent, apply_geometry_deviations, apply_surface_defects, schedule_defects
+from edge.sim.geometry import Part, layout_parts, render_mask
+from edge.sim.powder import add_spatter, lighting_gain, powder_texture
+from edge.sim.scan import add_glints, contour_track, scan_modulation
+
+FIDUCIAL_INSET_MM = 6.0
+FIDUCIAL_RADIUS_MM = 2.0
+_BUILD_STREAM = 0xB01D
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Everything fixed for a build: config, seed, parts, defect events, lighting, webcam and its homography."""
+
+    cfg: SimConfig
+    seed: int
+    layers: int
+    parts: list[Part]
+    defects: list[DefectEvent]
+    light: np.ndarray
+    background: np.ndarray
+    webcam: WebcamModel
+    H_hr_to_webcam: np.ndarray
+    fiducials_hr: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """HR image side in pixels."""
+        return self.cfg.hr_size_px
+
+    @property
+    def pitch_mm(self) -> float:
+        """HR pixel pitch in millimetres."""
+        return self.cfg.plate_mm / self.cfg.hr_size_px
+
+    def z_mm(self, layer: int) -> float:
+        """Height of the section exposed on `layer` (1-based), in mm above the plate."""
+        return (layer - 0.5) * self.cfg.layer_thickness_um / 1000.0
+
+
+@dataclass(frozen=True)
+class LayerImages:
+    """One rendered layer: HR plate image, webcam frame, registered LR, label mask and defect labels."""
+
+    layer: int
+    hr: np.ndarray
+    webcam: np.ndarray
+    lr: np.ndarray
+    mask: np.ndarray
+    labels: list[dict]
+
+
+def plan_build(layers: int, seed: int, cfg: SimConfig | None = None) -> BuildPlan:
+    """Fix the build's parts, defect schedule, lighting and webcam pose from the seed."""
+    cfg = cfg or SimConfig()
+    if layers < 1:
+        raise ValueError(f"layers must be >= 1, got {layers}")
+    rng = np.random.default_rng([int(seed), _BUILD_STREAM])
+    n, pitch = cfg.hr_size_px, cfg.plate_mm / cfg.hr_size_px
+    parts = layout_parts(rng, cfg.plate_mm, max(layers * cfg.layer_thickness_um / 1000.0, 0.1))
+    defects = schedule_defects(rng, layers, cfg.defect_rate, [p.id for p in parts], n, pitch)
+    light = lighting_gain(n, *rng.uniform(-0.2, 0.2, 2), rng.uniform(0.05, 0.2))
+    background = chamber_background(rng)
+    cam = look_at_webcam(cfg.webcam_focal_px, cfg.webcam_width_px, cfg.webcam_height_px, cfg.webcam_distance_mm,
+                         cfg.webcam_tilt_deg, cfg.webcam_azimuth_deg + rng.uniform(-5, 5))
+    H = cam.H_plate_to_webcam() @ hr_to_plate(n, cfg.plate_mm)
+    H = H / H[2, 2]
+    ins = FIDUCIAL_INSET_MM * cfg.plate_mm / 100.0 / pitch - 0.5
+    fid = np.array([[ins, ins], [n - 1 - ins, ins], [n - 1 - ins, n - 1 - ins], [ins, n - 1 - ins]])
+    _check_visible(H, n, cam)
+    return BuildPlan(cfg, int(seed), int(layers), parts, defects, light, background, cam, H, fid)
+
+
+def _check_visible(H: np.ndarray, n: int, cam: WebcamModel) -> None:
+    """The whole plate must fall inside the webcam frame, else the camera settings are unusable."""
+    corners = project(H, np.array([[-0.5, -0.5], [n - 0.5, -0.5], [n - 0.5, n - 0.5], [-0.5, n - 0.5]]))
+    if corners.min() < 0 or (corners[:, 0] > cam.width - 1).any() or (corners[:, 1] > cam.height - 1).any():
+        raise ValueError(
+            "sim webcam settings put part of the plate outside the webcam frame "
+            f"(plate corners at {np.round(corners).tolist()}); increase webcam_distance_mm or lower webcam_focal_px"
+        )
+
+
+def render_layer(plan: BuildPlan, layer: int) -> LayerImages:
+    """Render one layer (1-based) in memory; the result depends only on (seed, config, layers, layer)."""
+    if not 1 <= layer <= plan.layers:
+        raise ValueError(f"layer {layer} outside the build's 1..{plan.layers}")
+    cfg, n, pitch = plan.cfg, plan.n, plan.pitch_mm
+    rng = np.random.default_rng([plan.seed, layer])
+    mask = render_mask(plan.parts, plan.z_mm(layer), n, pitch)
+    geo_labels, bulge = apply_geometry_deviations(mask, plan.defects, layer, pitch)
+    fused = mask > 0
+
+    img = powder_texture(rng, n, cfg.powder_mean, cfg.powder_grain_std)
+    add_spatter(img, rng, mask, cfg.spatter_per_mpx, depth=0.45 * cfg.powder_mean)
+    if fused.any():
+        scan = scan_modulation(n, layer, pitch, cfg.island_mm, cfg.hatch_rotation_deg, rng)
+        solid = cfg.part_brightness * cfg.powder_mean * scan + 0.35 * (img - cfg.powder_mean)
+        img = np.where(fused, solid, img)
+        img[contour_track(mask)] += 0.12 * cfg.powder_mean
+        if bulge.any():  # swollen material stands proud: brighter, smoother
+            img[bulge] = 1.25 * cfg.powder_mean + 0.2 * (img[bulge] - img[bulge].mean())
+        add_glints(img, rng, fused, density=0.02, amp=0.9 * cfg.powder_mean)
+    labels = geo_labels + apply_surface_defects(img, mask, plan.defects, layer, pitch, cfg.powder_mean, rng)
+    img *= plan.light
+    _draw_fiducials(img, plan)
+    img = cv2.GaussianBlur(img, (0, 0), 0.6)  # Basler optics
+    hr = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+    webcam = render_webcam(hr, plan.background, plan.H_hr_to_webcam, cfg.plate_mm, plan.webcam, rng,
+                           cfg.webcam_blur_px, cfg.webcam_resolution_loss, cfg.webcam_noise_std,
+                           cfg.webcam_vignetting, cfg.webcam_jpeg_quality)
+    lr = webcam_to_lr(webcam, plan.H_hr_to_webcam, n, cfg.scale)
+    return LayerImages(layer, hr, webcam, lr, mask, sorted(labels, key=lambda d: d["defect_id"]))
+
+
+def _draw_fiducials(img: np.ndarray, plan: BuildPlan) -> None:
+    """Bright round registration dots near the plate corners, in place."""
+    r = FIDUCIAL_RADIUS_MM * plan.cfg.plate_mm / 100.0 / plan.pitch_mm
+    for x, y in plan.fiducials_hr:
+        cv2.circle(img, (int(round(x * 16)), int(round(y * 16))), int(round(r * 16)), 235.0, -1, cv2.LINE_AA, 4)
+
+
+def build_json(plan: BuildPlan) -> dict:
+    """Contents of build.json: plate, pitches, layers, scale, seed, parts, defects, webcam model, fiducials."""
+    cfg, n = plan.cfg, plan.n
+    H = plan.H_hr_to_webcam
+    corners = project(H, np.array([[-0.5, -0.5], [n - 0.5, -0.5], [n - 0.5, n - 0.5], [-0.5, n - 0.5]]))
+    hr_um = cfg.plate_mm * 1000.0 / n
+
+    def r(a, d=6):
+        return np.round(np.asarray(a, dtype=np.float64), d).tolist()
+
+    return {
+        "format": "lpbf-edge-sim-build/1",
+        "seed": plan.seed,
+        "layers": plan.layers,
+        "plate_mm": [cfg.plate_mm, cfg.plate_mm],
+        "layer_thickness_um": cfg.layer_thickness_um,
+        "scale": cfg.scale,
+        "image_size_px": {"hr": [n, n], "lr": [n // cfg.scale, n // cfg.scale], "webcam": [cfg.webcam_width_px, cfg.webcam_height_px]},
+        "pixel_pitch_um": {"hr": round(hr_um, 4), "lr": round(hr_um * cfg.scale, 4),
+                           "webcam": round(webcam_pitch_um(H, n, cfg.plate_mm), 4), "webcam_note": "at the plate centre; varies with perspective"},
+        "coordinates": "HR pixel (u, v) has its centre at plate mm ((u + 0.5) * pitch, (v + 0.5) * pitch) from the top-left plate corner; "
+                       "the recoater travels along +v (top to bottom); z is mm above the plate, layer k exposes z = (k - 0.5) * thickness",
+        "recoater_direction": [0, 1],
+        "parts": [p.to_json() for p in plan.parts],
+        "defects": [d.to_json() for d in plan.defects],
+        "fiducials_hr": r(plan.fiducials_hr, 3),
+        "fiducial_radius_mm": FIDUCIAL_RADIUS_MM * cfg.plate_mm / 100.0,
+        "cameras": {
+            "webcam": {
+                "H_hr_to_webcam": r(H, 9),
+                "K": r(plan.webcam.K, 4),
+                "dist_coeffs": [0.0, 0.0, 0.0, 0.0, 0.0],
+                "R_plate_to_cam": r(plan.webcam.R, 9),
+                "t_plate_to_cam_mm": r(plan.webcam.t, 6),
+                "position_mm": r(plan.webcam.center_mm, 4),
+                "plate_frame": "origin at the plate centre, x right, y along recoater travel, z into the plate (mm)",
+                "plate_corners_webcam": r(corners, 3),
+                "width": cfg.webcam_width_px,
+                "height": cfg.webcam_height_px,
+            },
+            "hr": {"kind": "basler-like top view", "pixel_pitch_um": round(hr_um, 4)},
+        },
+        "sim_config": cfg.model_dump(),
+    }
+
+
+def _write_png(path: Path, img: np.ndarray, level: int) -> None:
+    """Write a PNG atomically (temp file + rename) so readers never see half a file."""
+    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, level])
+    if not ok:
+        raise OSError(f"PNG encoding failed for {path}")
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(buf.tobytes())
+    tmp.replace(path)
+
+
+def _write_json(path: Path, obj: object) -> None:
+    """Write JSON atomically with sorted keys (byte-identical for identical content)."""
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_layer(out: Path, imgs: LayerImages, png_level: int = 1) -> None:
+    """Write one rendered layer's five files under `out`."""
+    name = f"{imgs.layer:05d}"
+    for sub, arr in (("hr", imgs.hr), ("webcam", imgs.webcam), ("lr", imgs.lr), ("masks", imgs.mask)):
+        _write_png(out / sub / f"{name}.png", arr, png_level)
+    _write_json(out / "labels" / f"{name}.json", imgs.labels)
+
+
+def generate_build(out_dir: str | Path, layers: int, seed: int, cfg: SimConfig | None = None, progress: bool = False) -> Path:
+    """Render a whole build to `out_dir` (build.json + hr/ webcam/ lr/ masks/ labels/); return the folder."""
+    plan = plan_build(layers, seed, cfg)
+    out = Path(out_dir)
+    for sub in ("hr", "webcam", "lr", "masks", "labels"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    _write_json(out / "build.json", build_json(plan))
+    it = range(1, layers + 1)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc=f"sim build {out.name}", unit="layer")
+    for layer in it:
+        write_layer(out, render_layer(plan, layer), plan.cfg.png_compression)
+    return out
+
+
+def load_plan(build_dir: str | Path) -> BuildPlan:
+    """Re-create the plan of a build written by generate_build from its build.json (seed + config)."""
+    path = Path(build_dir) / "build.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        return plan_build(int(meta["layers"]), int(meta["seed"]), SimConfig(**meta["sim_config"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a readable sim build.json ({exc})") from exc
+
+
+__all__ = ["BuildPlan", "LayerImages", "build_json", "generate_build", "load_plan", "plan_build", "render_layer", "write_layer"]
