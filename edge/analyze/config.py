@@ -18,6 +18,7 @@ class AnalyzeConfig(Section):
 
     ref_width_px: int = Field(1024, ge=64, description="Image width (px) at which the pixel thresholds below are given; scaled to each image's width.")
     pixel_scale: float | None = Field(None, gt=0, description="Fixed length scale of pixel thresholds (overrides width / ref_width_px; use for crops of a plate).")
+    ignore_corner_frac: float = Field(0.1, ge=0, lt=0.5, description="Square corners of this fraction of the image side are ignored (registration marks live there).")
     # segmentation
     sauvola_window: int = Field(51, ge=3, description="Sauvola threshold window (pixels, odd) at ref_width_px.")
     sauvola_k: float = Field(0.2, gt=0, lt=1, description="Sauvola k parameter.")
@@ -26,6 +27,8 @@ class AnalyzeConfig(Section):
     texture_window: int = Field(9, ge=3, description="Window (px at ref_width_px) of the local texture (standard deviation) filter.")
     dilation_px: int = Field(3, ge=0, description="Dilation radius (px at ref_width_px) applied to the Sauvola mask before connected components.")
     min_part_area_px: int = Field(150, ge=1, description="Smallest part component kept (px^2 at ref_width_px).")
+    feature_min: float = Field(3.0, gt=0, description="Parts must differ from powder by this many robust sigmas on the feature map.")
+    refine_boundary: bool = Field(True, description="Snap part boundaries to the finely smoothed intensity (two-class reassignment in a band).")
     random_prompts: int = Field(4, ge=0, description="Random interior prompt points per component besides the distance-transform maximum.")
     min_confidence: float = Field(0.35, ge=0, le=1, description="Mask proposals with a lower confidence (class separability) are dropped.")
     min_stability: float = Field(0.6, ge=0, le=1, description="Mask proposals with a lower stability (IoU across threshold offsets) are dropped.")
@@ -37,6 +40,9 @@ class AnalyzeConfig(Section):
     sam_checkpoint: str | None = Field(None, description="Path to a Segment Anything checkpoint; None uses the classical proposer.")
     sam_model_type: str = Field("vit_b", description="Segment Anything model type of sam_checkpoint (vit_b, vit_l, vit_h).")
     # anomaly flags
+    recoater_travel: Literal["x", "y"] = Field("y", description="Image axis the recoater blade travels along (streaks run along it, hopping bands across it).")
+    hopping_width_px: int = Field(40, ge=3, description="Blade width (px at ref_width_px) over which hopping bands must be coherent.")
+    dark_frame_max: float = Field(8.0, ge=0, description="Mean grey level below which a frame is treated as a failed (black) capture.")
     streak_min_len_frac: float = Field(0.25, gt=0, le=1, description="A recoater streak spans at least this fraction of the plate width.")
     streak_contrast: float = Field(3.0, gt=0, description="Column-profile deviation (robust sigmas) for a recoater streak.")
     hopping_contrast: float = Field(3.0, gt=0, description="Row-profile deviation (robust sigmas) for recoater hopping bands.")
@@ -47,7 +53,8 @@ class AnalyzeConfig(Section):
     spatter_max_area_px: int = Field(12, ge=1, description="Largest spatter particle (px^2 at ref_width_px).")
     spatter_min_count: int = Field(25, ge=1, description="Spatter particles in one layer before spatter is flagged.")
     geometry_area_tol: float = Field(0.2, gt=0, lt=1, description="Relative part-area change (vs expected or previous layer) for part_geometry_deviation.")
-    geometry_iou_min: float = Field(0.7, gt=0, le=1, description="Part-mask IoU with the expected / previous mask below which geometry deviates.")
+    geometry_tol_px: int = Field(3, ge=0, description="Boundary tolerance (px at ref_width_px) before a part-shape difference counts.")
+    geometry_min_radius_px: float = Field(6.0, gt=0, description="Smallest bulge or dent (equivalent radius, px at ref_width_px) flagged as part_geometry_deviation.")
     laser_saturation: int = Field(250, ge=1, le=255, description="Grey level treated as saturated (laser or glare in the image).")
     laser_min_area_px: int = Field(200, ge=1, description="Saturated region size (px^2 at ref_width_px) that means the laser is in the image.")
     sr_std_high: float = Field(20.0, gt=0, description="SR per-pixel spread (grey levels) above which the SR texture is not trusted.")

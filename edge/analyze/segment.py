@@ -34,6 +34,28 @@ class MaskProposer(Protocol):
         """Proposals for one point prompt inside box (x0, y0, x1, y1); sensitivity > 0 grows masks."""
 
 
+def corner_mask(shape: tuple[int, int], frac: float) -> np.ndarray:
+    """True in the four corner squares (side frac x image side) where registration marks sit."""
+    m = np.zeros(shape, dtype=bool)
+    if frac <= 0:
+        return m
+    ch, cw = int(round(frac * shape[0])), int(round(frac * shape[1]))
+    for ys in (slice(0, ch), slice(shape[0] - ch, shape[0])):
+        for xs in (slice(0, cw), slice(shape[1] - cw, shape[1])):
+            m[ys, xs] = True
+    return m
+
+
+def drop_faint(mask: np.ndarray, feature: np.ndarray, level: float) -> np.ndarray:
+    """Remove components whose median feature is below level (powder texture, not parts)."""
+    lab, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    med = ndimage.median(feature, lab, range(1, n + 1))
+    keep = np.concatenate([[False], np.asarray(med) >= level])
+    return keep[lab]
+
+
 def drop_small(mask: np.ndarray, min_area: int) -> np.ndarray:
     """Remove connected components smaller than min_area pixels."""
     lab, n = ndimage.label(mask)
@@ -64,14 +86,18 @@ def as_gray(image: np.ndarray) -> np.ndarray:
 
 def flat_field(gray: np.ndarray, cfg: AnalyzeConfig, exclude: np.ndarray | None = None) -> np.ndarray:
     """Smooth illumination (vignetting) estimate; pixels in `exclude` (parts) are left out (normalised convolution)."""
-    sigma = max(2.0, cfg.flat_sigma_frac * gray.shape[1])
-    w = np.ones_like(gray) if exclude is None else (~exclude).astype(np.float64)
-    num = ndimage.gaussian_filter(gray * w, sigma, mode="reflect")
-    den = ndimage.gaussian_filter(w, sigma, mode="reflect")
-    flat = num / np.maximum(den, 1e-3)
-    fallback = ndimage.gaussian_filter(gray, sigma, mode="reflect")
-    flat = np.where(den > 0.05, flat, fallback)
-    return np.maximum(flat, 1.0)
+    import cv2
+
+    h, w_ = gray.shape
+    f = max(1, int(min(h, w_) // 128))  # work on a <= ~256 px grid: the flat field is smooth anyway
+    small = cv2.resize(gray, (max(1, w_ // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
+    wt = np.ones_like(small) if exclude is None else cv2.resize((~exclude).astype(np.float64), small.shape[::-1], interpolation=cv2.INTER_AREA)
+    sigma = max(1.0, cfg.flat_sigma_frac * small.shape[1])
+    num = ndimage.gaussian_filter(small * wt, sigma, mode="reflect")
+    den = ndimage.gaussian_filter(wt, sigma, mode="reflect")
+    fallback = ndimage.gaussian_filter(small, sigma, mode="reflect")
+    flat = np.where(den > 0.05, num / np.maximum(den, 1e-3), fallback)
+    return np.maximum(cv2.resize(flat, (w_, h), interpolation=cv2.INTER_LINEAR), 1.0)
 
 
 def _robust_z(x: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
@@ -158,7 +184,7 @@ class ClassicalProposer:
             return []
         t = float(threshold_otsu(roi))
         spread = float(roi.std())
-        t = max(t - 0.25 * sensitivity * spread, 1.0)  # never below 1 robust sigma of powder
+        t = max(t - 0.25 * sensitivity * spread, 0.5 * self.cfg.feature_min)  # never into plain powder
         pt = (point_xy[0] - x0, point_xy[1] - y0)
         m = self._grow(roi, pt, t)
         if not m.any():
@@ -194,6 +220,34 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / u) if u else 1.0
 
 
+def refine_boundary(mask: np.ndarray, fine: np.ndarray, band: int, polarity: int) -> np.ndarray:
+    """Reassign pixels in a band around each part to the nearer of the part / local powder levels of `fine`."""
+    if band < 1 or not mask.any():
+        return mask
+    out = mask.copy()
+    lab, n = ndimage.label(mask)
+    h, w = mask.shape
+    for i, sl in enumerate(ndimage.find_objects(lab), start=1):
+        ys, xs = sl
+        b = slice(max(0, ys.start - 3 * band), min(h, ys.stop + 3 * band)), slice(max(0, xs.start - 3 * band), min(w, xs.stop + 3 * band))
+        m, f = lab[b] == i, fine[b]
+        inner = ndimage.binary_erosion(m, iterations=band)
+        grown = ndimage.binary_dilation(m, iterations=band)
+        ring = ndimage.binary_dilation(m, iterations=2 * band) & ~grown & ~(lab[b] > 0)
+        if inner.sum() < 4 or ring.sum() < 4:
+            continue
+        mu_in, mu_out = float(np.median(f[inner])), float(np.median(f[ring]))
+        noise = 1.4826 * float(np.median(np.abs(f[ring] - mu_out))) + 1e-6
+        if polarity * (mu_in - mu_out) < 2.0 * noise:  # no intensity contrast: keep the texture-based boundary
+            continue
+        zone = grown & ~inner
+        part_like = np.abs(f - mu_in) < np.abs(f - mu_out)
+        new = inner | (zone & part_like)
+        new = ndimage.binary_opening(new, iterations=1) | inner
+        out[b] = (out[b] & ~m) | new
+    return out
+
+
 def make_proposer(cfg: AnalyzeConfig) -> MaskProposer:
     """Segment Anything when a checkpoint is configured, else the classical proposer."""
     if cfg.sam_checkpoint:
@@ -218,7 +272,7 @@ class Segmenter:
         ink = np.clip(128.0 - 16.0 * feature, 0, 255)
         win = max(3, int(round(self.cfg.sauvola_window * s)) | 1)
         binary = ink < threshold_sauvola(ink, window_size=win, k=self.cfg.sauvola_k, r=128.0)
-        binary &= feature > 1.5
+        binary &= feature > self.cfg.feature_min
         r = int(round(self.cfg.dilation_px * s))
         if r > 0:
             binary = ndimage.binary_dilation(binary, structure=disk(r))
@@ -269,6 +323,7 @@ class Segmenter:
         gray = as_gray(image)
         s = scale_of(gray.shape[1], cfg)
         feature, pol = part_feature(gray, cfg)
+        feature[corner_mask(gray.shape, cfg.ignore_corner_frac)] = min(0.0, float(feature.min()))
         self.proposer.set_image(np.clip(gray, 0, 255).astype(np.uint8), feature)
         comps, n = self.candidates(feature, s)
         sensitivity, n_random, it, failed = 0.0, cfg.random_prompts, 0, False
@@ -287,6 +342,12 @@ class Segmenter:
                 sensitivity -= 0.5
         else:
             failed = bool(expected_area_px)
+        if cfg.refine_boundary:
+            corr = gray / flat_field(gray, cfg, mask)
+            fine = ndimage.gaussian_filter(corr, max(0.6, 1.0 * s))
+            mask = refine_boundary(mask, fine, max(1, int(round(cfg.texture_window * s / 2 + 1))), pol)
+            mask = ndimage.binary_closing(mask, iterations=max(1, int(round(s))))
+        mask = drop_faint(mask, feature, cfg.feature_min)
         mask = drop_small(mask, max(1, int(cfg.min_part_area_px * s * s)))
         labels, k = ndimage.label(mask)
         areas = tuple(int(a) for a in ndimage.sum_labels(mask, labels, range(1, k + 1))) if k else ()

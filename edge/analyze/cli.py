@@ -1,0 +1,123 @@
+"""`lpbf-edge segment | analyze | evaluate | report`: layer analysis commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def _analyze_cfg(config: Path | None):
+    """AnalyzeConfig from the box config file (defaults when none); exits with the config errors."""
+    from edge.config import ConfigError, load_config
+
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            typer.echo(f"{config}:{issue}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def register(app: typer.Typer) -> None:
+    """Add the analysis commands."""
+
+    @app.command("segment")
+    def segment(
+        images: list[Path] = typer.Argument(..., help="Layer images (PNG/JPEG)."),
+        out: Path = typer.Option(..., "--out", help="Output folder for 0/255 mask PNGs (same names)."),
+        config: Path | None = typer.Option(None, "--config", help="Box config YAML (uses its analyze section)."),
+        pixel_scale: float | None = typer.Option(None, "--pixel-scale", help="Fixed length scale of pixel thresholds (for crops)."),
+    ) -> None:
+        """Write one 0/255 part mask PNG per input image, same size and name."""
+        from edge.analyze.imageio import ImageReadError, read_gray, write_png
+        from edge.analyze.segment import Segmenter
+
+        cfg = _analyze_cfg(config).analyze
+        if pixel_scale:
+            cfg = cfg.model_copy(update={"pixel_scale": pixel_scale})
+        seg, failed = Segmenter(cfg), 0
+        for p in images:
+            try:
+                img = read_gray(p)
+            except ImageReadError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                failed += 1
+                continue
+            res = seg.segment(img)
+            write_png(out / (p.stem + ".png"), (res.mask * 255).astype("uint8"))
+            typer.echo(f"{p.name}: {len(res.areas)} parts, {int(res.mask.sum())} px")
+        if failed:
+            raise typer.Exit(1)
+
+    @app.command("analyze")
+    def analyze(
+        images: list[Path] = typer.Argument(..., help="Layer images (PNG/JPEG), each analysed on its own."),
+        out: Path = typer.Option(..., "--out", help="Output folder: <name>.json anomaly JSON and <name>.png with flags drawn."),
+        config: Path | None = typer.Option(None, "--config", help="Box config YAML (analyze section and node.job)."),
+        pixel_scale: float | None = typer.Option(None, "--pixel-scale", help="Fixed length scale of pixel thresholds (for crops)."),
+    ) -> None:
+        """Single-layer analysis of each image (no build history)."""
+        from edge.analyze.draw import draw_flags
+        from edge.analyze.imageio import ImageReadError, layer_number, read_gray, write_png
+        from edge.analyze.layer import LayerAnalyzer
+
+        full = _analyze_cfg(config)
+        cfg = full.analyze if not pixel_scale else full.analyze.model_copy(update={"pixel_scale": pixel_scale})
+        failed = 0
+        out.mkdir(parents=True, exist_ok=True)
+        for i, p in enumerate(images, start=1):
+            try:
+                img = read_gray(p)
+            except ImageReadError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                failed += 1
+                continue
+            layer = layer_number(p, i)
+            res = LayerAnalyzer(cfg).analyze(img, layer)
+            doc = res.anomaly_json(full.node.job, layer)
+            (out / (p.stem + ".json")).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+            write_png(out / (p.stem + ".png"), draw_flags(img, res.mask, res.flags, res.layer_state))
+            kinds = ", ".join(sorted({f.type for f in res.flags})) or "no flags"
+            typer.echo(f"{p.name}: {res.layer_state} ({kinds})")
+        if failed:
+            raise typer.Exit(1)
+
+    @app.command("evaluate")
+    def evaluate(
+        build: Path = typer.Argument(..., help="Sim build folder (build.json, hr/, lr/, masks/)."),
+        out: Path = typer.Option(..., "--out", help="Output folder for tables (Markdown, CSV) and plots."),
+        config: Path | None = typer.Option(None, "--config", help="Box config YAML (analyze and sr sections)."),
+        max_layers: int = typer.Option(0, "--max-layers", help="Evaluate at most this many layers (0 = all)."),
+        cvd_patches: int = typer.Option(4, "--cvd-patches", help="Patches per source for the (slow) wavelet covariance distance."),
+    ) -> None:
+        """The paper's tables for a build: patch metrics, part metrics (IoU, Hausdorff, voxel mismatch), roughness."""
+        from edge.analyze.evaluate import evaluate_build
+
+        full = _analyze_cfg(config)
+        try:
+            res = evaluate_build(build, out, full.analyze, max_layers=max_layers, cvd_patches=cvd_patches, echo=typer.echo)
+        except (FileNotFoundError, ValueError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        typer.echo(f"wrote {res}")
+
+    @app.command("report")
+    def report(
+        build: Path = typer.Argument(..., help="Sim or recorded build folder."),
+        out: Path | None = typer.Option(None, "--out", help="HTML file to write (default BUILD/report.html)."),
+        config: Path | None = typer.Option(None, "--config", help="Box config YAML."),
+        max_layers: int = typer.Option(0, "--max-layers", help="Report at most this many layers (0 = all)."),
+    ) -> None:
+        """One self-contained HTML report per build (images embedded; opens offline)."""
+        from edge.analyze.report import write_report
+
+        full = _analyze_cfg(config)
+        target = out or (build / "report.html")
+        try:
+            p = write_report(build, target, full.analyze, job=full.node.job, max_layers=max_layers, echo=typer.echo)
+        except (FileNotFoundError, ValueError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        typer.echo(f"wrote {p}")

@@ -1,0 +1,173 @@
+"""Single-layer analysis for the box: segmentation, anomaly detectors, persistence over layers (LayerHistory)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from edge.analyze import anomaly as an
+from edge.analyze.config import AnalyzeConfig
+from edge.analyze.segment import SegmentationError, Segmenter, as_gray, corner_mask, flat_field, scale_of
+from edge.messages import AnomalyFlag, LayerState
+
+IMAGE_WIDE = ("spatter", "recoater_hopping", "sr_uncertain", "laser_in_image", "segmentation_failed")
+
+
+class AnalysisInputError(ValueError):
+    """Input that cannot be analysed as given (e.g. an expected mask of another aspect ratio)."""
+
+
+@dataclass(frozen=True)
+class LayerAnalysis:
+    """Result of one layer: state, flags, part mask (bool, image size) and timings in seconds."""
+
+    layer_state: LayerState
+    flags: tuple[AnomalyFlag, ...]
+    mask: np.ndarray
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def anomaly_json(self, job: str, layer: int) -> dict:
+        """The anomaly JSON of DESIGN.md section 4."""
+        return {"job": job, "layer": layer, "layer_state": self.layer_state, "flags": [f.to_json_dict() for f in self.flags]}
+
+
+def _box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """IoU of two [x, y, w, h] boxes."""
+    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw, ih = max(0, min(ax1, bx1) - max(a[0], b[0])), max(0, min(ay1, by1) - max(a[1], b[1]))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+class LayerHistory:
+    """What the box remembers between layers: previous part masks/areas and flags (for persistence)."""
+
+    def __init__(self, keep: int = 5):
+        self.keep = keep
+        self.masks: list[np.ndarray] = []
+        self.flags: tuple[AnomalyFlag, ...] = ()
+        self.last_layer: int | None = None
+
+    def previous_mask(self, shape: tuple[int, int]) -> np.ndarray | None:
+        """The last part mask of the same shape, or None."""
+        for m in reversed(self.masks):
+            if m.shape == shape:
+                return m
+        return None
+
+    def persist(self, flags: list[AnomalyFlag], cfg: AnalyzeConfig) -> list[AnomalyFlag]:
+        """Set layers_persisted from matching flags of the previous layer; long-lived minor flags become critical."""
+        out = []
+        for f in flags:
+            n = 1
+            for p in self.flags:
+                if p.type == f.type and (f.type in IMAGE_WIDE or _box_iou(p.bbox, f.bbox) >= cfg.persist_iou):
+                    n = max(n, p.layers_persisted + 1)
+            sev = "critical" if (n >= cfg.critical_persist_layers and f.type not in ("sr_uncertain",)) else f.severity
+            out.append(replace(f, layers_persisted=n, severity=sev))
+        return out
+
+    def push(self, layer: int, mask: np.ndarray, flags: tuple[AnomalyFlag, ...]) -> None:
+        """Remember this layer's mask and flags."""
+        self.masks = (self.masks + [mask])[-self.keep :]
+        self.flags = flags
+        self.last_layer = layer
+
+
+def _state(flags: list[AnomalyFlag]) -> LayerState:
+    """Layer state from flags: special states first, then the worst severity."""
+    types = {f.type for f in flags}
+    if "laser_in_image" in types:
+        return "laser_in_image"
+    if "segmentation_failed" in types:
+        return "segmentation_failed"
+    if any(f.severity == "critical" for f in flags if f.type != "sr_uncertain"):
+        return "critical"
+    return "minor" if flags else "ok"
+
+
+class LayerAnalyzer:
+    """Analyse layer images one by one (LR or SR size); keeps a LayerHistory for persistence and geometry."""
+
+    def __init__(self, cfg: AnalyzeConfig | None = None, expected_masks: Mapping[int, np.ndarray] | Sequence[np.ndarray] | None = None):
+        self.cfg = cfg or AnalyzeConfig()
+        self.expected = expected_masks
+        self.history = LayerHistory()
+        self.segmenter = Segmenter(self.cfg)
+
+    def expected_mask(self, layer: int, shape: tuple[int, int]) -> np.ndarray | None:
+        """Expected part mask of a layer (1-based) resized to the image grid; clear error for another aspect ratio."""
+        if self.expected is None:
+            return None
+        if isinstance(self.expected, Mapping):
+            m = self.expected.get(layer)
+        else:
+            m = self.expected[layer - 1] if 1 <= layer <= len(self.expected) else None
+        if m is None:
+            return None
+        m = np.asarray(m)
+        if m.ndim != 2:
+            raise AnalysisInputError(f"expected mask of layer {layer} must be 2-D, got shape {m.shape}")
+        if m.shape != shape:
+            if abs(m.shape[0] / m.shape[1] - shape[0] / shape[1]) > 0.01:
+                raise AnalysisInputError(
+                    f"expected mask of layer {layer} is {m.shape[1]}x{m.shape[0]} px but the image is {shape[1]}x{shape[0]}: not the same plate grid"
+                )
+            m = cv2.resize((m > 0).astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+        return m > 0
+
+    def analyze(self, image_uint8: np.ndarray, layer: int, std: np.ndarray | None = None) -> LayerAnalysis:
+        """Flags for one layer image; never raises on bad image content (returns capture_failed instead)."""
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        img = np.asarray(image_uint8) if image_uint8 is not None else np.zeros((0, 0))
+        try:
+            gray = as_gray(img)
+        except SegmentationError:
+            return LayerAnalysis("capture_failed", (), np.zeros(img.shape[:2] if img.ndim >= 2 else (0, 0), bool), {"total": time.perf_counter() - t0})
+        if std is not None and np.asarray(std).shape[:2] != gray.shape:
+            raise AnalysisInputError(f"SR std map is {np.asarray(std).shape} but the image is {gray.shape}")
+        if float(gray.mean()) < self.cfg.dark_frame_max:
+            res = LayerAnalysis("capture_failed", (), np.zeros(gray.shape, bool), {"total": time.perf_counter() - t0})
+            self.history.push(layer, res.mask, ())
+            return res
+        cfg, s = self.cfg, scale_of(gray.shape[1], self.cfg)
+        flags: list[AnomalyFlag] = an.detect_laser(gray, cfg, s)
+        expected = self.expected_mask(layer, gray.shape)
+        prev = self.history.previous_mask(gray.shape)
+        exp_area = float(expected.sum()) if expected is not None else (float(prev.sum()) if prev is not None and prev.any() else None)
+        t = time.perf_counter()
+        seg = self.segmenter.segment(np.where(gray >= cfg.laser_saturation, np.median(gray), gray), exp_area or None)
+        timings["segment"] = time.perf_counter() - t
+        mask = seg.mask
+        if seg.failed:
+            flags.append(an.AnomalyFlag("segmentation_failed", "critical", float(seg.iterations), (0, 0, gray.shape[1], gray.shape[0]), int(mask.sum())))
+        t = time.perf_counter()
+        margin = max(1, int(round(4 * s)))
+        parts_grown = ndimage.binary_dilation(mask, iterations=margin) if mask.any() else mask
+        sat = gray >= cfg.laser_saturation
+        powder = ~parts_grown & ~ndimage.binary_dilation(sat, iterations=margin) & ~corner_mask(gray.shape, cfg.ignore_corner_frac)
+        if powder.sum() < 0.05 * powder.size:  # almost no powder visible: use every non-saturated pixel for statistics
+            powder = ~sat
+        corr = gray / flat_field(gray, cfg, ~powder)
+        med, sig = an.robust_sigma(corr[powder])
+        ctx = an.LayerContext(gray, (corr - med) / sig, powder, mask, s, cfg)
+        if powder.any():
+            flags += an.detect_streaks(ctx) + an.detect_hopping(ctx) + an.detect_spreading(ctx) + an.detect_blobs(ctx)
+        if expected is not None:
+            flags += an.detect_geometry(mask, expected, cfg, s)
+        elif prev is not None:
+            flags += an.detect_geometry(mask, prev, cfg, s)
+        sr_flags, untrusted = an.detect_sr_uncertain(std, cfg)
+        flags = an.suppress_untrusted(flags, untrusted) + sr_flags
+        timings["detect"] = time.perf_counter() - t
+        flags = self.history.persist(flags, cfg)
+        self.history.push(layer, mask, tuple(flags))
+        timings["total"] = time.perf_counter() - t0
+        return LayerAnalysis(_state(flags), tuple(flags), mask, timings)
