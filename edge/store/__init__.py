@@ -1,1 +1,1 @@
-"""Layer archive and publish spool on disk with atomic writes."""
+"""Layer archive and publish spool on disk (atomic writes, retention that keeps unpublished data)."""

@@ -1,0 +1,65 @@
+"""Commands accepted on `<prefix>/<node_id>/cmd/<name>`: validated with pydantic before anything acts on them."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+JOB_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class _Cmd(BaseModel):
+    """Base of a command payload: unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StartJob(_Cmd):
+    """Start a new job: later layers are numbered and published under `job`."""
+
+    job: str = Field(..., pattern=JOB_PATTERN, description="Job id (letters, digits, . _ -).")
+
+
+class StopJob(_Cmd):
+    """Mark the current job finished (layers still arriving are kept under it)."""
+
+
+class SetJob(_Cmd):
+    """Rename the job id used for the next layers without changing running state."""
+
+    job: str = Field(..., pattern=JOB_PATTERN, description="Job id (letters, digits, . _ -).")
+
+
+class RequeueRejected(_Cmd):
+    """Send again the messages the broker refused (after its ACL was fixed)."""
+
+
+COMMANDS: dict[str, type[_Cmd]] = {
+    "start_job": StartJob,
+    "stop_job": StopJob,
+    "set_job": SetJob,
+    "requeue_rejected": RequeueRejected,
+}
+
+
+class CommandError(ValueError):
+    """A command that was refused; the message says why."""
+
+
+def parse_command(name: str, payload: bytes) -> _Cmd:
+    """Validate a command named by its topic; raise CommandError with a one-line reason."""
+    model = COMMANDS.get(name)
+    if model is None:
+        raise CommandError(f"unknown command {name!r}; known: {', '.join(sorted(COMMANDS))}")
+    try:
+        data = json.loads(payload.decode("utf-8")) if payload.strip() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CommandError(f"{name}: payload is not JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise CommandError(f"{name}: payload must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<payload>'}: {e['msg']}" for e in exc.errors())
+        raise CommandError(f"{name}: {reasons}") from exc
