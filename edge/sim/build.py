@@ -28,6 +28,7 @@ from edge.sim.scan import add_glints, contour_track, scan_modulation
 FIDUCIAL_INSET_MM = 6.0
 FIDUCIAL_RADIUS_MM = 2.0
 _BUILD_STREAM = 0xB01D
+_DEFECT_STREAM = 0xDEFEC7
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,8 @@ class LayerImages:
 
     layer: int
     hr: np.ndarray
-    webcam: np.ndarray
-    lr: np.ndarray
+    webcam: np.ndarray | None
+    lr: np.ndarray | None
     mask: np.ndarray
     labels: list[dict]
 
@@ -80,7 +81,9 @@ def plan_build(layers: int, seed: int, cfg: SimConfig | None = None) -> BuildPla
     rng = np.random.default_rng([int(seed), _BUILD_STREAM])
     n, pitch = cfg.hr_size_px, cfg.plate_mm / cfg.hr_size_px
     parts = layout_parts(rng, cfg.plate_mm, max(layers * cfg.layer_thickness_um / 1000.0, 0.1))
-    defects = schedule_defects(rng, layers, cfg.defect_rate, [p.id for p in parts], n, pitch)
+    # own stream: the same seed with another defect rate gives the same plate, lighting and camera
+    drng = np.random.default_rng([int(seed), _DEFECT_STREAM])
+    defects = schedule_defects(drng, layers, cfg.defect_rate, [p.id for p in parts], n, pitch)
     light = lighting_gain(n, *rng.uniform(-0.2, 0.2, 2), rng.uniform(0.05, 0.2))
     background = chamber_background(rng)
     cam = look_at_webcam(cfg.webcam_focal_px, cfg.webcam_width_px, cfg.webcam_height_px, cfg.webcam_distance_mm,
@@ -103,8 +106,11 @@ def _check_visible(H: np.ndarray, n: int, cam: WebcamModel) -> None:
         )
 
 
-def render_layer(plan: BuildPlan, layer: int) -> LayerImages:
-    """Render one layer (1-based) in memory; the result depends only on (seed, config, layers, layer)."""
+def render_layer(plan: BuildPlan, layer: int, cameras: bool = True) -> LayerImages:
+    """Render one layer (1-based) in memory; depends only on (seed, config, layers, layer).
+
+    cameras=False skips the webcam view and its LR registration (webcam and lr are None): HR-only uses.
+    """
     if not 1 <= layer <= plan.layers:
         raise ValueError(f"layer {layer} outside the build's 1..{plan.layers}")
     cfg, n, pitch = plan.cfg, plan.n, plan.pitch_mm
@@ -114,26 +120,45 @@ def render_layer(plan: BuildPlan, layer: int) -> LayerImages:
     fused = mask > 0
 
     img = powder_texture(rng, n, cfg.powder_mean, cfg.powder_grain_std)
-    add_spatter(img, rng, mask, cfg.spatter_per_mpx, depth=0.45 * cfg.powder_mean)
+    add_spatter(img, rng, mask, cfg.spatter_per_mpx, 0.9 * cfg.powder_mean, pitch)
     if fused.any():
-        scan = scan_modulation(n, layer, pitch, cfg.island_mm, cfg.hatch_rotation_deg, rng)
-        solid = cfg.part_brightness * cfg.powder_mean * scan + 0.35 * (img - cfg.powder_mean)
-        img = np.where(fused, solid, img)
-        img[contour_track(mask)] += 0.12 * cfg.powder_mean
-        if bulge.any():  # swollen material stands proud: brighter, smoother
-            img[bulge] = 1.25 * cfg.powder_mean + 0.2 * (img[bulge] - img[bulge].mean())
-        add_glints(img, rng, fused, density=0.02, amp=0.9 * cfg.powder_mean)
+        img = _compose_parts(img, mask, bulge, rng, layer, cfg, pitch)
     labels = geo_labels + apply_surface_defects(img, mask, plan.defects, layer, pitch, cfg.powder_mean, rng)
     img *= plan.light
     _draw_fiducials(img, plan)
     img = cv2.GaussianBlur(img, (0, 0), 0.6)  # Basler optics
     hr = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    labels = sorted(labels, key=lambda d: d["defect_id"])
+    if not cameras:
+        return LayerImages(layer, hr, None, None, mask, labels)
 
     webcam = render_webcam(hr, plan.background, plan.H_hr_to_webcam, cfg.plate_mm, plan.webcam, rng,
                            cfg.webcam_blur_px, cfg.webcam_resolution_loss, cfg.webcam_noise_std,
                            cfg.webcam_vignetting, cfg.webcam_jpeg_quality)
     lr = webcam_to_lr(webcam, plan.H_hr_to_webcam, n, cfg.scale)
-    return LayerImages(layer, hr, webcam, lr, mask, sorted(labels, key=lambda d: d["defect_id"]))
+    return LayerImages(layer, hr, webcam, lr, mask, labels)
+
+
+def _compose_parts(
+    img: np.ndarray, mask: np.ndarray, bulge: np.ndarray, rng: np.random.Generator, layer: int, cfg: SimConfig, pitch: float
+) -> np.ndarray:
+    """Fused regions over the powder: scan texture, rough speckle, edge glints, a spatter-darkened halo, soft edges."""
+    n, mean = mask.shape[0], cfg.powder_mean
+    fused = mask > 0
+    scan = scan_modulation(n, layer, pitch, cfg.island_mm, cfg.hatch_rotation_deg, rng)
+    u = rng.random((n, n), dtype=np.float32)
+    rough = cv2.GaussianBlur(rng.standard_normal((n, n), dtype=np.float32), (0, 0), 0.8)
+    solid = cfg.part_brightness * mean * scan + 0.4 * (img - mean) + 0.22 * mean * rough
+    edge_band = cv2.dilate(contour_track(mask).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    solid[edge_band] -= 0.06 * mean  # contour/hatch overlap and sintered particles darken the rim
+    if bulge.any():  # swollen material stands proud: brighter, smoother
+        solid[bulge] = 1.25 * mean + 0.2 * (solid[bulge] - solid[bulge].mean())
+    add_glints(solid, u, fused, density=0.006, amp=1.0 * mean)
+    add_glints(solid, u, fused & edge_band, density=0.02, amp=1.0 * mean)
+    dist = cv2.distanceTransform((~fused).astype(np.uint8), cv2.DIST_L2, 3)
+    halo = 1.0 - 0.08 * np.exp(-dist * pitch / 1.5)
+    alpha = cv2.GaussianBlur(fused.astype(np.float32), (0, 0), 0.7)
+    return alpha * solid + (1.0 - alpha) * img * halo
 
 
 def _draw_fiducials(img: np.ndarray, plan: BuildPlan) -> None:

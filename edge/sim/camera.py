@@ -69,7 +69,8 @@ def webcam_pitch_um(H_hr_to_webcam: np.ndarray, n: int, plate_mm: float) -> floa
     """Plate distance per webcam pixel (µm) at the plate centre, from the local Jacobian of the homography."""
     c = np.array([[n / 2, n / 2], [n / 2 + 1, n / 2], [n / 2, n / 2 + 1]])
     w = project(H_hr_to_webcam, c)
-    area = abs(np.cross(w[1] - w[0], w[2] - w[0]))
+    (ax, ay), (bx, by) = w[1] - w[0], w[2] - w[0]
+    area = abs(ax * by - ay * bx)
     return float(plate_mm / n * 1000 / math.sqrt(area))
 
 

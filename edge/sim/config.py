@@ -19,7 +19,7 @@ class SimConfig(Section):
     )
     powder_mean: float = Field(110.0, ge=20, le=230, description="Mean grey level of fresh powder in the HR image (8-bit).")
     powder_grain_std: float = Field(9.0, ge=0, le=60, description="Std of the powder grain texture in grey levels (8-bit).")
-    part_brightness: float = Field(0.72, gt=0, le=2, description="Mean brightness of fused regions relative to powder.")
+    part_brightness: float = Field(0.78, gt=0, le=2, description="Mean brightness of fused regions relative to powder.")
     island_mm: float = Field(10.0, gt=0, description="Size of the hexagonal scan islands on fused regions in millimetres.")
     hatch_rotation_deg: float = Field(67.0, description="Hatch-angle rotation from one layer to the next in degrees.")
     spatter_per_mpx: float = Field(400.0, ge=0, description="Dark spatter particles on powder per megapixel of HR image (denser near parts).")

@@ -51,12 +51,10 @@ def contour_track(mask: np.ndarray) -> np.ndarray:
     return (fused > 0) & (inner == 0)
 
 
-def add_glints(img: np.ndarray, rng: np.random.Generator, fused: np.ndarray, density: float, amp: float) -> None:
-    """Bright specular glints on fused material (melt-track ripples and sintered particles), in place."""
-    idx = np.flatnonzero(fused.ravel())
-    if idx.size == 0:
-        return
-    k = int(rng.binomial(idx.size, density))
-    pick = idx[rng.integers(0, idx.size, k)]
-    flat = img.reshape(-1)
-    flat[pick] += rng.uniform(0.3, 1.0, k).astype(np.float32) * amp
+def add_glints(img: np.ndarray, u: np.ndarray, where: np.ndarray, density: float, amp: float) -> None:
+    """Bright specular glints (melt-track ripples, sintered particles) where u < density inside `where`, in place.
+
+    `u` is a uniform [0, 1) field drawn once per layer, so glints stay put when the mask changes elsewhere.
+    """
+    hit = where & (u < density)
+    img[hit] += amp * (0.3 + 0.7 * u[hit] / density)

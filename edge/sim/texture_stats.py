@@ -55,12 +55,12 @@ def grain_contrast(img: np.ndarray, sigma: float = 3.0) -> float:
     return float(np.std(a - low) / max(float(low.mean()), 1e-6))
 
 
-def spatter_density(img: np.ndarray, k: float = 6.0) -> float:
-    """Bright isolated specks (residual above k robust sigmas) per megapixel."""
+def spatter_density(img: np.ndarray, k: float = 5.0) -> float:
+    """Isolated specks, dark or bright (fine residual beyond k robust sigmas), per megapixel."""
     a = img.astype(np.float32)
     res = a - cv2.GaussianBlur(a, (0, 0), 4.0)
     mad = float(np.median(np.abs(res - np.median(res)))) * 1.4826 + 1e-6
-    hot = (res > k * mad).astype(np.uint8)
+    hot = (np.abs(res) > k * mad).astype(np.uint8)
     n, _ = cv2.connectedComponents(hot, connectivity=8)
     return float((n - 1) / (img.size / 1e6))
 
@@ -76,3 +76,21 @@ def texture_stats(img: np.ndarray) -> TextureStats:
         spectral_slope=spectral_slope(img),
         spatter_per_mpx=spatter_density(img),
     )
+
+
+def powder_patches(hr: np.ndarray, mask: np.ndarray, pitch_mm: float, size: int = 128, clearance_mm: float = 2.0) -> list[np.ndarray]:
+    """Non-overlapping size x size patches of pure powder: no part within clearance_mm, no corner fiducials."""
+    n = hr.shape[0]
+    m = max(int(round(clearance_mm / pitch_mm)), 1)
+    near = cv2.dilate((mask > 0).astype(np.uint8), np.ones((2 * m + 1, 2 * m + 1), np.uint8))
+    c = int(0.12 * n)  # corner squares hold the fiducials
+    near[:c, :c] = near[:c, -c:] = near[-c:, :c] = near[-c:, -c:] = 1
+    taken = np.zeros_like(near)
+    out = []
+    step = max(size // 4, 1)
+    for y in range(0, n - size + 1, step):
+        for x in range(0, n - size + 1, step):
+            if not near[y : y + size, x : x + size].any() and not taken[y : y + size, x : x + size].any():
+                taken[y : y + size, x : x + size] = 1
+                out.append(hr[y : y + size, x : x + size])
+    return out
