@@ -148,11 +148,11 @@ def _compose_parts(
     scan = scan_modulation(n, layer, pitch, cfg.island_mm, cfg.hatch_rotation_deg, rng)
     u = rng.random((n, n), dtype=np.float32)
     rough = cv2.GaussianBlur(rng.standard_normal((n, n), dtype=np.float32), (0, 0), 0.8)
-    solid = cfg.part_brightness * mean * scan + 0.4 * (img - mean) + 0.22 * mean * rough
+    solid = cfg.part_brightness * mean * scan + 0.4 * (img - mean) + 0.15 * mean * rough
     edge_band = cv2.dilate(contour_track(mask).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     solid[edge_band] -= 0.06 * mean  # contour/hatch overlap and sintered particles darken the rim
     if bulge.any():  # swollen material stands proud: brighter, smoother
-        solid[bulge] = 1.25 * mean + 0.2 * (solid[bulge] - solid[bulge].mean())
+        solid[bulge] = 1.15 * mean + 0.5 * (solid[bulge] - solid[bulge].mean())
     add_glints(solid, u, fused, density=0.006, amp=1.0 * mean)
     add_glints(solid, u, fused & edge_band, density=0.02, amp=1.0 * mean)
     dist = cv2.distanceTransform((~fused).astype(np.uint8), cv2.DIST_L2, 3)

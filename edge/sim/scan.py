@@ -33,15 +33,15 @@ def scan_modulation(
     parity = ((q + 2 * r) % 2).astype(np.float32)
     base = math.radians((layer * rotation_deg) % 180.0)
     theta = base + parity * (math.pi / 2)
-    period = max(0.4 / pitch_mm, 3.0)  # visible track ridges every ~0.4 mm, at least 3 px
+    period = max(0.5 / pitch_mm, 3.0)  # visible track ridges every ~0.5 mm, at least 3 px
     xs = np.arange(n, dtype=np.float32)[None, :]
     ys = np.arange(n, dtype=np.float32)[:, None]
     phase = (xs * np.cos(theta) + ys * np.sin(theta)) * (2 * math.pi / period)
     hatch = np.sin(phase)
     # per-island brightness from a hash of its indices (islands are scanned at different times)
     h = ((q * 73856093) ^ (r * 19349663) ^ (layer * 83492791)) & 1023
-    island = (h.astype(np.float32) / 1023.0 - 0.5) * 0.10
-    return (1.0 + 0.05 * hatch + island).astype(np.float32)
+    island = (h.astype(np.float32) / 1023.0 - 0.5) * 0.16
+    return (1.0 + 0.09 * hatch + island).astype(np.float32)
 
 
 def contour_track(mask: np.ndarray) -> np.ndarray:
