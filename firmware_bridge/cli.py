@@ -1,0 +1,81 @@
+"""`lpbf-edge bridge replay|trace|daq`: layer events from a trace file, a synthetic trace, or the DAQ."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `bridge` command group."""
+    bridge_app = typer.Typer(help="Laser-signal layer detection (NI DAQ, trace replay).", no_args_is_help=True)
+
+    @bridge_app.command("replay")
+    def replay(
+        trace: Path = typer.Argument(..., help="CSV with a header and columns time_s, laser_v."),
+        config: Path | None = typer.Option(None, "--config", help="Box YAML config (bridge section is used)."),
+        faults: bool = typer.Option(True, help="Also print fault records (stuck signal, gaps) to stderr as JSON."),
+    ) -> None:
+        """Print one JSON line per detected layer event in TRACE.csv."""
+        from edge.config import ConfigError, load_config
+        from firmware_bridge.bridge import run_bridge
+        from firmware_bridge.detector import LayerDetector
+        from firmware_bridge.errors import BridgeError
+        from firmware_bridge.sources.replay import TraceReplaySource
+
+        try:
+            cfg = load_config(config).bridge
+        except ConfigError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from exc
+        source = TraceReplaySource(trace, chunk=cfg.replay_chunk)
+        det = LayerDetector(cfg, source=source.name)
+        on_fault = (lambda f: typer.echo(json.dumps(f.to_json_dict()), err=True)) if faults else (lambda f: None)
+        try:
+            for ev in run_bridge(lambda: source, det, on_fault=on_fault):
+                sys.stdout.write(json.dumps(ev.to_json_dict()) + "\n")
+                sys.stdout.flush()
+        except BridgeError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+
+    @bridge_app.command("trace")
+    def trace_cmd(
+        out: Path = typer.Argument(..., help="CSV file to write (time_s, laser_v)."),
+        layers: int = typer.Option(5, min=1, help="Number of layers."),
+        seed: int = typer.Option(0, help="Random seed."),
+        truth: Path | None = typer.Option(None, help="Also write the true layer-end times as JSON here."),
+    ) -> None:
+        """Write a synthetic laser trace (vectors, jumps, pauses, recoat, spikes, noise, dropouts)."""
+        from firmware_bridge.traces import generate_trace
+
+        tr = generate_trace(layers, seed=seed)
+        tr.to_csv(out)
+        if truth is not None:
+            truth.write_text(json.dumps({"layer_ends_s": tr.layer_ends.round(6).tolist()}))
+        typer.echo(f"{out}: {tr.t.size} samples, {layers} layers")
+
+    @bridge_app.command("daq")
+    def daq(config: Path | None = typer.Option(None, "--config", help="Box YAML config (bridge.daq section).")) -> None:
+        """Watch the NI DAQ and print one JSON line per layer event (Ctrl-C to stop)."""
+        from edge.config import load_config
+        from firmware_bridge.bridge import run_bridge
+        from firmware_bridge.detector import LayerDetector
+        from firmware_bridge.errors import BridgeError
+        from firmware_bridge.sources.daq import DaqSource
+
+        cfg = load_config(config).bridge
+        det = LayerDetector(cfg, source=f"daq:{cfg.daq.channel}")
+        try:
+            for ev in run_bridge(lambda: DaqSource(cfg.daq), det, max_restarts=-1, backoff_s=cfg.restart_backoff_s):
+                typer.echo(json.dumps(ev.to_json_dict()))
+        except BridgeError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        except KeyboardInterrupt:
+            raise typer.Exit(0) from None
+
+    app.add_typer(bridge_app, name="bridge")
