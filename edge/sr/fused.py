@@ -242,3 +242,37 @@ class FusedOrtLoop:
         for b in self._bindings:
             self.session.run_with_iobinding(b)
         return self.x[self.plan.steps % 2]
+
+
+class FusedSampler:
+    """Drop-in for edge.sr.samplers.sample over a fused step session: one session call per step, buffers reused."""
+
+    def __init__(self, session):
+        self.session = session
+        self._loops: dict[tuple, FusedOrtLoop] = {}
+
+    def sample(self, sched, cond: np.ndarray, spec, prediction: str, rng: np.random.Generator | None = None,
+               noise: np.ndarray | None = None, x_init: np.ndarray | None = None) -> np.ndarray:
+        """Same contract as samplers.sample (noise [steps+1, ...]: index 0 starts the chain); returns float32 latents."""
+        from edge.sr.samplers import draw_noise
+        from edge.sr.schedule import timesteps_for
+
+        t_max = None
+        if spec.init == "noised_estimate":
+            if x_init is None:
+                raise ValueError("sampler init 'noised_estimate' needs x_init (the encoded upsampled LR)")
+            t_max = sched.T - 1 if spec.t_start is None else spec.t_start
+        ts = timesteps_for(sched.T, spec.steps, spec.spacing, t_max=t_max)
+        eta = 1.0 if spec.name == "ddpm" else spec.eta
+        key = (tuple(ts.tolist()), spec.name, eta, prediction, cond.shape)
+        loop = self._loops.get(key)
+        if loop is None:
+            plan = plan_steps(sched.alphas_cumprod, ts, spec.name, prediction, eta=eta)
+            loop = self._loops[key] = FusedOrtLoop(self.session, plan, cond.shape[0], cond.shape[1:])
+        if noise is None:
+            if rng is None:
+                raise ValueError("pass rng or pre-drawn noise")
+            noise = draw_noise(rng, len(ts), cond.shape)
+        x = noise[0] if t_max is None else sched.q_sample(np.asarray(x_init, np.float64), noise[0], int(ts[0]))
+        return loop.run(np.asarray(x, np.float32), np.asarray(cond, np.float32),
+                        noise[1:] if loop.plan.stochastic else None).copy()

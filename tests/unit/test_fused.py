@@ -9,6 +9,8 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler  # noqa: E402
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
+
 from edge.sr.fused import FusedOrtLoop, apply_step, export_fused_torch, fuse_onnx, plan_steps  # noqa: E402
 
 T = 200
@@ -131,3 +133,42 @@ def test_fuse_rejects_non_denoiser(tmp_path):
     onnx.save(helper.make_model(g), str(tmp_path / "r.onnx"))
     with pytest.raises(ValueError, match="expected a denoiser"):
         fuse_onnx(tmp_path / "r.onnx", tmp_path / "o.onnx")
+
+
+@pytest.fixture(scope="module")
+def tiny_fused(tmp_path_factory):
+    """The SR-runtime fixture's tiny U-Net denoiser, and its fused step graph in a session (exported once)."""
+    den = pytest.importorskip("tests.sr_fixtures").tiny_modules()["denoiser"]
+    path = tmp_path_factory.mktemp("tiny") / "f.onnx"
+    export_fused_torch(den, path, *SHAPE)
+    return den, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("name,steps,pred,init", [("ddpm", 20, "epsilon", "noise"), ("ddim", 10, "v_prediction", "noised_estimate"),
+                                                  ("dpmpp_2m", 8, "v_prediction", "noise"), ("dpmpp_2m", 6, "sample", "noised_estimate")])
+def test_fused_sampler_matches_sr_runtime_sampler(tiny_fused, name, steps, pred, init):
+    """FusedSampler over the tiny bundle's U-Net equals edge.sr.samplers.sample (float64 reference) within 1e-4.
+
+    The reference's denoise callable is the same graph with coef = [0, 1, 0, 0, 0, 0] (output x0 = model output),
+    so only the sampler arithmetic differs between the two."""
+    samplers = pytest.importorskip("edge.sr.samplers")
+    from edge.sr.fused import FusedSampler
+    from edge.sr.schedule import Schedule
+    _, sess = tiny_fused
+    shape = SHAPE
+    fs = FusedSampler(sess)
+    sched = Schedule.make("cosine", 50)
+    spec = samplers.SamplerSpec(name=name, steps=steps, init=init, t_start=30 if init != "noise" else None,
+                                spacing="leading" if name == "ddpm" else "trailing")
+    rng = np.random.default_rng(0)
+    cond = rng.standard_normal(shape).astype(np.float32)
+    x_init = rng.standard_normal(shape).astype(np.float32)
+    noise = samplers.draw_noise(rng, steps, shape)
+    raw, zero = np.array([0, 1, 0, 0, 0, 0], np.float32), np.zeros(shape, np.float32)
+
+    def denoise(x, t, c):
+        return sess.run(["x0"], {"x": x, "t": t, "cond": c, "coef": raw, "noise": zero, "x0_prev": zero})[0]
+
+    ref = samplers.sample(denoise, sched, cond, shape, spec, pred, noise=noise, x_init=x_init)
+    got = fs.sample(sched, cond, spec, pred, noise=noise, x_init=x_init)
+    np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())))
