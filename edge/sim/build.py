@@ -153,8 +153,8 @@ def _compose_parts(
     solid[edge_band] -= 0.06 * mean  # contour/hatch overlap and sintered particles darken the rim
     if bulge.any():  # swollen material stands proud: brighter, smoother
         solid[bulge] = 1.15 * mean + 0.5 * (solid[bulge] - solid[bulge].mean())
-    add_glints(solid, u, fused, density=0.006, amp=1.0 * mean)
-    add_glints(solid, u, fused & edge_band, density=0.02, amp=1.0 * mean)
+    add_glints(solid, u, fused, density=0.008, amp=1.8 * mean)
+    add_glints(solid, u, fused & edge_band, density=0.04, amp=2.2 * mean)
     dist = cv2.distanceTransform((~fused).astype(np.uint8), cv2.DIST_L2, 3)
     halo = 1.0 - 0.08 * np.exp(-dist * pitch / 1.5)
     alpha = cv2.GaussianBlur(fused.astype(np.float32), (0, 0), 0.7)

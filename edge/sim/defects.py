@@ -163,7 +163,8 @@ def apply_surface_defects(
             labels.append(_label(ev, layer, [x0, y0, x1 - x0, y1 - y0], p["amplitude"] > 20))
         elif ev.type == "incomplete_spreading":
             xs = np.arange(n, dtype=np.float32)
-            edge = n - p["short_mm"] / pitch_mm + p["wave_mm"] / pitch_mm * np.sin(2 * math.pi * xs / n * 1.5 + p["phase"])
+            wave = np.sin(2 * math.pi * xs / n * 1.5 + p["phase"]) + 0.35 * np.sin(2 * math.pi * xs / n * 7.0 + 2.1 * p["phase"])
+            edge = n - p["short_mm"] / pitch_mm + p["wave_mm"] / pitch_mm * wave / 1.35
             ys = np.arange(n, dtype=np.float32)[:, None]
             bare = (ys >= edge[None, :]) & powder
             smooth = cv2.GaussianBlur(img, (0, 0), 3.0)

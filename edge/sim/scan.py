@@ -41,7 +41,7 @@ def scan_modulation(
     # per-island brightness from a hash of its indices (islands are scanned at different times)
     h = ((q * 73856093) ^ (r * 19349663) ^ (layer * 83492791)) & 1023
     island = (h.astype(np.float32) / 1023.0 - 0.5) * 0.16
-    return (1.0 + 0.09 * hatch + island).astype(np.float32)
+    return (1.0 + 0.06 * hatch + island).astype(np.float32)
 
 
 def contour_track(mask: np.ndarray) -> np.ndarray:
