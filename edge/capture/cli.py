@@ -1,0 +1,85 @@
+"""`lpbf-edge capture grab|paired`: grab a frame from a camera; record paired frames per layer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `capture` command group."""
+    cap_app = typer.Typer(help="Cameras: grab frames, record paired webcam/Basler frames per layer.", no_args_is_help=True)
+
+    @cap_app.command("grab")
+    def grab(
+        out: Path = typer.Argument(..., help="PNG file to write."),
+        config: Path | None = typer.Option(None, "--config", help="Box YAML config (capture section)."),
+        camera: str = typer.Option("webcam", help="Camera name from the config: webcam or basler."),
+    ) -> None:
+        """Open one configured camera, grab a frame, write it as PNG."""
+        import cv2
+
+        from edge.capture.base import CaptureError, LayerAwareCamera
+        from edge.capture.factory import build_cameras
+        from edge.config import load_config
+        from edge.messages import LayerEvent
+
+        cfg = load_config(config).capture
+        cams = {c.name: c for c in build_cameras(cfg)}
+        if camera not in cams:
+            typer.echo(f"error: camera {camera!r} is not configured (have: {', '.join(cams) or 'none'})", err=True)
+            raise typer.Exit(2)
+        cam = cams[camera]
+        try:
+            cam.open()
+            if isinstance(cam, LayerAwareCamera):
+                cam.select(LayerEvent("layer_complete", 1, 0.0, 0.0, "cli"))
+            frame = cam.grab(cfg.timeout_s)
+        except CaptureError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        finally:
+            cam.close()
+        cv2.imwrite(str(out), frame.image)
+        typer.echo(f"{out}: {frame.image.shape[1]}x{frame.image.shape[0]} {frame.bit_depth}-bit from {camera}")
+
+    @cap_app.command("paired")
+    def paired(
+        out: Path = typer.Option(..., "--out", help="Folder for <camera>/<layer>.png and index.jsonl."),
+        trace: Path | None = typer.Option(None, "--trace", help="Replay this laser trace CSV instead of the DAQ."),
+        config: Path | None = typer.Option(None, "--config", help="Box YAML config (bridge and capture sections)."),
+    ) -> None:
+        """Record both cameras' frames at every layer event (the paper's acquisition of training pairs)."""
+        from edge.capture.capture import LayerCapture
+        from edge.capture.factory import build_cameras
+        from edge.capture.paired import PairedWriter, run_paired
+        from edge.config import load_config
+        from firmware_bridge.bridge import run_bridge
+        from firmware_bridge.detector import LayerDetector
+        from firmware_bridge.errors import BridgeError
+
+        cfg = load_config(config)
+        if trace is not None:
+            from firmware_bridge.sources.replay import TraceReplaySource
+
+            make = lambda: TraceReplaySource(trace, chunk=cfg.bridge.replay_chunk)  # noqa: E731
+            restarts = 0
+        else:
+            from firmware_bridge.sources.daq import DaqSource
+
+            make = lambda: DaqSource(cfg.bridge.daq)  # noqa: E731
+            restarts = -1
+        capture = LayerCapture(build_cameras(cfg.capture), timeout_s=cfg.capture.timeout_s)
+        capture.open()
+        try:
+            events = run_bridge(make, LayerDetector(cfg.bridge, source="paired"), max_restarts=restarts)
+            n = run_paired(events, capture, PairedWriter(out), cfg.capture.grab_on)
+        except BridgeError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        finally:
+            capture.close()
+        typer.echo(f"{out}: {n} events recorded")
+
+    app.add_typer(cap_app, name="capture")
