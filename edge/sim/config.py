@@ -15,7 +15,7 @@ class SimConfig(Section):
     plate_mm: float = Field(100.0, gt=0, description="Side of the square build plate in millimetres.")
     layer_thickness_um: float = Field(40.0, gt=0, description="Layer thickness in micrometres.")
     defect_rate: float = Field(
-        0.12, ge=0, le=5, description="Expected number of new defect events starting per layer (most layers stay clean at the default)."
+        0.06, ge=0, le=5, description="Expected number of new defect events starting per layer (at the default about 3 in 4 layers are clean)."
     )
     powder_mean: float = Field(110.0, ge=20, le=230, description="Mean grey level of fresh powder in the HR image (8-bit).")
     powder_grain_std: float = Field(9.0, ge=0, le=60, description="Std of the powder grain texture in grey levels (8-bit).")

@@ -120,7 +120,7 @@ def test_part_sections_change_with_z_so_the_stack_is_a_3d_solid():
 def test_default_defect_rate_leaves_most_layers_clean():
     plan = plan_build(300, 1, SimConfig(hr_size_px=256))
     busy = {layer for ev in plan.defects for layer in range(ev.first_layer, ev.last_layer + 1)}
-    assert 0 < len(busy) < 0.5 * 300
+    assert 0.1 * 300 < len(busy) < 0.35 * 300  # defects do occur, but most layers are clean
     assert not plan_build(50, 1, SimConfig(hr_size_px=256, defect_rate=0.0)).defects
 
 
