@@ -170,3 +170,198 @@ def run_student(denoise, alphas_cumprod: Array, timesteps: Array, prediction_typ
     """Deterministic k-step DDIM with the student from fixed noise x_T (the inference path of the student)."""
     x0, _ = teacher_trajectory(denoise, plan_steps(alphas_cumprod, timesteps, "ddim", prediction_type), x_T, cond, set())
     return x0
+
+
+# ---------------------------------------------------------------- bundle wiring and CLI
+
+
+def _ort(path):
+    """ONNX Runtime CPU session with one intra-op thread per physical core."""
+    import os
+
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, (os.cpu_count() or 2))
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _session_fn(sess):
+    """numpy callable over a session with positional inputs."""
+    names = [i.name for i in sess.get_inputs()]
+    out = sess.get_outputs()[0].name
+    return lambda *arrays: sess.run([out], dict(zip(names, arrays)))[0]
+
+
+def _hr_tiles(n: int, hr_patch: int, scale: int, seed: int) -> tuple[Array, Array]:
+    """(LR, HR) uint8 training tiles from the bench's data source (real photographs, else sim layers)."""
+    from edge.bench_cli import bench_pairs
+
+    return bench_pairs(n, hr_patch, scale, seed=seed)
+
+
+def _to_unit(img: Array) -> Array:
+    """uint8 [N,h,w] -> float32 [N,1,h,w] in [-1, 1] (the bundle graphs' image convention)."""
+    return (img.astype(np.float32) / 127.5 - 1.0)[:, None]
+
+
+def _psnr_unit(a: Array, b: Array) -> float:
+    """PSNR in dB of two [-1,1] image batches on the 8-bit scale."""
+    mse = float(np.mean(((a - b) * 127.5) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def _time_call(fn, *args, reps: int = 5) -> float:
+    """Median seconds of fn(*args) after one warm-up call."""
+    fn(*args)
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn(*args)
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def _export(module, args: tuple, names_in: list[str], names_out: list[str], path) -> None:
+    """Static-shape ONNX export (opset 18) with the given I/O names."""
+    import torch
+
+    with torch.no_grad():
+        torch.onnx.export(module.eval(), args, str(path), input_names=names_in, output_names=names_out,
+                          opset_version=18, dynamo=False)
+
+
+def distill_decoder_cmd(model, out, minutes: float, width: int, tiles: int, seed: int) -> dict:
+    """Distil a light HR decoder from a bundle; writes hr_decoder_light.onnx and decoder_report.json into out."""
+    import json
+
+    import torch
+
+    from edge.sr.bundle import load_manifest
+
+    man = load_manifest(model)
+    enc, dec = _ort(model / "hr_encoder.onnx"), _ort(model / "hr_decoder.onnx")
+    enc_fn, dec_fn = _session_fn(enc), _session_fn(dec)
+    hr_patch, scale = int(man["hr_patch"]), int(man["scale"])
+    _, hr = _hr_tiles(tiles, hr_patch, scale, seed=1000 + seed)
+    z = np.concatenate([enc_fn(_to_unit(hr[i:i + 32])) for i in range(0, len(hr), 32)])
+    hold = max(8, len(z) // 10)
+    z_train, z_test, hr_test = z[hold:], z[:hold], _to_unit(hr[:hold])
+    student = light_decoder(z.shape[1], 1, scale, width)
+    student, log = distill_decoder(dec_fn, z_train, student, steps=100000, time_budget_s=60 * minutes, progress=True,
+                                   seed=seed)
+
+    class Clamped(torch.nn.Module):
+        """The student with the teacher's output clamp to [-1, 1]."""
+
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, z):
+            return self.net(z).clamp(-1.0, 1.0)
+
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path = out / "hr_decoder_light.onnx"
+    _export(Clamped(student), (torch.from_numpy(z_test[:1]),), [dec.get_inputs()[0].name], [dec.get_outputs()[0].name],
+            onnx_path)
+    light_fn = _session_fn(_ort(onnx_path))
+    full, light = dec_fn(z_test), light_fn(z_test)
+    one = z_test[:1]
+    report = {
+        "file": onnx_path.name, "width": width, "params": sum(p.numel() for p in student.parameters()),
+        "train_steps": len(log.losses), "train_s": round(log.seconds, 1), "tiles": int(len(z_train)),
+        "psnr_light_vs_full_db": _psnr_unit(light, full),
+        "psnr_full_vs_gt_db": _psnr_unit(full, hr_test), "psnr_light_vs_gt_db": _psnr_unit(light, hr_test),
+        "ms_per_tile_full": 1e3 * _time_call(dec_fn, one), "ms_per_tile_light": 1e3 * _time_call(light_fn, one),
+        "final_loss": float(np.mean(log.losses[-20:])),
+    }
+    (out / "decoder_report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def load_torch_denoiser(model):
+    """The bundle's denoiser as a torch module (SR-runtime's torch loader), for initialising the student."""
+    from edge.sr.bundle import load_torch_modules
+
+    return load_torch_modules(model)["denoiser"]
+
+
+def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: int, teacher_steps: int,
+                        seed: int) -> dict:
+    """Distil a k-step deterministic student from a bundle's denoiser; writes denoiser_student{k}.onnx + report."""
+    import json
+
+    import torch
+
+    from edge.sr.bundle import load_manifest
+    from edge.sr.schedule import Schedule
+
+    man = load_manifest(model)
+    sched = Schedule.from_manifest(man["schedule"])
+    acp, pred = sched.alphas_cumprod, man["prediction"]
+    den_sess, lr_enc = _ort(model / "denoiser.onnx"), _ort(model / "lr_encoder.onnx")
+    teacher = _session_fn(den_sess)
+    lr, hr = _hr_tiles(tiles, int(man["hr_patch"]), int(man["scale"]), seed=2000 + seed)
+    conds = np.concatenate([_session_fn(lr_enc)(_to_unit(lr[i:i + 32])) for i in range(0, len(lr), 32)])
+    t0 = time.perf_counter()
+    data = make_student_data(teacher, acp, conds, pred, student_steps, teacher_steps, seed=seed, progress=True)
+    data_s = time.perf_counter() - t0
+    student = load_torch_denoiser(model)
+    budget = max(30.0, 60 * minutes - data_s)
+    student, log = distill_student(student, data, acp, pred, steps=100000, time_budget_s=budget, progress=True, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"denoiser_student{student_steps}.onnx"
+    shape = (1, *conds.shape[1:])
+    names_in = [i.name for i in den_sess.get_inputs()]
+    _export(student, (torch.zeros(shape), torch.zeros(1), torch.zeros(shape)), names_in,
+            [den_sess.get_outputs()[0].name], path)
+    sfn = _session_fn(_ort(path))
+    hold = slice(0, min(64, len(conds)))
+    x0_s = run_student(sfn, acp, data["timesteps"], pred, data["noise"][hold], conds[hold])
+    x0_t = data["x0"][hold]
+    report = {
+        "file": path.name, "steps": student_steps, "timesteps": data["timesteps"].tolist(), "sampler": "ddim",
+        "prediction": pred, "teacher": {"sampler": "ddim", "eta": 0.0, "steps": teacher_steps},
+        "pairs": int(len(conds)), "data_s": round(data_s, 1), "train_steps": len(log.losses),
+        "train_s": round(log.seconds, 1), "latent_rmse_vs_teacher": float(np.sqrt(np.mean((x0_s - x0_t) ** 2))),
+        "latent_rms_teacher": float(np.sqrt(np.mean(x0_t**2))), "final_loss": float(np.mean(log.losses[-20:])),
+    }
+    (out / f"student{student_steps}_report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def register_distill(train_app) -> None:
+    """Add `distill decoder|student` under the `train` command group."""
+    from pathlib import Path
+
+    import typer
+
+    app = typer.Typer(help="Distil a light HR decoder or a 1-4 step student from a trained bundle.",
+                      no_args_is_help=True)
+
+    @app.command("decoder")
+    def decoder(model: Path = typer.Option(Path("models/default"), help="Teacher model bundle."),
+                out: Path = typer.Option(Path("runs/distill"), help="Output folder."),
+                minutes: float = typer.Option(10.0, help="Training time budget."),
+                width: int = typer.Option(16, help="Base channel width of the light decoder."),
+                tiles: int = typer.Option(1024, help="Training tiles."), seed: int = typer.Option(0)) -> None:
+        """Light HR decoder distilled from the full one; reports PSNR light-vs-full and time per tile."""
+        import json
+
+        typer.echo(json.dumps(distill_decoder_cmd(model, out, minutes, width, tiles, seed), indent=2))
+
+    @app.command("student")
+    def student(model: Path = typer.Option(Path("models/default"), help="Teacher model bundle."),
+                out: Path = typer.Option(Path("runs/distill"), help="Output folder."),
+                minutes: float = typer.Option(12.0, help="Time budget (teacher ODE data + training)."),
+                steps: int = typer.Option(2, min=1, max=4, help="Student sampler steps (1-4)."),
+                tiles: int = typer.Option(512, help="(noise, condition) pairs."),
+                teacher_steps: int = typer.Option(50, help="DDIM steps of the teacher ODE."),
+                seed: int = typer.Option(0)) -> None:
+        """SinSR-style deterministic few-step student regressing the teacher's DDIM ODE map."""
+        import json
+
+        typer.echo(json.dumps(distill_student_cmd(model, out, minutes, steps, tiles, teacher_steps, seed), indent=2))
+
+    train_app.add_typer(app, name="distill")
