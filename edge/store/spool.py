@@ -85,6 +85,8 @@ class PublishSpool:
         self.damaged_dir = base / "damaged"
         for d in (self.pending_dir, self.rejected_dir):
             d.mkdir(parents=True, exist_ok=True)
+            for stale in d.glob(".*.tmp"):  # a write cut short by a crash never became an entry
+                stale.unlink(missing_ok=True)
         self.fsync = fsync
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
