@@ -123,11 +123,30 @@ def render_webcam(
     r2 = xs[None, :] ** 2 + ys[:, None] ** 2
     r2max = 1.0 + (cam.height / cam.width) ** 2
     img *= 1.0 - vignetting * (r2 / r2max)
-    shot = np.sqrt(np.clip(img, 0, None) * 0.25 + noise_std**2)
-    img += rng.standard_normal(img.shape, dtype=np.float32) * shot
-    out = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+    # colour sensor: a grey scene seen through the Bayer filter (white-balance gains per site), noise on
+    # the raw mosaic, demosaic, then the colour frame converted to grey as the box does
+    raw = img * _bayer_gains(cam.height, cam.width)
+    shot = np.sqrt(np.clip(raw, 0, None) * 0.25 + noise_std**2)
+    raw += rng.standard_normal(raw.shape, dtype=np.float32) * shot
+    bgr = cv2.demosaicing(np.clip(np.rint(raw), 0, 255).astype(np.uint8), cv2.COLOR_BayerBG2BGR)
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    ok, buf = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+    if not ok:
+        raise RuntimeError("JPEG encoding of the webcam frame failed")
     return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+
+
+# Relative sensitivity of the red, green and blue Bayer sites to the chamber light (slightly warm).
+BAYER_GAINS = (1.05, 1.0, 0.85)
+
+
+def _bayer_gains(h: int, w: int) -> np.ndarray:
+    """Per-pixel gain of an RGGB-style mosaic in OpenCV's BayerBG layout (B at odd rows and columns)."""
+    r, g, b = BAYER_GAINS
+    gains = np.full((h, w), g, np.float32)
+    gains[0::2, 0::2] = r
+    gains[1::2, 1::2] = b
+    return gains
 
 
 def _jac(H: np.ndarray, n: int) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge.sim.build import generate_build
-from edge.sim.camera import hr_to_plate, look_at_webcam, project, render_webcam
+from edge.sim.camera import BAYER_GAINS, hr_to_plate, look_at_webcam, project, render_webcam
 from edge.sim.config import SimConfig
 
 
@@ -85,7 +85,7 @@ def test_webcam_optics_vignetting_noise_and_jpeg():
     def grain(img):
         return (img - cv2.GaussianBlur(img, (0, 0), 3))[500:580, 900:1020].std()
 
-    assert 3.0 < grain(clean) < 8.0  # shot noise of a ~110 grey-level plate
+    assert 2.0 < grain(clean) < 8.0  # shot noise of a ~110 grey-level plate, smoothed by demosaicing
     assert grain(noisy) > 1.3 * grain(clean)  # read noise adds on top
     jpeg = render_webcam(flat, bg, H, 100.0, cam, np.random.default_rng(0), 1.0, 1.5, 4.0, 0.35, 20).astype(np.float64)
     assert np.abs(jpeg - noisy).mean() > 0.5  # compression changed the frame
@@ -96,3 +96,14 @@ def test_plate_outside_the_frame_is_a_clear_config_error():
 
     with pytest.raises(ValueError, match="outside the webcam frame"):
         plan_build(1, 0, SimConfig(hr_size_px=256, webcam_distance_mm=60.0))
+
+
+def test_colour_sensor_path_leaves_no_bayer_pattern_on_a_grey_scene():
+    cam = look_at_webcam(1400, 1920, 1080, 210, 35, 110)
+    flat = np.full((256, 256), 120, np.uint8)
+    H = cam.H_plate_to_webcam() @ hr_to_plate(256, 100.0)
+    out = render_webcam(flat, np.full((64, 64), 120, np.float32), H, 100.0, cam, np.random.default_rng(1), 0.0, 1.0, 0.0, 0.0, 100)
+    centre = out[500:580, 900:1020].astype(np.float64)
+    assert abs(centre[0::2, 0::2].mean() - centre[1::2, 1::2].mean()) < 1.0  # R and B sites balanced after demosaic
+    r, g, b = BAYER_GAINS
+    assert centre.mean() == pytest.approx(120 * (0.299 * r + 0.587 * g + 0.114 * b), abs=1.5)  # BGR2GRAY of the tinted scene
