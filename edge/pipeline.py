@@ -53,6 +53,7 @@ class Stages:
     analyze_sr: Callable[[np.ndarray, int, np.ndarray | None], Analysis]
     analyze_lr: Callable[[np.ndarray, int, np.ndarray | None], Analysis] | None = None
     primary_camera: str = WEBCAM
+    capture_recoat: bool = True
 
 
 @dataclass
@@ -250,6 +251,8 @@ class LayerPipeline:
 
     def _recoat(self, event: LayerEvent) -> None:
         """Capture after recoating: archive frames and publish the registered recoat image on `.../recoat`."""
+        if not self.stages.capture_recoat:
+            return
         job, n, lid = self._recoat_map.get(event.layer) or (*self.state.current(), None)
         if lid is None:
             ev = self.archive.get_json(job, n, "event")

@@ -229,20 +229,47 @@ def analyzers(cfg: Config) -> tuple[Callable, Callable]:
     return LayerAnalyzer(cfg.analyze).analyze, LayerAnalyzer(cfg.analyze).analyze
 
 
-def real_stages(cfg: Config, capture: Callable) -> Stages:
-    """The box's real stages around a capture callable."""
+def real_stages(cfg: Config, capture: Callable, register: Callable | None = None) -> Stages:
+    """The box's real stages around a capture callable (register defaults to the configured calibration)."""
     sr_an, lr_an = analyzers(cfg)
-    return Stages(capture=capture, register=register_stage(cfg), super_resolve=sr_stage(cfg), analyze_sr=sr_an, analyze_lr=lr_an)
+    return Stages(capture=capture, register=register or register_stage(cfg), super_resolve=sr_stage(cfg), analyze_sr=sr_an,
+                  analyze_lr=lr_an, capture_recoat="recoat_done" in cfg.capture.grab_on)
 
 
-def bridge_events(cfg: Config, make_source: Callable) -> EventSource:
-    """Event source over a firmware_bridge sample source (NI DAQ on the box), numbering restarts handled by BoxState."""
+def build_box(cfg: Config, trace: Path | None = None, speed: float | None = None) -> tuple[Stages, EventSource, list[Callable]]:
+    """Real stages, the configured laser-signal source and what to close at exit, for `lpbf-edge run`."""
+    from edge.capture.capture import LayerCapture
+    from edge.capture.factory import build_cameras
+
+    src = cfg.bridge.source
+    if src == "replay":
+        if trace is None:
+            raise ValueError("bridge.source is 'replay': pass the laser trace with --trace FILE.csv")
+        from firmware_bridge.sources.replay import TraceReplaySource
+
+        def make_source():
+            return TraceReplaySource(trace, cfg.bridge.replay_chunk, speed)
+    elif src == "daq":
+        from firmware_bridge.sources.daq import DaqSource
+
+        def make_source():
+            return DaqSource(cfg.bridge.daq)
+    else:
+        raise ValueError("bridge.source 'sim' is driven by `lpbf-edge demo`; `run` takes daq or replay")
+    cap = LayerCapture(build_cameras(cfg.capture), cfg.capture.timeout_s)
+    cap.open()
+    stages = real_stages(cfg, cap.capture)
+    return stages, bridge_events(cfg, make_source, restart=src == "daq"), [cap.close]
+
+
+def bridge_events(cfg: Config, make_source: Callable, restart: bool = True) -> EventSource:
+    """Event source over a firmware_bridge sample source (NI DAQ on the box); layer numbers come from BoxState."""
     from firmware_bridge.bridge import run_bridge
     from firmware_bridge.detector import LayerDetector
 
     def run(submit, stop):
         det = LayerDetector(cfg.bridge, source=cfg.bridge.source)
-        for ev in run_bridge(make_source, det, max_restarts=-1, backoff_s=cfg.bridge.restart_backoff_s):
+        for ev in run_bridge(make_source, det, max_restarts=-1 if restart else 0, backoff_s=cfg.bridge.restart_backoff_s):
             submit(ev)
             if stop.is_set():
                 return

@@ -1,0 +1,74 @@
+"""`lpbf-edge run | health | demo`: the box service, its health check for updates, and the end-to-end demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def _load(config: Path):
+    """Load the config or exit 2 with every problem on its own line."""
+    from edge.config import ConfigError, load_config
+
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            typer.echo(f"{config}:{issue}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def register(app: typer.Typer) -> None:
+    """Add `run`, `health` and `demo`."""
+
+    @app.command("run")
+    def run(
+        config: Path = typer.Option(..., "--config", help="Box YAML config."),
+        trace: Path | None = typer.Option(None, "--trace", help="With bridge.source=replay: the laser trace CSV to replay."),
+        speed: float | None = typer.Option(None, "--speed", help="With --trace: replay at this many times real time (default: as fast as possible)."),
+    ) -> None:
+        """Run the box service until SIGTERM (systemd: Type=notify, JSON logs on stderr)."""
+        from edge.service import BoxService, build_box, setup_json_logging
+
+        cfg = _load(config)
+        setup_json_logging()
+        try:
+            stages, events, closers = build_box(cfg, trace=trace, speed=speed)
+        except (ValueError, OSError, ImportError) as exc:
+            typer.echo(f"lpbf-edge run: cannot start: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        try:
+            code = BoxService(cfg, stages, events).run_forever(exit_when_source_ends=trace is not None)
+        finally:
+            for close in closers:
+                close()
+        raise typer.Exit(code)
+
+    @app.command("health")
+    def health(config: Path = typer.Option(..., "--config", help="Box YAML config (store.root locates the health file).")) -> None:
+        """Exit 0 when the running service reports itself healthy, else 1; one line saying why."""
+        from edge.health import check_health
+
+        cfg = _load(config)
+        ok, reason = check_health(cfg.store.root, cfg.store.health_max_age_s)
+        typer.echo(reason)
+        raise typer.Exit(0 if ok else 1)
+
+    @app.command("demo")
+    def demo(
+        layers: int = typer.Option(6, "--layers", min=1, max=200, help="Layers of the simulated build."),
+        broker: str | None = typer.Option(None, "--broker", help="mqtt://HOST:PORT of a broker to use; none starts a local mosquitto."),
+        out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for the build, archive, logs and summary.html."),
+        seed: int = typer.Option(7, "--seed", help="Seed of the simulated build."),
+        speed: float = typer.Option(4.0, "--speed", help="Simulated printer speed-up over real time."),
+        model: Path | None = typer.Option(None, "--model", help="SR model bundle (default: the shipped default model)."),
+    ) -> None:
+        """A simulated build through the real pipeline to an MQTT broker, with an HTML summary."""
+        from edge.demo import DemoError, run_demo
+
+        try:
+            run_demo(layers=layers, broker=broker, out=out, seed=seed, speed=speed, model=model)
+        except DemoError as exc:
+            typer.echo(f"lpbf-edge demo: {exc}", err=True)
+            raise typer.Exit(1) from exc
