@@ -101,7 +101,7 @@ def detect_hopping(ctx: LayerContext) -> list[AnomalyFlag]:
     z = np.where(ctx.powder, ctx.z, 0.0)
     hp = ndimage.gaussian_filter1d(z, max(0.7, 1.5 * s), axis=axis) - ndimage.gaussian_filter1d(z, max(2.0, 12 * s), axis=axis)
     coherent = ndimage.uniform_filter1d(hp, max(3, int(cfg.hopping_width_px * s)), axis=1 - axis)
-    energy = np.sqrt(ndimage.uniform_filter1d(coherent**2, max(3, int(cfg.hopping_width_px * s)), axis=axis))
+    energy = np.sqrt(np.maximum(ndimage.uniform_filter1d(coherent**2, max(3, int(cfg.hopping_width_px * s)), axis=axis), 0))
     valid = ndimage.uniform_filter(ctx.powder.astype(float), max(3, int(cfg.hopping_width_px * s))) > 0.8
     med, sig = robust_sigma(energy[valid])
     ze = np.where(valid, (energy - med) / sig, 0.0)
@@ -140,17 +140,20 @@ def detect_spreading(ctx: LayerContext) -> list[AnomalyFlag]:
     return flags
 
 
-def detect_blobs(ctx: LayerContext) -> list[AnomalyFlag]:
-    """Debris (large blobs on powder), super-elevation (bright blobs at part edges) and spatter (many small particles)."""
+def smoothed_z(ctx: LayerContext) -> np.ndarray:
+    """z smoothed at the blob scale (so single noisy pixels do not count)."""
+    return ndimage.gaussian_filter(ctx.z, max(0.5, 0.7 * ctx.s))
+
+
+def detect_debris_spatter(ctx: LayerContext, zs: np.ndarray) -> list[AnomalyFlag]:
+    """Debris (larger dark or bright blobs on powder) and spatter (many small particles on powder)."""
     cfg, s = ctx.cfg, ctx.s
-    zs = ndimage.gaussian_filter(ctx.z, max(0.5, 0.7 * s))
-    near_part = ndimage.binary_dilation(ctx.parts, iterations=max(1, int(4 * s))) if ctx.parts.any() else ctx.parts
-    flags: list[AnomalyFlag] = []
     small = max(1.0, cfg.spatter_max_area_px * s * s)
     debris_min = max(2.0, cfg.debris_min_area_px * s * s)
-    spatter: list[tuple[slice, slice]] = []
+    flags: list[AnomalyFlag] = []
+    n_spatter, spatter_sl = 0, []
     for sign in (1, -1):
-        hit = (sign * zs > cfg.blob_contrast) & (ctx.powder | near_part)
+        hit = (sign * zs > cfg.blob_contrast) & ctx.powder
         lab, n = ndimage.label(hit)
         if n == 0:
             continue
@@ -158,45 +161,76 @@ def detect_blobs(ctx: LayerContext) -> list[AnomalyFlag]:
         peaks = ndimage.maximum(sign * zs, lab, range(1, n + 1))
         for i, sl in enumerate(ndimage.find_objects(lab), start=1):
             area = int(areas[i])
-            score = float(peaks[i - 1]) / cfg.blob_contrast
             if area <= small:
-                spatter.append(sl)
-                continue
-            if area < debris_min:
-                continue
-            on_edge = bool(near_part[sl][lab[sl] == i].mean() > 0.5)
-            kind = "super_elevation" if (on_edge and sign > 0) else "debris"
-            flags.append(_flag(kind, score * np.sqrt(area / debris_min), sl, area, cfg))
-    if len(spatter) >= cfg.spatter_min_count:
-        score = len(spatter) / cfg.spatter_min_count
-        area = int(sum((sl[0].stop - sl[0].start) * (sl[1].stop - sl[1].start) for sl in spatter))
-        flags.append(_flag("spatter", score, _union_slices(spatter), area, cfg))
+                n_spatter += 1
+                spatter_sl.append(sl)
+            elif area >= debris_min:
+                score = float(peaks[i - 1]) / cfg.blob_contrast * np.sqrt(area / debris_min)
+                flags.append(_flag("debris", score, sl, area, cfg))
+    density = n_spatter / max(ctx.powder.sum() / (s * s), 1.0) * 1e6  # particles per powder megapixel at ref size
+    if density >= cfg.spatter_per_mpx:
+        flags.append(_flag("spatter", density / cfg.spatter_per_mpx, _union_slices(spatter_sl), n_spatter, cfg))
     return flags
 
 
-def detect_geometry(parts: np.ndarray, reference: np.ndarray | None, cfg: AnalyzeConfig, s: float) -> list[AnomalyFlag]:
+def detect_elevation(ctx: LayerContext, zs: np.ndarray, reference: np.ndarray | None) -> list[AnomalyFlag]:
+    """Super-elevation: bright (proud) material along part edges, inside the part outline (thin rim)."""
+    cfg, s = ctx.cfg, ctx.s
+    outline = ctx.parts | (reference if reference is not None else False)
+    if not outline.any():
+        return []
+    m = max(1, int(round(cfg.elevation_rim_px * s)))
+    rim = ndimage.binary_dilation(outline, iterations=max(1, m // 2)) & ~ndimage.binary_erosion(outline, iterations=m)
+    hit = (zs > cfg.blob_contrast) & rim
+    hit = ndimage.binary_closing(hit, iterations=max(1, m // 2)) & rim
+    lab, n = ndimage.label(hit)
+    min_area = max(3.0, cfg.elevation_min_area_px * s * s)
+    flags = []
+    for i, sl in enumerate(ndimage.find_objects(lab), start=1):
+        comp = lab[sl] == i
+        area = int(comp.sum())
+        if area < min_area:
+            continue
+        score = float(zs[sl][comp].mean()) / cfg.blob_contrast * np.sqrt(area / min_area)
+        flags.append(_flag("super_elevation", score, sl, area, cfg))
+    return flags
+
+
+def detect_geometry(parts: np.ndarray, reference: np.ndarray | None, cfg: AnalyzeConfig, s: float, zs: np.ndarray | None = None) -> list[AnomalyFlag]:
     """Part geometry deviation against a reference mask (expected or previous layer): compact added or missing
-    regions beyond the boundary tolerance, and whole-part area changes."""
+    regions beyond the boundary tolerance (checked against the image when `zs` is given), and area changes."""
     if reference is None or not reference.any():
         return []
     from skimage.morphology import disk
 
     tol = max(1, int(round(cfg.geometry_tol_px * s)))
-    flags = []
     grown, shrunk = ndimage.binary_dilation(reference, iterations=tol), ndimage.binary_erosion(reference, iterations=tol)
     min_r = max(1.0, cfg.geometry_min_radius_px * s)
-    for kind_mask in (parts & ~grown, shrunk & ~parts):
-        opened = ndimage.binary_opening(kind_mask, structure=disk(max(1, int(min_r))))
+    added = parts
+    part_level = None
+    if zs is not None:
+        near = ndimage.binary_dilation(reference, iterations=int(3 * min_r) + tol)
+        added = parts | ((np.abs(zs) > cfg.geometry_contrast) & near)
+        part_level = float(np.median(zs[shrunk])) if shrunk.any() else None
+    flags = []
+    for missing, cand in ((False, added & ~grown), (True, shrunk & ~parts)):
+        opened = ndimage.binary_opening(cand, structure=disk(max(1, int(min_r))))
         lab, n = ndimage.label(opened)
         for i, sl in enumerate(ndimage.find_objects(lab), start=1):
-            area = int((lab[sl] == i).sum())
-            r_eq = np.sqrt(area / np.pi) + tol
-            score = r_eq / min_r
+            comp = lab[sl] == i
+            area = int(comp.sum())
+            if zs is not None:  # the image must agree: a dent looks like powder, an addition does not
+                level = float(np.median(zs[sl][comp]))
+                if missing and (abs(level) > 1.0 or part_level is None or abs(part_level) < 2.0):
+                    continue
+                if not missing and abs(level) < cfg.geometry_contrast:
+                    continue
+            score = (np.sqrt(area / np.pi) + tol) / min_r
             if score >= 1.0:
                 flags.append(_flag("part_geometry_deviation", score, sl, area, cfg))
     a_ref, a_now = float(reference.sum()), float(parts.sum())
     rel = abs(a_now - a_ref) / a_ref
-    if not flags and rel > cfg.geometry_area_tol:
+    if not flags and zs is None and rel > cfg.geometry_area_tol:
         ys, xs = np.nonzero(reference | parts)
         sl = (slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
         flags.append(_flag("part_geometry_deviation", rel / cfg.geometry_area_tol, sl, int(abs(a_now - a_ref)), cfg))

@@ -149,21 +149,25 @@ class LayerAnalyzer:
         if seg.failed:
             flags.append(an.AnomalyFlag("segmentation_failed", "critical", float(seg.iterations), (0, 0, gray.shape[1], gray.shape[0]), int(mask.sum())))
         t = time.perf_counter()
-        margin = max(1, int(round(4 * s)))
-        parts_grown = ndimage.binary_dilation(mask, iterations=margin) if mask.any() else mask
+        margin = max(1, int(round(cfg.part_margin_px * s)))
+        outline = mask | expected if expected is not None else mask
+        parts_grown = ndimage.binary_dilation(outline, iterations=margin) if outline.any() else outline
         sat = gray >= cfg.laser_saturation
         powder = ~parts_grown & ~ndimage.binary_dilation(sat, iterations=margin) & ~corner_mask(gray.shape, cfg.ignore_corner_frac)
+        border = np.ones_like(powder)
+        border[margin:-margin, margin:-margin] = False
+        powder &= ~border
         if powder.sum() < 0.05 * powder.size:  # almost no powder visible: use every non-saturated pixel for statistics
             powder = ~sat
         corr = gray / flat_field(gray, cfg, ~powder)
         med, sig = an.robust_sigma(corr[powder])
         ctx = an.LayerContext(gray, (corr - med) / sig, powder, mask, s, cfg)
+        zs = an.smoothed_z(ctx)
         if powder.any():
-            flags += an.detect_streaks(ctx) + an.detect_hopping(ctx) + an.detect_spreading(ctx) + an.detect_blobs(ctx)
-        if expected is not None:
-            flags += an.detect_geometry(mask, expected, cfg, s)
-        elif prev is not None:
-            flags += an.detect_geometry(mask, prev, cfg, s)
+            flags += an.detect_streaks(ctx) + an.detect_hopping(ctx) + an.detect_spreading(ctx) + an.detect_debris_spatter(ctx, zs)
+        reference = expected if expected is not None else prev
+        flags += an.detect_elevation(ctx, zs, reference)
+        flags += an.detect_geometry(mask, reference, cfg, s, zs)
         sr_flags, untrusted = an.detect_sr_uncertain(std, cfg)
         flags = an.suppress_untrusted(flags, untrusted) + sr_flags
         timings["detect"] = time.perf_counter() - t

@@ -46,13 +46,15 @@ def corner_mask(shape: tuple[int, int], frac: float) -> np.ndarray:
     return m
 
 
-def drop_faint(mask: np.ndarray, feature: np.ndarray, level: float) -> np.ndarray:
-    """Remove components whose median feature is below level (powder texture, not parts)."""
+def drop_faint(mask: np.ndarray, feature: np.ndarray, level: float, min_area: float) -> np.ndarray:
+    """Remove components that are not significant: median feature x (area / min_area)^(1/4) below level."""
     lab, n = ndimage.label(mask)
     if n == 0:
         return mask
-    med = ndimage.median(feature, lab, range(1, n + 1))
-    keep = np.concatenate([[False], np.asarray(med) >= level])
+    med = np.asarray(ndimage.median(feature, lab, range(1, n + 1)))
+    area = np.bincount(lab.ravel())[1:]
+    sig = med * (area / max(min_area, 1.0)) ** 0.25
+    keep = np.concatenate([[False], sig >= level])
     return keep[lab]
 
 
@@ -119,22 +121,25 @@ def choose_polarity(corr: np.ndarray, cfg: AnalyzeConfig) -> int:
 
 
 def part_feature(gray: np.ndarray, cfg: AnalyzeConfig) -> tuple[np.ndarray, int]:
-    """Parts-high feature map (robust sigmas): flat-field corrected intensity and local texture, and the polarity."""
+    """Parts-high feature map (robust sigmas): multi-scale flat-field corrected intensity and local texture; polarity."""
     s = scale_of(gray.shape[1], cfg)
     w = max(3, int(round(cfg.texture_window * s)) | 1)
-    smooth = max(0.7, w / 4.0)
     exclude = None
     feat, pol = np.zeros_like(gray), -1
-    for _ in range(2):  # second pass re-estimates the flat field without the parts found in the first
+    for _ in range(2):  # second pass re-estimates the flat field and powder statistics without the parts of the first
         corr = gray / flat_field(gray, cfg, exclude)
         pol = choose_polarity(corr, cfg)
+        powder = None if exclude is None else ~exclude
+        # each scale normalised by its own powder noise: small scales keep thin walls, large ones find faint parts
+        z_int = np.max(
+            [pol * _robust_z(ndimage.gaussian_filter(corr, sg * max(s, 0.5)), powder) for sg in cfg.feature_scales_px],
+            axis=0,
+        )
         mean = ndimage.uniform_filter(corr, w)
         tex = np.sqrt(np.maximum(ndimage.uniform_filter(corr**2, w) - mean**2, 0))
-        powder = None if exclude is None else ~exclude
-        z_int = pol * _robust_z(ndimage.gaussian_filter(corr, smooth), powder)
-        z_tex = _robust_z(tex, powder)
-        feat = ndimage.gaussian_filter(np.maximum(z_int, z_tex), smooth)
-        exclude = feat > 3.0
+        z_tex = _robust_z(ndimage.gaussian_filter(tex, w / 4.0), powder)
+        feat = np.maximum(z_int, z_tex)
+        exclude = feat > cfg.feature_min
     return feat, pol
 
 
@@ -179,7 +184,8 @@ class ClassicalProposer:
         from skimage.filters import threshold_otsu
 
         x0, y0, x1, y1 = box
-        roi = self.feature[y0:y1, x0:x1]
+        # cap very strong responses (glints, bright rims) so they do not set the threshold for the whole part
+        roi = np.minimum(self.feature[y0:y1, x0:x1], 3.0 * self.cfg.feature_min)
         if roi.size < 16 or float(roi.max() - roi.min()) < 1e-6:
             return []
         t = float(threshold_otsu(roi))
@@ -272,7 +278,10 @@ class Segmenter:
         ink = np.clip(128.0 - 16.0 * feature, 0, 255)
         win = max(3, int(round(self.cfg.sauvola_window * s)) | 1)
         binary = ink < threshold_sauvola(ink, window_size=win, k=self.cfg.sauvola_k, r=128.0)
+        # Sauvola misses the interior of parts wider than its window: strong feature pixels always count
+        binary |= feature > 1.5 * self.cfg.feature_min
         binary &= feature > self.cfg.feature_min
+        binary = drop_small(binary, max(1, int(self.cfg.min_part_area_px * s * s / 4)))
         r = int(round(self.cfg.dilation_px * s))
         if r > 0:
             binary = ndimage.binary_dilation(binary, structure=disk(r))
@@ -344,10 +353,10 @@ class Segmenter:
             failed = bool(expected_area_px)
         if cfg.refine_boundary:
             corr = gray / flat_field(gray, cfg, mask)
-            fine = ndimage.gaussian_filter(corr, max(0.6, 1.0 * s))
+            fine = ndimage.gaussian_filter(corr, 1.5 * max(s, 0.5))
             mask = refine_boundary(mask, fine, max(1, int(round(cfg.texture_window * s / 2 + 1))), pol)
-            mask = ndimage.binary_closing(mask, iterations=max(1, int(round(s))))
-        mask = drop_faint(mask, feature, cfg.feature_min)
+            mask = ndimage.gaussian_filter(mask.astype(np.float32), 1.5 * max(s, 0.5)) > 0.5  # majority smoothing
+        mask = drop_faint(mask, feature, 1.25 * cfg.feature_min, cfg.min_part_area_px * s * s)
         mask = drop_small(mask, max(1, int(cfg.min_part_area_px * s * s)))
         labels, k = ndimage.label(mask)
         areas = tuple(int(a) for a in ndimage.sum_labels(mask, labels, range(1, k + 1))) if k else ()
