@@ -239,13 +239,40 @@ def write_layer(out: Path, imgs: LayerImages, png_level: int = 1) -> None:
     _write_json(out / "labels" / f"{name}.json", imgs.labels)
 
 
-def generate_build(out_dir: str | Path, layers: int, seed: int, cfg: SimConfig | None = None, progress: bool = False) -> Path:
-    """Render a whole build to `out_dir` (build.json + hr/ webcam/ lr/ masks/ labels/); return the folder."""
+_SUBDIRS = ("hr", "webcam", "lr", "masks", "labels")
+
+
+def _prepare_out(out: Path, meta: dict, overwrite: bool) -> None:
+    """Create the folders; refuse to mix with a different build already there unless overwrite (then clear its layers)."""
+    old = out / "build.json"
+    if old.exists():
+        try:
+            same = json.loads(old.read_text(encoding="utf-8")) == json.loads(json.dumps(meta))
+        except (OSError, ValueError):
+            same = False
+        if not same and not overwrite:
+            raise FileExistsError(f"{out} already holds a different sim build; choose another output folder or overwrite it")
+        if not same:
+            for sub in _SUBDIRS:
+                for f in (out / sub).glob("[0-9][0-9][0-9][0-9][0-9].*"):
+                    f.unlink()
+    for sub in _SUBDIRS:
+        (out / sub).mkdir(parents=True, exist_ok=True)
+
+
+def generate_build(
+    out_dir: str | Path, layers: int, seed: int, cfg: SimConfig | None = None, progress: bool = False, overwrite: bool = False
+) -> Path:
+    """Render a whole build to `out_dir` (build.json + hr/ webcam/ lr/ masks/ labels/); return the folder.
+
+    A folder holding a different build is refused (FileExistsError) unless overwrite=True, which first
+    deletes that build's numbered layer files so no stale layer survives.
+    """
     plan = plan_build(layers, seed, cfg)
     out = Path(out_dir)
-    for sub in ("hr", "webcam", "lr", "masks", "labels"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    _write_json(out / "build.json", build_json(plan))
+    meta = build_json(plan)
+    _prepare_out(out, meta, overwrite)
+    _write_json(out / "build.json", meta)
     it = range(1, layers + 1)
     if progress:
         from tqdm import tqdm

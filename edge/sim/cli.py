@@ -13,12 +13,13 @@ def register(app: typer.Typer) -> None:
 
     @sim_app.command("build")
     def build(
-        out: Path = typer.Option(..., "--out", help="Output folder (created; existing layer files are overwritten)."),
+        out: Path = typer.Option(..., "--out", help="Output folder (created; a different build there needs --overwrite)."),
         layers: int = typer.Option(10, "--layers", min=1, help="Number of layers to render."),
         seed: int = typer.Option(0, "--seed", help="Seed: the same seed and config give byte-identical files."),
         config: Path | None = typer.Option(None, "--config", help="YAML config file; its `sim` section is used."),
         hr_size: int | None = typer.Option(None, "--hr-size", help="Override sim.hr_size_px (HR image side in pixels)."),
         defect_rate: float | None = typer.Option(None, "--defect-rate", help="Override sim.defect_rate (new defects per layer)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different build already in OUT (its layer files are deleted)."),
     ) -> None:
         """Render N layers: build.json, hr/, webcam/, lr/, masks/, labels/ under OUT."""
         from pydantic import ValidationError
@@ -41,7 +42,10 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"sim option {'.'.join(map(str, err['loc'])) or 'value'}: {err['msg']}", err=True)
             raise typer.Exit(2) from exc
         try:
-            path = generate_build(out, layers, seed, cfg, progress=True)
+            path = generate_build(out, layers, seed, cfg, progress=True, overwrite=overwrite)
+        except FileExistsError as exc:
+            typer.echo(f"sim build refused: {exc} (--overwrite)", err=True)
+            raise typer.Exit(1) from exc
         except (OSError, ValueError) as exc:
             typer.echo(f"sim build failed: {exc}", err=True)
             raise typer.Exit(1) from exc

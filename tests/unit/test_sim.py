@@ -78,6 +78,16 @@ def test_render_layer_in_memory_matches_files_and_load_plan_recreates_the_build(
         render_layer(plan, 4)
 
 
+def test_a_different_build_in_the_folder_is_refused_unless_overwritten(tmp_path):
+    out = generate_build(tmp_path / "b", 3, 1, SMALL)
+    generate_build(out, 3, 1, SMALL)  # the same build again is fine (idempotent)
+    with pytest.raises(FileExistsError, match="different sim build"):
+        generate_build(out, 2, 2, SMALL)
+    generate_build(out, 2, 2, SMALL, overwrite=True)
+    assert sorted(p.name for p in (out / "hr").iterdir()) == ["00001.png", "00002.png"]  # no stale layer 3
+    assert json.loads((out / "build.json").read_text())["seed"] == 2
+
+
 def test_load_plan_names_a_broken_build_json(tmp_path):
     (tmp_path / "build.json").write_text("{not json")
     with pytest.raises(ValueError, match="build.json"):
@@ -138,6 +148,8 @@ def test_cli_sim_build_writes_a_build_and_reports_bad_options(tmp_path):
     res = runner.invoke(app, ["sim", "build", "--out", str(tmp_path / "o"), "--layers", "1", "--seed", "2", "--hr-size", "256"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "o" / "webcam" / "00001.png").exists() and (tmp_path / "o" / "build.json").exists()
+    res = runner.invoke(app, ["sim", "build", "--out", str(tmp_path / "o"), "--layers", "1", "--seed", "3", "--hr-size", "256"])
+    assert res.exit_code == 1 and "different sim build" in res.output
     res = runner.invoke(app, ["sim", "build", "--out", str(tmp_path / "p"), "--hr-size", "100"])
     assert res.exit_code == 2 and "hr_size_px" in res.output
     bad = tmp_path / "bad.yaml"
