@@ -79,12 +79,12 @@ def test_render_layer_in_memory_matches_files_and_load_plan_recreates_the_build(
 
 
 def test_a_different_build_in_the_folder_is_refused_unless_overwritten(tmp_path):
-    out = generate_build(tmp_path / "b", 3, 1, SMALL)
-    generate_build(out, 3, 1, SMALL)  # the same build again is fine (idempotent)
+    out = generate_build(tmp_path / "b", 2, 1, SMALL)
+    generate_build(out, 2, 1, SMALL)  # the same build again is fine (idempotent)
     with pytest.raises(FileExistsError, match="different sim build"):
-        generate_build(out, 2, 2, SMALL)
-    generate_build(out, 2, 2, SMALL, overwrite=True)
-    assert sorted(p.name for p in (out / "hr").iterdir()) == ["00001.png", "00002.png"]  # no stale layer 3
+        generate_build(out, 1, 2, SMALL)
+    generate_build(out, 1, 2, SMALL, overwrite=True)
+    assert sorted(p.name for p in (out / "hr").iterdir()) == ["00001.png"]  # no stale layer 2
     assert json.loads((out / "build.json").read_text())["seed"] == 2
 
 
