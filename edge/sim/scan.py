@@ -8,10 +8,14 @@ import cv2
 import numpy as np
 
 
-def hex_islands(n: int, radius_px: float, offset: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Axial (q, r) hex-cell indices of every pixel for pointy-top hexagons of circumradius radius_px."""
-    x = (np.arange(n, dtype=np.float32) + offset[0])[None, :]
-    y = (np.arange(n, dtype=np.float32) + offset[1])[:, None]
+def hex_islands(n: int, radius_px: float, offset: tuple[float, float], step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Axial (q, r) hex-cell indices for pointy-top hexagons of circumradius radius_px.
+
+    With step > 1 the indices are evaluated at the centres of step x step blocks (an n/step grid).
+    """
+    c = (np.arange(0, n, step, dtype=np.float32) + (step - 1) / 2)
+    x = (c + offset[0])[None, :]
+    y = (c + offset[1])[:, None]
     qf = (math.sqrt(3) / 3 * x - y / 3) / radius_px
     rf = np.broadcast_to((2 / 3) * y / radius_px, qf.shape)
     sf = -qf - rf
@@ -29,18 +33,22 @@ def scan_modulation(
 ) -> np.ndarray:
     """Relative brightness modulation (float32, around 1) of fused material for this layer's scan strategy."""
     radius = island_mm / pitch_mm / math.sqrt(3)  # flat-to-flat ~ island_mm
-    q, r = hex_islands(n, radius, tuple(rng.uniform(0, 2 * radius, 2)))
-    parity = ((q + 2 * r) % 2).astype(np.float32)
-    base = math.radians((layer * rotation_deg) % 180.0)
-    theta = base + parity * (math.pi / 2)
-    period = max(0.5 / pitch_mm, 3.0)  # visible track ridges every ~0.5 mm, at least 3 px
-    xs = np.arange(n, dtype=np.float32)[None, :]
-    ys = np.arange(n, dtype=np.float32)[:, None]
-    phase = (xs * np.cos(theta) + ys * np.sin(theta)) * (2 * math.pi / period)
-    hatch = np.sin(phase)
+    step = int(max(1, min(4, radius // 12)))  # islands are large: find them on a coarse grid, then upsample
+    q, r = hex_islands(n, radius, tuple(rng.uniform(0, 2 * radius, 2)), step)
+    parity = ((q + 2 * r) % 2).astype(np.uint8)
     # per-island brightness from a hash of its indices (islands are scanned at different times)
     h = ((q * 73856093) ^ (r * 19349663) ^ (layer * 83492791)) & 1023
     island = (h.astype(np.float32) / 1023.0 - 0.5) * 0.16
+    if step > 1:
+        parity = cv2.resize(parity, (n, n), interpolation=cv2.INTER_NEAREST)[:n, :n]
+        island = cv2.resize(island, (n, n), interpolation=cv2.INTER_NEAREST)[:n, :n]
+    base = math.radians((layer * rotation_deg) % 180.0)
+    k = 2 * math.pi / max(0.5 / pitch_mm, 3.0)  # visible track ridges every ~0.5 mm, at least 3 px
+    xs = np.arange(n, dtype=np.float32)[None, :] * k
+    ys = np.arange(n, dtype=np.float32)[:, None] * k
+    hatch_a = np.sin(xs * math.cos(base) + ys * math.sin(base))
+    hatch_b = np.sin(xs * math.cos(base + math.pi / 2) + ys * math.sin(base + math.pi / 2))  # neighbours: 90° turned
+    hatch = np.where(parity > 0, hatch_b, hatch_a)
     return (1.0 + 0.06 * hatch + island).astype(np.float32)
 
 
