@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.data.degrade import (
     DegradeConfig,
@@ -124,3 +126,15 @@ def test_bad_parameters_are_rejected():
         DegradeConfig(resize_modes=("nearest",))
     with pytest.raises(ValueError, match="smaller than scale"):
         shuffled_degrade(np.zeros((3, 3), np.uint8), 4, np.random.default_rng(0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(8, 120), w=st.integers(8, 120), scale=st.integers(1, 8), seed=st.integers(0, 2**32 - 1))
+def test_shuffled_degrade_shape_holds_for_any_size_scale_and_seed(h, w, scale, seed):
+    hr = np.random.default_rng(seed).integers(0, 256, (h, w), dtype=np.uint8)
+    if h // scale < 1 or w // scale < 1:
+        with pytest.raises(ValueError):
+            shuffled_degrade(hr, scale, np.random.default_rng(seed))
+        return
+    out = shuffled_degrade(hr, scale, np.random.default_rng(seed))
+    assert out.shape == (h // scale, w // scale) and out.dtype == np.uint8
