@@ -165,12 +165,16 @@ def demo_config(out: Path, host: str, port: int, model: Path | None, build_dir: 
 
 
 def calibrate(build_dir: Path, out: Path) -> Path:
-    """Calibrate the webcam on the build's first frame with the real calibration (fiducials -> homography)."""
-    from calib.register import calibrate_from_image
+    """Calibrate the webcam on the build's first frame with the real calibration (plate fiducial dots -> homography)."""
+    from calib.register import register
 
     img = cv2.imread(str(build_dir / "webcam" / "00001.png"), cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise DemoError(f"cannot read {build_dir / 'webcam' / '00001.png'}")
     build = json.loads((build_dir / "build.json").read_text())
-    return calibrate_from_image(img, build, out / "calibration.json")
+    cal = register(img, hr_size=int(build["image_size_px"]["hr"][0]), scale=int(build["scale"]),
+                   points_hr=np.asarray(build["fiducials_hr"], dtype=np.float64))
+    return cal.save(out / "calibration.json")
 
 
 def _log_to(path: Path) -> None:
@@ -186,7 +190,8 @@ def _log_to(path: Path) -> None:
     root.setLevel(logging.INFO)
 
 
-def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: float = 4.0, model: Path | None = None) -> dict:
+def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: float = 4.0, model: Path | None = None,
+             hr_size: int = 1024) -> dict:
     """Run the whole demo; returns the summary dict (also printed)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -207,10 +212,10 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
     _log_to(out / "box.log")
     t_start = time.monotonic()
     with console.status(f"simulating a {layers}-layer build..."):
-        build_dir = generate_build(out / "build", layers, seed, SimConfig(hr_size_px=1024, scale=4))
+        build_dir = generate_build(out / "build", layers, seed, SimConfig(hr_size_px=hr_size, scale=4), overwrite=True)
         trace_csv = generate_trace(layers, seed).to_csv(out / "laser_trace.csv")
         calib_file = calibrate(build_dir, out)
-    console.print(f"[green]build[/] {build_dir} ({layers} layers, LR 256x256), laser trace {trace_csv}, calibration {calib_file}")
+    console.print(f"[green]build[/] {build_dir} ({layers} layers, LR {hr_size // 4}x{hr_size // 4}), laser trace {trace_csv}, calibration {calib_file}")
     proc = None
     if broker is None:
         proc, port = start_local_broker(out / "mosquitto")

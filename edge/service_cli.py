@@ -63,12 +63,13 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(7, "--seed", help="Seed of the simulated build."),
         speed: float = typer.Option(4.0, "--speed", help="Simulated printer speed-up over real time."),
         model: Path | None = typer.Option(None, "--model", help="SR model bundle (default: the shipped default model)."),
+        hr_size: int = typer.Option(1024, "--hr-size", min=256, help="Side of the simulated HR plate in pixels (LR is a quarter)."),
     ) -> None:
         """A simulated build through the real pipeline to an MQTT broker, with an HTML summary."""
         from edge.demo import DemoError, run_demo
 
         try:
-            run_demo(layers=layers, broker=broker, out=out, seed=seed, speed=speed, model=model)
+            run_demo(layers=layers, broker=broker, out=out, seed=seed, speed=speed, model=model, hr_size=hr_size)
         except DemoError as exc:
             typer.echo(f"lpbf-edge demo: {exc}", err=True)
             raise typer.Exit(1) from exc

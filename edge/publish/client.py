@@ -40,8 +40,8 @@ class MqttPublisher:
 
     def __init__(self, cfg: MqttConfig, node_id: str, spool: PublishSpool, *, version: str = "0",
                  state_fn: Callable[[], dict] = dict, stats_fn: Callable[[], dict] = dict,
-                 command_handler: CommandHandler | None = None):
-        self.cfg, self.spool, self.version = cfg, spool, version
+                 command_handler: CommandHandler | None = None, on_ack: Callable[[SpoolEntry], None] | None = None):
+        self.cfg, self.spool, self.version, self.on_ack = cfg, spool, version, on_ack
         self.topics = Topics(cfg.prefix, node_id)
         self.state_fn, self.stats_fn, self.command_handler = state_fn, stats_fn, command_handler
         self.connected = threading.Event()
@@ -209,6 +209,8 @@ class MqttPublisher:
                 self.spool.ack(entry)
                 self.counters["published"] += 1
                 self.last_ack_s = time.time()
+                if self.on_ack is not None:
+                    self.on_ack(entry)
 
     def _drain_loop(self) -> None:
         """Send pending spool entries in sequence order, at most inflight_window unacknowledged."""
