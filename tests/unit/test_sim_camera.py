@@ -68,6 +68,9 @@ def test_lr_is_the_webcam_resampled_through_the_stored_homography(build):
     hr_small = cv2.resize(imgs["hr"], (m, m), interpolation=cv2.INTER_AREA).astype(np.float64)
     vig = cv2.GaussianBlur(lr, (0, 0), 8) / cv2.GaussianBlur(hr_small, (0, 0), 8)  # vignetting and JPEG aside
     assert np.corrcoef((lr / vig).ravel(), hr_small.ravel())[0, 1] > 0.8
+    win = cv2.createHanningWindow((m, m), cv2.CV_32F)
+    (dx, dy), _ = cv2.phaseCorrelate(hr_small.astype(np.float32), lr.astype(np.float32), win)
+    assert abs(dx) < 0.1 and abs(dy) < 0.1  # registered to a tenth of an LR pixel: no half-pixel convention slip
 
 
 def test_webcam_optics_vignetting_noise_and_jpeg():
