@@ -19,7 +19,7 @@ def encode_png(image: np.ndarray) -> bytes:
     """Encode a uint8/uint16 grayscale image as PNG bytes (deterministic for equal input)."""
     if image.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"cannot archive image of dtype {image.dtype}; expected uint8 or uint16")
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise ValueError(f"PNG encoding failed for image of shape {image.shape}")
     return buf.tobytes()
