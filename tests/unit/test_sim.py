@@ -156,3 +156,25 @@ def test_cli_sim_build_writes_a_build_and_reports_bad_options(tmp_path):
     bad.write_text("sim:\n  hr_size_px: 512\n  powder_colour: 3\n")
     res = runner.invoke(app, ["sim", "build", "--out", str(tmp_path / "q"), "--config", str(bad)])
     assert res.exit_code == 2 and "line 3" in res.output and "powder_colour" in res.output
+
+
+def test_scan_islands_are_about_island_mm_and_hatch_turns_each_layer():
+    from edge.sim.scan import hex_islands, scan_modulation
+
+    pitch, island = 0.1, 10.0  # 100 px islands
+    q, r = hex_islands(600, island / pitch / np.sqrt(3), (0.0, 0.0))
+    cells = q.astype(np.int64) * 100000 + r
+    _, counts = np.unique(cells, return_counts=True)
+    full = np.median(np.sort(counts)[-5:])
+    assert full == pytest.approx(np.sqrt(3) / 2 * (island / pitch) ** 2, rel=0.1)  # hexagon area, flat-to-flat 10 mm
+
+    def angle(layer: int) -> float:
+        mod = scan_modulation(256, layer, pitch, 1000.0, 67.0, np.random.default_rng(0))  # one huge island
+        f = np.abs(np.fft.fft2(mod - mod.mean()))
+        f[0, 0] = 0
+        ky, kx = np.unravel_index(np.argmax(f[:, : 128]), f[:, :128].shape)
+        ky = ky - 256 if ky > 128 else ky
+        return float(np.degrees(np.arctan2(ky, kx)) % 180)
+
+    turn = (angle(2) - angle(1)) % 180
+    assert min(abs(turn - 67), abs(turn - 67 - 90), abs(turn - 67 + 90)) < 6  # 67° per layer (90° ambiguity of islands)
