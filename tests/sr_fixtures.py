@@ -104,7 +104,8 @@ def torch_denoise(module):
 
 
 def build_tiny_bundle(out: Path, prediction: str = "v_prediction", schedule: str = "cosine", timesteps: int = 50,
-                      sampler: dict | None = None, seed: int = 0, lr_patch: int = 8) -> Path:
+                      sampler: dict | None = None, seed: int = 0, lr_patch: int = 8,
+                      exporter: str = "legacy") -> Path:
     """Export the tiny modules to ONNX and write a complete, hashed bundle at `out`."""
     from edge.sr.bundle import write_bundle
     from edge.sr.export import export_bundle_graphs
@@ -112,7 +113,7 @@ def build_tiny_bundle(out: Path, prediction: str = "v_prediction", schedule: str
     mods = tiny_modules(seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    export_bundle_graphs(mods, out, lr_patch=lr_patch, scale=SCALE, latent_channels=LATENT_C)
+    export_bundle_graphs(mods, out, lr_patch=lr_patch, scale=SCALE, latent_channels=LATENT_C, exporter=exporter)
     manifest = {
         "model_id": f"tiny-test-{prediction}-{schedule}-{seed}",
         "scale": SCALE,
@@ -131,3 +132,32 @@ def build_tiny_bundle(out: Path, prediction: str = "v_prediction", schedule: str
     }
     write_bundle(out, manifest)
     return out
+
+
+_CACHE: dict[tuple, Path] = {}
+
+
+def tiny_bundle(prediction: str = "v_prediction", schedule: str = "cosine", sampler: dict | None = None) -> Path:
+    """A tiny bundle built once per test process (tests that modify it must copy it first)."""
+    import json
+    import shutil
+    import tempfile
+
+    key = (prediction, schedule, json.dumps(sampler, sort_keys=True))
+    if key not in _CACHE:
+        base = ("v_prediction", "cosine", "null")
+        if key != base:  # same graphs, other manifest: copy the base bundle and rewrite its manifest
+            src = tiny_bundle()
+            out = Path(tempfile.mkdtemp(prefix="lpbf-tiny-bundle-"))
+            shutil.copytree(src, out, dirs_exist_ok=True)
+            from edge.sr.bundle import MANIFEST, write_bundle
+
+            m = json.loads((out / MANIFEST).read_text())
+            m.update(prediction=prediction, schedule={"kind": schedule, "timesteps": 50})
+            if sampler:
+                m["sampler"] = sampler
+            write_bundle(out, m)
+            _CACHE[key] = out
+        else:
+            _CACHE[key] = build_tiny_bundle(Path(tempfile.mkdtemp(prefix="lpbf-tiny-bundle-")))
+    return _CACHE[key]

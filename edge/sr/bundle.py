@@ -1,0 +1,134 @@
+"""Model bundle on disk: manifest.json + weights + ONNX graphs, every file pinned by its sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+FORMAT = "lpbf-edge-bundle/1"
+MANIFEST = "manifest.json"
+GRAPHS = ("lr_encoder", "hr_encoder", "denoiser", "hr_decoder")
+OPTIONAL_GRAPHS = ("regression",)
+REQUIRED_KEYS = ("model_id", "scale", "latent_channels", "latent_scale_factor", "schedule", "prediction", "sampler", "files")
+
+
+class BundleError(RuntimeError):
+    """A model bundle that cannot be used; the message names the file and what to do."""
+
+
+def default_bundle_path() -> Path:
+    """The bundle the box uses with no --model: $LPBF_MODEL, else <repo>/models/default."""
+    env = os.environ.get("LPBF_MODEL")
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parents[2] / "models" / "default"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_bundle(directory: Path | str, manifest: dict) -> Path:
+    """Hash every file under `directory` (except the manifest) into manifest['files'] and write manifest.json atomically."""
+    d = Path(directory)
+    missing = [g for g in GRAPHS if not (d / f"{g}.onnx").is_file()]
+    if missing:
+        raise BundleError(f"{d}: cannot write a bundle without {', '.join(m + '.onnx' for m in missing)}; export them first")
+    files = {
+        p.relative_to(d).as_posix(): sha256_file(p)
+        for p in sorted(d.rglob("*"))
+        if p.is_file() and p.name != MANIFEST and not p.name.endswith(".tmp")
+    }
+    data = {"format": FORMAT, **{k: v for k, v in manifest.items() if k not in ("format", "files")}, "files": files}
+    tmp = d / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, d / MANIFEST)
+    return d / MANIFEST
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified model bundle: its directory and parsed manifest."""
+
+    path: Path
+    manifest: dict
+
+    @property
+    def model_id(self) -> str:
+        """Model identifier (goes into every published layer)."""
+        return str(self.manifest["model_id"])
+
+    @property
+    def scale(self) -> int:
+        """HR/LR size ratio per dimension."""
+        return int(self.manifest["scale"])
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels of the latent grid (= LR grid)."""
+        return int(self.manifest["latent_channels"])
+
+    @property
+    def lr_patch(self) -> int:
+        """LR tile size the model was trained on."""
+        return int(self.manifest.get("lr_patch", 16))
+
+    @property
+    def prediction(self) -> str:
+        """Denoiser output type: epsilon | v_prediction | sample."""
+        return str(self.manifest["prediction"])
+
+    def graph(self, name: str) -> Path:
+        """Path of an ONNX graph of the bundle (lr_encoder, hr_encoder, denoiser, hr_decoder, regression)."""
+        p = self.path / f"{name}.onnx"
+        if f"{name}.onnx" not in self.manifest["files"]:
+            raise BundleError(f"{self.path}: bundle has no {name}.onnx (listed files: {', '.join(self.manifest['files'])})")
+        return p
+
+    def sha256(self, relpath: str) -> str:
+        """Pinned sha256 of one bundle file."""
+        return self.manifest["files"][relpath]
+
+
+def load_bundle(path: Path | str | None = None, verify: bool = True) -> Bundle:
+    """Read and (by default) verify a bundle; any missing or corrupt file raises BundleError naming it."""
+    d = Path(path) if path is not None else default_bundle_path()
+    mpath = d / MANIFEST
+    if not d.is_dir():
+        raise BundleError(f"{d}: model bundle directory not found; pass --model PATH or set LPBF_MODEL "
+                          "(train one with `lpbf-edge train`, or restore models/default from git)")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{mpath}: missing; this directory is not a model bundle") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{mpath}: unreadable manifest ({exc}); restore the bundle from its source") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise BundleError(f"{mpath}: format is {got!r}, expected {FORMAT!r}; re-export the bundle with this version")
+    absent = [k for k in REQUIRED_KEYS if k not in manifest]
+    if absent:
+        raise BundleError(f"{mpath}: manifest lacks {', '.join(absent)}; re-export the bundle")
+    files = manifest["files"]
+    for g in GRAPHS:
+        if f"{g}.onnx" not in files:
+            raise BundleError(f"{mpath}: manifest does not list {g}.onnx; the bundle is incomplete, re-export it")
+    if verify:
+        for rel, digest in files.items():
+            p = d / rel
+            if not p.is_file():
+                raise BundleError(f"{p}: file of model bundle {manifest['model_id']!r} is missing; restore it "
+                                  "(git checkout / re-copy the bundle) or re-export the bundle")
+            got = sha256_file(p)
+            if got != digest:
+                raise BundleError(f"{p}: sha256 {got[:12]}... does not match the manifest ({digest[:12]}...): the file is "
+                                  "corrupt or was changed; restore it or re-export the bundle (write_bundle re-hashes)")
+    return Bundle(d, manifest)

@@ -1,0 +1,157 @@
+"""SuperResolver: a verified bundle + a backend runner + a sampler -> super-resolved 8-bit layers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from edge.sr.bundle import Bundle, load_bundle
+from edge.sr.runners import Runner, make_runner
+from edge.sr.samplers import SAMPLERS, SamplerSpec, sample
+from edge.sr.schedule import Schedule
+from edge.sr.tiling import tiled_upscale
+
+Reduce = Literal["sample", "mean"]
+STD_PNG_GAIN = 4.0  # <name>.std.png = 4 x per-pixel std in gray levels (std 64 -> white)
+
+
+@dataclass(frozen=True)
+class SRResult:
+    """One super-resolved image: sr uint8 [H*s, W*s]; std float32 (gray levels, 0..255 units) when asked for."""
+
+    sr: np.ndarray
+    std: np.ndarray | None
+    model_id: str
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def to_unit(img_u8: np.ndarray) -> np.ndarray:
+    """uint8 [0,255] -> float32 [-1,1]."""
+    return img_u8.astype(np.float32) / 127.5 - 1.0
+
+
+def to_u8(x: np.ndarray) -> np.ndarray:
+    """float [-1,1] -> uint8 [0,255], rounded and clipped."""
+    return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def resolve_sampler(bundle: Bundle, sampler: str | dict | SamplerSpec | None, steps: int | None) -> SamplerSpec:
+    """None -> the bundle's fast sampler; 'reference' -> its reference (DDPM); a sampler name or a spec dict."""
+    m = bundle.manifest
+    if isinstance(sampler, SamplerSpec):
+        return sampler if steps is None else SamplerSpec(**{**sampler.__dict__, "steps": steps})
+    if sampler is None:
+        return SamplerSpec.from_manifest(m["sampler"], steps)
+    if sampler == "reference":
+        return SamplerSpec.from_manifest(m.get("reference", {"name": "ddpm", "steps": Schedule.from_manifest(m["schedule"]).T}), steps)
+    if isinstance(sampler, str):
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)} or 'reference'")
+        base = dict(m["sampler"]) if m["sampler"].get("name") == sampler else {"name": sampler, "steps": m["sampler"].get("steps", 20)}
+        return SamplerSpec.from_manifest(base, steps)
+    return SamplerSpec.from_manifest(dict(sampler), steps)
+
+
+class SuperResolver:
+    """Upscales uint8 gray images of any size by the bundle's scale through overlapping tiles."""
+
+    def __init__(self, bundle: Bundle, runner: Runner, spec: SamplerSpec, seed: int = 0, tile: int | None = None,
+                 overlap: int | None = None, batch: int = 8):
+        self.bundle, self.runner, self.spec, self.seed = bundle, runner, spec, int(seed)
+        self.schedule = Schedule.from_manifest(bundle.manifest["schedule"])
+        self.tile = int(tile or bundle.lr_patch)
+        self.overlap = int(self.tile // 4 if overlap is None else overlap)
+        self.batch = int(batch)
+        self.scale = bundle.scale
+        self._noise_band: tuple[tuple[int, int, int], np.ndarray] | None = None
+
+    @classmethod
+    def from_bundle(cls, path: str | Path | None = None, backend: str = "ort", steps: int | None = None, seed: int = 0,
+                    sampler: str | dict | SamplerSpec | None = None, tile: int | None = None, overlap: int | None = None,
+                    batch: int = 8, **runner_options) -> "SuperResolver":
+        """Load and verify a bundle (default: models/default or $LPBF_MODEL), open its backend, pick the sampler."""
+        bundle = load_bundle(path)
+        spec = resolve_sampler(bundle, sampler, steps)
+        return cls(bundle, make_runner(bundle, backend, **runner_options), spec, seed, tile, overlap, batch)
+
+    @property
+    def model_id(self) -> str:
+        return self.bundle.model_id
+
+    def _band_noise(self, k: int, y: int, width: int, n: int) -> np.ndarray:
+        """Noise [n, C, tile, width] for LR rows y..y+tile of sample k, keyed by absolute row so overlapping tiles agree."""
+        key = (k, y, width)
+        if self._noise_band is not None and self._noise_band[0] == key:
+            return self._noise_band[1]
+        C = self.bundle.latent_channels
+        rows = [np.random.default_rng([self.seed, k, r]).standard_normal((n, C, width), dtype=np.float32)
+                for r in range(y, y + self.tile)]
+        band = np.stack(rows, axis=2)
+        self._noise_band = (key, band)
+        return band
+
+    def _tile_fn(self, samples: int, reduce: Reduce, uncertainty: bool, width: int, timings: dict[str, float]):
+        """The per-batch function the tiler calls: encode LR, sample K latents, decode, reduce."""
+        from edge.sr.schedule import timesteps_for
+
+        spec, C, s = self.spec, self.bundle.latent_channels, self.scale
+        t_max = None
+        if spec.init == "noised_estimate":
+            t_max = self.schedule.T - 1 if spec.t_start is None else spec.t_start
+        n_steps = len(timesteps_for(self.schedule.T, spec.steps, spec.spacing, t_max))
+
+        def fn(tiles: np.ndarray, origins: list[tuple[int, int]]) -> np.ndarray:
+            t0 = time.perf_counter()
+            cond = self.runner.encode_lr(tiles[:, None])
+            x_init = None
+            if spec.init == "noised_estimate":
+                import cv2
+
+                up = np.stack([cv2.resize(t, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC) for t in tiles])
+                x_init = self.runner.encode_hr(np.clip(up, -1, 1)[:, None])
+            timings["encode"] += time.perf_counter() - t0
+            outs = []
+            for k in range(samples):
+                t1 = time.perf_counter()
+                noise = np.stack([self._band_noise(k, y, width, n_steps + 1)[..., x:x + self.tile] for y, x in origins], axis=1)
+                z = sample(self.runner.denoise, self.schedule, cond, cond.shape, spec, self.bundle.prediction,  # type: ignore[arg-type]
+                           noise=noise, x_init=x_init)
+                t2 = time.perf_counter()
+                outs.append(self.runner.decode(z)[:, 0])
+                timings["sample"] += t2 - t1
+                timings["decode"] += time.perf_counter() - t2
+            stack = np.stack(outs)  # [K, N, th, tw]
+            best = stack.mean(0) if reduce == "mean" else stack[0]
+            chans = [best] + ([stack.std(0)] if uncertainty else [])
+            return np.stack(chans, axis=1)
+
+        return fn
+
+    def upscale(self, lr_uint8: np.ndarray, samples: int = 1, reduce: Reduce = "sample",
+                uncertainty: bool = False) -> SRResult:
+        """Super-resolve one uint8 gray image; `samples` chains, reduced to one sample or their mean, optional std."""
+        img = np.asarray(lr_uint8)
+        if img.ndim == 3 and img.shape[2] == 1:
+            img = img[:, :, 0]
+        if img.dtype != np.uint8 or img.ndim != 2 or img.size == 0:
+            raise ValueError(f"expected a non-empty 2-D uint8 gray image, got dtype {img.dtype} shape {img.shape}")
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, got {samples}")
+        if reduce not in ("sample", "mean"):
+            raise ValueError(f"reduce must be 'sample' or 'mean', got {reduce!r}")
+        if uncertainty and samples < 2:
+            raise ValueError("uncertainty needs at least 2 samples (the spread of one sample is undefined)")
+        timings = {"encode": 0.0, "sample": 0.0, "decode": 0.0}
+        t0 = time.perf_counter()
+        width = max(img.shape[1], self.tile)
+        fn = self._tile_fn(samples, reduce, uncertainty, width, timings)
+        out = tiled_upscale(to_unit(img), fn, self.scale, self.tile, self.overlap, self.batch,
+                            channels=2 if uncertainty else 1)
+        self._noise_band = None
+        timings["total"] = time.perf_counter() - t0
+        std = (out[1] * 127.5).astype(np.float32) if uncertainty else None
+        return SRResult(sr=to_u8(out[0]), std=std, model_id=self.model_id, timings_s=timings)

@@ -1,0 +1,243 @@
+"""Inference backends for the four bundle graphs: ONNX Runtime (CPU reference), OpenVINO, torch (eager reference).
+
+Every runner exposes encode_lr, encode_hr, denoise(x, t, cond) and decode on float32 numpy NCHW arrays
+(images in [-1, 1], latents already scaled). Heavy libraries are imported inside the classes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edge.sr.bundle import Bundle, BundleError
+
+BACKENDS = ("ort", "openvino", "torch", "tensorrt")
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested inference backend cannot run on this machine; the message says why and what to use."""
+
+
+class Runner(Protocol):
+    """What the samplers and the SuperResolver need from a backend."""
+
+    name: str
+
+    def encode_lr(self, lr: np.ndarray) -> np.ndarray: ...  # [B,1,h,w] -> [B,C,h,w]
+    def encode_hr(self, hr: np.ndarray) -> np.ndarray: ...  # [B,1,sh,sw] -> [B,C,h,w]
+    def denoise(self, x: np.ndarray, t: np.ndarray, cond: np.ndarray) -> np.ndarray: ...
+    def decode(self, z: np.ndarray) -> np.ndarray: ...  # [B,C,h,w] -> [B,1,sh,sw]
+
+
+def physical_cores() -> int:
+    """Physical cores available to this process (distinct core ids among the allowed CPUs)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    cores = set()
+    for c in cpus:
+        base = Path(f"/sys/devices/system/cpu/cpu{c}/topology")
+        try:
+            cores.add((base / "physical_package_id").read_text().strip() + ":" + (base / "core_id").read_text().strip())
+        except OSError:
+            return max(1, len(cpus))
+    return max(1, len(cores))
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
+    """Contiguous float32 view/copy for a backend call."""
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+class OrtRunner:
+    """ONNX Runtime on the CPU: the exact reference (threads = physical cores, no spinning, preallocated outputs)."""
+
+    name = "ort"
+
+    def __init__(self, bundle: Bundle, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.bundle = bundle
+        self.threads = threads or physical_cores()
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        self._ort = ort
+        self.sessions = {g: ort.InferenceSession(str(bundle.graph(g)), so, providers=["CPUExecutionProvider"])
+                         for g in ("lr_encoder", "hr_encoder", "denoiser", "hr_decoder")}
+        self._bind = {g: s.io_binding() for g, s in self.sessions.items()}
+        self._out: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
+        self.scale = bundle.scale
+
+    def _run(self, graph: str, feeds: dict[str, np.ndarray], out_shape: tuple[int, ...]) -> np.ndarray:
+        """One call through IOBinding into a preallocated output buffer (reused per graph and shape)."""
+        sess, b = self.sessions[graph], self._bind[graph]
+        key = (graph, out_shape)
+        out = self._out.get(key)
+        if out is None:
+            out = self._out[key] = np.empty(out_shape, np.float32)
+        b.clear_binding_inputs()
+        b.clear_binding_outputs()
+        for name, arr in feeds.items():
+            b.bind_cpu_input(name, arr)
+        b.bind_output(sess.get_outputs()[0].name, "cpu", 0, np.float32, out.shape, out.ctypes.data)
+        sess.run_with_iobinding(b)
+        return out
+
+    def encode_lr(self, lr: np.ndarray) -> np.ndarray:
+        lr = _f32(lr)
+        return self._run("lr_encoder", {"lr": lr}, (lr.shape[0], self.bundle.latent_channels, *lr.shape[2:])).copy()
+
+    def encode_hr(self, hr: np.ndarray) -> np.ndarray:
+        hr, s = _f32(hr), self.scale
+        return self._run("hr_encoder", {"hr": hr},
+                         (hr.shape[0], self.bundle.latent_channels, hr.shape[2] // s, hr.shape[3] // s)).copy()
+
+    def denoise(self, x: np.ndarray, t: np.ndarray, cond: np.ndarray) -> np.ndarray:
+        """Model output for (x, t, cond); the returned buffer is reused by the next call of the same shape."""
+        x = _f32(x)
+        return self._run("denoiser", {"x": x, "t": _f32(t), "cond": _f32(cond)}, x.shape)
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        z, s = _f32(z), self.scale
+        return self._run("hr_decoder", {"latent": z}, (z.shape[0], 1, z.shape[2] * s, z.shape[3] * s)).copy()
+
+
+def openvino_bf16_supported() -> bool:
+    """True when OpenVINO reports native bf16 on this CPU."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+class OpenVinoRunner:
+    """OpenVINO on the CPU: each graph reshaped to the static shape it is called with, explicit precision hint."""
+
+    name = "openvino"
+
+    def __init__(self, bundle: Bundle, precision: str = "f32", threads: int | None = None):
+        import openvino as ov
+
+        if precision not in ("f32", "bf16"):
+            raise ValueError(f"OpenVINO precision must be 'f32' or 'bf16', got {precision!r}")
+        self.core = ov.Core()
+        if precision == "bf16" and "BF16" not in self.core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            raise BackendUnavailable("this CPU does not report bf16 support to OpenVINO; use precision 'f32'")
+        self.bundle, self.precision = bundle, precision
+        self.threads = threads or physical_cores()
+        self.scale = bundle.scale
+        self._models = {g: self.core.read_model(str(bundle.graph(g))) for g in ("lr_encoder", "hr_encoder", "denoiser", "hr_decoder")}
+        self._compiled: dict[tuple, object] = {}
+
+    def _request(self, graph: str, feeds: dict[str, np.ndarray]):
+        """Infer request of `graph` compiled for exactly these input shapes (compiled once per shape)."""
+        key = (graph, tuple((k, v.shape) for k, v in feeds.items()))
+        req = self._compiled.get(key)
+        if req is None:
+            model = self._models[graph].clone()
+            model.reshape({k: list(v.shape) for k, v in feeds.items()})
+            compiled = self.core.compile_model(model, "CPU", {
+                "INFERENCE_PRECISION_HINT": self.precision,
+                "INFERENCE_NUM_THREADS": self.threads,
+                "PERFORMANCE_HINT": "LATENCY",
+                "NUM_STREAMS": 1,
+            })
+            req = self._compiled[key] = compiled.create_infer_request()
+        return req
+
+    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        feeds = {k: _f32(v) for k, v in feeds.items()}
+        req = self._request(graph, feeds)
+        req.infer(feeds)
+        return req.get_output_tensor(0).data.copy()
+
+    def encode_lr(self, lr: np.ndarray) -> np.ndarray:
+        return self._run("lr_encoder", {"lr": lr})
+
+    def encode_hr(self, hr: np.ndarray) -> np.ndarray:
+        return self._run("hr_encoder", {"hr": hr})
+
+    def denoise(self, x: np.ndarray, t: np.ndarray, cond: np.ndarray) -> np.ndarray:
+        return self._run("denoiser", {"x": x, "t": t, "cond": cond})
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        return self._run("hr_decoder", {"latent": z})
+
+
+class TorchRunner:
+    """torch eager on the CPU: the reference path over the bundle's torch modules."""
+
+    name = "torch"
+
+    def __init__(self, modules: dict, threads: int | None = None):
+        import torch
+
+        self.torch = torch
+        if threads:
+            torch.set_num_threads(threads)
+        missing = [g for g in ("lr_encoder", "hr_encoder", "denoiser", "hr_decoder") if g not in modules]
+        if missing:
+            raise BundleError(f"torch runner needs modules {', '.join(missing)}")
+        self.modules = {k: (m.eval() if hasattr(m, "eval") else m) for k, m in modules.items()}
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, threads: int | None = None) -> "TorchRunner":
+        """Rebuild the torch modules from the bundle's arch + safetensors (via edge.models.bundle_modules)."""
+        try:
+            from edge.models import bundle_modules  # SR-MODEL: (bundle dir, manifest) -> {graph name: nn.Module}
+        except ImportError as exc:
+            raise BackendUnavailable(f"--backend torch needs edge.models.bundle_modules to rebuild {bundle.model_id!r} "
+                                     f"from its weights ({exc}); use --backend ort") from exc
+        return cls(bundle_modules(bundle.path, bundle.manifest), threads)
+
+    def _run(self, graph: str, *arrays: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            out = self.modules[graph](*(self.torch.from_numpy(_f32(a)) for a in arrays))
+        return out.numpy()
+
+    def encode_lr(self, lr: np.ndarray) -> np.ndarray:
+        return self._run("lr_encoder", lr)
+
+    def encode_hr(self, hr: np.ndarray) -> np.ndarray:
+        return self._run("hr_encoder", hr)
+
+    def denoise(self, x: np.ndarray, t: np.ndarray, cond: np.ndarray) -> np.ndarray:
+        return self._run("denoiser", x, t, cond)
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        return self._run("hr_decoder", z)
+
+
+def tensorrt_unavailable_reason() -> str | None:
+    """None when TensorRT and pycuda import here, else a sentence saying what is missing."""
+    for mod in ("tensorrt", "pycuda"):
+        if importlib.util.find_spec(mod) is None:
+            return (f"--backend tensorrt needs TensorRT with CUDA ({mod} is not installed on this machine); "
+                    "it runs on a Jetson/CUDA box. Use --backend ort or --backend openvino here.")
+    return None
+
+
+def make_runner(bundle: Bundle, backend: str = "ort", **options) -> Runner:
+    """The runner for `backend` over a verified bundle; unavailable backends raise BackendUnavailable."""
+    if backend == "ort":
+        return OrtRunner(bundle, **options)
+    if backend == "openvino":
+        return OpenVinoRunner(bundle, **options)
+    if backend == "torch":
+        return TorchRunner.from_bundle(bundle, **options)
+    if backend == "tensorrt":
+        reason = tensorrt_unavailable_reason()
+        if reason:
+            raise BackendUnavailable(reason)
+        from edge.sr import runners_trt  # FAST's module; imported only here
+
+        if not hasattr(runners_trt, "TrtRunner"):
+            raise BackendUnavailable("edge.sr.runners_trt has no TrtRunner(bundle) with encode_lr/encode_hr/denoise/decode yet")
+        return runners_trt.TrtRunner.from_bundle(bundle, **options)
+    raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
