@@ -214,7 +214,10 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
     with console.status(f"simulating a {layers}-layer build..."):
         build_dir = generate_build(out / "build", layers, seed, SimConfig(hr_size_px=hr_size, scale=4), overwrite=True)
         trace_csv = generate_trace(layers, seed).to_csv(out / "laser_trace.csv")
-        calib_file = calibrate(build_dir, out)
+        try:
+            calib_file = calibrate(build_dir, out)
+        except ValueError as exc:
+            raise DemoError(f"calibration of the simulated webcam failed: {exc}") from exc
     console.print(f"[green]build[/] {build_dir} ({layers} layers, LR {hr_size // 4}x{hr_size // 4}), laser trace {trace_csv}, calibration {calib_file}")
     proc = None
     if broker is None:
@@ -233,7 +236,10 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
         cap = LayerCapture([DirectoryReplayCamera(build_dir / "webcam", name="webcam")], cfg.capture.timeout_s)
         cap.open()
         with console.status("loading the super-resolution model..."):
-            stages = real_stages(cfg, cap.capture)
+            try:
+                stages = real_stages(cfg, cap.capture)
+            except (RuntimeError, ValueError, OSError) as exc:
+                raise DemoError(f"cannot load the super-resolution model: {exc}") from exc
         events = bridge_events(cfg, lambda: TraceReplaySource(trace_csv, cfg.bridge.replay_chunk, speed), restart=False)
         svc = BoxService(cfg, stages, events)
         rows: list[dict] = []

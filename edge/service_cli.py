@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         setup_json_logging()
         try:
             stages, events, closers = build_box(cfg, trace=trace, speed=speed)
-        except (ValueError, OSError, ImportError) as exc:
+        except (ValueError, OSError, ImportError, RuntimeError) as exc:
             typer.echo(f"lpbf-edge run: cannot start: {exc}", err=True)
             raise typer.Exit(1) from exc
         try:
