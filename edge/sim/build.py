@@ -148,7 +148,7 @@ def _compose_parts(
     scan = scan_modulation(n, layer, pitch, cfg.island_mm, cfg.hatch_rotation_deg, rng)
     u = rng.random((n, n), dtype=np.float32)
     rough = cv2.GaussianBlur(rng.standard_normal((n, n), dtype=np.float32), (0, 0), 0.8)
-    per_part = (1.0 + 0.05 * rng.standard_normal(256)).astype(np.float32)  # each part fuses a little differently
+    per_part = (1.0 + np.clip(0.03 * rng.standard_normal(256), -0.06, 0.06)).astype(np.float32)  # parts fuse a little differently
     solid = cfg.part_brightness * mean * scan * per_part[mask] + 0.4 * (img - mean) + 0.15 * mean * rough
     edge_band = cv2.dilate(contour_track(mask).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     solid[edge_band] -= 0.06 * mean  # contour/hatch overlap and sintered particles darken the rim

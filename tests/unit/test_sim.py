@@ -106,9 +106,9 @@ def test_masks_agree_with_rendered_parts():
         part = (imgs.mask == pid).astype(np.uint8)
         core = cv2.erode(part, k) > 0
         ring = (cv2.dilate(part, k, iterations=6) > 0) & ~(cv2.dilate(part, k, iterations=2) > 0) & (imgs.mask == 0)
-        gap = hr[ring].mean() - hr[core].mean()
-        se = np.sqrt(hr[ring].var() / ring.sum() + hr[core].var() / core.sum())
-        assert gap > 5 * se and gap > 8, (pid, gap, se)  # fused parts are darker than the powder around them
+        gap = np.median(hr[ring]) - np.median(hr[core])  # medians: rim glints are sparse outliers
+        se = 1.25 * np.sqrt(hr[ring].var() / ring.sum() + hr[core].var() / core.sum())
+        assert gap > 4 * se and gap > 6, (pid, gap, se)  # fused parts are darker than the powder around them
     # and nothing part-like where the mask says powder: powder far from parts is uniform grain
     far = cv2.dilate((imgs.mask > 0).astype(np.uint8), k, iterations=8) == 0
     assert abs(np.median(hr[far]) - np.median(hr[(imgs.mask == 0)])) < 6
