@@ -58,6 +58,30 @@ def register(app: typer.Typer) -> None:
             truth.write_text(json.dumps({"layer_ends_s": tr.layer_ends.round(6).tolist()}))
         typer.echo(f"{out}: {tr.t.size} samples, {layers} layers")
 
+    @bridge_app.command("sim")
+    def sim(
+        build: Path = typer.Argument(..., help="Sim build folder (from `lpbf-edge sim build`)."),
+        speedup: float = typer.Option(10.0, help="Printer time runs this many times faster than real time (0: no pacing)."),
+        config: Path | None = typer.Option(None, "--config", help="Box YAML config (bridge section)."),
+    ) -> None:
+        """Run the simulated printer's laser signal through the detector; one JSON line per event."""
+        from edge.config import load_config
+        from edge.sim.printer import SimPrinter
+        from firmware_bridge.bridge import run_bridge
+        from firmware_bridge.detector import LayerDetector
+
+        cfg = load_config(config).bridge
+        try:
+            printer = SimPrinter(build, speedup=speedup or None)
+        except (ValueError, FileNotFoundError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        for ev in run_bridge(printer.laser_source, LayerDetector(cfg, source="sim-printer")):
+            out = ev.to_json_dict()
+            if ev.event == "layer_complete":
+                out["true_t_off_s"] = round(printer.layer_ends[ev.layer - cfg.start_layer], 6)
+            typer.echo(json.dumps(out))
+
     @bridge_app.command("daq")
     def daq(config: Path | None = typer.Option(None, "--config", help="Box YAML config (bridge.daq section).")) -> None:
         """Watch the NI DAQ and print one JSON line per layer event (Ctrl-C to stop)."""
