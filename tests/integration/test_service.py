@@ -136,3 +136,27 @@ def test_sigkill_mid_layer_and_broker_restart_lose_nothing(tmp_path, mosquitto, 
 
 if __name__ == "__main__":
     sys.exit(_child(sys.argv[1], int(sys.argv[2])))
+
+
+def test_sigterm_drains_queued_layers_and_goes_offline(tmp_path, mosquitto, subscribe):
+    """SIGTERM stops the printer feed, finishes every layer already seen, empties the spool, publishes offline, exits 0."""
+    broker = mosquitto()
+    sub = subscribe(broker.port, "lpbf/v1/svc/#")
+    root = tmp_path / "box"
+    root.mkdir()
+    proc = _spawn(root, broker.port)
+    try:
+        assert _wait(lambda: (root / "archive/J/000002/event.json").exists(), 30)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    seen = sorted(int(d.name) for d in (root / "archive/J").iterdir())
+    assert seen and seen == list(range(1, len(seen) + 1))
+    for n in seen:
+        assert json.loads((root / f"archive/J/{n:06d}/meta.json").read_text())["final"]
+    assert not list((root / "spool/pending").iterdir())
+    assert sub.wait_for(lambda ms: [m.payload for m in ms if m.topic.endswith("availability")][-1:] == [b"offline"], 5)
+    finals = {json.loads(m.payload)["layer"] for m in sub.messages if m.topic.endswith("/anomaly") and json.loads(m.payload)["image"] == "sr"}
+    assert finals == set(seen)

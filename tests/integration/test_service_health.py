@@ -56,3 +56,45 @@ def test_json_log_lines_carry_extra_fields():
     rec.layer, rec.event = 7, "late"
     doc = json.loads(JsonFormatter().format(rec))
     assert doc["msg"] == "layer 7 late" and doc["layer"] == 7 and doc["level"] == "warning" and doc["event"] == "late"
+
+
+def test_sd_notify_reaches_the_notify_socket(tmp_path, monkeypatch):
+    """READY=1 goes to $NOTIFY_SOCKET as systemd's Type=notify expects."""
+    import socket
+
+    from edge.service import sd_notify
+
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(str(path))
+        s.settimeout(2)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        assert sd_notify("READY=1")
+        assert s.recv(64) == b"READY=1"
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert not sd_notify("READY=1")
+
+
+def test_systemd_unit(tmp_path):
+    """The shipped unit runs `lpbf-edge run --config`, Type=notify with a watchdog, restarts on failure; systemd accepts it."""
+    import configparser
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    unit = Path(__file__).resolve().parents[2] / "packaging/systemd/lpbf-edge.service"
+    cp = configparser.ConfigParser(strict=False, interpolation=None)
+    cp.optionxform = str
+    cp.read(unit)
+    svc = cp["Service"]
+    assert svc["Type"] == "notify" and svc["Restart"] == "on-failure" and svc["KillSignal"] == "SIGTERM"
+    assert int(svc["WatchdogSec"]) > 0 and svc["ExecStart"].split()[1:3] == ["run", "--config"]
+    if shutil.which("systemd-analyze"):
+        exe = tmp_path / "lpbf-edge"
+        exe.write_text("#!/bin/sh\n")
+        exe.chmod(0o755)
+        copy = tmp_path / "lpbf-edge.service"
+        copy.write_text(unit.read_text().replace(svc["ExecStart"].split()[0], str(exe)))
+        r = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True)
+        bad = [l for l in (r.stdout + r.stderr).splitlines() if "lpbf-edge.service" in l]
+        assert not bad, bad
