@@ -72,10 +72,11 @@ class PeakRSS:
         self.peak_bytes = hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def per_sample_time(fn: Callable[[np.ndarray], np.ndarray], items: Sequence[np.ndarray], warmup: int = 1):
-    """(outputs, seconds per item) of fn over items, after `warmup` untimed calls on the first item."""
+def per_sample_time(fn: Callable[[np.ndarray], np.ndarray], items: Sequence[np.ndarray], warmup: int = 1,
+                    warmup_rows: int | None = None):
+    """(outputs, seconds per item) of fn over items, after `warmup` untimed calls on (the first rows of) item 0."""
     for _ in range(warmup):
-        fn(items[0])
+        fn(items[0][:warmup_rows])
     outs, t0 = [], time.perf_counter()
     for x in items:
         outs.append(fn(x))
@@ -474,12 +475,12 @@ class Result:
 
 
 def run_combo(combo: Combo, graphs: BundleGraphs, extras: dict, lr: np.ndarray, hr: np.ndarray, batch: int,
-              rate: float, seed: int = 0) -> Result:
-    """Time one combo over all tiles (batches of `batch`, one warm-up batch) and score it against ground truth."""
+              rate: float, seed: int = 0, warmup_rows: int | None = None) -> Result:
+    """Time one combo over all tiles (batches of `batch`, one warm-up call) and score it against ground truth."""
     up = make_upscaler(combo, graphs, seed)
     batches = [lr[i:i + batch] for i in range(0, len(lr), batch)]
     with PeakRSS() as rss:
-        outs, s_per_batch = per_sample_time(up, batches)
+        outs, s_per_batch = per_sample_time(up, batches, warmup_rows=warmup_rows)
     sr = np.concatenate(outs)
     q = quality(list(sr), list(hr[: len(sr)]))
     flops = combo_flops(combo, graphs, extras)
@@ -528,13 +529,13 @@ def run_bench(bundle: Path, quick: bool, tiles: int | None, ref_tiles: int | Non
     if only:
         combos = [c for c in combos if c.name == fast_name or any(o in c.name for o in only)]
     n = tiles or (8 if quick else 32)
-    n_ref = min(n, ref_tiles or (batch if quick else 2 * batch))
+    n_ref = min(n, ref_tiles or (4 if quick else 2 * batch))
     lr, hr = bench_pairs(n, int(manifest["hr_patch"]), int(manifest["scale"]), seed=seed)
     rate = matmul_rate("float32")
     rate_bf16 = matmul_rate("bfloat16") if bf16 else None
     echo(f"matmul rate: {rate / 1e9:.1f} GFLOP/s fp32" + (f", {rate_bf16 / 1e9:.1f} bf16" if rate_bf16 else ""))
     echo(f"reference: {ref_combo.name} on {n_ref} tiles ...")
-    ref = run_combo(ref_combo, graphs, extras, lr[:n_ref], hr[:n_ref], batch, rate, seed)
+    ref = run_combo(ref_combo, graphs, extras, lr[:n_ref], hr[:n_ref], min(batch, n_ref), rate, seed, warmup_rows=1)
     ref.speedup, ref.psnr_delta_db, ref.texture_ratio = 1.0, 0.0, 1.0
     results = []
     for c in combos:
@@ -561,10 +562,15 @@ def run_bench(bundle: Path, quick: bool, tiles: int | None, ref_tiles: int | Non
     fast_r = next((r for r in results if r.name == fast_name), None)
     if fast_r is None:
         raise ValueError(f"fast path {fast_name!r} is not among the measured combos: {[r.name for r in results]}")
-    Console().print(_table(results, ref, fast_name))
+    rate = max(rate, matmul_rate("float32"))  # a second measurement: the machine may have been busy at the start
+    for r in [ref, *results]:
+        if not r.error:
+            r.floor_s_per_sample = r.flops_per_sample / rate
+            r.floor_fraction = r.floor_s_per_sample / r.s_per_sample
+    Console(width=200).print(_table(results, ref, fast_name))
     report = {
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                    "matmul_gflops_fp32": rate / 1e9, "matmul_gflops_bf16": rate_bf16 / 1e9 if rate_bf16 else None},
+                    "matmul_gflops_fp32": rate / 1e9, "load_avg_1min": os.getloadavg()[0], "matmul_gflops_bf16": rate_bf16 / 1e9 if rate_bf16 else None},
         "model": {"path": str(bundle), "model_id": manifest.get("model_id"), "hr_patch": manifest["hr_patch"],
                   "scale": manifest["scale"]},
         "setup": {"quick": quick, "tiles": n, "reference_tiles": n_ref, "batch": batch, "seed": seed},
