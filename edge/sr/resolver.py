@@ -88,9 +88,10 @@ class SuperResolver:
         if self._noise_band is not None and self._noise_band[0] == key:
             return self._noise_band[1]
         C = self.bundle.latent_channels
-        rows = [np.random.default_rng([self.seed, k, r]).standard_normal((n, C, width), dtype=np.float32)
+        # drawn as [width, n, C] so column x gets the same numbers whatever the padded image width is
+        rows = [np.random.default_rng([self.seed, k, r]).standard_normal((width, n, C), dtype=np.float32)
                 for r in range(y, y + self.tile)]
-        band = np.stack(rows, axis=2)
+        band = np.ascontiguousarray(np.stack(rows, axis=0).transpose(2, 3, 0, 1))
         self._noise_band = (key, band)
         return band
 
