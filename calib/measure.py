@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from calib.config import CalibConfig
+from calib.flatfield import fit_flat, gain_map, uniformity
 from calib.evaluate import Distortion, grid_error, image_error, overlay, true_homography
 from calib.register import Calibration, register
 
@@ -46,6 +47,11 @@ def measure_build(build_dir: str | Path, calib_file: str | Path | None = None, k
     if overlay_path is not None:
         w, lr = webcam(layers[-1]), cv2.imread(str(build / "lr" / layers[-1].name), cv2.IMREAD_GRAYSCALE)
         cv2.imwrite(str(overlay_path), overlay(cal, w, lr))
+    # flat field fitted on the first layer's registered frame, checked on the last layer's
+    first_lr = cal.apply(webcam(layers[0]), flat=False)
+    gain = gain_map(fit_flat(first_lr, 4), first_lr.shape, 4)
+    last_lr = cal.apply(webcam(layers[-1]), flat=False).astype(np.float32)
+    flat_before, flat_after = uniformity(last_lr), uniformity(last_lr * gain)
     deform = cal.fit.get("deformation")
     return {
         "build": str(build), "layers": len(layers), "k1": k1, "method": cal.method,
@@ -54,6 +60,7 @@ def measure_build(build_dir: str | Path, calib_file: str | Path | None = None, k
         **{k: round(v, 4) for k, v in grid_error(cal, H_true, distortion=dist).items()},
         "image_mae": round(float(np.mean([r["mae"] for r in per_layer])), 4),
         "image_psnr_db": round(float(np.mean([r["psnr_db"] for r in per_layer])), 3),
+        "flat_uniformity_before": round(flat_before, 4), "flat_uniformity_after": round(flat_after, 4),
         "true_H_image_mae": round(float(np.mean([r["mae"] for r in base])), 4),
         "deformation": {k: v for k, v in deform.items() if k not in ("points", "shifts")} if isinstance(deform, dict) else deform,
     }
