@@ -53,6 +53,12 @@ def _union_slices(sls: list[tuple[slice, slice]]) -> tuple[slice, slice]:
     )
 
 
+def _line_like(sl: tuple[slice, slice]) -> bool:
+    """A long thin box (streaks and scratches, not debris)."""
+    h, w = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
+    return max(h, w) > 6 * min(h, w)
+
+
 def detect_laser(gray: np.ndarray, cfg: AnalyzeConfig, s: float) -> list[AnomalyFlag]:
     """Saturated bright region large enough to be the laser spot / plume or glare."""
     sat = gray >= cfg.laser_saturation
@@ -125,8 +131,8 @@ def detect_spreading(ctx: LayerContext) -> list[AnomalyFlag]:
     zl = ndimage.gaussian_filter(np.where(ctx.powder, ctx.z, 0.0), sig)
     wl = ndimage.gaussian_filter(ctx.powder.astype(float), sig)
     m = np.where(wl > 0.3, zl / np.maximum(wl, 1e-6), 0.0)
-    med, sd = robust_sigma(m[wl > 0.3])
-    dev = np.abs(m - med) / sd
+    med, _ = robust_sigma(m[wl > 0.3])
+    dev = np.abs(m - med)  # in pixel-noise sigmas: a real shortfall shifts the mean level by several
     hit = dev > cfg.spreading_contrast
     lab, n = ndimage.label(hit)
     min_area = cfg.spreading_min_area_frac * hit.size
@@ -164,7 +170,7 @@ def detect_debris_spatter(ctx: LayerContext, zs: np.ndarray) -> list[AnomalyFlag
             if area <= small:
                 n_spatter += 1
                 spatter_sl.append(sl)
-            elif area >= debris_min:
+            elif area >= debris_min and not _line_like(sl):
                 score = float(peaks[i - 1]) / cfg.blob_contrast * np.sqrt(area / debris_min)
                 flags.append(_flag("debris", score, sl, area, cfg))
     density = n_spatter / max(ctx.powder.sum() / (s * s), 1.0) * 1e6  # particles per powder megapixel at ref size
@@ -237,17 +243,19 @@ def detect_geometry(parts: np.ndarray, reference: np.ndarray | None, cfg: Analyz
     return flags
 
 
-def detect_sr_uncertain(std: np.ndarray | None, cfg: AnalyzeConfig) -> tuple[list[AnomalyFlag], np.ndarray | None]:
-    """Where the SR per-pixel spread is high: a flag, and the untrusted-pixel mask used to suppress texture flags."""
+def detect_sr_uncertain(std: np.ndarray | None, cfg: AnalyzeConfig, s: float) -> tuple[list[AnomalyFlag], np.ndarray | None]:
+    """Regions where the SR per-pixel spread is high: one flag each, and the untrusted mask used to suppress texture flags."""
     if std is None:
         return [], None
     high = ndimage.binary_closing(np.asarray(std, dtype=np.float64) > cfg.sr_std_high, iterations=2)
-    frac = float(high.mean())
-    if frac < cfg.sr_uncertain_frac:
-        return [], high
-    ys, xs = np.nonzero(high)
-    sl = (slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
-    return [_flag("sr_uncertain", frac / cfg.sr_uncertain_frac, sl, int(high.sum()), cfg)], high
+    lab, n = ndimage.label(high)
+    min_area = max(4.0, cfg.sr_uncertain_min_area_px * s * s)
+    flags = []
+    for i, sl in enumerate(ndimage.find_objects(lab), start=1):
+        area = int((lab[sl] == i).sum())
+        if area >= min_area:
+            flags.append(_flag("sr_uncertain", float(np.asarray(std)[sl][lab[sl] == i].mean()) / cfg.sr_std_high, sl, area, cfg))
+    return flags, high
 
 
 def suppress_untrusted(flags: list[AnomalyFlag], untrusted: np.ndarray | None) -> list[AnomalyFlag]:

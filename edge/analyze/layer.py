@@ -143,7 +143,7 @@ class LayerAnalyzer:
         prev = self.history.previous_mask(gray.shape)
         exp_area = float(expected.sum()) if expected is not None else (float(prev.sum()) if prev is not None and prev.any() else None)
         t = time.perf_counter()
-        seg = self.segmenter.segment(np.where(gray >= cfg.laser_saturation, np.median(gray), gray), exp_area or None)
+        seg = self.segmenter.segment(np.where(gray >= cfg.laser_saturation, np.median(gray), gray), exp_area or None, region=expected)
         timings["segment"] = time.perf_counter() - t
         mask = seg.mask
         if seg.failed:
@@ -168,7 +168,7 @@ class LayerAnalyzer:
         reference = expected if expected is not None else prev
         flags += an.detect_elevation(ctx, zs, reference)
         flags += an.detect_geometry(mask, reference, cfg, s, zs)
-        sr_flags, untrusted = an.detect_sr_uncertain(std, cfg)
+        sr_flags, untrusted = an.detect_sr_uncertain(std, cfg, s)
         flags = an.suppress_untrusted(flags, untrusted) + sr_flags
         timings["detect"] = time.perf_counter() - t
         flags = self.history.persist(flags, cfg)

@@ -171,13 +171,20 @@ class ClassicalProposer:
     def set_image(self, image: np.ndarray, feature: np.ndarray) -> None:
         """Keep the feature map (the classical proposer works on it, not on raw grey levels)."""
         self.feature = feature
+        self._cache: dict = {}
 
-    def _grow(self, roi: np.ndarray, pt: tuple[int, int], t: float) -> np.ndarray:
-        """Connected region of roi > t containing pt (small gaps closed)."""
-        m = ndimage.binary_closing(roi > t, structure=np.ones((3, 3)), iterations=1)
-        lab, _ = ndimage.label(m)
+    def _grow(self, roi: np.ndarray, pt: tuple[int, int], t: float, key: tuple) -> np.ndarray:
+        """Connected region of roi > t containing pt (small gaps closed); labelling cached per box and level."""
+        ck = (key, round(t, 9))
+        lab = self._cache.get(ck)
+        if lab is None:
+            m = ndimage.binary_closing(roi > t, structure=np.ones((3, 3)), iterations=1)
+            lab = ndimage.label(m)[0]
+            if len(self._cache) > 256:
+                self._cache.clear()
+            self._cache[ck] = lab
         k = lab[pt[1], pt[0]]
-        return lab == k if k > 0 else np.zeros_like(m)
+        return lab == k if k > 0 else np.zeros(roi.shape, dtype=bool)
 
     def propose(self, point_xy: tuple[int, int], box: tuple[int, int, int, int], sensitivity: float) -> list[Proposal]:
         """One proposal per prompt: grown region, Otsu separability as confidence, threshold-offset IoU as stability."""
@@ -188,14 +195,16 @@ class ClassicalProposer:
         roi = np.minimum(self.feature[y0:y1, x0:x1], 3.0 * self.cfg.feature_min)
         if roi.size < 16 or float(roi.max() - roi.min()) < 1e-6:
             return []
-        t = float(threshold_otsu(roi))
-        spread = float(roi.std())
+        ck = ("otsu", box)
+        if ck not in self._cache:
+            self._cache[ck] = (float(threshold_otsu(roi)), float(roi.std()))
+        t, spread = self._cache[ck]
         t = max(t - 0.25 * sensitivity * spread, 0.5 * self.cfg.feature_min)  # never into plain powder
         pt = (point_xy[0] - x0, point_xy[1] - y0)
-        m = self._grow(roi, pt, t)
+        m = self._grow(roi, pt, t, box)
         if not m.any():
             return []
-        lo, hi = self._grow(roi, pt, t - 0.1 * spread), self._grow(roi, pt, t + 0.1 * spread)
+        lo, hi = self._grow(roi, pt, t - 0.1 * spread, box), self._grow(roi, pt, t + 0.1 * spread, box)
         stability = float(np.logical_and(lo, hi).sum() / max(np.logical_or(lo, hi).sum(), 1))
         fg, bg = roi[m], roi[~m]
         conf = 0.0
@@ -326,8 +335,24 @@ class Segmenter:
                 union |= a
         return union, used
 
-    def segment(self, image: np.ndarray, expected_area_px: float | None = None) -> Segmentation:
-        """Segment parts; with an expected area, retry prompts until within [area_low, area_high] of it."""
+    def _finish(self, mask: np.ndarray, gray: np.ndarray, feature: np.ndarray, pol: int, s: float, region: np.ndarray | None) -> np.ndarray:
+        """Boundary refinement, majority smoothing, removal of faint, small and (given a region) stray components."""
+        cfg = self.cfg
+        if region is not None:
+            lab, n = ndimage.label(mask)
+            touching = np.unique(lab[region & (lab > 0)])
+            mask = np.isin(lab, touching[touching > 0])
+        if cfg.refine_boundary and mask.any():
+            corr = gray / flat_field(gray, cfg, mask)
+            fine = ndimage.gaussian_filter(corr, 1.5 * max(s, 0.5))
+            mask = refine_boundary(mask, fine, max(1, int(round(cfg.texture_window * s / 2 + 1))), pol)
+            mask = ndimage.gaussian_filter(mask.astype(np.float32), 1.5 * max(s, 0.5)) > 0.5  # majority smoothing
+        mask = drop_faint(mask, feature, 1.25 * cfg.feature_min, cfg.min_part_area_px * s * s)
+        return drop_small(mask, max(1, int(cfg.min_part_area_px * s * s)))
+
+    def segment(self, image: np.ndarray, expected_area_px: float | None = None, region: np.ndarray | None = None) -> Segmentation:
+        """Segment parts; with an expected area, retry prompts until within [area_low, area_high] of it (or the mask
+        stops changing: then it has failed early); with a region (expected parts), keep only parts touching it."""
         cfg = self.cfg
         gray = as_gray(image)
         s = scale_of(gray.shape[1], cfg)
@@ -335,11 +360,21 @@ class Segmenter:
         feature[corner_mask(gray.shape, cfg.ignore_corner_frac)] = min(0.0, float(feature.min()))
         self.proposer.set_image(np.clip(gray, 0, 255).astype(np.uint8), feature)
         comps, n = self.candidates(feature, s)
+        if region is not None:
+            region = ndimage.binary_dilation(region, iterations=max(1, int(round(cfg.dilation_px * s))))
+            keep = np.unique(comps[region & (comps > 0)])
+            comps, n = ndimage.label(np.isin(comps, keep[keep > 0]))
         sensitivity, n_random, it, failed = 0.0, cfg.random_prompts, 0, False
         mask, used = np.zeros(gray.shape, dtype=bool), []
+        areas_seen: list[int] = []
         for it in range(1, cfg.max_prompt_iterations + 1):
-            mask, used = self._one_pass(comps, n, sensitivity, n_random)
+            raw, used = self._one_pass(comps, n, sensitivity, n_random)
+            mask = self._finish(raw, gray, feature, pol, s, region)
             if not expected_area_px:
+                break
+            areas_seen.append(int(mask.sum()))
+            if len(areas_seen) >= 3 and len(set(areas_seen[-3:])) == 1:  # prompts no longer change the mask
+                failed = not (cfg.area_low <= mask.sum() / float(expected_area_px) <= cfg.area_high)
                 break
             ratio = mask.sum() / float(expected_area_px)
             if cfg.area_low <= ratio <= cfg.area_high:
@@ -351,13 +386,6 @@ class Segmenter:
                 sensitivity -= 0.5
         else:
             failed = bool(expected_area_px)
-        if cfg.refine_boundary:
-            corr = gray / flat_field(gray, cfg, mask)
-            fine = ndimage.gaussian_filter(corr, 1.5 * max(s, 0.5))
-            mask = refine_boundary(mask, fine, max(1, int(round(cfg.texture_window * s / 2 + 1))), pol)
-            mask = ndimage.gaussian_filter(mask.astype(np.float32), 1.5 * max(s, 0.5)) > 0.5  # majority smoothing
-        mask = drop_faint(mask, feature, 1.25 * cfg.feature_min, cfg.min_part_area_px * s * s)
-        mask = drop_small(mask, max(1, int(cfg.min_part_area_px * s * s)))
         labels, k = ndimage.label(mask)
         areas = tuple(int(a) for a in ndimage.sum_labels(mask, labels, range(1, k + 1))) if k else ()
         return Segmentation(mask, labels, it, failed, pol, tuple(used), areas)
