@@ -130,7 +130,8 @@ class MqttPublisher:
         """Mark disconnected; paho resends unacknowledged QoS 1 messages after reconnecting."""
         if self.connected.is_set():
             self.counters["disconnects"] += 1
-            log.warning("mqtt disconnected", extra={"event": "mqtt_disconnected", "reason": str(reason_code)})
+            level = logging.INFO if self._stop.is_set() else logging.WARNING
+            log.log(level, "mqtt disconnected", extra={"event": "mqtt_disconnected", "reason": str(reason_code)})
         self.connected.clear()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
