@@ -1,0 +1,81 @@
+"""SuperResolver over the tiny bundle on ONNX Runtime: shapes, determinism, samples/mean/std, sampler choice, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from edge.sr.bundle import BundleError  # noqa: E402
+from edge.sr.resolver import SRResult, SuperResolver  # noqa: E402
+from tests.sr_fixtures import tiny_bundle  # noqa: E402
+
+IMG = (np.random.default_rng(0).random((13, 21)) * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def resolver():
+    return SuperResolver.from_bundle(tiny_bundle(), backend="ort", seed=3)
+
+
+def test_upscale_any_size_deterministic(resolver):
+    a = resolver.upscale(IMG)
+    assert isinstance(a, SRResult) and a.sr.dtype == np.uint8 and a.sr.shape == (52, 84) and a.std is None
+    assert a.model_id == resolver.bundle.model_id and a.timings_s["total"] > 0
+    np.testing.assert_array_equal(a.sr, resolver.upscale(IMG).sr)
+    other = SuperResolver(resolver.bundle, resolver.runner, resolver.spec, seed=4).upscale(IMG)
+    assert np.abs(other.sr.astype(int) - a.sr.astype(int)).max() > 0
+    tiny = resolver.upscale(IMG[:3, :2])  # smaller than one tile: reflection padded, cropped back
+    assert tiny.sr.shape == (12, 8)
+
+
+def test_samples_mean_and_std(resolver):
+    one = resolver.upscale(IMG)
+    r = resolver.upscale(IMG, samples=3, reduce="mean", uncertainty=True)
+    assert r.std is not None and r.std.shape == r.sr.shape and r.std.dtype == np.float32
+    assert r.std.min() >= 0 and r.std.mean() > 0.1
+    assert np.abs(r.sr.astype(int) - one.sr.astype(int)).max() > 0  # the mean is not the first sample
+    first = resolver.upscale(IMG, samples=3, reduce="sample")
+    np.testing.assert_array_equal(first.sr, one.sr)  # reduce=sample keeps sample 0 whatever K is
+
+
+def test_sampler_selection():
+    r = SuperResolver.from_bundle(tiny_bundle(), sampler="reference")
+    assert r.spec.name == "ddpm" and r.spec.steps == 50
+    r = SuperResolver.from_bundle(tiny_bundle(), sampler="ddim", steps=3)
+    assert (r.spec.name, r.spec.steps) == ("ddim", 3)
+    with pytest.raises(ValueError, match="unknown sampler"):
+        SuperResolver.from_bundle(tiny_bundle(), sampler="euler")
+
+
+def test_noised_estimate_fast_path():
+    b = tiny_bundle(prediction="epsilon", schedule="linear",
+                    sampler={"name": "ddim", "steps": 2, "init": "noised_estimate", "t_start": 20})
+    r = SuperResolver.from_bundle(b)
+    assert r.spec.init == "noised_estimate" and r.spec.t_start == 20
+    out = r.upscale(IMG)
+    assert out.sr.shape == (52, 84)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.zeros((4, 4), np.uint16), "uint8"),
+    (np.zeros((0, 4), np.uint8), "non-empty"),
+    (np.zeros((4, 4, 3), np.uint8), "2-D"),
+])
+def test_bad_arrays(resolver, bad, match):
+    with pytest.raises(ValueError, match=match):
+        resolver.upscale(bad)
+
+
+def test_bad_options(resolver):
+    with pytest.raises(ValueError, match="2 samples"):
+        resolver.upscale(IMG, uncertainty=True)
+    with pytest.raises(ValueError, match="reduce"):
+        resolver.upscale(IMG, samples=2, reduce="median")  # type: ignore[arg-type]
+
+
+def test_missing_default_bundle(monkeypatch, tmp_path):
+    monkeypatch.setenv("LPBF_MODEL", str(tmp_path / "absent"))
+    with pytest.raises(BundleError, match="LPBF_MODEL"):
+        SuperResolver.from_bundle()
