@@ -131,3 +131,38 @@ def test_daq_without_driver_names_what_is_missing():
             next(DaqSource(DaqConfig()).chunks())
     else:
         pytest.skip("an NI-DAQmx driver with a device is present; see tests/daq")
+
+
+class _FakeDaqError(Exception):
+    """Stands in for nidaqmx.errors.DaqError (test only): carries an error_code."""
+
+    def __init__(self, code):
+        super().__init__(f"DAQmx error {code}")
+        self.error_code = code
+
+
+def test_daq_overrun_and_silence_become_source_errors(monkeypatch):
+    from firmware_bridge.sources.daq import DaqSource
+
+    src = DaqSource(DaqConfig(mode="analog"))
+    monkeypatch.setattr(src, "_open", lambda: None)  # the driver callbacks are replaced by queue items below
+    src._q.put((np.array([0.0, 0.001]), np.array([0.1, 0.2])))
+    src._q.put(_FakeDaqError(-200279))
+    it = src.chunks()
+    t, v = next(it)
+    assert t.tolist() == [0.0, 0.001]
+    with pytest.raises(SourceError, match=r"buffer overrun \(-200279\)"):
+        next(it)
+
+
+def test_daq_digital_mode_repeats_state_between_edges(monkeypatch):
+    from firmware_bridge.sources import daq as daq_mod
+
+    monkeypatch.setattr(daq_mod, "_HEARTBEAT_S", 0.01)
+    src = daq_mod.DaqSource(DaqConfig(mode="digital", digital_on_v=5.0))
+    monkeypatch.setattr(src, "_open", lambda: None)
+    src._q.put((np.array([1.0]), np.array([5.0])))
+    it = src.chunks()
+    assert next(it)[1].tolist() == [5.0]
+    t2, v2 = next(it)  # no edge queued: the heartbeat repeats the last state
+    assert v2.tolist() == [5.0]
