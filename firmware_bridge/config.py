@@ -41,6 +41,9 @@ class BridgeConfig(Section):
     start_layer: int = Field(1, ge=1, description="Number of the first layer detected (set to resume numbering after a restart).")
     source: Literal["daq", "replay", "sim"] = Field("daq", description="Where the laser signal comes from: NI DAQ, a CSV trace, or the simulated printer.")
     daq: DaqConfig = Field(default_factory=DaqConfig, description="NI-DAQmx input settings.")
+    trace_file: str | None = Field(None, description="CSV trace (time_s, laser_v) replayed when source is 'replay'.")
+    sim_build_dir: str | None = Field(None, description="Sim build folder driving the simulated printer when source is 'sim'.")
+    speedup: float = Field(1.0, ge=0, description="Replay / simulated printer speed relative to real time (0: as fast as possible).")
     replay_chunk: int = Field(1000, ge=1, description="Samples per chunk when replaying a CSV trace.")
     restart_backoff_s: float = Field(1.0, gt=0, description="First wait before reopening a source that died (doubles up to 30 s).")
 

@@ -166,3 +166,17 @@ def test_daq_digital_mode_repeats_state_between_edges(monkeypatch):
     assert next(it)[1].tolist() == [5.0]
     t2, v2 = next(it)  # no edge queued: the heartbeat repeats the last state
     assert v2.tolist() == [5.0]
+
+
+def test_source_factory_from_config(tmp_path):
+    from firmware_bridge.sources.factory import source_factory
+
+    csv = generate_trace(1, seed=0).to_csv(tmp_path / "t.csv")
+    make = source_factory(BridgeConfig(source="replay", trace_file=str(csv), speedup=0))
+    assert make().name == "replay:t.csv"
+    assert make().name.startswith("replay")  # a fresh source each call (restartable)
+    with pytest.raises(ValueError, match="trace_file"):
+        source_factory(BridgeConfig(source="replay"))
+    with pytest.raises(ValueError, match="sim_build_dir"):
+        source_factory(BridgeConfig(source="sim"))
+    assert type(source_factory(BridgeConfig(source="daq"))()).__name__ == "DaqSource"
