@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,17 @@ def build_tiny_bundle(out: Path, prediction: str = "v_prediction", schedule: str
 
 
 _CACHE: dict[tuple, Path] = {}
+
+
+def _cleanup() -> None:
+    """Remove the cached tiny bundles when the test process exits."""
+    import shutil
+
+    for p in _CACHE.values():
+        shutil.rmtree(p, ignore_errors=True)
+
+
+atexit.register(_cleanup)
 
 
 def tiny_bundle(prediction: str = "v_prediction", schedule: str = "cosine", sampler: dict | None = None) -> Path:

@@ -132,3 +132,15 @@ def load_bundle(path: Path | str | None = None, verify: bool = True) -> Bundle:
                 raise BundleError(f"{p}: sha256 {got[:12]}... does not match the manifest ({digest[:12]}...): the file is "
                                   "corrupt or was changed; restore it or re-export the bundle (write_bundle re-hashes)")
     return Bundle(d, manifest)
+
+
+def load_manifest(path: Path | str | None = None) -> dict:
+    """The verified manifest of a bundle (see load_bundle)."""
+    return load_bundle(path).manifest
+
+
+def load_torch_modules(path: Path | str | Bundle) -> dict:
+    """The bundle's graphs as torch modules (needs torch and edge.models; see edge.sr.torch_modules)."""
+    from edge.sr.torch_modules import load_torch_modules as _load
+
+    return _load(path)

@@ -189,12 +189,11 @@ class TorchRunner:
     @classmethod
     def from_bundle(cls, bundle: Bundle, threads: int | None = None) -> "TorchRunner":
         """Rebuild the torch modules from the bundle's arch + safetensors (via edge.models.bundle_modules)."""
-        try:
-            from edge.models import bundle_modules  # SR-MODEL: (bundle dir, manifest) -> {graph name: nn.Module}
-        except ImportError as exc:
-            raise BackendUnavailable(f"--backend torch needs edge.models.bundle_modules to rebuild {bundle.model_id!r} "
-                                     f"from its weights ({exc}); use --backend ort") from exc
-        return cls(bundle_modules(bundle.path, bundle.manifest), threads)
+        if importlib.util.find_spec("torch") is None:
+            raise BackendUnavailable("--backend torch needs torch, which is not installed here; use --backend ort")
+        from edge.sr.torch_modules import load_torch_modules
+
+        return cls(load_torch_modules(bundle), threads)
 
     def _run(self, graph: str, *arrays: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():

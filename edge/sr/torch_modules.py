@@ -1,0 +1,79 @@
+"""Torch side of a bundle: the four graph modules built from edge.models + manifest arch, and writing a full bundle.
+
+Bundle weight convention: `<graph>.safetensors` holds the state dict of the graph's torch module
+(lr_encoder/hr_encoder: ScaledEncoder, hr_decoder: ScaledDecoder, denoiser: CondDenoiser, regression: RegressionNet);
+manifest["arch"] = {"hr_ae": ..., "lr_ae": ..., "unet": ...} (edge.models.presets format);
+manifest["latent_scale_factor"] = HR latent scale, manifest["lr_latent_scale_factor"] = LR one (default: the HR one).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge.sr.bundle import Bundle, BundleError, load_bundle, write_bundle
+
+GRAPH_FILES = ("lr_encoder", "hr_encoder", "denoiser", "hr_decoder", "regression")
+
+
+def graph_modules(hr_ae, lr_ae, denoiser, hr_scale: float, lr_scale: float, regression=None) -> dict:
+    """The export/reference modules with the contract's signatures (encoders emit scaled latents)."""
+    from edge.models import ScaledDecoder, ScaledEncoder
+
+    mods = {
+        "lr_encoder": ScaledEncoder(lr_ae, lr_scale).eval(),
+        "hr_encoder": ScaledEncoder(hr_ae, hr_scale).eval(),
+        "denoiser": denoiser.eval(),
+        "hr_decoder": ScaledDecoder(hr_ae, hr_scale).eval(),
+    }
+    if regression is not None:
+        mods["regression"] = regression.eval()
+    return mods
+
+
+def _scales(manifest: dict) -> tuple[float, float]:
+    """(hr, lr) latent scale factors from a manifest."""
+    sf = manifest["latent_scale_factor"]
+    if isinstance(sf, dict):
+        return float(sf["hr"]), float(sf.get("lr", sf["hr"]))
+    return float(sf), float(manifest.get("lr_latent_scale_factor", sf))
+
+
+def load_torch_modules(path: Path | str | Bundle) -> dict:
+    """Rebuild the bundle's torch modules from manifest arch + safetensors (verified bundle); needs torch."""
+    from safetensors.torch import load_file
+
+    from edge.models import CondDenoiser, ImageAutoencoder, RegressionNet
+
+    b = path if isinstance(path, Bundle) else load_bundle(path)
+    arch = b.manifest.get("arch", {})
+    if not all(k in arch for k in ("hr_ae", "lr_ae", "unet")):
+        raise BundleError(f"{b.path / 'manifest.json'}: arch lacks hr_ae/lr_ae/unet, so its torch modules cannot be "
+                          "rebuilt; use an ONNX backend (--backend ort)")
+    hr_s, lr_s = _scales(b.manifest)
+    reg = RegressionNet(arch["unet"]) if "regression.safetensors" in b.manifest["files"] else None
+    mods = graph_modules(ImageAutoencoder(arch["hr_ae"]), ImageAutoencoder(arch["lr_ae"]), CondDenoiser(arch["unet"]),
+                         hr_s, lr_s, reg)
+    for name, mod in mods.items():
+        f = f"{name}.safetensors"
+        if f not in b.manifest["files"]:
+            raise BundleError(f"{b.path / f}: not in the bundle; its torch module cannot be rebuilt (use --backend ort)")
+        try:
+            mod.load_state_dict(load_file(str(b.path / f)), strict=name != "hr_decoder")
+        except RuntimeError as exc:
+            raise BundleError(f"{b.path / f}: weights do not fit the manifest arch ({str(exc)[:200]})") from exc
+    return mods
+
+
+def write_model_bundle(out: Path | str, hr_ae, lr_ae, denoiser, manifest: dict, regression=None,
+                       exporter: str = "dynamo") -> Bundle:
+    """Export all graphs to ONNX + safetensors into `out`, write the hashed manifest, and load it back verified."""
+    from edge.sr.export import export_bundle_graphs
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    hr_s, lr_s = _scales(manifest)
+    mods = graph_modules(hr_ae, lr_ae, denoiser, hr_s, lr_s, regression)
+    export_bundle_graphs(mods, out, lr_patch=int(manifest["lr_patch"]), scale=int(manifest["scale"]),
+                         latent_channels=int(manifest["latent_channels"]), exporter=exporter)  # type: ignore[arg-type]
+    write_bundle(out, manifest)
+    return load_bundle(out)
