@@ -48,6 +48,7 @@ def test_software_trigger_grabs_folder_images_in_order(emu_dir):
     cam = BaslerCamera(emulator_dir=emu_dir, size=(W, H), exposure_us=1000.0, gain_db=0.0)
     cam.open()
     try:
+        assert cam._cam.ExposureTime.Value == pytest.approx(1000.0) and cam._cam.TriggerSource.Value == "Software"
         got = [cam.grab(2.0) for _ in range(5)]
     finally:
         cam.close()

@@ -100,3 +100,34 @@ def test_build_cameras_from_config(frames):
     assert build_cameras(CaptureConfig(webcam="none")) == []
     with pytest.raises(ValueError, match="replay_dir"):
         build_cameras(CaptureConfig(webcam="replay"))
+
+
+def test_cli_grab_and_paired_with_replayed_cameras(frames, tmp_path):
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from edge.capture import cli as capture_cli
+    from firmware_bridge.traces import generate_trace
+
+    cfg = tmp_path / "box.yaml"
+    cfg.write_text(
+        f"capture:\n  webcam: replay\n  replay_dir: {frames}\n  basler:\n    enabled: replay\n    replay_dir: {frames}\n"
+        "bridge:\n  recoat_delay_s: 1.5\n"
+    )
+    app = typer.Typer()
+    capture_cli.register(app)
+    r = CliRunner().invoke(app, ["capture", "grab", str(tmp_path / "g.png"), "--config", str(cfg)])
+    assert r.exit_code == 0, r.output
+    assert cv2.imread(str(tmp_path / "g.png"), cv2.IMREAD_UNCHANGED)[0, 0] == 11
+    r = CliRunner().invoke(app, ["capture", "grab", str(tmp_path / "g.png"), "--config", str(cfg), "--camera", "nope"])
+    assert r.exit_code == 2 and "not configured" in r.output
+    trace = generate_trace(4, seed=2).to_csv(tmp_path / "t.csv")
+    r = CliRunner().invoke(app, ["capture", "paired", "--out", str(tmp_path / "pairs"), "--trace", str(trace), "--config", str(cfg)])
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(x) for x in (tmp_path / "pairs" / "index.jsonl").read_text().splitlines()]
+    assert [(x["layer"], x["event"]) for x in recs][:3] == [(1, "layer_complete"), (1, "recoat_done"), (2, "layer_complete")]
+    assert recs[0]["frames"] == {"webcam": "webcam/00001.png", "basler": "basler/00001.png"}
+    layer4 = [x for x in recs if x["layer"] == 4][0]
+    assert "no frame for layer 4" in layer4["failed"]["webcam"] or "00004.png" in layer4["failed"]["webcam"]
