@@ -1,8 +1,8 @@
 """`lpbf-edge demo`: a simulated printer drives the real box pipeline to an MQTT broker; HTML summary at the end.
 
-Simulated printer = a synthetic laser trace replayed at a speed-up through the real edge detector, and the
-simulated build's webcam frames served per detected layer by the directory-replay camera. Everything after
-that is the box itself: calibration, super-resolution with the model bundle, analysis, archive, spool, MQTT.
+The simulated printer (edge.sim.printer) plays the build's laser signal at a speed-up through the real edge
+detector and serves the build's webcam frames per detected layer. Everything after that is the box itself:
+calibration, super-resolution with the model bundle, analysis, archive, spool, MQTT.
 """
 
 from __future__ import annotations
@@ -155,8 +155,8 @@ def demo_config(out: Path, host: str, port: int, model: Path | None, build_dir: 
 
     return Config.model_validate({
         "node": {"node_id": "demo-box", "job": "demo-build"},
-        "bridge": {"source": "replay", "recoat_delay_s": 1.0, "emit_recoat": False},
-        "capture": {"webcam": "replay", "replay_dir": str(build_dir / "webcam"), "grab_on": ["layer_complete"], "timeout_s": 5.0},
+        "bridge": {"source": "sim", "emit_recoat": False},
+        "capture": {"webcam": "none", "grab_on": ["layer_complete"], "timeout_s": 5.0},
         "calib": {"file": str(calib_file) if calib_file else None},
         "sr": {"model": str(model) if model else None, "backend": "ort", "samples": 1},
         "store": {"root": str(out / "box"), "health_interval_s": 2.0},
@@ -197,12 +197,10 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from edge.capture.capture import LayerCapture
-    from edge.capture.replay import DirectoryReplayCamera
     from edge.service import BoxService, bridge_events, real_stages
     from edge.sim.build import generate_build
     from edge.sim.config import SimConfig
-    from firmware_bridge.sources.replay import TraceReplaySource
-    from firmware_bridge.traces import generate_trace
+    from edge.sim.printer import SimPrinter
 
     console = Console()
     out = Path(out)
@@ -213,12 +211,13 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
     t_start = time.monotonic()
     with console.status(f"simulating a {layers}-layer build..."):
         build_dir = generate_build(out / "build", layers, seed, SimConfig(hr_size_px=hr_size, scale=4), overwrite=True)
-        trace_csv = generate_trace(layers, seed).to_csv(out / "laser_trace.csv")
+        printer = SimPrinter(build_dir, speedup=speed, seed=seed)
         try:
             calib_file = calibrate(build_dir, out)
         except ValueError as exc:
             raise DemoError(f"calibration of the simulated webcam failed: {exc}") from exc
-    console.print(f"[green]build[/] {build_dir} ({layers} layers, LR {hr_size // 4}x{hr_size // 4}), laser trace {trace_csv}, calibration {calib_file}")
+    console.print(f"[green]build[/] {build_dir} ({layers} layers, LR {hr_size // 4}x{hr_size // 4}), calibration {calib_file}; "
+                  f"simulated printer: {printer.duration_s:.0f} s of printing at {speed:g}x")
     proc = None
     if broker is None:
         proc, port = start_local_broker(out / "mosquitto")
@@ -233,14 +232,14 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
     cap = None
     try:
         watcher.start()
-        cap = LayerCapture([DirectoryReplayCamera(build_dir / "webcam", name="webcam")], cfg.capture.timeout_s)
+        cap = LayerCapture([printer.camera("webcam")], cfg.capture.timeout_s)
         cap.open()
         with console.status("loading the super-resolution model..."):
             try:
                 stages = real_stages(cfg, cap.capture)
             except (RuntimeError, ValueError, OSError) as exc:
                 raise DemoError(f"cannot load the super-resolution model: {exc}") from exc
-        events = bridge_events(cfg, lambda: TraceReplaySource(trace_csv, cfg.bridge.replay_chunk, speed), restart=False)
+        events = bridge_events(cfg, printer.laser_source, restart=False)
         svc = BoxService(cfg, stages, events)
         rows: list[dict] = []
         progress = Progress(TextColumn("[bold]layers"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)

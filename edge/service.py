@@ -236,12 +236,18 @@ def real_stages(cfg: Config, capture: Callable, register: Callable | None = None
                   analyze_lr=lr_an, capture_recoat="recoat_done" in cfg.capture.grab_on)
 
 
-def build_box(cfg: Config, trace: Path | None = None, speed: float | None = None) -> tuple[Stages, EventSource, list[Callable]]:
-    """Real stages, the configured laser-signal source and what to close at exit, for `lpbf-edge run`."""
+def build_box(cfg: Config, trace: Path | None = None, speed: float | None = None,
+              sim_build: Path | None = None) -> tuple[Stages, EventSource, list[Callable]]:
+    """Real stages, the configured laser-signal source and what to close at exit, for `lpbf-edge run`.
+
+    bridge.source: daq (NI DAQ, the box), replay (a trace CSV, `trace`), sim (the simulated printer over a
+    sim build folder `sim_build`, whose webcam replaces the configured cameras).
+    """
     from edge.capture.capture import LayerCapture
     from edge.capture.factory import build_cameras
 
     src = cfg.bridge.source
+    cameras = None
     if src == "replay":
         if trace is None:
             raise ValueError("bridge.source is 'replay': pass the laser trace with --trace FILE.csv")
@@ -255,10 +261,19 @@ def build_box(cfg: Config, trace: Path | None = None, speed: float | None = None
         def make_source():
             return DaqSource(cfg.bridge.daq)
     else:
-        raise ValueError("bridge.source 'sim' is driven by `lpbf-edge demo`; `run` takes daq or replay")
-    cap = LayerCapture(build_cameras(cfg.capture), cfg.capture.timeout_s)
+        if sim_build is None:
+            raise ValueError("bridge.source is 'sim': pass the sim build folder with --sim-build DIR (`lpbf-edge sim build`)")
+        from edge.sim.printer import SimPrinter
+
+        printer = SimPrinter(sim_build, speedup=speed)
+        make_source, cameras = printer.laser_source, [printer.camera("webcam")]
+    cap = LayerCapture(cameras if cameras is not None else build_cameras(cfg.capture), cfg.capture.timeout_s)
     cap.open()
-    stages = real_stages(cfg, cap.capture)
+    try:
+        stages = real_stages(cfg, cap.capture)
+    except Exception:
+        cap.close()
+        raise
     return stages, bridge_events(cfg, make_source, restart=src == "daq"), [cap.close]
 
 

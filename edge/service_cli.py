@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
     def run(
         config: Path = typer.Option(..., "--config", help="Box YAML config."),
         trace: Path | None = typer.Option(None, "--trace", help="With bridge.source=replay: the laser trace CSV to replay."),
-        speed: float | None = typer.Option(None, "--speed", help="With --trace: replay at this many times real time (default: as fast as possible)."),
+        speed: float | None = typer.Option(None, "--speed", help="With --trace/--sim-build: this many times real time (default: as fast as possible)."),
+        sim_build: Path | None = typer.Option(None, "--sim-build", help="With bridge.source=sim: the sim build folder the simulated printer prints."),
     ) -> None:
         """Run the box service until SIGTERM (systemd: Type=notify, JSON logs on stderr)."""
         from edge.service import BoxService, build_box, setup_json_logging
@@ -34,12 +35,12 @@ def register(app: typer.Typer) -> None:
         cfg = _load(config)
         setup_json_logging()
         try:
-            stages, events, closers = build_box(cfg, trace=trace, speed=speed)
+            stages, events, closers = build_box(cfg, trace=trace, speed=speed, sim_build=sim_build)
         except (ValueError, OSError, ImportError, RuntimeError) as exc:
             typer.echo(f"lpbf-edge run: cannot start: {exc}", err=True)
             raise typer.Exit(1) from exc
         try:
-            code = BoxService(cfg, stages, events).run_forever(exit_when_source_ends=trace is not None)
+            code = BoxService(cfg, stages, events).run_forever(exit_when_source_ends=cfg.bridge.source != "daq")
         finally:
             for close in closers:
                 close()

@@ -230,3 +230,12 @@ def subscribe():
     yield make
     for s in subs:
         s.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    """A tiny but real ONNX model bundle (random weights), built once per session."""
+    pytest.importorskip("torch")
+    from tests.sr_fixtures import build_tiny_bundle
+
+    return build_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")

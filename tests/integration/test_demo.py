@@ -11,15 +11,6 @@ import pytest
 from edge.demo import DemoError, parse_broker
 
 
-@pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory):
-    """A tiny but real ONNX model bundle (random weights)."""
-    pytest.importorskip("torch")
-    from tests.sr_fixtures import build_tiny_bundle
-
-    return build_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
-
-
 def test_demo_two_layers_through_local_broker(tmp_path, tiny_bundle, capsys):
     """Two layers come out of the real pipeline, are verified over MQTT and land in a self-contained summary."""
     from edge.demo import run_demo

@@ -160,3 +160,41 @@ def test_sigterm_drains_queued_layers_and_goes_offline(tmp_path, mosquitto, subs
     assert sub.wait_for(lambda ms: [m.payload for m in ms if m.topic.endswith("availability")][-1:] == [b"offline"], 5)
     finals = {json.loads(m.payload)["layer"] for m in sub.messages if m.topic.endswith("/anomaly") and json.loads(m.payload)["image"] == "sr"}
     assert finals == set(seen)
+
+
+def test_run_cli_with_sim_printer(tmp_path, mosquitto, subscribe, tiny_bundle):
+    """`lpbf-edge run --config` wires the real stages (sim printer, calibration, SR bundle, analysis) and exits 0 at the end of the build."""
+    from edge.demo import calibrate
+    from edge.sim.build import generate_build
+    from edge.sim.config import SimConfig
+
+    broker = mosquitto()
+    sub = subscribe(broker.port, "lpbf/v1/cli-box/#")
+    build = generate_build(tmp_path / "build", 2, 5, SimConfig(hr_size_px=512, scale=4))
+    cal = calibrate(build, tmp_path)
+    cfg = tmp_path / "box.yaml"
+    cfg.write_text(f"node:\n  node_id: cli-box\n  job: B1\nbridge:\n  source: sim\n  emit_recoat: false\n"
+                   f"capture:\n  webcam: none\n  grab_on: [layer_complete]\ncalib:\n  file: {cal}\n"
+                   f"sr:\n  model: {tiny_bundle}\nstore:\n  root: {tmp_path / 'box'}\nmqtt:\n  port: {broker.port}\n")
+    exe = Path(sys.executable).with_name("lpbf-edge")
+    r = subprocess.run([str(exe), "run", "--config", str(cfg), "--sim-build", str(build), "--speed", "40"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    logs = [json.loads(line) for line in r.stderr.splitlines() if line.startswith("{")]
+    assert {"service_started", "layer_spooled", "service_stopped"} <= {d.get("event") for d in logs}
+    finals = lambda ms: {json.loads(m.payload)["layer"] for m in ms if m.topic.endswith("/anomaly") and json.loads(m.payload)["image"] == "sr"}
+    assert sub.wait_for(lambda ms: finals(ms) == {1, 2}, 10)
+    meta = json.loads((tmp_path / "box/archive/B1/000002/meta.json").read_text())
+    assert meta["model_id"].startswith("tiny-test") and meta["images"]["sr"]["width"] == 512
+
+
+def test_run_cli_refuses_bad_setups(tmp_path):
+    """Missing pieces give one clear line and a non-zero exit, not a traceback."""
+    cfg = tmp_path / "box.yaml"
+    cfg.write_text(f"bridge:\n  source: replay\nstore:\n  root: {tmp_path}\n")
+    exe = Path(sys.executable).with_name("lpbf-edge")
+    r = subprocess.run([str(exe), "run", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "--trace" in r.stderr and "Traceback" not in r.stderr
+    cfg.write_text("mqtt:\n  port: 99999\n")
+    r = subprocess.run([str(exe), "run", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "mqtt.port" in r.stderr
