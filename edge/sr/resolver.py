@@ -78,6 +78,13 @@ class SuperResolver:
         spec = resolve_sampler(bundle, sampler, steps)
         return cls(bundle, make_runner(bundle, backend, **runner_options), spec, seed, tile, overlap, batch)
 
+    @classmethod
+    def from_config(cls, cfg) -> "SuperResolver":
+        """Build from the box config's `sr` section (edge.sr.config.SRConfig)."""
+        opts = {"precision": cfg.openvino_precision} if cfg.backend == "openvino" else {}
+        return cls.from_bundle(cfg.model, backend=cfg.backend, steps=cfg.steps, seed=cfg.seed, sampler=cfg.sampler,
+                               tile=cfg.tile, overlap=cfg.overlap, batch=cfg.batch, **opts)
+
     @property
     def model_id(self) -> str:
         return self.bundle.model_id

@@ -79,3 +79,12 @@ def test_missing_default_bundle(monkeypatch, tmp_path):
     monkeypatch.setenv("LPBF_MODEL", str(tmp_path / "absent"))
     with pytest.raises(BundleError, match="LPBF_MODEL"):
         SuperResolver.from_bundle()
+
+
+def test_from_config():
+    from edge.sr.config import SRConfig
+
+    cfg = SRConfig(model=str(tiny_bundle()), backend="openvino", steps=2, sampler="ddim", tile=12, overlap=2, seed=9)
+    r = SuperResolver.from_config(cfg)
+    assert (r.runner.name, r.spec.name, r.spec.steps, r.tile, r.overlap, r.seed) == ("openvino", "ddim", 2, 12, 2, 9)
+    assert r.upscale(IMG).sr.shape == (52, 84)
