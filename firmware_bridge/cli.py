@@ -82,6 +82,32 @@ def register(app: typer.Typer) -> None:
                 out["true_t_off_s"] = round(printer.layer_ends[ev.layer - cfg.start_layer], 6)
             typer.echo(json.dumps(out))
 
+    @bridge_app.command("accuracy")
+    def accuracy(
+        layers: int = typer.Option(50, min=1, help="Layers per generated trace."),
+        seeds: int = typer.Option(5, min=1, help="Number of traces (seeds 0..N-1)."),
+        harsh: bool = typer.Option(False, help="Heavier noise, dropouts, spikes and pauses."),
+    ) -> None:
+        """Detector accuracy on generated traces: layer-count errors and t_off_s error vs ground truth."""
+        import numpy as np
+
+        from firmware_bridge.detector import detect
+        from firmware_bridge.traces import TraceSpec, generate_trace
+
+        spec = TraceSpec(noise_v=0.2, dropout_prob=0.02, spikes_per_recoat=(5, 10), pause_prob=0.15) if harsh else TraceSpec()
+        errs, count_bad = [], 0
+        for seed in range(seeds):
+            tr = generate_trace(layers, seed=seed, spec=spec)
+            done = [e for e in detect(tr.t, tr.v) if e.event == "layer_complete"]
+            if len(done) != layers:
+                count_bad += 1
+                continue
+            errs.append(np.abs(np.array([e.t_off_s for e in done]) - tr.layer_ends))
+        e = np.concatenate(errs) * 1000 if errs else np.zeros(1)
+        typer.echo(json.dumps({"traces": seeds, "layers_per_trace": layers, "harsh": harsh,
+                               "traces_with_wrong_count": count_bad, "t_off_err_ms_mean": round(float(e.mean()), 3),
+                               "t_off_err_ms_p99": round(float(np.percentile(e, 99)), 3), "t_off_err_ms_max": round(float(e.max()), 3)}))
+
     @bridge_app.command("daq")
     def daq(config: Path | None = typer.Option(None, "--config", help="Box YAML config (bridge.daq section).")) -> None:
         """Watch the NI DAQ and print one JSON line per layer event (Ctrl-C to stop)."""

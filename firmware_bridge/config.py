@@ -31,7 +31,10 @@ class BridgeConfig(Section):
     min_off_s: float = Field(1.0, gt=0, description="Off time that ends a layer; shorter pauses stay inside the layer.")
     min_on_s: float = Field(0.05, ge=0, description="Cumulative on time before a layer counts as started (rejects spikes).")
     start_reset_s: float = Field(0.5, gt=0, description="An off gap this long before a layer has started resets the cumulative on time (isolated spikes never add up).")
-    spike_max_s: float = Field(0.01, ge=0, description="While a layer end is pending, an on burst shorter than this is a spike and does not resume the layer.")
+    spike_max_s: float = Field(
+        0.004, ge=0, description="While a layer end is pending, an on burst shorter than this after an off gap of spike_gap_s or more is a spike and does not resume the layer."
+    )
+    spike_gap_s: float = Field(0.02, ge=0, description="Off gaps shorter than this are galvo jumps: the burst after them always continues the layer.")
     recoat_delay_s: float = Field(8.0, ge=0, description="Delay after layer_complete before the recoat_done event.")
     emit_recoat: bool = Field(True, description="Emit the recoat_done event (for a post-spreading capture).")
     max_sample_gap_s: float = Field(0.1, gt=0, description="A jump in sample time larger than this is a gap (overrun or lost data): fault record and flag.")

@@ -180,7 +180,7 @@ class LayerDetector:
             return
         if self._burst_start is None:
             self._burst_start = t
-        if t - self._burst_start >= cfg.spike_max_s:
+        if t - self._burst_start >= cfg.spike_max_s or self._burst_start - self._off_since < cfg.spike_gap_s:
             self._off_since, self._burst_start, self._last_on_t = None, None, t
 
     def _off_sample(self, t: float, out: list[LayerEvent]) -> None:

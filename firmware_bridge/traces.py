@@ -15,7 +15,7 @@ class TraceSpec:
 
     rate_hz: float = 1000.0
     layer_s: tuple[float, float] = (1.5, 3.0)
-    vector_s: tuple[float, float] = (0.004, 0.08)
+    vector_s: tuple[float, float] = (0.005, 0.08)
     jump_s: tuple[float, float] = (0.0002, 0.003)
     pause_prob: float = 0.05
     pause_s: tuple[float, float] = (0.1, 0.5)
@@ -25,7 +25,7 @@ class TraceSpec:
     off_v: float = 0.05
     noise_v: float = 0.08
     spikes_per_recoat: tuple[int, int] = (0, 4)
-    spike_s: tuple[float, float] = (0.001, 0.004)
+    spike_s: tuple[float, float] = (0.0005, 0.003)
     spike_v: float = 6.0
     dropout_prob: float = 0.002
 

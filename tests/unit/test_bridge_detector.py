@@ -84,6 +84,13 @@ def test_spike_right_after_layer_end_does_not_move_t_off():
     assert "spikes_ignored" in done[0].flags
 
 
+def test_short_vector_after_a_galvo_jump_still_belongs_to_the_layer():
+    # last vector is only 3 ms long but follows a 2 ms jump: the layer ends after it, not before
+    t, v = _square([(0.1, 1.0), (1.002, 1.005)], 3.0)
+    done = _completes(detect(t, v))
+    assert len(done) == 1 and done[0].t_off_s == pytest.approx(1.005, abs=0.0015)
+
+
 def test_single_sample_dropout_ignored_and_t_off_is_first_off_sample():
     t, v = _square([(0.1, 1.0)], 3.0)
     v[500] = 0.0  # dropout inside the layer
