@@ -83,16 +83,33 @@ def per_sample_time(fn: Callable[[np.ndarray], np.ndarray], items: Sequence[np.n
     return outs, (time.perf_counter() - t0) / len(items)
 
 
-def quality(outs: Sequence[np.ndarray], truth: Sequence[np.ndarray], texture_size: int = 64) -> dict[str, float]:
-    """Mean PSNR (dB), SSIM and normalised wavelet phase-harmonic texture distance of outputs vs ground truth."""
-    from edge.analyze.metrics import CVDSettings, cvd, psnr, ssim
+def texture_coeffs(images: Sequence[np.ndarray], size: int = 64) -> np.ndarray:
+    """Wavelet phase-harmonic coefficients [N, K] of 8-bit tiles in one pywph batch (as edge.analyze.metrics.cvd)."""
+    import cv2
 
-    settings = CVDSettings(size=texture_size)
-    p = [psnr(o, t) for o, t in zip(outs, truth)]
+    from edge.analyze.metrics import DATA_RANGE, CVDSettings, _wph_op
+
+    st = CVDSettings(size=size)
+    x = np.stack([cv2.resize(np.asarray(im, np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+                  if im.shape != (size, size) else np.asarray(im, np.float32) for im in images])
+    x = (x - x.mean(axis=(1, 2), keepdims=True)) / DATA_RANGE
+    op = _wph_op(size, st.j or max(1, int(np.log2(size)) - 2), st.l_angles, st.dn)
+    c = op.apply(x.astype(np.float64), norm=None)
+    return np.asarray(c.cpu().numpy() if hasattr(c, "cpu") else c).reshape(len(images), -1)
+
+
+def quality(outs: Sequence[np.ndarray], truth: Sequence[np.ndarray], texture_size: int = 64,
+            truth_coeffs: np.ndarray | None = None) -> dict[str, float]:
+    """Mean PSNR (dB), SSIM and normalised texture distance (per-tile CVD / ||phi(truth)||) of outputs vs ground truth."""
+    from edge.analyze.metrics import psnr, ssim
+
+    co = texture_coeffs(outs, texture_size)
+    ct = texture_coeffs(truth, texture_size) if truth_coeffs is None else truth_coeffs[: len(outs)]
+    tex = np.linalg.norm(co - ct, axis=1) / np.maximum(np.linalg.norm(ct, axis=1), 1e-12)
     return {
-        "psnr_db": float(np.mean(p)),
+        "psnr_db": float(np.mean([psnr(o, t) for o, t in zip(outs, truth)])),
         "ssim": float(np.mean([ssim(o, t) for o, t in zip(outs, truth)])),
-        "texture_distance": float(np.mean([cvd(o, t, settings)[1] for o, t in zip(outs, truth)])),
+        "texture_distance": float(np.mean(tex)),
     }
 
 
@@ -207,14 +224,26 @@ def ort_graph(path: Path) -> Graph:
 
 
 def openvino_graph(path: Path, precision: str) -> Graph:
-    """OpenVINO CPU compiled model with an explicit inference precision ('f32' or 'bf16') as a Graph."""
+    """OpenVINO CPU model compiled per static input shape with an explicit precision hint ('f32' or 'bf16')."""
     import openvino as ov
 
     core = ov.Core()
-    compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": precision,
-                                                     "INFERENCE_NUM_THREADS": _threads(), "PERFORMANCE_HINT": "LATENCY"})
-    req = compiled.create_infer_request()
-    return Graph(lambda *a: req.infer(list(a))[0].copy(), _static_batch(path))
+    model = core.read_model(str(path))
+    names = [i.get_any_name() for i in model.inputs]
+    reqs: dict[tuple, object] = {}
+
+    def fn(*a):
+        key = tuple(x.shape for x in a)
+        req = reqs.get(key)
+        if req is None:
+            m = model.clone()
+            m.reshape({n: list(x.shape) for n, x in zip(names, a)})
+            req = reqs[key] = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": precision, "NUM_STREAMS": 1,
+                                                           "INFERENCE_NUM_THREADS": _threads(),
+                                                           "PERFORMANCE_HINT": "LATENCY"}).create_infer_request()
+        return req.infer([np.ascontiguousarray(x, np.float32) for x in a])[0].copy()
+
+    return Graph(fn, _static_batch(path))
 
 
 def openvino_has_bf16() -> bool:
@@ -253,6 +282,11 @@ class Combo:
     fused: bool = False  # ORT only: one fused step graph call per step
 
 
+def _lr_patch(manifest: dict) -> int:
+    """LR tile side the model was trained on (the bundle's default is 16)."""
+    return int(manifest.get("lr_patch", 16))
+
+
 def _unit(img: np.ndarray) -> np.ndarray:
     """uint8 [B,h,w] -> float32 [B,1,h,w] in [-1, 1]."""
     return (img.astype(np.float32) / 127.5 - 1.0)[:, None]
@@ -266,17 +300,18 @@ def _u8(img: np.ndarray) -> np.ndarray:
 class BundleGraphs:
     """The bundle's graphs on one backend, loaded once and shared by the combos that use it."""
 
-    def __init__(self, bundle: Path, manifest: dict):
+    def __init__(self, bundle: Path, manifest: dict, torch_modules: dict | None = None):
         self.bundle, self.manifest = bundle, manifest
         self._cache: dict[tuple[str, str], Graph] = {}
-        self._torch: dict | None = None
+        self._torch = torch_modules
 
     def torch_modules(self) -> dict:
-        """The bundle's torch modules (for the eager reference and the FLOP count)."""
+        """The bundle's torch modules (for the eager reference and the FLOP count), rebuilt by the torch runner."""
         if self._torch is None:
-            from edge.sr.bundle import load_torch_modules
+            from edge.sr.bundle import load_bundle
+            from edge.sr.runners import TorchRunner
 
-            self._torch = load_torch_modules(self.bundle)
+            self._torch = TorchRunner.from_bundle(load_bundle(self.bundle)).modules
         return self._torch
 
     def get(self, backend: str, name: str) -> Graph:
@@ -295,7 +330,7 @@ class BundleGraphs:
         return self._cache[key]
 
     def _path(self, name: str) -> Path:
-        """ONNX path of a bundle graph name or an extra file (absolute, or relative to the bundle)."""
+        """ONNX path of a bundle graph name or an extra file (absolute, or relative to the bundle / working dir)."""
         p = Path(name)
         if p.suffix != ".onnx":
             p = self.bundle / f"{name}.onnx"
@@ -430,7 +465,7 @@ def combo_flops(combo: Combo, graphs: BundleGraphs, extras: dict) -> int:
 
     mods = graphs.torch_modules()
     man = graphs.manifest
-    c, h = int(man["latent_channels"]), int(man["lr_patch"])
+    c, h = int(man["latent_channels"]), _lr_patch(man)
     z = torch.zeros(1, c, h, h)
     key = ("flops",)
     if key not in graphs._cache:
@@ -475,19 +510,23 @@ class Result:
 
 
 def run_combo(combo: Combo, graphs: BundleGraphs, extras: dict, lr: np.ndarray, hr: np.ndarray, batch: int,
-              rate: float, seed: int = 0, warmup_rows: int | None = None) -> Result:
+              rate: float, seed: int = 0, warmup_rows: int | None = None, hr_coeffs: np.ndarray | None = None,
+              n_ref: int | None = None) -> Result:
     """Time one combo over all tiles (batches of `batch`, one warm-up call) and score it against ground truth."""
     up = make_upscaler(combo, graphs, seed)
     batches = [lr[i:i + batch] for i in range(0, len(lr), batch)]
     with PeakRSS() as rss:
         outs, s_per_batch = per_sample_time(up, batches, warmup_rows=warmup_rows)
     sr = np.concatenate(outs)
-    q = quality(list(sr), list(hr[: len(sr)]))
+    q = quality(list(sr), list(hr[: len(sr)]), truth_coeffs=hr_coeffs)
     flops = combo_flops(combo, graphs, extras)
     s = s_per_batch * len(batches) / len(sr)
     floor = flops / rate
-    return Result(combo.name, combo.backend, combo.steps, len(sr), s, 1.0 / s, q["psnr_db"], q["ssim"],
-                  q["texture_distance"], rss.peak_bytes / 2**20, flops, floor, floor / s)
+    res = Result(combo.name, combo.backend, combo.steps, len(sr), s, 1.0 / s, q["psnr_db"], q["ssim"],
+                 q["texture_distance"], rss.peak_bytes / 2**20, flops, floor, floor / s)
+    if n_ref is not None:  # quality on the tiles the reference saw, for the deltas
+        res.extra["on_reference_tiles"] = quality(list(sr[:n_ref]), list(hr[:n_ref]), truth_coeffs=hr_coeffs)
+    return res
 
 
 def _table(results: list[Result], ref: Result, fast_name: str):
@@ -510,17 +549,18 @@ def _table(results: list[Result], ref: Result, fast_name: str):
 
 
 def run_bench(bundle: Path, quick: bool, tiles: int | None, ref_tiles: int | None, batch: int, seed: int,
-              distill_dir: Path | None, fast: str | None, only: list[str] | None = None, echo=print) -> dict:
-    """Run the whole benchmark and return the JSON-able report."""
+              distill_dir: Path | None, fast: str | None, only: list[str] | None = None, echo=print,
+              torch_modules: dict | None = None) -> dict:
+    """Run the whole benchmark and return the JSON-able report (torch_modules: the bundle's modules, if at hand)."""
     import platform
 
     import torch
 
-    from edge.sr.bundle import load_manifest
+    from edge.sr.bundle import load_bundle
 
     torch.set_num_threads(_threads())
-    manifest = load_manifest(bundle)
-    graphs = BundleGraphs(bundle, manifest)
+    manifest = load_bundle(bundle).manifest  # verifies every file's sha256
+    graphs = BundleGraphs(bundle, manifest, torch_modules)
     extras = _extras(bundle, manifest, distill_dir)
     bf16 = openvino_has_bf16()
     ref_combo, combos, fast_name = plan_combos(manifest, extras, quick, bf16)
@@ -530,30 +570,26 @@ def run_bench(bundle: Path, quick: bool, tiles: int | None, ref_tiles: int | Non
         combos = [c for c in combos if c.name == fast_name or any(o in c.name for o in only)]
     n = tiles or (8 if quick else 32)
     n_ref = min(n, ref_tiles or (4 if quick else 2 * batch))
-    lr, hr = bench_pairs(n, int(manifest["hr_patch"]), int(manifest["scale"]), seed=seed)
+    lr, hr = bench_pairs(n, _lr_patch(manifest) * int(manifest["scale"]), int(manifest["scale"]), seed=seed)
     rate = matmul_rate("float32")
     rate_bf16 = matmul_rate("bfloat16") if bf16 else None
     echo(f"matmul rate: {rate / 1e9:.1f} GFLOP/s fp32" + (f", {rate_bf16 / 1e9:.1f} bf16" if rate_bf16 else ""))
     echo(f"reference: {ref_combo.name} on {n_ref} tiles ...")
-    ref = run_combo(ref_combo, graphs, extras, lr[:n_ref], hr[:n_ref], min(batch, n_ref), rate, seed, warmup_rows=1)
+    hr_coeffs = texture_coeffs(list(hr))
+    ref = run_combo(ref_combo, graphs, extras, lr[:n_ref], hr[:n_ref], min(batch, n_ref), rate, seed, warmup_rows=1,
+                    hr_coeffs=hr_coeffs)
     ref.speedup, ref.psnr_delta_db, ref.texture_ratio = 1.0, 0.0, 1.0
     results = []
     for c in combos:
         echo(f"{c.name} on {n} tiles ...")
         try:
-            r = run_combo(c, graphs, extras, lr, hr, batch, rate, seed)
+            r = run_combo(c, graphs, extras, lr, hr, batch, rate, seed, hr_coeffs=hr_coeffs, n_ref=n_ref)
         except Exception as exc:  # one broken path must not hide the others; reported in the table and JSON
             r = Result(c.name, c.backend, c.steps, 0, *[float("nan")] * 6, 0, float("nan"), float("nan"),
                        error=f"{type(exc).__name__}: {exc}")
         else:
             r.speedup = ref.s_per_sample / r.s_per_sample
-            # the reference saw only the first n_ref tiles: compare quality on those same tiles
-            up = make_upscaler(c, graphs, seed) if n_ref < n else None
-            if up is not None:
-                sr_ref_tiles = np.concatenate([up(lr[i:i + batch]) for i in range(0, n_ref, batch)])
-                q = quality(list(sr_ref_tiles), list(hr[:n_ref]))
-            else:
-                q = {"psnr_db": r.psnr_db, "texture_distance": r.texture_distance}
+            q = r.extra["on_reference_tiles"]  # the reference saw only the first n_ref tiles: compare on those
             r.psnr_delta_db = q["psnr_db"] - ref.psnr_db
             r.texture_ratio = q["texture_distance"] / ref.texture_distance
         results.append(r)
@@ -571,7 +607,7 @@ def run_bench(bundle: Path, quick: bool, tiles: int | None, ref_tiles: int | Non
     report = {
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
                     "matmul_gflops_fp32": rate / 1e9, "load_avg_1min": os.getloadavg()[0], "matmul_gflops_bf16": rate_bf16 / 1e9 if rate_bf16 else None},
-        "model": {"path": str(bundle), "model_id": manifest.get("model_id"), "hr_patch": manifest["hr_patch"],
+        "model": {"path": str(bundle), "model_id": manifest.get("model_id"), "lr_patch": _lr_patch(manifest),
                   "scale": manifest["scale"]},
         "setup": {"quick": quick, "tiles": n, "reference_tiles": n_ref, "batch": batch, "seed": seed},
         "reference": asdict(ref),
@@ -590,7 +626,7 @@ def run_bench(bundle: Path, quick: bool, tiles: int | None, ref_tiles: int | Non
 def bench_cmd(
     quick: bool = typer.Option(False, "--quick", help="Few tiles and the main combos only (a few minutes on 2 cores)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report as JSON here."),
-    model: Path | None = typer.Option(None, help="Model bundle (default: models/default)."),
+    model: Path | None = typer.Option(None, help="Model bundle (default: models/default or $LPBF_MODEL)."),
     tiles: int | None = typer.Option(None, help="Tiles per combo (default 8 quick / 32 full)."),
     ref_tiles: int | None = typer.Option(None, help="Tiles for the slow reference (default one batch quick)."),
     batch: int = typer.Option(8, help="Tiles per model call."),
@@ -600,11 +636,15 @@ def bench_cmd(
     only: list[str] | None = typer.Option(None, help="Measure only combos whose name contains this (repeatable)."),
 ) -> None:
     """Speed and quality of the fast path and every backend/sampler against the 200-step torch reference."""
-    bundle = model or Path("models/default")
-    if not (bundle / "manifest.json").exists():
-        typer.echo(f"error: {bundle}: no model bundle (manifest.json missing); pass --model", err=True)
-        raise typer.Exit(2)
-    report = run_bench(bundle, quick, tiles, ref_tiles, batch, seed, distill, fast, only, echo=typer.echo)
+    from edge.sr.bundle import BundleError, default_bundle_path
+    from edge.sr.runners import BackendUnavailable
+
+    bundle = model or default_bundle_path()
+    try:
+        report = run_bench(bundle, quick, tiles, ref_tiles, batch, seed, distill, fast, only, echo=typer.echo)
+    except (BundleError, BackendUnavailable) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     typer.echo(f"fast path: {report['fast']['name']}: {report['speedup']:.1f}x faster than the reference, "
                f"PSNR {report['fast']['psnr_delta_db']:+.2f} dB, texture x{report['fast']['texture_ratio']:.2f}, "
                f"{report['floor']['fraction_achieved']:.3f} of the arithmetic floor")
