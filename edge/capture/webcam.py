@@ -63,6 +63,7 @@ class OpenCVWebcam:
         self.connected = False
         self.reconnects = 0
         self.last_error: str | None = None
+        self.resolution: tuple[int, int] = (0, 0)
 
     def open(self) -> None:
         """Start the grab thread (it connects, and reconnects with backoff, on its own)."""
@@ -116,6 +117,10 @@ class OpenCVWebcam:
         if self.height:
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        got = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0))
+        if self.width and self.height and all(got) and got != (self.width, self.height):
+            log.warning("%s: asked for %dx%d, device delivers %dx%d", self.name, self.width, self.height, *got)
+        self.resolution = got
         if self.exposure is not None:
             cap.set(cv2.CAP_PROP_AUTO_EXPOSURE, 1)  # V4L2: 1 = manual
             cap.set(cv2.CAP_PROP_EXPOSURE, self.exposure)

@@ -81,7 +81,7 @@ class SimPrinter:
         self._segments, self._total_s = self._plan_signal()
 
     def _plan_signal(self) -> tuple[list[tuple[float, float, float]], float]:
-        """Scan vectors of every layer on one timeline; true layer ends recorded in layer_ends."""
+        """Scan vectors and recoat spikes on one timeline; true layer ends recorded in layer_ends."""
         rng = np.random.default_rng(self.seed)
         segs, t0 = [], self.spec.lead_in_s
         for layer in range(1, self.layers + 1):
@@ -90,7 +90,12 @@ class SimPrinter:
             segs += [(t0 + a, t0 + b, v) for a, b, v in vecs]
             end = t0 + vecs[-1][1]
             self.layer_ends.append(end)
+            lo, hi = self.spec.spikes_per_recoat
+            for _ in range(int(rng.integers(lo, hi + 1))):  # electrical spikes while the recoater moves
+                ts = end + rng.uniform(0.05, max(self.recoat_s - 0.05, 0.06))
+                segs.append((ts, ts + rng.uniform(*self.spec.spike_s), self.spec.spike_v))
             t0 = end + self.recoat_s
+        segs.sort()
         return segs, t0
 
     @property

@@ -69,6 +69,9 @@ class _FlakyCapture:
     def set(self, prop, value):
         return True
 
+    def get(self, prop):
+        return 0.0
+
     def read(self):
         time.sleep(0.005)
         self.n += 1

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firmware_bridge.config import BridgeConfig
 from firmware_bridge.detector import LayerDetector, detect
@@ -13,6 +15,8 @@ from firmware_bridge.errors import BadSampleError
 from firmware_bridge.traces import TraceSpec, generate_trace
 
 RATE = 1000.0
+_TRACE = generate_trace(2, seed=9)
+_WHOLE = detect(_TRACE.t, _TRACE.v)
 
 
 def _completes(events):
@@ -58,6 +62,18 @@ def test_chunk_size_invariance(chunk):
         parts += det.feed(tr.t[i : i + chunk], tr.v[i : i + chunk])
     parts += det.finish()
     assert parts == whole
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=9000), min_size=1, max_size=12, unique=True))
+def test_any_chunking_gives_identical_events(cuts):
+    t, v = _TRACE.t, _TRACE.v
+    bounds = [0, *sorted(cuts), t.size]
+    det = LayerDetector(source="array")
+    got = []
+    for a, b in zip(bounds, bounds[1:]):
+        got += det.feed(t[a:b], v[a:b])
+    assert got + det.finish() == _WHOLE
 
 
 def test_pause_inside_layer_does_not_split_but_min_off_does():
