@@ -1,10 +1,16 @@
 """The fleet playbooks, run for real with ansible-playbook against several localhost hosts.
 
-Each host is `ansible_connection=local` with its own root under tmp. One wheel of the project is
-built per session; each release venv installs it with --no-deps and sees the project's .venv
-packages through a .pth file (production installs the dependencies from a wheelhouse instead).
-The tests run in file order: install, idempotent re-run, rolling update with one broken host,
-manual rollback.
+Each host is `ansible_connection=local` with its own root under tmp. One wheel of the committed
+project is built per session; each release venv installs it with --no-deps and sees the project's
+.venv packages through a .pth file (production installs the dependencies from a wheelhouse).
+
+The service runs as a plain process (lpbf_edge_service_manager=process; there is no systemd here).
+Everything is the real release except `lpbf-edge run`, which in the test wheel is a stand-in that
+loads the release's config and keeps the real health file (edge.health) beating: the real service
+needs a calibration, a camera, a DAQ and the SR model, none of which this test is about. The health
+check is the real `lpbf-edge health`. The broken release's `run` crashes at start.
+The tests run in file order: install, idempotent re-run, refused config/model, rolling update with
+one broken host, a broken first batch that stops the rollout, manual rollback, ansible-lint.
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -47,13 +52,6 @@ def _service_available() -> str | None:
     return f"`lpbf-edge {' / '.join(missing)}` is not committed yet (edge/service_cli.py)" if missing else None
 
 
-def _free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _build_wheel(dest: Path) -> Path:
     """Build one wheel of the committed project (HEAD: a release is a commit, not a dirty tree)."""
     src = dest / "src"
@@ -69,32 +67,56 @@ def _build_wheel(dest: Path) -> Path:
     return wheel
 
 
-SHIM = '''"""Test-only broken release: every command works except `run`, which crashes at start."""
+SHIM = '''"""Test-only service stand-in: every command is the real one except `run` (see the test module)."""
+import json
+import os
+import signal
 import sys
+import time
 
 from edge.cli import main as _main
+
+BROKEN = {broken}
+
+
+def _run(config):
+    """Heartbeat like the box service: the real health file format, rewritten until SIGTERM."""
+    from edge.config import load_config
+    from edge.health import write_health
+
+    cfg = load_config(config)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    doc = {{"pid": os.getpid(), "version": "stand-in", "mqtt_enabled": False, "last_layer": None, "spool_pending": 0}}
+    while not stop:
+        write_health(cfg.store.root, dict(doc, status="running", heartbeat_unix=time.time()))
+        time.sleep(cfg.store.health_interval_s)
+    write_health(cfg.store.root, dict(doc, status="stopped", heartbeat_unix=time.time()))
 
 
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "run":
-        raise SystemExit("simulated broken release: the service crashes at start")
+        if BROKEN:
+            raise SystemExit("simulated broken release: the service crashes at start")
+        sys.argv[1:2] = []
+        return _run(sys.argv[sys.argv.index("--config") + 1])
     _main()
 '''
 
 
-def _break_wheel(good: Path, dest: Path) -> Path:
-    """Copy of the wheel whose console script crashes on `run` (a release that fails its health check)."""
+def _test_wheel(good: Path, dest: Path, broken: bool) -> Path:
+    """Copy of the wheel whose `run` is the heartbeat stand-in, or (broken) crashes at start."""
     dest.mkdir(parents=True)
     out = dest / good.name
     with zipfile.ZipFile(good) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout:
         for item in zin.infolist():
             data = zin.read(item)
             if item.filename.endswith(".dist-info/entry_points.txt"):
-                data = data.replace(b"edge.cli:main", b"lpbf_edge_broken_shim:main")
+                data = data.replace(b"edge.cli:main", b"lpbf_edge_test_shim:main")
             elif item.filename.endswith(".dist-info/RECORD"):
-                data += b"lpbf_edge_broken_shim.py,,\n"
+                data += b"lpbf_edge_test_shim.py,,\n"
             zout.writestr(item, data)
-        zout.writestr("lpbf_edge_broken_shim.py", SHIM)
+        zout.writestr("lpbf_edge_test_shim.py", SHIM.format(broken=broken))
     return out
 
 
@@ -114,16 +136,17 @@ def _bundle(dest: Path, tamper: bool = False) -> Path:
 class Fleet:
     """Inventory, wheels and helpers for running the playbooks against localhost hosts."""
 
-    def __init__(self, tmp: Path, service: bool, broker_port: int):
+    def __init__(self, tmp: Path, service: bool):
         self.tmp = tmp
         self.service = service
-        self.wheel = _build_wheel(tmp / "build")
-        self.broken_wheel = _break_wheel(self.wheel, tmp / "broken")
+        built = _build_wheel(tmp / "build")
+        self.wheel = _test_wheel(built, tmp / "good", broken=False)
+        self.broken_wheel = _test_wheel(built, tmp / "broken", broken=True)
         self.bundle = _bundle(tmp / "bundle")
         self.inventory = tmp / "inventory"
         self.vault_pass = tmp / "vault-pass.txt"
         self.vault_pass.write_text("test-vault-password\n")
-        self._write_inventory(broker_port)
+        self._write_inventory()
 
     def root(self, host: str) -> Path:
         """Installation root of one host."""
@@ -137,7 +160,7 @@ class Fleet:
         """Name of the release `current` points at."""
         return Path(os.readlink(self.root(host) / "current")).name
 
-    def _write_inventory(self, broker_port: int) -> None:
+    def _write_inventory(self) -> None:
         """hosts.yml (one local host per box) and an ansible-vault encrypted vault.yml."""
         hosts = {}
         for h in HOSTS:
@@ -164,15 +187,13 @@ class Fleet:
             "lpbf_edge_service_stop_timeout_s": 10,
             "lpbf_edge_health_retries": 6,
             "lpbf_edge_health_delay_s": 1,
-            "lpbf_edge_mqtt_port": broker_port,
+            "lpbf_edge_mqtt_port": 1883,
             "lpbf_edge_mqtt_username": "box",
             "lpbf_edge_mqtt_password": "{{ vault_lpbf_edge_mqtt_password }}",
             "lpbf_edge_config": {"capture": {"webcam": "none"}, "sr": {"samples": 2}},
         }
         if self.service:  # a box that runs without hardware: simulated printer, quick heartbeat
-            group["lpbf_edge_config"].update(
-                bridge={"source": "sim"}, store={"fsync": False, "health_interval_s": 1.0, "health_max_age_s": 5.0}
-            )
+            group["lpbf_edge_config"]["store"] = {"fsync": False, "health_interval_s": 0.5, "health_max_age_s": 5.0}
         inv = {"all": {"children": {"lpbf_edge": {"hosts": hosts, "vars": group}}}}
         gv = self.inventory / "group_vars" / "all"
         gv.mkdir(parents=True)
@@ -211,21 +232,10 @@ class Fleet:
 def fleet(tmp_path_factory):
     """A fleet of three localhost boxes with the wheel built once; service processes stopped at the end."""
     reason = _service_available()
-    tmp = tmp_path_factory.mktemp("fleet")
-    broker = None
-    port = _free_port()
-    if reason is None:
-        mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        conf = tmp / "mosquitto.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
-        broker = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    f = Fleet(tmp, service=reason is None, broker_port=port)
+    f = Fleet(tmp_path_factory.mktemp("fleet"), service=reason is None)
     f.no_service_reason = reason
     yield f
     f.stop_all()
-    if broker is not None:
-        broker.terminate()
-        broker.wait(timeout=10)
 
 
 def _assert_ok(rc: int, out: str, recap: dict, hosts=HOSTS) -> None:
@@ -283,7 +293,7 @@ def test_tampered_model_bundle_is_refused(fleet, tmp_path):
     bad = _bundle(tmp_path / "bad", tamper=True)
     rc, out, recap = fleet.play("site.yml", "--limit", "box-b", "-e", f"lpbf_edge_model_src={bad}", "-e", "lpbf_edge_version=9.9.9")
     assert rc != 0 and recap["box-b"]["failed"] == 1
-    assert "sub/decoder.onnx has sha256" in out and "refused" in out
+    assert "sub/decoder.onnx: FAILED" in out and "is refused" in out
     assert fleet.current("box-b") == "1.0.0"
 
 
