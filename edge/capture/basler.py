@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -10,6 +11,8 @@ import numpy as np
 
 from edge.capture.base import CaptureError, check_image
 from edge.messages import Frame
+
+log = logging.getLogger(__name__)
 
 
 def _pylon():
@@ -45,6 +48,7 @@ class BaslerCamera:
         self.emulator_dir = Path(emulator_dir) if emulator_dir is not None else None
         self.size = size
         self._cam = None
+        self._wanted = False
 
     def _device(self, pylon):
         """Create the pylon device for the configured serial (or the first camera)."""
@@ -61,14 +65,42 @@ class BaslerCamera:
     def open(self) -> None:
         """Open the camera, apply pixel format, exposure, gain and trigger, and start grabbing."""
         pylon, genicam = _pylon()
+        self._wanted = True
+        cam = None
         try:
             cam = pylon.InstantCamera(self._device(pylon))
             cam.Open()
             self._configure(cam, genicam)
             cam.StartGrabbing(pylon.GrabStrategy_OneByOne)
         except genicam.GenericException as exc:
+            self._release(cam, genicam)
             raise CaptureError(f"{self.name}: cannot open/configure camera: {exc.GetDescription()}") from exc
+        except CaptureError:
+            self._release(cam, genicam)
+            raise
         self._cam = cam
+
+    @staticmethod
+    def _release(cam, genicam) -> None:
+        """Close a half-opened camera, ignoring pylon errors."""
+        if cam is None:
+            return
+        try:
+            if cam.IsGrabbing():
+                cam.StopGrabbing()
+            if cam.IsOpen():
+                cam.Close()
+        except genicam.GenericException:
+            pass
+
+    def _ensure_open(self, genicam) -> None:
+        """After an unplug (device removed) drop the dead handle and try to reopen the camera."""
+        if self._cam is not None and self._cam.IsCameraDeviceRemoved():
+            log.warning("%s: camera removed; reconnecting", self.name)
+            self._release(self._cam, genicam)
+            self._cam = None
+        if self._cam is None and self._wanted:
+            self.open()
 
     def _set(self, cam, genicam, names: tuple[str, ...], value) -> None:
         """Set the first available of several feature names (SFNC 2 vs older cameras)."""
@@ -102,9 +134,10 @@ class BaslerCamera:
 
     def grab(self, timeout_s: float) -> Frame:
         """Trigger (software) or wait for the external trigger (hardware) and return the frame."""
-        if self._cam is None:
-            raise CaptureError(f"{self.name}: grab() before open()")
         pylon, genicam = _pylon()
+        if not self._wanted:
+            raise CaptureError(f"{self.name}: grab() before open()")
+        self._ensure_open(genicam)
         ms = max(1, int(timeout_s * 1000))
         cam = self._cam
         try:
@@ -135,13 +168,9 @@ class BaslerCamera:
 
     def close(self) -> None:
         """Stop grabbing and close the camera."""
+        self._wanted = False
         if self._cam is None:
             return
         _, genicam = _pylon()
-        try:
-            self._cam.StopGrabbing()
-            self._cam.Close()
-        except genicam.GenericException:
-            pass
-        finally:
-            self._cam = None
+        self._release(self._cam, genicam)
+        self._cam = None

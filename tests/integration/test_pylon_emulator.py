@@ -104,3 +104,14 @@ def test_paired_capture_with_emulated_basler_and_replayed_webcam(tmp_path, emu_d
     assert [p[0].name for p in pairs] == ["00001.png", "00002.png", "00003.png"]
     assert _index(cv2.imread(str(pairs[1][1]), cv2.IMREAD_UNCHANGED)) == 2
     assert (tmp_path / "pairs" / "basler" / "00004.png").exists()
+
+
+def test_grab_before_open_and_after_close_is_an_error(emu_dir):
+    cam = BaslerCamera(emulator_dir=emu_dir, size=(W, H))
+    with pytest.raises(CaptureError, match="before open"):
+        cam.grab(0.5)
+    cam.open()
+    cam.grab(1.0)
+    cam.close()
+    with pytest.raises(CaptureError, match="before open"):
+        cam.grab(0.5)
