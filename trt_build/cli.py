@@ -9,14 +9,19 @@ import typer
 trt_app = typer.Typer(help="TensorRT engines (run on the Jetson/CUDA box).", no_args_is_help=True)
 
 
-def _onnx_files(bundle: Path) -> list[Path]:
-    """The ONNX graphs of a bundle (or a single ONNX file)."""
-    if bundle.is_file() and bundle.suffix == ".onnx":
-        return [bundle]
-    files = sorted(bundle.glob("*.onnx"))
-    if not files:
-        raise typer.BadParameter(f"{bundle}: no .onnx files found (expected a model bundle directory)")
-    return files
+def _targets(path: Path, buckets: list[int]) -> list[tuple[Path, str, list]]:
+    """(onnx file, engine name, profiles) for a model bundle's graphs (static LR tile size) or one static ONNX file."""
+    from trt_build.build import bucket_profiles
+
+    if path.is_file() and path.suffix == ".onnx":
+        return [(path, path.stem, bucket_profiles(path, buckets))]
+    if not (path / "manifest.json").exists():
+        raise typer.BadParameter(f"{path}: not a model bundle (no manifest.json) nor an .onnx file")
+    from edge.sr.bundle import load_bundle
+    from edge.sr.runners_trt import TrtRunner, bundle_profiles
+
+    bundle = load_bundle(path)
+    return [(bundle.graph(g), f"{bundle.model_id}.{g}", bundle_profiles(bundle, g, buckets)) for g in TrtRunner.GRAPHS]
 
 
 def _buckets(text: str) -> list[int]:
@@ -34,7 +39,7 @@ def _buckets(text: str) -> list[int]:
 def build_cmd(
     bundle: Path = typer.Argument(..., help="Model bundle directory or one .onnx file."),
     cache: Path = typer.Option(Path("engines"), help="Engine cache directory."),
-    buckets: str = typer.Option("1,2,4", help="Batch sizes to build optimisation profiles for."),
+    buckets: str = typer.Option("1,4,8", help="Batch sizes to build optimisation profiles for."),
     fp32: bool = typer.Option(False, "--fp32", help="Build FP32 engines instead of FP16."),
     force: bool = typer.Option(False, help="Rebuild even when a matching engine is cached."),
 ) -> None:
@@ -43,8 +48,8 @@ def build_cmd(
     from trt_build.build import TensorRTUnavailable
 
     try:
-        for onnx_path in _onnx_files(bundle):
-            path = engine_for(onnx_path, cache, _buckets(buckets), fp16=not fp32, force=force, log=typer.echo)
+        for onnx_path, name, profiles in _targets(bundle, _buckets(buckets)):
+            path = engine_for(onnx_path, cache, fp16=not fp32, force=force, log=typer.echo, profiles=profiles, name=name)
             typer.echo(f"{onnx_path.name} -> {path}")
     except TensorRTUnavailable as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -55,11 +60,13 @@ def build_cmd(
 def check_cmd(
     bundle: Path = typer.Argument(..., help="Model bundle directory or one .onnx file."),
     cache: Path = typer.Option(Path("engines"), help="Engine cache directory."),
+    buckets: str = typer.Option("1,4,8", help="Batch buckets the engines were built for."),
+    fp32: bool = typer.Option(False, "--fp32", help="Check FP32 engines instead of FP16."),
     atol: float = typer.Option(5e-2, help="Absolute tolerance vs ONNX Runtime."),
     rtol: float = typer.Option(5e-2, help="Relative tolerance vs ONNX Runtime."),
 ) -> None:
     """Verify cached engines match this device and agree with ONNX Runtime within tolerance."""
-    from trt_build.build import TensorRTUnavailable, bucket_profiles, device_facts
+    from trt_build.build import TensorRTUnavailable, device_facts
     from trt_build.cache import EngineCache, EngineKey, EngineMismatch, sha256_file
     from trt_build.parity import check_engine
 
@@ -67,18 +74,17 @@ def check_cmd(
     try:
         trt_version, cc = device_facts()
         store = EngineCache(cache)
-        for onnx_path in _onnx_files(bundle):
-            entry = store.manifest()["engines"].get(onnx_path.stem, {})
-            key = EngineKey(name=onnx_path.stem, model_sha256=sha256_file(onnx_path), trt_version=trt_version,
-                            compute_capability=cc, profiles=entry.get("key", {}).get("profiles") or bucket_profiles(onnx_path, [1]),
-                            precision=entry.get("key", {}).get("precision", "fp16"))
+        for onnx_path, name, profiles in _targets(bundle, _buckets(buckets)):
+            key = EngineKey(name=name, model_sha256=sha256_file(onnx_path), trt_version=trt_version,
+                            compute_capability=cc, profiles=profiles, precision="fp32" if fp32 else "fp16")
             try:
                 engine = store.check(key)
             except EngineMismatch as exc:
                 typer.echo(f"REFUSED {onnx_path.name}: {exc} (run `lpbf-edge trt build`)")
                 bad += 1
                 continue
-            for p in check_engine(onnx_path, engine, atol, rtol):
+            shapes = {n: tuple(s[0]) for n, s in profiles[0].items()}
+            for p in check_engine(onnx_path, engine, atol, rtol, shapes=shapes):
                 typer.echo(f"{onnx_path.name}: {p}")
                 bad += not p.ok
     except TensorRTUnavailable as exc:

@@ -56,24 +56,27 @@ def compare(reference: Runner, candidate: Runner, feeds: dict[str, np.ndarray], 
     return out
 
 
-def ort_runner(onnx_path: Path) -> tuple[Runner, dict[str, tuple[int, ...]], list[str]]:
-    """ONNX Runtime CPU reference: (run function, static input shapes, output names)."""
+def ort_runner(onnx_path: Path, shapes: dict[str, tuple[int, ...]] | None = None
+               ) -> tuple[Runner, dict[str, tuple[int, ...]], list[str]]:
+    """ONNX Runtime CPU reference: (run function, input shapes, output names); dynamic graphs need `shapes`."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    shapes = {}
-    for i in sess.get_inputs():
-        if any(not isinstance(d, int) for d in i.shape):
-            raise ValueError(f"{onnx_path}: input {i.name} has dynamic shape {i.shape}; pass static shapes")
-        shapes[i.name] = tuple(i.shape)
+    if shapes is None:
+        shapes = {}
+        for i in sess.get_inputs():
+            if any(not isinstance(d, int) for d in i.shape):
+                raise ValueError(f"{onnx_path}: input {i.name} has dynamic shape {i.shape}; pass static shapes")
+            shapes[i.name] = tuple(i.shape)
     names = [o.name for o in sess.get_outputs()]
     return (lambda feeds: sess.run(None, feeds)), shapes, names
 
 
-def check_engine(onnx_path: Path, engine_path: Path, atol: float = 5e-2, rtol: float = 5e-2, seed: int = 0) -> list[Parity]:
-    """Compare a TensorRT engine with ONNX Runtime on the ONNX graph's static shapes (needs the GPU box)."""
+def check_engine(onnx_path: Path, engine_path: Path, atol: float = 5e-2, rtol: float = 5e-2, seed: int = 0,
+                 shapes: dict[str, tuple[int, ...]] | None = None) -> list[Parity]:
+    """Compare a TensorRT engine with ONNX Runtime on the same random inputs (needs the GPU box)."""
     from edge.sr.runners_trt import TrtEngine
 
-    ref, shapes, names = ort_runner(onnx_path)
+    ref, shapes, names = ort_runner(onnx_path, shapes)
     eng = TrtEngine(engine_path)
     return compare(ref, lambda f: eng(**f), random_feeds(shapes, seed), names, atol, rtol)

@@ -30,21 +30,28 @@ def _torch_dtype(trt, torch, dt):
 class TrtEngine:
     """One deserialized engine, its execution context, and its optimisation profiles by batch size."""
 
-    def __init__(self, engine_path: Path | str):
+    def __init__(self, engine_path: Path | str | None = None, _share: TrtEngine | None = None):
         import torch
 
         trt = import_trt()
         self.trt, self.torch = trt, torch
-        self.logger = trt.Logger(trt.Logger.WARNING)
-        self.runtime = trt.Runtime(self.logger)
-        self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
-        if self.engine is None:
-            raise RuntimeError(f"{engine_path}: TensorRT could not deserialize the engine (built by another version?)")
+        if _share is not None:  # same deserialized engine, own execution context
+            self.logger, self.runtime, self.engine = _share.logger, _share.runtime, _share.engine
+        else:
+            self.logger = trt.Logger(trt.Logger.WARNING)
+            self.runtime = trt.Runtime(self.logger)
+            self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+            if self.engine is None:
+                raise RuntimeError(f"{engine_path}: TensorRT could not deserialize the engine (built by another version?)")
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         is_in = lambda n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT  # noqa: E731
         self.inputs = [n for n in names if is_in(n)]
         self.outputs = [n for n in names if not is_in(n)]
+
+    def fork(self) -> TrtEngine:
+        """A second execution context on the same engine (a captured graph keeps its context to itself)."""
+        return TrtEngine(_share=self)
 
     def dtype(self, name: str):
         """torch dtype of an I/O tensor."""
@@ -106,6 +113,7 @@ class TrtGraphLoop:
     def __init__(self, denoiser: TrtEngine, plan: StepPlan, batch: int, latent_shape: tuple[int, int, int]):
         import torch
 
+        denoiser = denoiser.fork()
         self.torch, self.engine, self.plan = torch, denoiser, plan
         dev = torch.device("cuda")
         shp = (batch, *latent_shape)
@@ -167,11 +175,79 @@ class TrtGraphLoop:
         return out
 
 
-def engine_for(onnx_path: Path, cache_dir: Path, buckets=(1,), fp16: bool = True, force: bool = False, log=print) -> Path:
-    """Cached engine for an ONNX file on this device; built (and the stale one refused) when needed."""
+def engine_for(onnx_path: Path, cache_dir: Path, buckets=(1,), fp16: bool = True, force: bool = False, log=print,
+               profiles: list | None = None, name: str | None = None) -> Path:
+    """Cached engine for an ONNX file on this device; built (and a stale one refused) when needed."""
     onnx_path = Path(onnx_path)
     trt_version, cc = device_facts()
-    profiles = bucket_profiles(onnx_path, buckets)
-    key = EngineKey(name=onnx_path.stem, model_sha256=sha256_file(onnx_path), trt_version=trt_version,
+    profiles = profiles or bucket_profiles(onnx_path, buckets)
+    key = EngineKey(name=name or onnx_path.stem, model_sha256=sha256_file(onnx_path), trt_version=trt_version,
                     compute_capability=cc, profiles=profiles, precision="fp16" if fp16 else "fp32")
     return EngineCache(cache_dir).get_or_build(key, lambda: build_engine(onnx_path, profiles, fp16=fp16), log=log, force=force)
+
+
+def bundle_profiles(bundle, graph: str, buckets) -> list:
+    """One static profile per batch bucket at the bundle's LR tile size (the ONNX graphs are dynamic)."""
+    from edge.sr.export import bucket_shapes
+
+    out = []
+    for b in sorted(set(buckets)):
+        shapes = bucket_shapes(graph, b, bundle.lr_patch, bundle.scale, bundle.latent_channels)
+        out.append({n: (tuple(s), tuple(s), tuple(s)) for n, s in shapes.items()})
+    return out
+
+
+class TrtRunner:
+    """The SR runner protocol (encode_lr / encode_hr / denoise / decode) over cached FP16 engines of a bundle."""
+
+    name = "tensorrt"
+    GRAPHS = ("lr_encoder", "hr_encoder", "denoiser", "hr_decoder")
+
+    def __init__(self, bundle, cache_dir: Path | str | None = None, buckets=(1, 4, 8), fp16: bool = True, log=print):
+        self.bundle, self.buckets = bundle, tuple(sorted(set(buckets)))
+        cache = Path(cache_dir) if cache_dir else Path(bundle.path) / "engines"
+        self.engines = {
+            g: TrtEngine(engine_for(bundle.graph(g), cache, fp16=fp16, log=log, profiles=bundle_profiles(bundle, g, self.buckets),
+                                    name=f"{bundle.model_id}.{g}"))
+            for g in self.GRAPHS
+        }
+
+    @classmethod
+    def from_bundle(cls, bundle, **options) -> TrtRunner:
+        """Open (building on first use) the engines of a verified bundle."""
+        return cls(bundle, **options)
+
+    def _run(self, graph: str, *arrays: np.ndarray) -> np.ndarray:
+        """One call, the batch padded up to the next bucket."""
+        n = arrays[0].shape[0]
+        b = next((k for k in self.buckets if k >= n), None)
+        if b is None:
+            return np.concatenate([self._run(graph, *(a[i:i + self.buckets[-1]] for a in arrays))
+                                   for i in range(0, n, self.buckets[-1])])
+        eng = self.engines[graph]
+        feeds = {}
+        for name, a in zip(eng.inputs, arrays):
+            a = np.ascontiguousarray(a, np.float32)
+            if b > n:
+                a = np.concatenate([a, np.repeat(a[-1:], b - n, axis=0)])
+            feeds[name] = a
+        return eng(**feeds)[0][:n]
+
+    def encode_lr(self, lr: np.ndarray) -> np.ndarray:
+        return self._run("lr_encoder", lr)
+
+    def encode_hr(self, hr: np.ndarray) -> np.ndarray:
+        return self._run("hr_encoder", hr)
+
+    def denoise(self, x: np.ndarray, t: np.ndarray, cond: np.ndarray) -> np.ndarray:
+        return self._run("denoiser", x, t, cond)
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        return self._run("hr_decoder", z)
+
+    def graph_loop(self, plan: StepPlan, batch: int) -> TrtGraphLoop:
+        """The whole sampler loop for this plan and batch bucket in one CUDA graph."""
+        if batch not in self.buckets:
+            raise ValueError(f"batch {batch} is not one of the engine buckets {self.buckets}")
+        c, h = self.bundle.latent_channels, self.bundle.lr_patch
+        return TrtGraphLoop(self.engines["denoiser"], plan, batch, (c, h, h))

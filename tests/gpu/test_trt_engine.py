@@ -59,3 +59,41 @@ def test_cuda_graph_loop_matches_cpu_loop(denoiser_onnx, tmp_path):
     a, b = loop.run(x, cond), loop.run(x, cond)
     np.testing.assert_array_equal(a, b)  # replay is deterministic
     np.testing.assert_allclose(a, cpu, atol=5e-2 * max(1.0, float(np.abs(cpu).max())))
+
+
+def test_trt_runner_matches_ort_runner_on_tiny_bundle(tmp_path):
+    from edge.sr.bundle import load_bundle
+    from edge.sr.runners import OrtRunner
+    from edge.sr.runners_trt import TrtRunner
+    from tests.sr_fixtures import tiny_bundle
+
+    bundle = load_bundle(tiny_bundle())
+    trt_r, ort_r = TrtRunner.from_bundle(bundle, cache_dir=tmp_path, buckets=(1, 4)), OrtRunner(bundle)
+    rng = np.random.default_rng(0)
+    h = bundle.lr_patch
+    lr = rng.uniform(-1, 1, (3, 1, h, h)).astype(np.float32)  # batch 3 is padded to the bucket of 4
+    z = rng.standard_normal((3, 4, h, h)).astype(np.float32)
+    t = np.full(3, 20, np.float32)
+    for a, b in [(trt_r.encode_lr(lr), ort_r.encode_lr(lr)), (trt_r.denoise(z, t, z), ort_r.denoise(z, t, z)),
+                 (trt_r.decode(z), ort_r.decode(z))]:
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, atol=5e-2 * max(1.0, float(np.abs(b).max())))
+
+
+def test_trt_cli_refuses_foreign_engine(tmp_path):
+    """An engine cache written for another GPU is refused by `trt check` with the differing field named."""
+    from typer.testing import CliRunner
+
+    from edge.cli import app
+    from tests.sr_fixtures import tiny_bundle
+
+    res = CliRunner().invoke(app, ["trt", "build", str(tiny_bundle()), "--cache", str(tmp_path), "--buckets", "1"])
+    assert res.exit_code == 0, res.output
+    import json
+
+    man = json.loads((tmp_path / "manifest.json").read_text())
+    for e in man["engines"].values():
+        e["key"]["compute_capability"] = "1.0"
+    (tmp_path / "manifest.json").write_text(json.dumps(man))
+    res = CliRunner().invoke(app, ["trt", "check", str(tiny_bundle()), "--cache", str(tmp_path), "--buckets", "1"])
+    assert res.exit_code == 1 and "REFUSED" in res.output and "compute_capability" in res.output

@@ -96,3 +96,19 @@ def test_fp32_layer_selection():
     assert fp32_layers(layers) == [1, 2, 3, 4, 6]
     assert fp32_layers(layers, keep_types=[], keep_names=[]) == []
     assert np.all(np.diff(fp32_layers(layers)) > 0)
+
+
+def test_trt_cli_without_tensorrt_says_where_it_runs(tmp_path):
+    pytest.importorskip("typer")
+    from typer.testing import CliRunner
+
+    from edge.cli import app
+    from trt_build.build import TensorRTUnavailable, import_trt
+
+    try:
+        import_trt()
+    except TensorRTUnavailable:
+        res = CliRunner().invoke(app, ["trt", "build", str(_onnx(tmp_path / "m.onnx", 1)), "--cache", str(tmp_path / "c")])
+        assert res.exit_code == 2 and "Jetson" in res.output
+    else:
+        pytest.skip("TensorRT is installed here; the GPU tests cover the real build")
