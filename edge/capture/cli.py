@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
     @cap_app.command("paired")
     def paired(
         out: Path = typer.Option(..., "--out", help="Folder for <camera>/<layer>.png and index.jsonl."),
-        trace: Path | None = typer.Option(None, "--trace", help="Replay this laser trace CSV instead of the DAQ."),
+        trace: Path | None = typer.Option(None, "--trace", help="Replay this laser trace CSV instead of bridge.source."),
         config: Path | None = typer.Option(None, "--config", help="Box YAML config (bridge and capture sections)."),
     ) -> None:
         """Record both cameras' frames at every layer event (the paper's acquisition of training pairs)."""
@@ -64,12 +64,11 @@ def register(app: typer.Typer) -> None:
             from firmware_bridge.sources.replay import TraceReplaySource
 
             make = lambda: TraceReplaySource(trace, chunk=cfg.bridge.replay_chunk)  # noqa: E731
-            restarts = 0
         else:
-            from firmware_bridge.sources.daq import DaqSource
+            from firmware_bridge.sources.factory import source_factory
 
-            make = lambda: DaqSource(cfg.bridge.daq)  # noqa: E731
-            restarts = -1
+            make = source_factory(cfg.bridge)  # bridge.source: daq, replay or sim
+        restarts = -1 if trace is None and cfg.bridge.source == "daq" else 0
         capture = LayerCapture(build_cameras(cfg.capture), timeout_s=cfg.capture.timeout_s)
         capture.open()
         try:
