@@ -70,3 +70,22 @@ def test_printer_from_plan_renders_through_the_sim_api():
 def test_bad_build_dir(tmp_path):
     with pytest.raises(ValueError, match="not a sim build"):
         SimPrinter(tmp_path)
+
+
+def test_printer_bridge_capture_calib_end_to_end(build):
+    from calib.register import register
+
+    pr = SimPrinter(build, speedup=None)
+    web1 = cv2.imread(str(build / "webcam" / "00001.png"), cv2.IMREAD_GRAYSCALE)
+    hr1 = cv2.imread(str(build / "hr" / "00001.png"), cv2.IMREAD_GRAYSCALE)
+    cal = register(web1, 256, 4, reference=hr1)
+    cap = LayerCapture([pr.camera("webcam")], timeout_s=1.0)
+    cap.open()
+    det = LayerDetector(BridgeConfig(emit_recoat=False), source="sim")
+    regs = [cal.register_layer(cap.capture(e)) for e in run_bridge(pr.laser_source, det)]
+    cap.close()
+    assert [r.event.layer for r in regs] == [1, 2, 3]
+    for r in regs:
+        truth = cv2.imread(str(build / "lr" / f"{r.event.layer:05d}.png"), cv2.IMREAD_GRAYSCALE)
+        assert r.lr.shape == truth.shape == (64, 64)
+        assert np.abs(r.lr.astype(int) - truth).mean() < 1.5
