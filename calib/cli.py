@@ -62,7 +62,11 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(config).calib
         pts_hr = _points(fiducials, "--fiducials")
         if build_json is not None:
-            pts_hr = np.array(json.loads(build_json.read_text())["fiducials_hr"], dtype=float)
+            try:
+                pts_hr = np.array(json.loads(build_json.read_text())["fiducials_hr"], dtype=float).reshape(-1, 2)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                typer.echo(f"error: {build_json}: no usable fiducials_hr ({exc})", err=True)
+                raise typer.Exit(1) from exc
         try:
             cal = do_register(
                 _read(webcam_img), hr_size, scale, cfg,
