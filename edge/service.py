@@ -164,7 +164,11 @@ class BoxService:
     def _heartbeat(self) -> None:
         """Rewrite the health file and ping the systemd watchdog."""
         while not self.stopping.wait(self.cfg.store.health_interval_s):
-            write_health(self.cfg.store.root, self.health_doc("running"))
+            try:
+                write_health(self.cfg.store.root, self.health_doc("running"))
+            except OSError as exc:  # e.g. disk full: the stale heartbeat then makes `health` fail, as it should
+                log.error("cannot write the health file: %s", exc, extra={"event": "health_write_failed"})
+                continue
             sd_notify("WATCHDOG=1")
 
     def stop(self, drain_timeout: float = 30.0) -> bool:

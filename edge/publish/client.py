@@ -45,6 +45,7 @@ class MqttPublisher:
         self.topics = Topics(cfg.prefix, node_id)
         self.state_fn, self.stats_fn, self.command_handler = state_fn, stats_fn, command_handler
         self.connected = threading.Event()
+        self.subscribed = threading.Event()
         self.counters = {"published": 0, "rejected": 0, "connects": 0, "disconnects": 0, "commands_ok": 0, "commands_rejected": 0}
         self.last_error: str | None = None
         self.last_ack_s: float | None = None
@@ -72,6 +73,7 @@ class MqttPublisher:
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         c.on_message = self._on_message
+        c.on_subscribe = lambda client, userdata, mid, reason_codes, properties: self.subscribed.set()
         return c
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -133,6 +135,7 @@ class MqttPublisher:
             level = logging.INFO if self._stop.is_set() else logging.WARNING
             log.log(level, "mqtt disconnected", extra={"event": "mqtt_disconnected", "reason": str(reason_code)})
         self.connected.clear()
+        self.subscribed.clear()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         """Hand the PUBACK (with its reason code) to the drain thread."""
@@ -153,8 +156,8 @@ class MqttPublisher:
             result = {"command": name, "ok": True, **self.command_handler(name, cmd)}
             self.counters["commands_ok"] += 1
             log.info("command accepted", extra={"event": "command", "command": name})
-        except CommandError as exc:
-            result = {"command": name, "ok": False, "error": str(exc)}
+        except Exception as exc:  # CommandError (invalid) or a failure while acting: reply, log, keep running
+            result = {"command": name, "ok": False, "error": str(exc) if isinstance(exc, CommandError) else f"{name} failed: {exc}"}
             self.counters["commands_rejected"] += 1
             log.warning("command rejected: %s", exc, extra={"event": "command_rejected", "command": name})
         client.publish(reply_to, json.dumps(result, sort_keys=True).encode(), qos=1, properties=_props("application/json", corr))
@@ -234,8 +237,15 @@ class MqttPublisher:
                 if entry is None:
                     continue
                 m = entry.message
-                info = self.client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain,
-                                           properties=_props(m.content_type, m.correlation))
+                try:
+                    info = self.client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain,
+                                               properties=_props(m.content_type, m.correlation))
+                except (ValueError, TypeError) as exc:  # e.g. payload over the MQTT size limit: cannot ever be sent
+                    self.spool.reject(entry, f"cannot publish {m.topic}: {exc}")
+                    self.counters["rejected"] += 1
+                    self.last_error = str(exc)
+                    log.error("cannot publish %s: %s (kept in spool/rejected)", m.topic, exc, extra={"event": "publish_rejected"})
+                    continue
                 self._inflight[info.mid] = entry
                 self._inflight_names.add(name)
                 sent += 1

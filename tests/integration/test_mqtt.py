@@ -154,7 +154,7 @@ def test_commands_validated(tmp_path, mosquitto, subscribe):
     pub = MqttPublisher(_cfg(broker.port), NODE, PublishSpool(tmp_path, fsync=False),
                         command_handler=lambda name, cmd: seen.append((name, cmd)) or {"job": getattr(cmd, "job", None)})
     pub.start()
-    assert pub.connected.wait(5)
+    assert pub.subscribed.wait(10)
     import paho.mqtt.publish as single
 
     bad = [("start_job", b"{not json"), ("start_job", b'{"job": "has space"}'), ("start_job", b'{"job": "a", "x": 1}'),
