@@ -121,7 +121,7 @@ def render_preview(meshes: list, path: str | Path, title: str = "") -> Path:
         c, r = (lo + hi) / 2, max(float((hi - lo).max()) / 2, 1e-3)
         ax.set_xlim(c[0] - r, c[0] + r)
         ax.set_ylim(c[1] - r, c[1] + r)
-        ax.set_zlim(lo[2], lo[2] + 2 * r)
+        ax.set_zlim(lo[2], max(hi[2], lo[2] + 1e-3))  # z keeps its own range so thin builds stay visible
     ax.set_xlabel("x (mm)")
     ax.set_ylabel("y (mm)")
     ax.set_zlabel("z (mm)")
