@@ -113,7 +113,8 @@ class LayerPipeline:
         self._sr_cond = threading.Condition()
         self._sr_busy = False
         self._stop = threading.Event()
-        self._idle_events = threading.Event()
+        self._unfinished = 0  # events submitted but not yet fully handled by the capture worker
+        self._unfinished_lock = threading.Lock()
         self._recoat_map: dict[int, tuple[str, int, str]] = {}
         self._threads: list[threading.Thread] = []
         self.last_layer: tuple[str, int] | None = None
@@ -133,7 +134,8 @@ class LayerPipeline:
         self.stats.count("events_seen")
         if event.event == "layer_complete":
             self.stats.count("layers_seen")
-        self._idle_events.clear()
+        with self._unfinished_lock:
+            self._unfinished += 1
         self._events.put((event, time.monotonic()))
 
     def queue_depth(self) -> dict[str, int]:
@@ -144,7 +146,9 @@ class LayerPipeline:
         """Wait until every submitted event is fully processed (True) or `timeout` passes (False)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if self._events.empty() and self._idle_events.is_set() and not self._sr and not self._sr_busy:
+            with self._sr_cond:
+                sr_idle = not self._sr and not self._sr_busy
+            if self._unfinished == 0 and sr_idle:
                 return True
             time.sleep(0.02)
         return False
@@ -169,12 +173,9 @@ class LayerPipeline:
     def _capture_loop(self) -> None:
         """Take events in order; layer_complete -> a new layer, recoat_done -> recoat frames of the last layer."""
         while not self._stop.is_set():
-            if self._events.empty():
-                self._idle_events.set()
             item = self._events.get()
             if item is None:
                 break
-            self._idle_events.clear()
             event, t0 = item
             try:
                 if event.event == "layer_complete":
@@ -184,6 +185,9 @@ class LayerPipeline:
             except Exception:  # a bug in one layer must not stop the box
                 log.exception("layer event failed", extra={"event": "pipeline_error", "layer_event": event.to_json_dict()})
                 self.stats.count("pipeline_errors")
+            finally:
+                with self._unfinished_lock:
+                    self._unfinished -= 1
 
     def _grab(self, event: LayerEvent) -> tuple[LayerFrames, float]:
         """Run the capture stage; an exception becomes a LayerFrames with every camera failed."""
