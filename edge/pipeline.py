@@ -119,6 +119,8 @@ class LayerPipeline:
         self._threads: list[threading.Thread] = []
         self.last_layer: tuple[str, int] | None = None
         self.model_id = "unknown"
+        self.retention_every_s = 60.0  # retention scans the archive: at most once a minute
+        self._last_retention = -1e9
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -397,7 +399,8 @@ class LayerPipeline:
         if stage == "final":
             self.stats.time("total", time.monotonic() - j.t0)
             self.stats.count("layers_done")
-            if self.retention:
+            if self.retention and time.monotonic() - self._last_retention >= self.retention_every_s:
+                self._last_retention = time.monotonic()
                 for job, n in apply_retention(self.archive, self.spool, *self.retention):
                     log.info("retention deleted layer", extra={"event": "retention", "job": job, "layer": n})
             if self.on_layer_done:
