@@ -1,0 +1,133 @@
+"""KL / VQ autoencoders (diffusers AutoencoderKL, VQModel) for 1-channel images, built from an arch dict."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+_KEYS = {"kind", "in_channels", "latent_channels", "block_out_channels", "layers_per_block", "norm_num_groups",
+         "num_vq_embeddings"}
+
+
+def _check(arch: dict) -> None:
+    """Raise ValueError on unknown keys or kinds in an autoencoder arch dict."""
+    extra = set(arch) - _KEYS
+    if extra:
+        raise ValueError(f"autoencoder arch: unknown keys {sorted(extra)}; allowed {sorted(_KEYS)}")
+    if arch.get("kind", "kl") not in ("kl", "vq"):
+        raise ValueError(f"autoencoder arch: kind must be 'kl' or 'vq', got {arch.get('kind')!r}")
+
+
+class ImageAutoencoder(nn.Module):
+    """An image autoencoder with a fixed downsampling factor 2**(levels-1) and a uniform encode/decode API."""
+
+    def __init__(self, arch: dict) -> None:
+        """Build the diffusers model described by `arch` (see edge.models.presets)."""
+        super().__init__()
+        _check(arch)
+        from diffusers import AutoencoderKL, VQModel
+
+        self.arch = dict(arch)
+        self.kind = arch.get("kind", "kl")
+        chans = tuple(int(c) for c in arch["block_out_channels"])
+        common = dict(
+            in_channels=int(arch.get("in_channels", 1)),
+            out_channels=int(arch.get("in_channels", 1)),
+            down_block_types=("DownEncoderBlock2D",) * len(chans),
+            up_block_types=("UpDecoderBlock2D",) * len(chans),
+            block_out_channels=chans,
+            layers_per_block=int(arch.get("layers_per_block", 1)),
+            latent_channels=int(arch["latent_channels"]),
+            norm_num_groups=int(arch.get("norm_num_groups", 32)),
+            mid_block_add_attention=False,
+        )
+        if self.kind == "kl":
+            self.net = AutoencoderKL(**common)
+        else:
+            self.net = VQModel(**common, num_vq_embeddings=int(arch.get("num_vq_embeddings", 256)))
+        self.factor = 2 ** (len(chans) - 1)
+        self.latent_channels = common["latent_channels"]
+
+    def encode_dist(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, logvar) of the posterior for a KL model; (pre-quantisation latent, zeros) for VQ."""
+        if self.kind == "kl":
+            d = self.net.encode(x).latent_dist
+            return d.mean, d.logvar
+        h = self.net.encode(x).latents
+        return h, torch.zeros_like(h)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Deterministic latent: the posterior mean (KL) or the un-quantised encoding (VQ)."""
+        return self.encode_dist(x)[0]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Decode a latent (VQ latents are quantised first) to an image in [-1, 1] range (not clamped)."""
+        if self.kind == "kl":
+            return self.net.decode(z).sample
+        return self.net.decode(z, force_not_quantize=False).sample
+
+    def forward(self, x: torch.Tensor, sample: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Reconstruction plus (mean, logvar); samples the posterior when `sample` (KL only)."""
+        mean, logvar = self.encode_dist(x)
+        z = mean
+        if sample and self.kind == "kl":
+            z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
+        if self.kind == "vq":
+            return self.net.decode(z).sample, mean, logvar
+        return self.net.decode(z).sample, mean, logvar
+
+    def vq_loss(self, h: torch.Tensor) -> torch.Tensor:
+        """Commitment + codebook loss of the VQ quantiser for encoding h (0 for KL)."""
+        if self.kind != "vq":
+            return h.new_zeros(())
+        _, loss, _ = self.net.quantize(h)
+        return loss
+
+
+def kl_loss(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) per latent element, averaged (Kingma & Welling 2014, App. B)."""
+    logvar = logvar.clamp(-30.0, 20.0)
+    return 0.5 * torch.mean(mean.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+class ScaledEncoder(nn.Module):
+    """Export wrapper: image -> latent mean times the stored latent scale factor."""
+
+    def __init__(self, ae: ImageAutoencoder, scale: float) -> None:
+        """Wrap `ae` with a fixed multiplicative latent scale."""
+        super().__init__()
+        self.ae, self.scale = ae, float(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scaled latent of x."""
+        return self.ae.encode(x) * self.scale
+
+
+class ScaledDecoder(nn.Module):
+    """Export wrapper: scaled latent -> image in [-1, 1] (clamped)."""
+
+    def __init__(self, ae: ImageAutoencoder, scale: float) -> None:
+        """Wrap `ae` so it decodes latents that were multiplied by `scale`."""
+        super().__init__()
+        self.ae, self.scale = ae, float(scale)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Image decoded from the scaled latent z."""
+        return self.ae.decode(z / self.scale).clamp(-1.0, 1.0)
+
+
+@torch.no_grad()
+def estimate_latent_scale(ae: ImageAutoencoder, batches, max_batches: int = 16) -> float:
+    """1 / std of the latent means over up to `max_batches` image batches (Rombach et al. 2022, Sec. G)."""
+    vals = []
+    ae.eval()
+    for i, x in enumerate(batches):
+        if i >= max_batches:
+            break
+        vals.append(ae.encode(x).flatten())
+    if not vals:
+        raise ValueError("estimate_latent_scale: no batches given")
+    std = torch.cat(vals).float().std().item()
+    if not std > 0:
+        raise ValueError(f"estimate_latent_scale: latent std is {std}; the encoder output is constant")
+    return 1.0 / std

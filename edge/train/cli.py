@@ -1,0 +1,113 @@
+"""`lpbf-edge train autoencoder|diffusion|regression|bundle`: model training (needs torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+SIMS_HELP = "Sim build folder (repeatable), e.g. runs/data/sim_s1."
+
+
+def _cfg(**kw):
+    """A TrainConfig from CLI options (None values keep the defaults)."""
+    from edge.train.config import TrainConfig
+
+    return TrainConfig(**{k: v for k, v in kw.items() if v is not None})
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `train` command group."""
+    train_app = typer.Typer(help="Train the super-resolution models (autoencoders, diffusion U-Net, regression).",
+                            no_args_is_help=True)
+
+    common = dict(
+        sim=typer.Option([], "--sim", help=SIMS_HELP),
+        realdata=typer.Option(None, "--realdata", help="Folder of real photographs (LR made by degradation)."),
+        holdout_build=typer.Option([], "--holdout-build", help="Sim build folder NAME held out entirely (repeatable)."),
+        steps=typer.Option(None, "--steps", help="Total optimisation steps."),
+        minutes=typer.Option(None, "--minutes", help="Stop (and save) after this much training wall time."),
+        batch=typer.Option(None, "--batch", help="Batch size per process."),
+        lr=typer.Option(None, "--lr", help="Learning rate."),
+        seed=typer.Option(0, "--seed", help="Seed."),
+        preset=typer.Option("small", "--preset", help="Architecture preset: small | paper."),
+        threads=typer.Option(2, "--threads", help="torch CPU threads."),
+        log=typer.Option(None, "--log", help="Write the progress bar and metrics to this file."),
+        fresh=typer.Option(False, "--fresh", help="Ignore an existing checkpoint in OUT instead of resuming."),
+        val_every=typer.Option(None, "--val-every", help="Validate every N steps."),
+        lr_size=typer.Option(None, "--lr-size", help="LR training crop side (HR crop = scale x this)."),
+    )
+
+    @train_app.command("autoencoder")
+    def autoencoder(
+        out: Path = typer.Option(Path("runs/ae"), "--out", help="Run folder (checkpoints, metrics.jsonl, ae.pt)."),
+        sim: list[str] = common["sim"], realdata: str | None = common["realdata"],
+        holdout_build: list[str] = common["holdout_build"], steps: int | None = common["steps"],
+        minutes: float | None = common["minutes"], batch: int | None = common["batch"], lr: float | None = common["lr"],
+        seed: int = common["seed"], preset: str = common["preset"], threads: int = common["threads"],
+        log: Path | None = common["log"], fresh: bool = common["fresh"], val_every: int | None = common["val_every"],
+        lr_size: int | None = common["lr_size"],
+        gan_start: int | None = typer.Option(None, "--gan-start", help="Step at which the patch GAN loss starts."),
+        init_from: str | None = typer.Option(None, "--init-from", help="Start from this ae.pt (EMA weights, scales)."),
+        decoder_only: bool = typer.Option(False, "--decoder-only", help="Fine-tune only the HR decoder (needs --init-from)."),
+    ) -> None:
+        """Train the HR autoencoder (f=4) and LR encoder (f=1); resumes from OUT/last.pt."""
+        from edge.train.autoencoder import train_autoencoder
+
+        cfg = _cfg(out=str(out), sims=sim, realdata=realdata, holdout_builds=holdout_build, steps=steps,
+                   minutes=minutes, batch=batch, lr=lr, seed=seed, preset=preset, threads=threads,
+                   val_every=val_every, lr_size=lr_size, gan_start=gan_start,
+                   init_from=init_from, decoder_only=decoder_only)
+        path = train_autoencoder(cfg, resume=not fresh, log_file=log)
+        typer.echo(f"autoencoders written to {path}")
+
+    @train_app.command("diffusion")
+    def diffusion(
+        ae: Path = typer.Option(..., "--ae", help="ae.pt from `train autoencoder`."),
+        out: Path = typer.Option(Path("runs/diffusion"), "--out", help="Run folder."),
+        sim: list[str] = common["sim"], realdata: str | None = common["realdata"],
+        holdout_build: list[str] = common["holdout_build"], steps: int | None = common["steps"],
+        minutes: float | None = common["minutes"], batch: int | None = common["batch"], lr: float | None = common["lr"],
+        seed: int = common["seed"], preset: str = common["preset"], threads: int = common["threads"],
+        log: Path | None = common["log"], fresh: bool = common["fresh"], val_every: int | None = common["val_every"],
+        lr_size: int | None = common["lr_size"],
+        prediction: str = typer.Option("v_prediction", "--prediction", help="epsilon | v_prediction | sample."),
+        schedule: str = typer.Option("cosine", "--schedule", help="cosine | linear."),
+        timesteps: int = typer.Option(200, "--timesteps", help="Training timesteps T."),
+    ) -> None:
+        """Train the conditional latent denoiser on frozen autoencoders; resumes from OUT/last.pt."""
+        from edge.train.diffusion import train_latent
+
+        cfg = _cfg(out=str(out), ae=str(ae), sims=sim, realdata=realdata, holdout_builds=holdout_build, steps=steps,
+                   minutes=minutes, batch=batch, lr=lr, seed=seed, preset=preset, threads=threads,
+                   val_every=val_every, lr_size=lr_size, prediction=prediction, schedule=schedule, timesteps=timesteps)
+        path = train_latent(cfg, "diffusion", resume=not fresh, log_file=log)
+        typer.echo(f"denoiser written to {path}")
+
+    @train_app.command("regression")
+    def regression(
+        ae: Path = typer.Option(..., "--ae", help="ae.pt from `train autoencoder`."),
+        out: Path = typer.Option(Path("runs/regression"), "--out", help="Run folder."),
+        sim: list[str] = common["sim"], realdata: str | None = common["realdata"],
+        holdout_build: list[str] = common["holdout_build"], steps: int | None = common["steps"],
+        minutes: float | None = common["minutes"], batch: int | None = common["batch"], lr: float | None = common["lr"],
+        seed: int = common["seed"], preset: str = common["preset"], threads: int = common["threads"],
+        log: Path | None = common["log"], fresh: bool = common["fresh"], val_every: int | None = common["val_every"],
+        lr_size: int | None = common["lr_size"],
+    ) -> None:
+        """Train the deterministic regression baseline (same U-Net, condition only, L1); resumes from OUT/last.pt."""
+        from edge.train.diffusion import train_latent
+
+        cfg = _cfg(out=str(out), ae=str(ae), sims=sim, realdata=realdata, holdout_builds=holdout_build, steps=steps,
+                   minutes=minutes, batch=batch, lr=lr, seed=seed, preset=preset, threads=threads,
+                   val_every=val_every, lr_size=lr_size)
+        path = train_latent(cfg, "regression", resume=not fresh, log_file=log)
+        typer.echo(f"regression model written to {path}")
+
+    app.add_typer(train_app, name="train")
+
+
+if __name__ == "__main__":  # `python -m edge.train.cli train ...` works even when other areas' commands fail to load
+    _app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+    register(_app)
+    _app()

@@ -1,0 +1,55 @@
+"""Training run settings (a plain dataclass, stored in every checkpoint and in the bundle manifest)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; unset model fields come from the preset."""
+
+    out: str = "runs/ae"
+    sims: list[str] = field(default_factory=list)
+    realdata: str | None = None
+    holdout_builds: list[str] = field(default_factory=list)
+    holdout_photos: list[str] = field(default_factory=lambda: ["S05.jpg"])
+    val_photos: list[str] = field(default_factory=lambda: ["10448.png"])
+    preset: str = "small"
+    arch: dict | None = None
+    steps: int = 1000
+    minutes: float | None = None
+    batch: int = 16
+    lr_size: int = 16
+    lr: float = 2e-4
+    seed: int = 0
+    val_every: int = 100
+    save_every: int = 50
+    ema_decay: float = 0.999
+    threads: int = 2
+    scale: int = 4
+    # autoencoder
+    kl_weight: float = 1e-5
+    gan_weight: float = 0.05
+    gan_start: int = 300
+    fft_weight: float = 0.1
+    wavelet_weight: float = 0.5
+    decoder_only: bool = False  # fine-tune the HR decoder only (encoders frozen: latents, scales unchanged)
+    init_from: str | None = None  # ae.pt whose EMA weights (and sibling last.pt discriminator) start this run
+    # diffusion / regression
+    ae: str | None = None
+    prediction: str = "v_prediction"
+    schedule: str = "cosine"
+    timesteps: int = 200
+    pool_tiles: int = 128
+    pool_tile: int = 40
+    pool_refresh_every: int = 20
+
+    def to_json(self) -> dict:
+        """Plain dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "TrainConfig":
+        """Inverse of to_json (unknown keys rejected)."""
+        return cls(**d)

@@ -1,0 +1,254 @@
+"""Train the conditional latent denoiser (or the regression baseline) on frozen autoencoders."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge.models import CondDenoiser, ImageAutoencoder, RegressionNet, preset
+from edge.train.autoencoder import datasets
+from edge.train.common import (BatchStream, Logger, batch_metrics, bicubic_up, fixed_batch, load_checkpoint, rng_state,
+                               save_checkpoint, seed_all, set_rng_state, setup_dist, wrap_ddp)
+from edge.train.config import TrainConfig
+
+
+def load_autoencoders(path: str | Path) -> tuple[ImageAutoencoder, ImageAutoencoder, dict]:
+    """(hr_ae, lr_ae, scales) from an ae.pt written by `train autoencoder`, frozen in eval mode."""
+    s = load_checkpoint(Path(path))
+    if s.get("kind") != "autoencoder-ema" or not s.get("scales"):
+        raise ValueError(f"{path}: not a finished autoencoder export (need kind 'autoencoder-ema' with scales)")
+    hr, lr = ImageAutoencoder(s["arch"]["hr_ae"]), ImageAutoencoder(s["arch"]["lr_ae"])
+    hr.load_state_dict(s["hr"])
+    lr.load_state_dict(s["lr"])
+    for m in (hr, lr):
+        m.eval().requires_grad_(False)
+    return hr, lr, s
+
+
+def make_scheduler(kind: str, timesteps: int, prediction: str, sampler: str = "ddpm"):
+    """A diffusers scheduler with the bundle's schedule (cosine = squaredcos_cap_v2, linear 1e-4..0.02)."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    if kind not in ("cosine", "linear"):
+        raise ValueError(f"unknown schedule {kind!r}; use cosine or linear")
+    beta = "squaredcos_cap_v2" if kind == "cosine" else "linear"
+    kw = dict(num_train_timesteps=timesteps, beta_schedule=beta, beta_start=1e-4, beta_end=0.02,
+              prediction_type=prediction, clip_sample=False)
+    if sampler == "ddim":
+        return DDIMScheduler(**kw, timestep_spacing="trailing", set_alpha_to_one=True)
+    return DDPMScheduler(**kw)
+
+
+def diffusion_target(sched, z0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, prediction: str) -> torch.Tensor:
+    """Training target for the prediction type: eps, v = sqrt(abar) eps - sqrt(1-abar) x0, or x0."""
+    if prediction == "epsilon":
+        return noise
+    if prediction == "v_prediction":
+        return sched.get_velocity(z0, noise, t)
+    if prediction == "sample":
+        return z0
+    raise ValueError(f"unknown prediction type {prediction!r}")
+
+
+@torch.no_grad()
+def ddim_sample(model: CondDenoiser, cond: torch.Tensor, sched_kind: str, T: int, prediction: str, steps: int = 20,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Latent sample by diffusers' DDIM (eta 0, trailing spacing) from pure noise; used for validation."""
+    sch = make_scheduler(sched_kind, T, prediction, "ddim")
+    sch.set_timesteps(steps)
+    x = torch.randn(cond.shape, generator=generator)
+    for t in sch.timesteps:
+        out = model(x, t.float().expand(x.shape[0]), cond)
+        x = sch.step(out, t, x).prev_sample
+    return x
+
+
+class LatentPool:
+    """Encoded (condition, latent) tiles reused for many random latent crops; a fraction is re-drawn periodically.
+
+    The frozen encoders cost more than the small U-Net, so each encoded tile feeds many steps.
+    """
+
+    def __init__(self, encode, stream: BatchStream, tiles: int, chunk: int = 8) -> None:
+        """Fill `tiles` tiles from `stream` (whose lr_size is the tile side), encoding `chunk` at a time."""
+        self.encode, self.stream, self.chunk = encode, stream, chunk
+        self.rng = np.random.default_rng(stream.rng.integers(2**31))
+        parts = [self._draw() for _ in range(max(1, tiles // chunk))]
+        self.c = torch.cat([p[0] for p in parts])
+        self.z = torch.cat([p[1] for p in parts])
+
+    def _draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode one chunk of fresh tiles."""
+        self.stream.batch = self.chunk
+        lr_img, hr_img = self.stream.next()
+        return self.encode(lr_img, hr_img)
+
+    def refresh(self) -> None:
+        """Replace one chunk of randomly chosen tiles with fresh ones."""
+        c, z = self._draw()
+        idx = torch.from_numpy(self.rng.choice(len(self.c), size=len(c), replace=False))
+        self.c[idx], self.z[idx] = c, z
+
+    def batch(self, n: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """n random size x size crops (condition, latent) from the pool."""
+        P = self.c.shape[-1]
+        ids = self.rng.integers(0, len(self.c), n)
+        ys, xs = self.rng.integers(0, P - size + 1, n), self.rng.integers(0, P - size + 1, n)
+        cs = torch.stack([self.c[i, :, y:y + size, x:x + size] for i, y, x in zip(ids, ys, xs)])
+        zs = torch.stack([self.z[i, :, y:y + size, x:x + size] for i, y, x in zip(ids, ys, xs)])
+        return cs, zs
+
+
+class LatentTrainer:
+    """State and one step of denoiser (mode 'diffusion') or regression (mode 'regression') training."""
+
+    def __init__(self, cfg: TrainConfig, mode: str) -> None:
+        """Load frozen autoencoders, build the U-Net, optimiser, EMA and noise schedule."""
+        from diffusers.training_utils import EMAModel
+
+        if mode not in ("diffusion", "regression"):
+            raise ValueError(f"mode must be diffusion or regression, got {mode!r}")
+        if cfg.ae is None:
+            raise ValueError("latent training needs --ae (ae.pt from `train autoencoder`)")
+        self.cfg, self.mode = cfg, mode
+        self.hr_ae, self.lr_ae, ae = load_autoencoders(cfg.ae)
+        self.ae_info = {"path": str(cfg.ae), "step": ae["step"], "cfg": ae["cfg"]}
+        self.scales = dict(ae["scales"])
+        arch = dict((cfg.arch or preset(cfg.preset))["unet"])
+        arch["num_train_timesteps"] = cfg.timesteps
+        self.arch = arch
+        self.net = CondDenoiser(arch) if mode == "diffusion" else RegressionNet(arch)
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=1e-4)
+        self.ema = EMAModel(self.net.parameters(), decay=cfg.ema_decay)
+        self.sched = make_scheduler(cfg.schedule, cfg.timesteps, cfg.prediction)
+        self.step_no, self.wall_s, self.best = 0, 0.0, float("inf")
+
+    def encode(self, lr_img: torch.Tensor, hr_img: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Scaled condition from LR and scaled latent from HR (frozen encoders)."""
+        with torch.no_grad():
+            c = self.lr_ae.encode(lr_img) * self.scales["cond_scale_factor"]
+            z = None if hr_img is None else self.hr_ae.encode(hr_img) * self.scales["latent_scale_factor"]
+        return c, z
+
+    def loss(self, net, c: torch.Tensor, z: torch.Tensor, t: torch.Tensor | None = None,
+             noise: torch.Tensor | None = None) -> torch.Tensor:
+        """MSE to the diffusion target at random (or given) t, or L1 to the latent for regression."""
+        if self.mode == "regression":
+            return (net(c) - z).abs().mean()
+        if t is None:
+            t = torch.randint(0, self.cfg.timesteps, (z.shape[0],))
+        noise = torch.randn_like(z) if noise is None else noise
+        xt = self.sched.add_noise(z, noise, t)
+        target = diffusion_target(self.sched, z, noise, t, self.cfg.prediction)
+        return (net(xt, t.float(), c) - target).pow(2).mean()
+
+    def train_step(self, c: torch.Tensor, z: torch.Tensor, net=None) -> float:
+        """One optimiser step on scaled (condition, latent) pairs; returns the loss."""
+        net = net or self.net
+        self.net.train()
+        loss = self.loss(net, c, z)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
+        self.opt.step()
+        self.ema.step(self.net.parameters())
+        self.step_no += 1
+        return loss.item()
+
+    @torch.no_grad()
+    def validate(self, lr_img: torch.Tensor, hr_img: torch.Tensor, sample_steps: int = 10) -> dict:
+        """EMA weights: loss on fixed (t, noise), and PSNR/SSIM of a decoded prediction (DDIM sample) vs bicubic."""
+        self.ema.store(self.net.parameters())
+        self.ema.copy_to(self.net.parameters())
+        self.net.eval()
+        c, z = self.encode(lr_img, hr_img)
+        g = torch.Generator().manual_seed(1234)
+        t = torch.linspace(0, self.cfg.timesteps - 1, z.shape[0]).long()
+        val_loss = self.loss(self.net, c, z, t, torch.randn(z.shape, generator=g)).item()
+        if self.mode == "regression":
+            zp = self.net(c)
+        else:
+            zp = ddim_sample(self.net, c, self.cfg.schedule, self.cfg.timesteps, self.cfg.prediction, sample_steps, g)
+        img = self.hr_ae.decode(zp / self.scales["latent_scale_factor"])
+        self.ema.restore(self.net.parameters())
+        m = batch_metrics(img, hr_img)
+        b = batch_metrics(bicubic_up(lr_img, self.cfg.scale), hr_img)
+        return {"val_loss": val_loss, "psnr": m["psnr"], "ssim": m["ssim"], "bicubic_psnr": b["psnr"],
+                "bicubic_ssim": b["ssim"]}
+
+    def ema_weights(self) -> dict:
+        """EMA state dict of the U-Net."""
+        net = CondDenoiser(self.arch) if self.mode == "diffusion" else RegressionNet(self.arch)
+        self.ema.copy_to(net.parameters())
+        return net.state_dict()
+
+    def state(self) -> dict:
+        """Everything needed to resume exactly."""
+        return {"kind": self.mode, "cfg": self.cfg.to_json(), "arch": self.arch, "step": self.step_no,
+                "wall_s": self.wall_s, "net": self.net.state_dict(), "opt": self.opt.state_dict(),
+                "ema": self.ema.state_dict(), "rng": rng_state(), "best": self.best}
+
+    def load(self, s: dict) -> None:
+        """Restore from state()."""
+        self.net.load_state_dict(s["net"])
+        self.opt.load_state_dict(s["opt"])
+        self.ema.load_state_dict(s["ema"])
+        self.step_no, self.wall_s, self.best = int(s["step"]), float(s["wall_s"]), float(s["best"])
+        set_rng_state(s["rng"])
+
+    def export(self, val: dict) -> dict:
+        """EMA weights + everything a bundle needs."""
+        return {"kind": f"{self.mode}-ema", "arch": self.arch, "net": self.ema_weights(), "scales": self.scales,
+                "ae": self.ae_info, "cfg": self.cfg.to_json(), "step": self.step_no, "wall_s": self.wall_s,
+                "val": val}
+
+
+def train_latent(cfg: TrainConfig, mode: str, resume: bool = True, log_file: Path | None = None) -> Path:
+    """Run (or resume) denoiser/regression training; writes out/last.pt, out/best.pt and out/final.pt."""
+    dist = setup_dist()
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_all(cfg.seed + dist.rank)
+    tr = LatentTrainer(cfg, mode)
+    ckpt = out / "last.pt"
+    if resume and ckpt.is_file():
+        tr.load(load_checkpoint(ckpt))
+    train_ds, val_ds = datasets(cfg)
+    stream = BatchStream(train_ds, cfg.batch, cfg.pool_tile, cfg.seed * 1000 + dist.rank + tr.step_no)
+    pool = LatentPool(tr.encode, stream, cfg.pool_tiles)
+    val_lr, val_hr = fixed_batch(val_ds, 8, cfg.lr_size)
+    net = wrap_ddp(tr.net, dist)
+    log = Logger(out, cfg.steps, tr.step_no, dist.main, log_file)
+    t_start, wall0 = time.time(), tr.wall_s
+    last_val: dict = {}
+    while tr.step_no < cfg.steps:
+        if cfg.minutes is not None and tr.wall_s >= cfg.minutes * 60:
+            break
+        c, z = pool.batch(cfg.batch, cfg.lr_size)
+        loss = tr.train_step(c.to(dist.device), z.to(dist.device), net)
+        if tr.step_no % cfg.pool_refresh_every == 0:
+            pool.refresh()
+        tr.wall_s = wall0 + time.time() - t_start
+        log.step(loss=loss)
+        if dist.main and tr.step_no % cfg.val_every == 0:
+            last_val = tr.validate(val_lr, val_hr)
+            log.record({"step": tr.step_no, "wall_s": round(tr.wall_s, 1), "loss": loss, **last_val})
+            if last_val["val_loss"] < tr.best:
+                tr.best = last_val["val_loss"]
+                save_checkpoint(out / "best.pt", tr.export(last_val))
+        if dist.main and tr.step_no % cfg.save_every == 0:
+            save_checkpoint(ckpt, tr.state())
+    if dist.main:
+        last_val = tr.validate(val_lr, val_hr)
+        log.record({"step": tr.step_no, "wall_s": round(tr.wall_s, 1), "final": True, **last_val})
+        save_checkpoint(ckpt, tr.state())
+        save_checkpoint(out / "final.pt", tr.export(last_val))
+        if last_val["val_loss"] <= tr.best or not (out / "best.pt").is_file():
+            tr.best = last_val["val_loss"]
+            save_checkpoint(out / "best.pt", tr.export(last_val))
+    log.close()
+    return out / "best.pt"
