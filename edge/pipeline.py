@@ -24,7 +24,7 @@ import numpy as np
 from edge.messages import Frame, LayerEvent, LayerFrames, RegisteredLayer, SRLayer
 from edge.publish.payloads import image_info, layer_messages
 from edge.publish.topics import Topics
-from edge.store.archive import LayerArchive, encode_png
+from edge.store.archive import LayerArchive
 from edge.store.retention import apply_retention
 from edge.store.spool import PublishSpool, SpoolMessage
 from edge.store.state import BoxState
@@ -452,4 +452,4 @@ def _to_u8(a: np.ndarray) -> np.ndarray:
     return np.zeros(a.shape, np.uint8) if hi <= 0 else np.clip(a / hi * 255.0, 0, 255).astype(np.uint8)
 
 
-__all__ = ["LayerPipeline", "Stages", "encode_png"]
+__all__ = ["LayerPipeline", "Stages"]

@@ -6,7 +6,6 @@ import json
 import os
 import uuid
 
-import pytest
 
 from edge.publish.client import MqttPublisher
 from edge.publish.config import MqttConfig

@@ -11,11 +11,9 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from edge.health import check_health
 from edge.publish.payloads import sha256_hex

@@ -8,7 +8,6 @@ import time
 
 import cv2
 import numpy as np
-import pytest
 
 from edge.messages import AnomalyFlag, Frame, LayerEvent, LayerFrames, RegisteredLayer, SRLayer
 from edge.pipeline import LayerPipeline, Stages
