@@ -196,3 +196,62 @@ def test_run_cli_refuses_bad_setups(tmp_path):
     cfg.write_text("mqtt:\n  port: 99999\n")
     r = subprocess.run([str(exe), "run", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "mqtt.port" in r.stderr
+
+
+def test_broker_down_during_build_then_back(tmp_path, mosquitto, subscribe):
+    """The broker dies while layers keep coming: after it returns every layer arrives in order, byte-identical."""
+    broker = mosquitto()
+    sub = subscribe(broker.port, "lpbf/v1/svc/job/#")
+    root = tmp_path / "box"
+    root.mkdir()
+    proc = _spawn(root, broker.port)
+    try:
+        assert _wait(lambda: (root / "archive/J/000001/meta.json").exists(), 30)
+        broker.stop()
+        assert _wait(lambda: (root / "archive/J/000004/event.json").exists(), 30)  # layers 2-4 seen while it is down
+        assert list((root / "spool/pending").iterdir())
+        broker.start()
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    sr_topic = lambda n: f"lpbf/v1/svc/job/J/layer/{n}/sr"
+    assert sub.wait_for(lambda ms: {m.topic for m in ms} >= {sr_topic(n) for n in range(1, N_LAYERS + 1)}, 15)
+    srs = [m for m in sub.messages if m.topic.endswith("/sr")]
+    assert [m.topic for m in srs] == [sr_topic(n) for n in range(1, N_LAYERS + 1)]
+    for n, m in enumerate(srs, 1):
+        assert m.payload == (root / f"archive/J/{n:06d}/sr.png").read_bytes()
+
+
+def test_job_commands_steer_the_service(tmp_path, mosquitto, subscribe):
+    """start_job switches the job of the next layers and the retained state; a malformed command changes nothing."""
+    import paho.mqtt.publish as single
+
+    from edge.config import Config
+    from edge.messages import LayerEvent
+    from edge.service import BoxService
+    from tests.unit.test_pipeline import _stages
+
+    broker = mosquitto()
+    sub = subscribe(broker.port, "lpbf/v1/cmdbox/#")
+    cfg = Config.model_validate({"node": {"node_id": "cmdbox", "job": "A"}, "store": {"root": str(tmp_path), "fsync": False},
+                                 "mqtt": {"port": broker.port, "reconnect_min_s": 0.5, "reconnect_max_s": 1}})
+    svc = BoxService(cfg, _stages(), None)
+    svc.start()
+    try:
+        assert svc.publisher.subscribed.wait(10)
+        svc.pipeline.submit(LayerEvent("layer_complete", 1, 1.0, 1.0))
+        assert svc.pipeline.drain(10)
+        for payload in (b'{"job": "bad job"}', b'{"job": "B-2"}'):
+            single.single("lpbf/v1/cmdbox/cmd/start_job", payload, qos=1, hostname="127.0.0.1", port=broker.port)
+        assert sub.wait_for(lambda ms: sum(m.topic.endswith("cmd/result") for m in ms) == 2, 10)
+        svc.pipeline.submit(LayerEvent("layer_complete", 2, 2.0, 2.0))
+        assert svc.pipeline.drain(10) and svc.publisher.wait_drained(10)
+    finally:
+        svc.stop(5)
+    results = [json.loads(m.payload) for m in sub.messages if m.topic.endswith("cmd/result")]
+    assert [r["ok"] for r in results] == [False, True] and results[1]["job"] == "B-2"
+    assert sub.wait_for(lambda ms: any(m.topic == "lpbf/v1/cmdbox/job/B-2/layer/1/sr" for m in ms), 5)
+    assert any(m.topic == "lpbf/v1/cmdbox/job/A/layer/1/sr" for m in sub.messages)
+    states = [json.loads(m.payload) for m in sub.messages if m.topic.endswith("/state")]
+    assert states[-1]["job"] == "B-2" and states[-1]["job_active"] is True
