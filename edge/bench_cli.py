@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -129,6 +130,7 @@ _RATE: float | None = None
 # ---------------------------------------------------------------- inputs
 
 
+@functools.lru_cache(maxsize=1)
 def _gray_images() -> list[np.ndarray]:
     """Real powder-bed photographs (uint8 gray) from ../shared/realdata, or an empty list."""
     import cv2

@@ -44,16 +44,18 @@ class DistillLog:
 def distill_decoder(teacher: Callable[[Array], Array], latents: Array, student=None, steps: int = 500, batch: int = 16,
                     lr: float = 1e-3, jitter: float = 0.1, seed: int = 0, time_budget_s: float | None = None,
                     progress: bool = False):
-    """Train `student` so student(z) ~= teacher(z) on latents (plus small Gaussian jitter); returns (student, log)."""
+    """Train `student` so student(z) ~= teacher(z); the teacher decodes every latent (and a jittered copy) once, up front."""
     import torch
 
     if latents.ndim != 4:
         raise ValueError(f"latents must be [N, C, h, w], got shape {latents.shape}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    z = latents.astype(np.float32)
+    z = np.concatenate([z, z + jitter * z.std() * rng.standard_normal(z.shape).astype(np.float32)])
+    targets = np.concatenate([np.asarray(teacher(z[i:i + 64]), np.float32) for i in range(0, len(z), 64)])
     if student is None:
-        probe = teacher(latents[:1].astype(np.float32))
-        student = light_decoder(latents.shape[1], probe.shape[1], probe.shape[-1] // latents.shape[-1])
+        student = light_decoder(z.shape[1], targets.shape[1], targets.shape[-1] // z.shape[-1])
     opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     losses, t0 = [], time.perf_counter()
@@ -64,10 +66,9 @@ def distill_decoder(teacher: Callable[[Array], Array], latents: Array, student=N
         it = tqdm(it, desc="distill decoder")
     student.train()
     for _ in it:
-        z = latents[rng.integers(0, len(latents), batch)].astype(np.float32)
-        z = z + jitter * z.std() * rng.standard_normal(z.shape).astype(np.float32)
-        target = torch.from_numpy(np.ascontiguousarray(teacher(z), dtype=np.float32))
-        pred = student(torch.from_numpy(z))
+        idx = rng.integers(0, len(z), batch)
+        target = torch.from_numpy(targets[idx])
+        pred = student(torch.from_numpy(z[idx]))
         loss = torch.nn.functional.l1_loss(pred, target) + torch.nn.functional.mse_loss(pred, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -223,32 +224,60 @@ def _time_call(fn, *args, reps: int = 5) -> float:
 
 
 def _export(module, args: tuple, names_in: list[str], names_out: list[str], path) -> None:
-    """Static-shape ONNX export (opset 18) with the given I/O names."""
+    """ONNX export (opset 18, TorchScript exporter) with the given I/O names and a dynamic batch axis."""
+    import warnings
+
     import torch
 
-    with torch.no_grad():
+    axes = {n: {0: "batch"} for n in [*names_in, *names_out]}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         torch.onnx.export(module.eval(), args, str(path), input_names=names_in, output_names=names_out,
-                          opset_version=18, dynamo=False)
+                          opset_version=18, dynamo=False, dynamic_axes=axes)
 
 
-def distill_decoder_cmd(model, out, minutes: float, width: int, tiles: int, seed: int) -> dict:
-    """Distil a light HR decoder from a bundle; writes hr_decoder_light.onnx and decoder_report.json into out."""
+def _hr_teacher(model, ae: Path | None):
+    """(encode, decode, hr_patch, scale, source) of the HR autoencoder: a bundle's ONNX graphs or an AE checkpoint."""
+    if ae is not None:
+        import torch
+
+        from edge.models import ImageAutoencoder, ScaledDecoder, ScaledEncoder
+
+        ck = torch.load(ae, map_location="cpu", weights_only=False)
+        hr = ImageAutoencoder(ck["arch"]["hr_ae"])
+        hr.load_state_dict(ck["hr"])
+        sf = float(ck["scales"]["latent_scale_factor"])
+        enc, dec = ScaledEncoder(hr, sf).eval(), ScaledDecoder(hr, sf).eval()
+
+        def fn(m):
+            def call(x):
+                with torch.no_grad():
+                    return m(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
+            return call
+
+        down = 2 ** (len(ck["arch"]["hr_ae"]["block_out_channels"]) - 1)
+        return fn(enc), fn(dec), 16 * down, down, {"ae_checkpoint": str(ae), "step": ck.get("step")}
+    from edge.sr.bundle import load_bundle
+
+    b = load_bundle(model)
+    return (_session_fn(_ort(b.graph("hr_encoder"))), _session_fn(_ort(b.graph("hr_decoder"))), b.lr_patch * b.scale,
+            b.scale, {"bundle": str(model), "model_id": b.model_id})
+
+
+def distill_decoder_cmd(model, out, minutes: float, width: int, tiles: int, seed: int, ae: Path | None = None) -> dict:
+    """Distil a light HR decoder (from a bundle or an AE checkpoint); writes hr_decoder_light.onnx + decoder_report.json."""
     import json
 
     import torch
 
-    from edge.sr.bundle import load_manifest
-
-    man = load_manifest(model)
-    enc, dec = _ort(model / "hr_encoder.onnx"), _ort(model / "hr_decoder.onnx")
-    enc_fn, dec_fn = _session_fn(enc), _session_fn(dec)
-    hr_patch, scale = int(man["hr_patch"]), int(man["scale"])
+    enc_fn, dec_fn, hr_patch, scale, source = _hr_teacher(model, ae)
     _, hr = _hr_tiles(tiles, hr_patch, scale, seed=1000 + seed)
     z = np.concatenate([enc_fn(_to_unit(hr[i:i + 32])) for i in range(0, len(hr), 32)])
     hold = max(8, len(z) // 10)
     z_train, z_test, hr_test = z[hold:], z[:hold], _to_unit(hr[:hold])
     student = light_decoder(z.shape[1], 1, scale, width)
-    student, log = distill_decoder(dec_fn, z_train, student, steps=100000, time_budget_s=60 * minutes, progress=True,
+    est_steps = 4000  # the cosine schedule's length; the time budget usually ends training first
+    student, log = distill_decoder(dec_fn, z_train, student, steps=est_steps, time_budget_s=60 * minutes, progress=True,
                                    seed=seed)
 
     class Clamped(torch.nn.Module):
@@ -263,17 +292,19 @@ def distill_decoder_cmd(model, out, minutes: float, width: int, tiles: int, seed
 
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = out / "hr_decoder_light.onnx"
-    _export(Clamped(student), (torch.from_numpy(z_test[:1]),), [dec.get_inputs()[0].name], [dec.get_outputs()[0].name],
-            onnx_path)
+    _export(Clamped(student), (torch.from_numpy(z_test[:1]),), ["latent"], ["hr"], onnx_path)
     light_fn = _session_fn(_ort(onnx_path))
     full, light = dec_fn(z_test), light_fn(z_test)
     one = z_test[:1]
+    from edge.bench_cli import count_flops
+
     report = {
         "file": onnx_path.name, "width": width, "params": sum(p.numel() for p in student.parameters()),
+        "flops": count_flops(student, torch.from_numpy(one)), "teacher": source, "tile_hr": hr_patch,
         "train_steps": len(log.losses), "train_s": round(log.seconds, 1), "tiles": int(len(z_train)),
         "psnr_light_vs_full_db": _psnr_unit(light, full),
         "psnr_full_vs_gt_db": _psnr_unit(full, hr_test), "psnr_light_vs_gt_db": _psnr_unit(light, hr_test),
-        "ms_per_tile_full": 1e3 * _time_call(dec_fn, one), "ms_per_tile_light": 1e3 * _time_call(light_fn, one),
+        "ms_per_tile_teacher": 1e3 * _time_call(dec_fn, one), "ms_per_tile_light_ort": 1e3 * _time_call(light_fn, one),
         "final_loss": float(np.mean(log.losses[-20:])),
     }
     (out / "decoder_report.json").write_text(json.dumps(report, indent=2))
@@ -281,10 +312,11 @@ def distill_decoder_cmd(model, out, minutes: float, width: int, tiles: int, seed
 
 
 def load_torch_denoiser(model):
-    """The bundle's denoiser as a torch module (SR-runtime's torch loader), for initialising the student."""
-    from edge.sr.bundle import load_torch_modules
+    """The bundle's denoiser as a torch module (rebuilt by SR-runtime's torch runner), to initialise the student."""
+    from edge.sr.bundle import load_bundle
+    from edge.sr.runners import TorchRunner
 
-    return load_torch_modules(model)["denoiser"]
+    return TorchRunner.from_bundle(load_bundle(model)).modules["denoiser"]
 
 
 def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: int, teacher_steps: int,
@@ -294,15 +326,16 @@ def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: i
 
     import torch
 
-    from edge.sr.bundle import load_manifest
+    from edge.sr.bundle import load_bundle
     from edge.sr.schedule import Schedule
 
-    man = load_manifest(model)
+    b = load_bundle(model)
+    man = b.manifest
     sched = Schedule.from_manifest(man["schedule"])
     acp, pred = sched.alphas_cumprod, man["prediction"]
-    den_sess, lr_enc = _ort(model / "denoiser.onnx"), _ort(model / "lr_encoder.onnx")
+    den_sess, lr_enc = _ort(b.graph("denoiser")), _ort(b.graph("lr_encoder"))
     teacher = _session_fn(den_sess)
-    lr, hr = _hr_tiles(tiles, int(man["hr_patch"]), int(man["scale"]), seed=2000 + seed)
+    lr, _ = _hr_tiles(tiles, b.lr_patch * b.scale, b.scale, seed=2000 + seed)
     conds = np.concatenate([_session_fn(lr_enc)(_to_unit(lr[i:i + 32])) for i in range(0, len(lr), 32)])
     t0 = time.perf_counter()
     data = make_student_data(teacher, acp, conds, pred, student_steps, teacher_steps, seed=seed, progress=True)
@@ -345,11 +378,13 @@ def register_distill(train_app) -> None:
                 out: Path = typer.Option(Path("runs/distill"), help="Output folder."),
                 minutes: float = typer.Option(10.0, help="Training time budget."),
                 width: int = typer.Option(16, help="Base channel width of the light decoder."),
-                tiles: int = typer.Option(1024, help="Training tiles."), seed: int = typer.Option(0)) -> None:
+                tiles: int = typer.Option(1024, help="Training tiles."), seed: int = typer.Option(0),
+                ae: Path | None = typer.Option(None, help="Use this autoencoder checkpoint (ae.pt) as the teacher "
+                                                          "instead of the bundle's ONNX graphs.")) -> None:
         """Light HR decoder distilled from the full one; reports PSNR light-vs-full and time per tile."""
         import json
 
-        typer.echo(json.dumps(distill_decoder_cmd(model, out, minutes, width, tiles, seed), indent=2))
+        typer.echo(json.dumps(distill_decoder_cmd(model, out, minutes, width, tiles, seed, ae), indent=2))
 
     @app.command("student")
     def student(model: Path = typer.Option(Path("models/default"), help="Teacher model bundle."),

@@ -28,8 +28,14 @@ def short_ref_bundle(tmp_path_factory):
     return out
 
 
-def test_bench_quick_on_tiny_bundle(short_ref_bundle):
+def test_bench_quick_on_tiny_bundle(short_ref_bundle, monkeypatch):
+    import edge.bench_cli
     from edge.bench_cli import run_bench
+
+    import torch
+
+    monkeypatch.setattr(edge.bench_cli, "_threads", lambda: 1)  # behaviour, not speed: no thread contention
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # leave the process's thread count alone
     from tests.sr_fixtures import tiny_modules
 
     lines = []
