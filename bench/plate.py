@@ -92,9 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("runs/bench/plate_sr.u8"), help="memmap output file")
     ap.add_argument("--json", type=Path, default=None, help="write the figures as JSON here")
     ap.add_argument("--batch", type=int, default=8, help="tiles per model call")
+    ap.add_argument("--fast", default=None, help="bench combo name to use (default: the bench's fast path)")
     args = ap.parse_args(argv)
 
-    up = default_fast_upscaler(args.model)
+    up = default_fast_upscaler(args.model, args.fast)
     lr = synthetic_plate(args.lr_size, seed=0)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     s = up.scale
@@ -105,10 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         out.flush()
         secs = time.perf_counter() - t0
     n_tiles = len(starts(args.lr_size, up.tile, up.overlap)) ** 2
-    floor = floor_seconds(up.flops_per_tile * n_tiles)
+    floor = floor_seconds(up.flops_per_tile * n_tiles) if up.flops_per_tile else None
     res = {"lr_size": args.lr_size, "sr_size": args.lr_size * s, "tiles": n_tiles, "seconds": secs,
-           "peak_rss_mb": rss.peak_bytes / 2**20, "floor_s": floor, "floor_fraction": floor / secs,
-           "path": up.description}
+           "s_per_tile": secs / n_tiles, "peak_rss_mb": rss.peak_bytes / 2**20, "floor_s": floor,
+           "floor_fraction": floor / secs if floor else None, "path": up.description, "tile": up.tile,
+           "overlap": up.overlap, "batch": args.batch}
     print(json.dumps(res, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

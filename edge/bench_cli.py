@@ -659,3 +659,43 @@ def bench_cmd(
 def register(app: typer.Typer) -> None:
     """Add the `bench` command."""
     app.command("bench")(bench_cmd)
+
+
+@dataclass
+class FastUpscaler:
+    """The fast path as a tile-batch function, with what the plate benchmark needs to know about it."""
+
+    fn: Callable[[np.ndarray], np.ndarray]
+    scale: int
+    tile: int
+    overlap: int
+    flops_per_tile: int
+    description: str
+
+    def __call__(self, tiles: np.ndarray) -> np.ndarray:
+        """uint8 LR tiles [B,h,w] -> uint8 SR tiles [B,h*s,w*s]."""
+        return self.fn(tiles)
+
+
+def default_fast_upscaler(model: Path | None = None, fast: str | None = None, distill_dir: Path | None = Path("runs/distill"),
+                          seed: int = 0) -> FastUpscaler:
+    """The bench's fast path for a bundle (default models/default) ready to run on tiles."""
+    from edge.sr.bundle import default_bundle_path, load_bundle
+
+    bundle = model or default_bundle_path()
+    manifest = load_bundle(bundle).manifest
+    graphs = BundleGraphs(bundle, manifest)
+    extras = _extras(bundle, manifest, distill_dir)
+    _, combos, fast_name = plan_combos(manifest, extras, quick=False, bf16=openvino_has_bf16())
+    name = fast or fast_name
+    combo = next((c for c in combos if c.name == name), None)
+    if combo is None:
+        raise ValueError(f"unknown fast path {name!r}; choose one of {[c.name for c in combos]}")
+    from edge.sr.bundle import BundleError
+
+    try:
+        flops = combo_flops(combo, graphs, extras)
+    except BundleError:  # no torch arch in the bundle: no FLOP count, no floor
+        flops = 0
+    tile = _lr_patch(manifest)
+    return FastUpscaler(make_upscaler(combo, graphs, seed), int(manifest["scale"]), tile, tile // 4, flops, combo.name)
