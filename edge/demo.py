@@ -127,9 +127,28 @@ def _thumb(path: Path, size: int = 256) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode() if ok else ""
 
 
+def _overlay(d: Path, flags: list[dict], state: str, size: int = 256) -> str:
+    """SR (else LR) with part outlines and flag boxes drawn by edge.analyze.draw, as a data URI."""
+    from edge.analyze.draw import draw_flags
+    from edge.messages import AnomalyFlag
+
+    base = d / "sr.png" if (d / "sr.png").exists() else d / "lr.png"
+    img = cv2.imread(str(base), cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        return ""
+    mask = cv2.imread(str(d / "mask.png"), cv2.IMREAD_GRAYSCALE)
+    mask = mask > 0 if mask is not None and mask.shape == img.shape else None
+    objs = [AnomalyFlag(f["type"], f["severity"], f["score"], tuple(f["bbox"]), f["area_px"], f.get("layers_persisted", 1)) for f in flags]
+    drawn = draw_flags(img, mask, objs, state)
+    h, w = drawn.shape[:2]
+    drawn = cv2.resize(drawn, (size, max(1, round(h * size / w))), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".png", drawn)
+    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode() if ok else ""
+
+
 def write_summary(out: Path, archive_root: Path, job: str, rows: list[dict], header: dict) -> Path:
     """Self-contained HTML: per layer LR and SR thumbnails, state, flags, timings, MQTT verification."""
-    css = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px;"
+    css = ("body{font-family:sans-serif;margin:2em}img{display:block}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px;"
            "vertical-align:top}.ok{color:#080}.minor{color:#b60}.critical,.capture_failed,.segmentation_failed{color:#c00}")
     head = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in header.items())
     trs = []
@@ -137,12 +156,13 @@ def write_summary(out: Path, archive_root: Path, job: str, rows: list[dict], hea
         d = archive_root / job / f"{r['layer']:06d}"
         flags = "<br>".join(html.escape(f"{f['type']} ({f['severity']}, score {f['score']:.2f}, bbox {f['bbox']})") for f in r["flags"]) or "none"
         imgs = "".join(f"<td><img src='{_thumb(d / f'{k}.png')}' alt='{k}'></td>" if (d / f"{k}.png").exists() else "<td>-</td>"
-                       for k in ("lr", "sr", "mask"))
+                       for k in ("lr", "sr"))
+        imgs += f"<td><img src='{_overlay(d, r['flags'], r['state'])}' alt='flags'></td>"
         trs.append(f"<tr><td>{r['layer']}</td><td class='{r['state']}'>{r['state']}</td>{imgs}<td>{flags}</td>"
-                   f"<td>{html.escape(json.dumps(r['timings']))}</td><td>{'yes' if r['verified'] else 'NO'}</td></tr>")
+                   f"<td>{'<br>'.join(f'{html.escape(k)} {v:.2f}' for k, v in r['timings'].items())}</td><td>{'yes' if r['verified'] else 'NO'}</td></tr>")
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>lpbf-edge demo</title><style>{css}</style></head><body>"
            f"<h1>lpbf-edge demo: simulated build</h1><ul>{head}</ul><table><tr><th>layer</th><th>state</th><th>LR</th><th>SR</th>"
-           f"<th>part mask</th><th>flags</th><th>timings (s)</th><th>received over MQTT, sha256 ok</th></tr>{''.join(trs)}</table>"
+           f"<th>parts and flags</th><th>flags</th><th>timings (s)</th><th>received over MQTT, sha256 ok</th></tr>{''.join(trs)}</table>"
            "</body></html>")
     path = out / "summary.html"
     path.write_text(doc, encoding="utf-8")
