@@ -83,12 +83,26 @@ def tiny_modules(seed: int = 0) -> dict:
         def forward(self, z):
             return self.vae.decoder(self.vae.post_quant_conv(z / sf))
 
+    class Regression(torch.nn.Module):
+        """cond -> deterministic HR-latent estimate (the optional regression graph)."""
+
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Conv2d(LATENT_C, 8, 3, padding=1), torch.nn.SiLU(),
+                                           torch.nn.Conv2d(8, LATENT_C, 3, padding=1))
+
+        def forward(self, cond):
+            return self.net(cond)
+
     hr_vae, lr_vae = tiny_vae(2, seed + 1), tiny_vae(0, seed + 2)
+    torch.manual_seed(seed + 3)
+    regression = Regression().eval()
     return {
         "denoiser": Denoiser(tiny_unet(seed)).eval(),
         "lr_encoder": Encoder(lr_vae).eval(),
         "hr_encoder": Encoder(hr_vae).eval(),
         "hr_decoder": Decoder(hr_vae).eval(),
+        "regression": regression,
         "latent_scale_factor": sf,
     }
 

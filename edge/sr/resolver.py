@@ -9,7 +9,7 @@ from typing import Literal
 
 import numpy as np
 
-from edge.sr.bundle import Bundle, load_bundle
+from edge.sr.bundle import Bundle, BundleError, load_bundle
 from edge.sr.runners import Runner, make_runner
 from edge.sr.samplers import SAMPLERS, SamplerSpec, sample
 from edge.sr.schedule import Schedule
@@ -68,6 +68,11 @@ class SuperResolver:
         self.batch = int(batch)
         self.scale = bundle.scale
         self._noise_band: tuple[tuple[int, int, int], np.ndarray] | None = None
+        if spec.init == "noised_estimate" and spec.estimate == "regression" and not hasattr(runner, "estimate"):
+            raise ValueError(f"sampler estimate 'regression' needs a runner with estimate(); {runner.name} has none")
+        if spec.init == "noised_estimate" and spec.estimate == "regression" and bundle.path is not None \
+                and "regression.onnx" not in bundle.manifest["files"]:
+            raise BundleError(f"{bundle.path}: sampler asks for a regression estimate but the bundle has no regression.onnx")
 
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, backend: str = "ort", steps: int | None = None, seed: int = 0,
@@ -116,7 +121,9 @@ class SuperResolver:
             t0 = time.perf_counter()
             cond = self.runner.encode_lr(tiles[:, None])
             x_init = None
-            if spec.init == "noised_estimate":
+            if spec.init == "noised_estimate" and spec.estimate == "regression":
+                x_init = self.runner.estimate(cond)  # type: ignore[attr-defined]
+            elif spec.init == "noised_estimate":
                 import cv2
 
                 up = np.stack([cv2.resize(t, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC) for t in tiles])

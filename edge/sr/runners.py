@@ -70,7 +70,7 @@ class OrtRunner:
         so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self._ort = ort
         self.sessions = {g: ort.InferenceSession(str(bundle.graph(g)), so, providers=["CPUExecutionProvider"])
-                         for g in ("lr_encoder", "hr_encoder", "denoiser", "hr_decoder")}
+                         for g in _graphs(bundle)}
         self._bind = {g: s.io_binding() for g, s in self.sessions.items()}
         self._out: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
         self.scale = bundle.scale
@@ -108,6 +108,12 @@ class OrtRunner:
         z, s = _f32(z), self.scale
         return self._run("hr_decoder", {"latent": z}, (z.shape[0], 1, z.shape[2] * s, z.shape[3] * s)).copy()
 
+    def estimate(self, cond: np.ndarray) -> np.ndarray:
+        """Deterministic HR-latent estimate from the condition (the bundle's optional regression graph)."""
+        _need_regression(self.bundle, self.sessions)
+        cond = _f32(cond)
+        return self._run("regression", {"cond": cond}, cond.shape).copy()
+
 
 def openvino_bf16_supported() -> bool:
     """True when OpenVINO reports native bf16 on this CPU."""
@@ -132,7 +138,7 @@ class OpenVinoRunner:
         self.bundle, self.precision = bundle, precision
         self.threads = threads or physical_cores()
         self.scale = bundle.scale
-        self._models = {g: self.core.read_model(str(bundle.graph(g))) for g in ("lr_encoder", "hr_encoder", "denoiser", "hr_decoder")}
+        self._models = {g: self.core.read_model(str(bundle.graph(g))) for g in _graphs(bundle)}
         self._compiled: dict[tuple, object] = {}
 
     def _request(self, graph: str, feeds: dict[str, np.ndarray]):
@@ -168,6 +174,11 @@ class OpenVinoRunner:
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         return self._run("hr_decoder", {"latent": z})
+
+    def estimate(self, cond: np.ndarray) -> np.ndarray:
+        """Deterministic HR-latent estimate from the condition (the bundle's optional regression graph)."""
+        _need_regression(self.bundle, self._models)
+        return self._run("regression", {"cond": cond})
 
 
 class TorchRunner:
@@ -211,6 +222,24 @@ class TorchRunner:
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         return self._run("hr_decoder", z)
+
+    def estimate(self, cond: np.ndarray) -> np.ndarray:
+        """Deterministic HR-latent estimate from the condition (regression module, when the bundle has one)."""
+        if "regression" not in self.modules:
+            raise BundleError("this model has no regression module; use sampler estimate 'bicubic'")
+        return self._run("regression", cond)
+
+
+def _graphs(bundle: Bundle) -> tuple[str, ...]:
+    """The graphs a runner loads: the four required ones, plus regression when the bundle has it."""
+    extra = ("regression",) if "regression.onnx" in bundle.manifest["files"] else ()
+    return ("lr_encoder", "hr_encoder", "denoiser", "hr_decoder", *extra)
+
+
+def _need_regression(bundle: Bundle, loaded: dict) -> None:
+    """Raise a clear BundleError when the bundle has no regression graph."""
+    if "regression" not in loaded:
+        raise BundleError(f"{bundle.path}: bundle has no regression.onnx; use sampler estimate 'bicubic'")
 
 
 def tensorrt_unavailable_reason() -> str | None:

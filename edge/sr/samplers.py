@@ -110,6 +110,7 @@ class SamplerSpec:
     eta: float = 0.0
     init: Literal["noise", "noised_estimate"] = "noise"
     t_start: int | None = None  # for init="noised_estimate": timestep index the estimate is noised to
+    estimate: Literal["bicubic", "regression"] = "bicubic"  # where the noised estimate comes from
 
     @classmethod
     def from_manifest(cls, spec: dict, steps: int | None = None) -> "SamplerSpec":
@@ -120,7 +121,8 @@ class SamplerSpec:
         default_spacing = "leading" if name == "ddpm" else "trailing"
         return cls(name=name, steps=int(steps or spec.get("steps", 20)), spacing=spec.get("spacing", default_spacing),
                    eta=float(spec.get("eta", 0.0)), init=spec.get("init", "noise"),
-                   t_start=None if spec.get("t_start") is None else int(spec["t_start"]))
+                   t_start=None if spec.get("t_start") is None else int(spec["t_start"]),
+                   estimate=spec.get("estimate", "bicubic"))
 
 
 def sample(denoise: Denoise, sched: Schedule, cond: np.ndarray, shape: tuple[int, ...], spec: SamplerSpec,

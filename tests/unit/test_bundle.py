@@ -26,7 +26,8 @@ def test_written_manifest_pins_every_file(bundle_copy: Path):
     assert m["format"] == FORMAT
     on_disk = {p.name for p in bundle_copy.iterdir() if p.name != "manifest.json"}
     assert set(m["files"]) == on_disk
-    assert {"denoiser.onnx", "lr_encoder.onnx", "hr_encoder.onnx", "hr_decoder.onnx", "denoiser.safetensors"} <= on_disk
+    assert {"denoiser.onnx", "lr_encoder.onnx", "hr_encoder.onnx", "hr_decoder.onnx", "regression.onnx",
+            "denoiser.safetensors"} <= on_disk
     for rel, digest in m["files"].items():
         assert sha256_file(bundle_copy / rel) == digest
     b = load_bundle(bundle_copy)

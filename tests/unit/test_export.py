@@ -63,6 +63,7 @@ def test_bundle_graphs_match_torch_at_other_shapes():
         "lr_encoder": ({"lr": lr}, (lr,)),
         "hr_encoder": ({"hr": hr}, (hr,)),
         "hr_decoder": ({"latent": x}, (x,)),
+        "regression": ({"cond": cond}, (cond,)),
     }
     for name, (feeds, args) in cases.items():
         with torch.no_grad():

@@ -58,6 +58,17 @@ def test_noised_estimate_fast_path():
     assert out.sr.shape == (52, 84)
 
 
+def test_regression_estimate_start():
+    b = tiny_bundle(sampler={"name": "dpmpp_2m", "steps": 2, "init": "noised_estimate", "t_start": 10,
+                             "estimate": "regression"})
+    r = SuperResolver.from_bundle(b)
+    assert r.spec.estimate == "regression"
+    calls = []
+    est = r.runner.estimate
+    r.runner.estimate = lambda c: calls.append(c.shape) or est(c)  # type: ignore[method-assign]
+    assert r.upscale(IMG).sr.shape == (52, 84) and calls
+
+
 @pytest.mark.parametrize("bad, match", [
     (np.zeros((4, 4), np.uint16), "uint8"),
     (np.zeros((0, 4), np.uint8), "non-empty"),

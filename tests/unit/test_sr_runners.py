@@ -43,6 +43,7 @@ def _all(r, d):
     return {
         "encode_lr": r.encode_lr(d["lr"]).copy(), "encode_hr": r.encode_hr(d["hr"]).copy(),
         "denoise": r.denoise(d["x"], d["t"], d["cond"]).copy(), "decode": r.decode(d["x"]).copy(),
+        "estimate": r.estimate(d["cond"]).copy(),
     }
 
 
