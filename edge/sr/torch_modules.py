@@ -58,7 +58,7 @@ def load_torch_modules(path: Path | str | Bundle) -> dict:
         if f not in b.manifest["files"]:
             raise BundleError(f"{b.path / f}: not in the bundle; its torch module cannot be rebuilt (use --backend ort)")
         try:
-            mod.load_state_dict(load_file(str(b.path / f)), strict=name != "hr_decoder")
+            mod.load_state_dict(load_file(str(b.path / f)))
         except RuntimeError as exc:
             raise BundleError(f"{b.path / f}: weights do not fit the manifest arch ({str(exc)[:200]})") from exc
     return mods
