@@ -180,25 +180,25 @@ def detect_debris_spatter(ctx: LayerContext, zs: np.ndarray) -> list[AnomalyFlag
 
 
 def detect_elevation(ctx: LayerContext, zs: np.ndarray, reference: np.ndarray | None) -> list[AnomalyFlag]:
-    """Super-elevation: bright (proud) material along part edges, inside the part outline (thin rim)."""
+    """Super-elevation: bright (proud, reflective) material on a part, mostly inside its outline (fused metal is
+    normally darker than powder; bright material outside the outline is a geometry deviation instead)."""
     cfg, s = ctx.cfg, ctx.s
-    outline = ctx.parts | (reference if reference is not None else False)
-    if not outline.any():
+    inside = reference if reference is not None and reference.any() else ctx.parts
+    if not inside.any():
         return []
     m = max(1, int(round(cfg.elevation_rim_px * s)))
-    rim = ndimage.binary_dilation(outline, iterations=max(1, m // 2)) & ~ndimage.binary_erosion(outline, iterations=m)
-    hit = (zs > cfg.blob_contrast) & rim
-    hit = ndimage.binary_closing(hit, iterations=max(1, m // 2)) & rim
+    zone = ndimage.binary_dilation(inside, iterations=m)
+    hit = ndimage.binary_opening((zs > cfg.elevation_contrast) & zone, iterations=1)
     lab, n = ndimage.label(hit)
     min_area = max(3.0, cfg.elevation_min_area_px * s * s)
     flags = []
     for i, sl in enumerate(ndimage.find_objects(lab), start=1):
         comp = lab[sl] == i
         area = int(comp.sum())
-        if area < min_area:
+        if area < min_area or inside[sl][comp].mean() < 0.5:
             continue
-        score = float(zs[sl][comp].mean()) / cfg.blob_contrast * np.sqrt(area / min_area)
-        flags.append(_flag("super_elevation", score, sl, area, cfg))
+        score = float(zs[sl][comp].mean()) / cfg.elevation_contrast * np.sqrt(area / min_area) / 2
+        flags.append(_flag("super_elevation", max(score, 1.0), sl, area, cfg))
     return flags
 
 

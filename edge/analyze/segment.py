@@ -46,15 +46,21 @@ def corner_mask(shape: tuple[int, int], frac: float) -> np.ndarray:
     return m
 
 
-def drop_faint(mask: np.ndarray, feature: np.ndarray, level: float, min_area: float) -> np.ndarray:
-    """Remove components that are not significant: median feature x (area / min_area)^(1/4) below level."""
+def drop_faint(mask: np.ndarray, feature: np.ndarray, min_contrast: float, ring_px: int) -> np.ndarray:
+    """Remove components whose median feature does not exceed that of the powder ring around them by min_contrast."""
     lab, n = ndimage.label(mask)
     if n == 0:
         return mask
-    med = np.asarray(ndimage.median(feature, lab, range(1, n + 1)))
-    area = np.bincount(lab.ravel())[1:]
-    sig = med * (area / max(min_area, 1.0)) ** 0.25
-    keep = np.concatenate([[False], sig >= level])
+    keep = np.zeros(n + 1, dtype=bool)
+    h, w = mask.shape
+    for i, sl in enumerate(ndimage.find_objects(lab), start=1):
+        ys, xs = sl
+        b = slice(max(0, ys.start - 2 * ring_px), min(h, ys.stop + 2 * ring_px)), slice(max(0, xs.start - 2 * ring_px), min(w, xs.stop + 2 * ring_px))
+        comp = lab[b] == i
+        ring = ndimage.binary_dilation(comp, iterations=2 * ring_px) & ~ndimage.binary_dilation(comp, iterations=ring_px) & ~mask[b]
+        inside = float(np.median(feature[b][comp]))
+        around = float(np.median(feature[b][ring])) if ring.any() else 0.0
+        keep[i] = inside - around >= min_contrast
     return keep[lab]
 
 
@@ -138,7 +144,7 @@ def part_feature(gray: np.ndarray, cfg: AnalyzeConfig) -> tuple[np.ndarray, int]
         mean = ndimage.uniform_filter(corr, w)
         tex = np.sqrt(np.maximum(ndimage.uniform_filter(corr**2, w) - mean**2, 0))
         z_tex = _robust_z(ndimage.gaussian_filter(tex, w / 4.0), powder)
-        feat = np.maximum(z_int, z_tex)
+        feat = np.maximum(z_int, np.abs(z_tex))  # fused metal is smoother (sim, recoated) or rougher (spatter-rich) than powder
         exclude = feat > cfg.feature_min
     return feat, pol
 
@@ -347,7 +353,7 @@ class Segmenter:
             fine = ndimage.gaussian_filter(corr, 1.5 * max(s, 0.5))
             mask = refine_boundary(mask, fine, max(1, int(round(cfg.texture_window * s / 2 + 1))), pol)
             mask = ndimage.gaussian_filter(mask.astype(np.float32), 1.5 * max(s, 0.5)) > 0.5  # majority smoothing
-        mask = drop_faint(mask, feature, 1.25 * cfg.feature_min, cfg.min_part_area_px * s * s)
+        mask = drop_faint(mask, feature, cfg.part_contrast_min, max(2, int(round(cfg.texture_window * s))))
         return drop_small(mask, max(1, int(cfg.min_part_area_px * s * s)))
 
     def segment(self, image: np.ndarray, expected_area_px: float | None = None, region: np.ndarray | None = None) -> Segmentation:
