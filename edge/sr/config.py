@@ -24,5 +24,6 @@ class SRConfig(Section):
     tile: int | None = Field(None, ge=4, le=1024, description="LR tile size in pixels; none uses the bundle's lr_patch.")
     overlap: int | None = Field(None, ge=0, le=512, description="LR tile overlap in pixels; none uses tile/4.")
     batch: int = Field(8, ge=1, le=256, description="Tiles per backend call.")
+    fused: bool = Field(False, description="ort only: run each sampler step as one fused graph call (edge.sr.fused).")
     openvino_precision: Literal["f32", "bf16"] = Field(
         "f32", description="OpenVINO inference precision; bf16 only on CPUs that report it (~1e-2 difference).")

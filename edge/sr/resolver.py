@@ -56,12 +56,34 @@ def resolve_sampler(bundle: Bundle, sampler: str | dict | SamplerSpec | None, st
     return SamplerSpec.from_manifest(dict(sampler), steps)
 
 
+def _fused_sampler(bundle: Bundle, runner: Runner):
+    """FAST's FusedSampler over the bundle's denoiser with the sampler update appended (cached by the graph's sha256)."""
+    import os
+    import tempfile
+
+    from edge.sr.fused import FusedSampler, fuse_onnx
+    from edge.sr.runners import OrtRunner
+
+    if not isinstance(runner, OrtRunner):
+        raise ValueError(f"the fused sampler runs on ONNX Runtime only (backend {runner.name!r}); use backend 'ort'")
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lpbf-edge" / "fused"
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"denoiser-{bundle.sha256('denoiser.onnx')[:20]}.fused.onnx"
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=cache, suffix=".onnx")
+        os.close(fd)
+        fuse_onnx(bundle.graph("denoiser"), Path(tmp))
+        os.replace(tmp, path)
+    return FusedSampler(runner.open(path))
+
+
 class SuperResolver:
     """Upscales uint8 gray images of any size by the bundle's scale through overlapping tiles."""
 
     def __init__(self, bundle: Bundle, runner: Runner, spec: SamplerSpec, seed: int = 0, tile: int | None = None,
-                 overlap: int | None = None, batch: int = 8):
+                 overlap: int | None = None, batch: int = 8, fused: bool = False):
         self.bundle, self.runner, self.spec, self.seed = bundle, runner, spec, int(seed)
+        self._fused = _fused_sampler(bundle, runner) if fused else None
         self.schedule = Schedule.from_manifest(bundle.manifest["schedule"])
         self.tile = int(tile or bundle.lr_patch)
         self.overlap = int(self.tile // 4 if overlap is None else overlap)
@@ -77,18 +99,22 @@ class SuperResolver:
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, backend: str = "ort", steps: int | None = None, seed: int = 0,
                     sampler: str | dict | SamplerSpec | None = None, tile: int | None = None, overlap: int | None = None,
-                    batch: int = 8, **runner_options) -> "SuperResolver":
-        """Load and verify a bundle (default: models/default or $LPBF_MODEL), open its backend, pick the sampler."""
+                    batch: int = 8, fused: bool = False, **runner_options) -> "SuperResolver":
+        """Load and verify a bundle (default: models/default or $LPBF_MODEL), open its backend, pick the sampler.
+
+        fused=True (ort only) runs each sampler step as one call of FAST's fused step graph (edge.sr.fused).
+        """
         bundle = load_bundle(path)
         spec = resolve_sampler(bundle, sampler, steps)
-        return cls(bundle, make_runner(bundle, backend, **runner_options), spec, seed, tile, overlap, batch)
+        return cls(bundle, make_runner(bundle, backend, **runner_options), spec, seed, tile, overlap, batch, fused)
 
     @classmethod
     def from_config(cls, cfg) -> "SuperResolver":
         """Build from the box config's `sr` section (edge.sr.config.SRConfig)."""
         opts = {"precision": cfg.openvino_precision} if cfg.backend == "openvino" else {}
         return cls.from_bundle(cfg.model, backend=cfg.backend, steps=cfg.steps, seed=cfg.seed, sampler=cfg.sampler,
-                               tile=cfg.tile, overlap=cfg.overlap, batch=cfg.batch, **opts)
+                               tile=cfg.tile, overlap=cfg.overlap, batch=cfg.batch,
+                               fused=cfg.fused and cfg.backend == "ort", **opts)
 
     @property
     def model_id(self) -> str:
@@ -133,8 +159,11 @@ class SuperResolver:
             for k in range(samples):
                 t1 = time.perf_counter()
                 noise = np.stack([self._band_noise(k, y, width, n_steps + 1)[..., x:x + self.tile] for y, x in origins], axis=1)
-                z = sample(self.runner.denoise, self.schedule, cond, cond.shape, spec, self.bundle.prediction,  # type: ignore[arg-type]
-                           noise=noise, x_init=x_init)
+                if self._fused is not None:
+                    z = self._fused.sample(self.schedule, cond, spec, self.bundle.prediction, noise=noise, x_init=x_init)
+                else:
+                    z = sample(self.runner.denoise, self.schedule, cond, cond.shape, spec, self.bundle.prediction,  # type: ignore[arg-type]
+                               noise=noise, x_init=x_init)
                 t2 = time.perf_counter()
                 outs.append(self.runner.decode(z)[:, 0])
                 timings["sample"] += t2 - t1

@@ -68,12 +68,15 @@ class OrtRunner:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        self._ort = ort
-        self.sessions = {g: ort.InferenceSession(str(bundle.graph(g)), so, providers=["CPUExecutionProvider"])
-                         for g in _graphs(bundle)}
+        self._ort, self.session_options = ort, so
+        self.sessions = {g: self.open(bundle.graph(g)) for g in _graphs(bundle)}
         self._bind = {g: s.io_binding() for g, s in self.sessions.items()}
         self._out: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
         self.scale = bundle.scale
+
+    def open(self, path: Path) -> object:
+        """An ORT CPU session of any ONNX file with this runner's settings (threads, no spinning)."""
+        return self._ort.InferenceSession(str(path), self.session_options, providers=["CPUExecutionProvider"])
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray], out_shape: tuple[int, ...]) -> np.ndarray:
         """One call through IOBinding into a preallocated output buffer (reused per graph and shape)."""

@@ -99,3 +99,17 @@ def test_from_config():
     r = SuperResolver.from_config(cfg)
     assert (r.runner.name, r.spec.name, r.spec.steps, r.tile, r.overlap, r.seed) == ("openvino", "ddim", 2, 12, 2, 9)
     assert r.upscale(IMG).sr.shape == (52, 84)
+
+
+@pytest.mark.parametrize("sampler", [{"name": "dpmpp_2m", "steps": 3}, {"name": "ddim", "steps": 3, "eta": 1.0}])
+def test_fused_step_path_equals_plain_sampler(tmp_path, monkeypatch, sampler):
+    """FAST's fused step graph (sampler update inside ONNX) gives the same image as the numpy sampler loop."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    b = tiny_bundle(sampler=sampler)
+    plain = SuperResolver.from_bundle(b, seed=2).upscale(IMG, samples=2, reduce="mean")
+    fused_r = SuperResolver.from_bundle(b, seed=2, fused=True)
+    assert fused_r._fused is not None and list((tmp_path / "lpbf-edge" / "fused").glob("*.fused.onnx"))
+    fused = fused_r.upscale(IMG, samples=2, reduce="mean")
+    assert np.abs(plain.sr.astype(int) - fused.sr.astype(int)).max() <= 1
+    with pytest.raises(ValueError, match="ONNX Runtime only"):
+        SuperResolver.from_bundle(b, backend="openvino", fused=True)
