@@ -70,6 +70,7 @@ class _SRJob:
     t0: float
     timings: dict[str, float] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    failure: str | None = None  # set: publish as capture_failed (queued so final layers stay in order)
 
 
 class StageStats:
@@ -302,6 +303,9 @@ class LayerPipeline:
 
     def _finish_layer(self, j: _SRJob) -> None:
         """SR + analysis + archive + spool of the final layer messages."""
+        if j.failure is not None:
+            self._emit_failed(j)
+            return
         lr = j.lr if j.lr is not None else self.archive.get_image(j.job, j.layer, "lr")
         reg = RegisteredLayer(j.event, lr, j.pitch_um)
         meta, timings = j.meta, j.timings
@@ -337,7 +341,8 @@ class LayerPipeline:
             self.archive.put_png(j.job, j.layer, "mask", (np.asarray(analysis.mask) > 0).astype(np.uint8) * 255)
         if err:
             meta["analysis_error"] = err
-        anomaly = self._anomaly(j.job, j.layer, analysis, "sr" if srl is not None else "lr")
+        meta["flags_image"] = "sr" if srl is not None else "lr"
+        anomaly = self._anomaly(j.job, j.layer, analysis)
         self._emit(j, meta, images, anomaly, timings, stage="final", t_store=t)
 
     def _analyze(self, fn, image: np.ndarray, layer: int, std: np.ndarray | None):
@@ -348,12 +353,12 @@ class LayerPipeline:
             log.error("analysis failed: %s", exc, extra={"event": "analysis_failed", "layer": layer})
             return None, f"{type(exc).__name__}: {exc}"
 
-    def _anomaly(self, job: str, n: int, analysis, image_kind: str) -> dict:
-        """Anomaly JSON of DESIGN.md section 4 (plus `image`: which image the flags were computed on)."""
+    def _anomaly(self, job: str, n: int, analysis) -> dict:
+        """Anomaly JSON of DESIGN.md section 4, exactly its keys."""
         if analysis is None:
-            return {"job": job, "layer": n, "layer_state": "segmentation_failed", "flags": [], "image": image_kind}
+            return {"job": job, "layer": n, "layer_state": "segmentation_failed", "flags": []}
         flags = [f.to_json_dict() for f in analysis.flags]
-        return {"job": job, "layer": n, "layer_state": analysis.layer_state, "flags": flags, "image": image_kind}
+        return {"job": job, "layer": n, "layer_state": analysis.layer_state, "flags": flags}
 
     # ---- emitting ------------------------------------------------------------------------------------
     def _base_meta(self, job: str, n: int, lid: str, event: LayerEvent) -> dict:
@@ -368,23 +373,29 @@ class LayerPipeline:
         analysis, err = self._analyze(self.stages.analyze_lr, j.lr, j.layer, None)
         self.stats.time("analyze_lr", time.monotonic() - t)
         lr_bytes = self.archive.get_bytes(j.job, j.layer, "lr.png")
-        meta = dict(j.meta, images={"lr": image_info(lr_bytes, j.lr.shape)}, sr_pending=True)
+        meta = dict(j.meta, images={"lr": image_info(lr_bytes, j.lr.shape)}, sr_pending=True, flags_image="lr")
         if err:
             meta["analysis_error"] = err
         self.stats.count("layers_lr_first")
-        self._emit(j, meta, {"lr": lr_bytes}, self._anomaly(j.job, j.layer, analysis, "lr"), dict(j.timings),
+        self._emit(j, meta, {"lr": lr_bytes}, self._anomaly(j.job, j.layer, analysis), dict(j.timings),
                    stage="lr", t_store=time.monotonic())
         j.lr_published = True
 
     def _publish_failed(self, job: str, n: int, lid: str, meta: dict, reason: str, timings: dict) -> None:
-        """A layer without a usable frame: meta + anomaly with layer_state capture_failed."""
+        """A layer without a usable frame: queued behind the layers before it, then published as capture_failed."""
         log.error("layer %d: %s", n, reason, extra={"event": "layer_capture_failed", "job": job, "layer": n})
         self.stats.count("layers_capture_failed")
-        meta = dict(meta, failure=reason, images={})
-        anomaly = {"job": job, "layer": n, "layer_state": "capture_failed", "flags": [], "image": None}
         j = _SRJob(job, n, lid, LayerEvent("layer_complete", n, meta.get("t_off_s", 0.0), meta.get("t_detected_s", 0.0)),
-                   None, 0.0, False, time.monotonic(), timings, meta)
-        self._emit(j, meta, {}, anomaly, timings, stage="final", t_store=time.monotonic())
+                   None, 0.0, False, time.monotonic(), timings, meta, failure=reason)
+        with self._sr_cond:
+            self._sr.append(j)
+            self._sr_cond.notify()
+
+    def _emit_failed(self, j: _SRJob) -> None:
+        """meta (with the failure) + anomaly with layer_state capture_failed."""
+        meta = dict(j.meta, failure=j.failure, images={})
+        anomaly = {"job": j.job, "layer": j.layer, "layer_state": "capture_failed", "flags": []}
+        self._emit(j, meta, {}, anomaly, j.timings, stage="final", t_store=time.monotonic())
 
     def _emit(self, j: _SRJob, meta: dict, images: dict[str, bytes], anomaly: dict, timings: dict, stage: str,
               t_store: float) -> None:
@@ -392,7 +403,7 @@ class LayerPipeline:
         meta = dict(meta, stage=stage, final=stage == "final", layer_state=anomaly["layer_state"],
                     timings_s={k: round(v, 4) for k, v in timings.items()}, t_meta_unix=time.time())
         self.archive.put_json(j.job, j.layer, f"anomaly_{stage}" if stage != "final" else "anomaly", anomaly)
-        msgs = layer_messages(self.topics, j.job, j.layer, j.layer_uuid, meta, images, anomaly)
+        msgs = layer_messages(self.topics, j.job, j.layer, j.layer_uuid, meta, images, anomaly, stage)
         self.spool.put(msgs)
         self.archive.put_json(j.job, j.layer, "meta", meta)
         self.stats.time("store", time.monotonic() - t_store)

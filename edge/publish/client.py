@@ -26,12 +26,14 @@ log = logging.getLogger("edge.publish")
 CommandHandler = Callable[[str, object], dict]
 
 
-def _props(content_type: str, correlation: bytes | None = None) -> Properties:
-    """PUBLISH properties with ContentType and optional CorrelationData."""
+def _props(content_type: str, correlation: bytes | None = None, stage: str | None = None) -> Properties:
+    """PUBLISH properties: ContentType, optional CorrelationData and the layer stage as a user property."""
     p = Properties(PacketTypes.PUBLISH)
     p.ContentType = content_type
     if correlation is not None:
         p.CorrelationData = correlation
+    if stage is not None:
+        p.UserProperty = [("stage", stage)]
     return p
 
 
@@ -239,7 +241,7 @@ class MqttPublisher:
                 m = entry.message
                 try:
                     info = self.client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain,
-                                               properties=_props(m.content_type, m.correlation))
+                                               properties=_props(m.content_type, m.correlation, m.stage))
                 except (ValueError, TypeError) as exc:  # e.g. payload over the MQTT size limit: cannot ever be sent
                     self.spool.reject(entry, f"cannot publish {m.topic}: {exc}")
                     self.counters["rejected"] += 1

@@ -28,12 +28,16 @@ def _json(obj: dict) -> bytes:
 
 
 def layer_messages(topics: Topics, job: str, layer: int, layer_uuid: str, meta: dict,
-                   images: dict[str, bytes], anomaly: dict) -> list[SpoolMessage]:
-    """meta, then each image (lr, sr, recoat...), then anomaly and the retained anomaly/latest; one CorrelationData."""
+                   images: dict[str, bytes], anomaly: dict, stage: str = "final") -> list[SpoolMessage]:
+    """meta, then each image (lr, sr, recoat...), then anomaly and the retained anomaly/latest; one CorrelationData.
+
+    `stage` ("lr" when SR is behind and this is the early LR set, else "final") goes out as an MQTT 5
+    user property so the anomaly JSON keeps exactly the contract's keys.
+    """
     corr = layer_uuid.encode()
 
     def msg(kind: str, payload: bytes, ctype: str, topic: str | None = None, retain: bool = False) -> SpoolMessage:
-        return SpoolMessage(topic or topics.layer(job, layer, kind), payload, ctype, corr, job, layer, kind, 1, retain)
+        return SpoolMessage(topic or topics.layer(job, layer, kind), payload, ctype, corr, job, layer, kind, 1, retain, stage)
 
     out = [msg("meta", _json(meta), JSON)]
     out += [msg(kind, data, PNG) for kind, data in images.items()]

@@ -24,6 +24,7 @@ class SpoolMessage:
     kind: str
     qos: int = 1
     retain: bool = False
+    stage: str = "final"
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def encode_entry(msg: SpoolMessage) -> bytes:
     head = {
         "topic": msg.topic, "content_type": msg.content_type, "correlation": msg.correlation.hex(),
         "job": msg.job, "layer": msg.layer, "kind": msg.kind, "qos": msg.qos, "retain": msg.retain,
-        "payload_len": len(msg.payload),
+        "stage": msg.stage, "payload_len": len(msg.payload),
     }
     return json.dumps(head, separators=(",", ":")).encode() + b"\n" + msg.payload
 
@@ -69,7 +70,7 @@ def decode_entry(data: bytes, where: Path) -> SpoolMessage:
         return SpoolMessage(
             topic=head["topic"], payload=payload, content_type=head["content_type"],
             correlation=bytes.fromhex(head["correlation"]), job=head["job"], layer=int(head["layer"]),
-            kind=head["kind"], qos=int(head["qos"]), retain=bool(head["retain"]),
+            kind=head["kind"], qos=int(head["qos"]), retain=bool(head["retain"]), stage=str(head.get("stage", "final")),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{where}: damaged spool entry ({exc})") from exc

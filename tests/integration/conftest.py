@@ -164,6 +164,7 @@ class Received:
     retain: bool
     content_type: str | None
     correlation: bytes | None
+    user: dict = field(default_factory=dict)
 
 
 class Subscriber:
@@ -199,7 +200,8 @@ class Subscriber:
         props = getattr(msg, "properties", None)
         with self.lock:
             self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain),
-                                          getattr(props, "ContentType", None), getattr(props, "CorrelationData", None)))
+                                          getattr(props, "ContentType", None), getattr(props, "CorrelationData", None),
+                                          dict(getattr(props, "UserProperty", None) or [])))
 
     def wait_for(self, predicate, timeout: float = 20.0) -> bool:
         """Poll until predicate(messages) is true."""

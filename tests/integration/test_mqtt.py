@@ -51,6 +51,7 @@ def test_contract_and_lifecycle(tmp_path, mosquitto, subscribe):
     for kind, ctype in (("meta", "application/json"), ("lr", "image/png"), ("sr", "image/png"), ("anomaly", "application/json")):
         m = by_topic[topics.layer("J1", 1, kind)]
         assert m.correlation == lid.encode() and m.content_type == ctype and not m.retain
+        assert m.user == {"stage": "final"}
     meta = json.loads(by_topic[topics.layer("J1", 1, "meta")].payload)
     assert meta["images"]["sr"]["sha256"] == sha256_hex(by_topic[topics.layer("J1", 1, "sr")].payload)
     assert by_topic[topics.anomaly_latest].correlation == lid.encode()

@@ -107,8 +107,7 @@ def test_sigkill_mid_layer_and_broker_restart_lose_nothing(tmp_path, mosquitto, 
             proc.kill()
     def finals(ms) -> list[dict]:
         """Final anomaly of each layer: on SR, or capture_failed when the kill hit before the frame was on disk."""
-        docs = [json.loads(m.payload) for m in ms if m.topic.endswith("/anomaly")]
-        return [d for d in docs if d["image"] == "sr" or d["layer_state"] == "capture_failed"]
+        return [json.loads(m.payload) for m in ms if m.topic.endswith("/anomaly") and m.user.get("stage") == "final"]
 
     done = lambda ms: {d["layer"] for d in finals(ms)}
     assert sub.wait_for(lambda ms: done(ms) == set(range(1, N_LAYERS + 1)), 15), sorted(done(sub.messages))
@@ -120,6 +119,7 @@ def test_sigkill_mid_layer_and_broker_restart_lose_nothing(tmp_path, mosquitto, 
     first_final = [d["layer"] for d in finals(msgs)]
     assert sorted(set(first_final)) == list(range(1, N_LAYERS + 1)) and first_final == sorted(first_final)
     lost = {d["layer"] for d in finals(msgs) if d["layer_state"] == "capture_failed"}
+    assert all(set(d) == {"job", "layer", "layer_state", "flags"} for d in finals(msgs))
     assert len(lost) <= 1  # only a layer whose frame was not yet on disk at the kill
     for n in sorted(set(range(1, N_LAYERS + 1)) - lost):
         sr = [m.payload for m in msgs if m.topic == f"lpbf/v1/svc/job/J/layer/{n}/sr"]
@@ -156,7 +156,7 @@ def test_sigterm_drains_queued_layers_and_goes_offline(tmp_path, mosquitto, subs
         assert json.loads((root / f"archive/J/{n:06d}/meta.json").read_text())["final"]
     assert not list((root / "spool/pending").iterdir())
     assert sub.wait_for(lambda ms: [m.payload for m in ms if m.topic.endswith("availability")][-1:] == [b"offline"], 5)
-    finals = {json.loads(m.payload)["layer"] for m in sub.messages if m.topic.endswith("/anomaly") and json.loads(m.payload)["image"] == "sr"}
+    finals = {json.loads(m.payload)["layer"] for m in sub.messages if m.topic.endswith("/anomaly") and m.user.get("stage") == "final"}
     assert finals == set(seen)
 
 
@@ -180,7 +180,7 @@ def test_run_cli_with_sim_printer(tmp_path, mosquitto, subscribe, tiny_bundle):
     assert r.returncode == 0, r.stderr[-3000:]
     logs = [json.loads(line) for line in r.stderr.splitlines() if line.startswith("{")]
     assert {"service_started", "layer_spooled", "service_stopped"} <= {d.get("event") for d in logs}
-    finals = lambda ms: {json.loads(m.payload)["layer"] for m in ms if m.topic.endswith("/anomaly") and json.loads(m.payload)["image"] == "sr"}
+    finals = lambda ms: {json.loads(m.payload)["layer"] for m in ms if m.topic.endswith("/anomaly") and m.user.get("stage") == "final"}
     assert sub.wait_for(lambda ms: finals(ms) == {1, 2}, 10)
     meta = json.loads((tmp_path / "box/archive/B1/000002/meta.json").read_text())
     assert meta["model_id"].startswith("tiny-test") and meta["images"]["sr"]["width"] == 512

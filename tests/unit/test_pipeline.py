@@ -98,7 +98,8 @@ def test_slow_sr_publishes_lr_first_and_never_blocks_submit(tmp_path):
     early = _spooled(p)
     assert [(m.layer, m.kind) for m in early if m.kind == "anomaly"] == [(2, "anomaly"), (3, "anomaly"), (4, "anomaly")]
     assert not any(m.kind == "sr" for m in early)
-    assert json.loads(early[0].payload)["stage"] == "lr" and json.loads(early[3].payload)["image"] == "lr"
+    assert json.loads(early[0].payload)["stage"] == "lr" and early[2].stage == "lr" and early[2].kind == "anomaly"
+    assert set(json.loads(early[2].payload)) == {"job", "layer", "layer_state", "flags"}
     gate.set()
     assert p.stop(10)
     msgs = _spooled(p)
@@ -106,7 +107,7 @@ def test_slow_sr_publishes_lr_first_and_never_blocks_submit(tmp_path):
     assert sr_layers == [1, 2, 3, 4]
     lr_layers = [m.layer for m in msgs if m.kind == "lr"]
     assert sorted(lr_layers) == [1, 2, 3, 4]  # each LR published exactly once
-    final_anom = [json.loads(m.payload) for m in msgs if m.kind == "anomaly" and json.loads(m.payload)["image"] == "sr"]
+    final_anom = [json.loads(m.payload) for m in msgs if m.kind == "anomaly" and m.stage == "final"]
     assert [a["layer"] for a in final_anom] == [1, 2, 3, 4]
     assert p.stats.snapshot()["counters"]["layers_lr_first"] == 3
 
