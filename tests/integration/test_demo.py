@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +14,10 @@ from edge.demo import DemoError, parse_broker
 
 def test_demo_two_layers_through_local_broker(tmp_path, tiny_bundle, capsys):
     """Two layers come out of the real pipeline, are verified over MQTT and land in a self-contained summary."""
-    from edge.demo import run_demo
+    from edge.demo import MOSQUITTO, run_demo
+
+    if not Path(MOSQUITTO).exists():
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
 
     out = tmp_path / "demo"
     res = run_demo(layers=2, broker=None, out=out, seed=3, speed=20.0, model=tiny_bundle, hr_size=512)
