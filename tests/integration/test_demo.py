@@ -40,3 +40,13 @@ def test_broker_url_is_checked():
     assert parse_broker("mqtt://10.0.0.5:1884") == ("10.0.0.5", 1884)
     with pytest.raises(DemoError, match="mqtt://HOST:PORT"):
         parse_broker("http://x")
+
+
+def test_missing_broker_says_how_to_install(tmp_path, monkeypatch):
+    """Without --broker and without mosquitto the demo names the package to install."""
+    import edge.demo as demo
+
+    monkeypatch.setattr(demo, "MOSQUITTO", str(tmp_path / "nope"))
+    monkeypatch.setattr(demo.shutil, "which", lambda name: None)
+    with pytest.raises(DemoError, match="apt-get install mosquitto"):
+        demo.start_local_broker(tmp_path)
