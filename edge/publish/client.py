@@ -64,7 +64,11 @@ class MqttPublisher:
                         protocol=mqtt.MQTTv5)
         c.will_set(self.topics.availability, b"offline", qos=1, retain=True, properties=_props("text/plain"))
         if self.cfg.username:
-            c.username_pw_set(self.cfg.username, self.cfg.password())
+            password = self.cfg.password()
+            if password is None:
+                log.warning("mqtt.username is set but no password was found (mqtt.password_file / $%s)", self.cfg.password_env,
+                            extra={"event": "mqtt_no_password"})
+            c.username_pw_set(self.cfg.username, password)
         if self.cfg.tls:
             c.tls_set(ca_certs=self.cfg.ca_file, certfile=self.cfg.cert_file, keyfile=self.cfg.key_file,
                       cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
