@@ -200,11 +200,11 @@ def sr_stage(cfg: Config) -> Callable:
     """super_resolve callable over the configured model bundle (edge.sr.resolver.SuperResolver)."""
     from edge.sr.resolver import SuperResolver
 
-    resolver = SuperResolver.from_bundle(cfg.sr.model, backend=cfg.sr.backend, steps=cfg.sr.steps, seed=cfg.sr.seed)
-    samples = cfg.sr.samples
+    resolver = SuperResolver.from_config(cfg.sr)
+    sr = cfg.sr
 
     def run(reg):
-        res = resolver.upscale(reg.lr, samples=samples, reduce="mean" if samples > 1 else "sample", uncertainty=samples > 1)
+        res = resolver.upscale(reg.lr, samples=sr.samples, reduce=sr.reduce, uncertainty=sr.uncertainty and sr.samples > 1)
         return SRLayer(reg.event, res.sr, res.std, res.model_id, dict(res.timings_s))
 
     return run
