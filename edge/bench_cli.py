@@ -369,6 +369,11 @@ def make_upscaler(combo: Combo, graphs: BundleGraphs, seed: int = 0) -> Callable
     from edge.sr.schedule import Schedule
 
     man = graphs.manifest
+    if combo.backend == "box":  # the box's own path: SuperResolver with the bundle defaults, one tile per call
+        from edge.sr.resolver import SuperResolver
+
+        sr = SuperResolver.from_bundle(graphs.bundle, backend="ort", seed=seed)
+        return lambda lr: np.stack([sr.upscale(t).sr for t in lr])
     sched = Schedule.from_manifest(man["schedule"])
     pred = man["prediction"]
     scale = int(man["scale"])
@@ -428,6 +433,8 @@ def plan_combos(manifest: dict, extras: dict, quick: bool, bf16: bool) -> tuple[
     d_name, d_steps = default.get("name", "dpmpp_2m"), int(default.get("steps", 20))
     ov = ["openvino-f32"] + (["openvino-bf16"] if bf16 else [])
     combos = [
+        Combo(f"box SuperResolver ort {d_name}{d_steps} (bundle default, 1 tile/call)", "box", d_name, d_steps,
+              default.get("init", "noise"), default.get("t_start")),
         Combo(f"ort {d_name}{d_steps} (bundle default)", "ort", d_name, d_steps, default.get("init", "noise"),
               default.get("t_start")),
         Combo(f"ort fused {d_name}{d_steps}", "ort", d_name, d_steps, default.get("init", "noise"), default.get("t_start"),
@@ -445,7 +452,7 @@ def plan_combos(manifest: dict, extras: dict, quick: bool, bf16: bool) -> tuple[
             *[Combo(f"{b} dpmpp_2m20", b, "dpmpp_2m", 20) for b in ov],
             Combo("ort fused ddim10 noised-estimate t=T/2", "ort", "ddim", 10, "noised_estimate", T // 2, fused=True),
         ]
-    fast = combos[1].name
+    fast = combos[2].name
     light = extras["decoder"][0][0] if extras["decoder"] else None
     for path, e in extras["student"]:
         k = int(e["steps"])

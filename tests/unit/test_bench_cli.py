@@ -40,11 +40,12 @@ def test_bench_quick_on_tiny_bundle(short_ref_bundle, monkeypatch):
 
     lines = []
     rep = run_bench(short_ref_bundle, quick=True, tiles=2, ref_tiles=1, batch=2, seed=0, distill_dir=None, fast=None,
-                    only=["ort fused dpmpp_2m10"], echo=lines.append, torch_modules=tiny_modules())
+                    only=["ort fused dpmpp_2m10", "box"], echo=lines.append, torch_modules=tiny_modules())
     assert rep["reference"]["name"].startswith("reference torch ddpm") and rep["reference"]["steps"] == 10
     assert rep["fast"]["name"] == "ort fused dpmpp_2m4"
     names = [c["name"] for c in rep["combos"]]
-    assert "ort fused dpmpp_2m10" in names and all(c["error"] is None for c in rep["combos"])
+    assert "ort fused dpmpp_2m10" in names and all(c["error"] is None for c in rep["combos"]), rep["combos"]
+    assert any(n.startswith("box SuperResolver") for n in names)  # the box's own path is measured too
     # fewer steps on a faster backend: the fast path must beat the 10-step eager reference
     assert rep["speedup"] > 1 and rep["speedup"] == pytest.approx(
         rep["reference"]["s_per_sample"] / rep["fast"]["s_per_sample"])
