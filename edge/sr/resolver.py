@@ -89,7 +89,7 @@ class SuperResolver:
         self.overlap = int(self.tile // 4 if overlap is None else overlap)
         self.batch = int(batch)
         self.scale = bundle.scale
-        self._noise_band: tuple[tuple[int, int, int], np.ndarray] | None = None
+        self._noise_band: tuple[tuple[int, int], dict[int, np.ndarray]] | None = None
         if spec.init == "noised_estimate" and spec.estimate == "regression" and not hasattr(runner, "estimate"):
             raise ValueError(f"sampler estimate 'regression' needs a runner with estimate(); {runner.name} has none")
         if spec.init == "noised_estimate" and spec.estimate == "regression" and bundle.path is not None \
@@ -122,15 +122,16 @@ class SuperResolver:
 
     def _band_noise(self, k: int, y: int, width: int, n: int) -> np.ndarray:
         """Noise [n, C, tile, width] for LR rows y..y+tile of sample k, keyed by absolute row so overlapping tiles agree."""
-        key = (k, y, width)
-        if self._noise_band is not None and self._noise_band[0] == key:
-            return self._noise_band[1]
+        if self._noise_band is None or self._noise_band[0] != (y, width):
+            self._noise_band = ((y, width), {})  # keep only the current tile row's bands (one per sample)
+        bands = self._noise_band[1]
+        if k in bands:
+            return bands[k]
         C = self.bundle.latent_channels
         # drawn as [width, n, C] so column x gets the same numbers whatever the padded image width is
         rows = [np.random.default_rng([self.seed, k, r]).standard_normal((width, n, C), dtype=np.float32)
                 for r in range(y, y + self.tile)]
-        band = np.ascontiguousarray(np.stack(rows, axis=0).transpose(2, 3, 0, 1))
-        self._noise_band = (key, band)
+        band = bands[k] = np.ascontiguousarray(np.stack(rows, axis=0).transpose(2, 3, 0, 1))
         return band
 
     def _tile_fn(self, samples: int, reduce: Reduce, uncertainty: bool, width: int, timings: dict[str, float]):
@@ -155,20 +156,22 @@ class SuperResolver:
                 up = np.stack([cv2.resize(t, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC) for t in tiles])
                 x_init = self.runner.encode_hr(np.clip(up, -1, 1)[:, None])
             timings["encode"] += time.perf_counter() - t0
-            outs = []
-            for k in range(samples):
-                t1 = time.perf_counter()
-                noise = np.stack([self._band_noise(k, y, width, n_steps + 1)[..., x:x + self.tile] for y, x in origins], axis=1)
-                if self._fused is not None:
-                    z = self._fused.sample(self.schedule, cond, spec, self.bundle.prediction, noise=noise, x_init=x_init)
-                else:
-                    z = sample(self.runner.denoise, self.schedule, cond, cond.shape, spec, self.bundle.prediction,  # type: ignore[arg-type]
-                               noise=noise, x_init=x_init)
-                t2 = time.perf_counter()
-                outs.append(self.runner.decode(z)[:, 0])
-                timings["sample"] += t2 - t1
-                timings["decode"] += time.perf_counter() - t2
-            stack = np.stack(outs)  # [K, N, th, tw]
+            # all K chains of this batch in one sampler run: batch index = k * N + tile
+            t1 = time.perf_counter()
+            noise = np.concatenate([np.stack([self._band_noise(k, y, width, n_steps + 1)[..., x:x + self.tile]
+                                              for y, x in origins], axis=1) for k in range(samples)], axis=1)
+            cond_k = np.concatenate([cond] * samples)
+            init_k = None if x_init is None else np.concatenate([x_init] * samples)
+            if self._fused is not None:
+                z = self._fused.sample(self.schedule, cond_k, spec, self.bundle.prediction, noise=noise, x_init=init_k)
+            else:
+                z = sample(self.runner.denoise, self.schedule, cond_k, cond_k.shape, spec, self.bundle.prediction,  # type: ignore[arg-type]
+                           noise=noise, x_init=init_k)
+            t2 = time.perf_counter()
+            hr = self.runner.decode(z)[:, 0]
+            timings["sample"] += t2 - t1
+            timings["decode"] += time.perf_counter() - t2
+            stack = hr.reshape(samples, len(origins), *hr.shape[1:])  # [K, N, th, tw]
             best = stack.mean(0) if reduce == "mean" else stack[0]
             chans = [best] + ([stack.std(0)] if uncertainty else [])
             return np.stack(chans, axis=1)
