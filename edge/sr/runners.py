@@ -94,10 +94,12 @@ class OrtRunner:
         return out
 
     def encode_lr(self, lr: np.ndarray) -> np.ndarray:
+        """LR image [B,1,h,w] in [-1,1] -> scaled condition latent [B,C,h,w]."""
         lr = _f32(lr)
         return self._run("lr_encoder", {"lr": lr}, (lr.shape[0], self.bundle.latent_channels, *lr.shape[2:])).copy()
 
     def encode_hr(self, hr: np.ndarray) -> np.ndarray:
+        """HR image [B,1,sh,sw] in [-1,1] -> scaled HR latent [B,C,h,w]."""
         hr, s = _f32(hr), self.scale
         return self._run("hr_encoder", {"hr": hr},
                          (hr.shape[0], self.bundle.latent_channels, hr.shape[2] // s, hr.shape[3] // s)).copy()
@@ -108,6 +110,7 @@ class OrtRunner:
         return self._run("denoiser", {"x": x, "t": _f32(t), "cond": _f32(cond)}, x.shape)
 
     def decode(self, z: np.ndarray) -> np.ndarray:
+        """Scaled HR latent [B,C,h,w] -> HR image [B,1,sh,sw] in [-1,1]."""
         z, s = _f32(z), self.scale
         return self._run("hr_decoder", {"latent": z}, (z.shape[0], 1, z.shape[2] * s, z.shape[3] * s)).copy()
 
@@ -167,15 +170,19 @@ class OpenVinoRunner:
         return req.get_output_tensor(0).data.copy()
 
     def encode_lr(self, lr: np.ndarray) -> np.ndarray:
+        """LR image [B,1,h,w] in [-1,1] -> scaled condition latent [B,C,h,w]."""
         return self._run("lr_encoder", {"lr": lr})
 
     def encode_hr(self, hr: np.ndarray) -> np.ndarray:
+        """HR image [B,1,sh,sw] in [-1,1] -> scaled HR latent [B,C,h,w]."""
         return self._run("hr_encoder", {"hr": hr})
 
     def denoise(self, x: np.ndarray, t: np.ndarray, cond: np.ndarray) -> np.ndarray:
+        """Denoiser output for (x, t, cond) in the bundle's prediction type."""
         return self._run("denoiser", {"x": x, "t": t, "cond": cond})
 
     def decode(self, z: np.ndarray) -> np.ndarray:
+        """Scaled HR latent [B,C,h,w] -> HR image [B,1,sh,sw] in [-1,1]."""
         return self._run("hr_decoder", {"latent": z})
 
     def estimate(self, cond: np.ndarray) -> np.ndarray:
@@ -215,15 +222,19 @@ class TorchRunner:
         return out.numpy()
 
     def encode_lr(self, lr: np.ndarray) -> np.ndarray:
+        """LR image [B,1,h,w] in [-1,1] -> scaled condition latent [B,C,h,w]."""
         return self._run("lr_encoder", lr)
 
     def encode_hr(self, hr: np.ndarray) -> np.ndarray:
+        """HR image [B,1,sh,sw] in [-1,1] -> scaled HR latent [B,C,h,w]."""
         return self._run("hr_encoder", hr)
 
     def denoise(self, x: np.ndarray, t: np.ndarray, cond: np.ndarray) -> np.ndarray:
+        """Denoiser output for (x, t, cond) in the bundle's prediction type."""
         return self._run("denoiser", x, t, cond)
 
     def decode(self, z: np.ndarray) -> np.ndarray:
+        """Scaled HR latent [B,C,h,w] -> HR image [B,1,sh,sw] in [-1,1]."""
         return self._run("hr_decoder", z)
 
     def estimate(self, cond: np.ndarray) -> np.ndarray:
