@@ -1,4 +1,4 @@
-"""Tiny real models and a tiny real model bundle for the SR runtime tests (random weights, diffusers modules)."""
+"""Tiny real models and a tiny real model bundle for the SR runtime tests (random weights; edge.models + diffusers)."""
 
 from __future__ import annotations
 
@@ -32,103 +32,42 @@ def tiny_unet(seed: int = 0):
     ).eval()
 
 
-def tiny_vae(down: int, seed: int = 0):
-    """A small AutoencoderKL with 1 input channel and 2**down spatial reduction to 4 latent channels."""
+AE = {"kind": "kl", "in_channels": 1, "latent_channels": LATENT_C, "layers_per_block": 1, "norm_num_groups": 4}
+ARCH = {
+    "hr_ae": {**AE, "block_out_channels": [8, 8, 8]},  # 2 down-samplings: HR 4h -> latent h
+    "lr_ae": {**AE, "block_out_channels": [8]},  # no down-sampling: LR h -> condition h
+    "unet": {"latent_channels": LATENT_C, "cond_channels": LATENT_C, "block_out_channels": [16, 32],
+             "layers_per_block": 1, "norm_num_groups": 8, "attention": False, "num_train_timesteps": 50},
+}
+HR_SCALE, LR_SCALE = 0.5, 0.8
+
+
+def tiny_nets(seed: int = 0) -> tuple:
+    """SR-MODEL's modules (edge.models) at a tiny size with seeded random weights: (hr_ae, lr_ae, denoiser, regression)."""
     torch = _torch()
-    from diffusers import AutoencoderKL
+    from edge.models import CondDenoiser, ImageAutoencoder, RegressionNet
 
     torch.manual_seed(seed)
-    n = down + 1
-    return AutoencoderKL(
-        in_channels=1, out_channels=1, latent_channels=LATENT_C, layers_per_block=1,
-        block_out_channels=tuple([8] * n), down_block_types=tuple(["DownEncoderBlock2D"] * n),
-        up_block_types=tuple(["UpDecoderBlock2D"] * n), norm_num_groups=4,
-    ).eval()
+    return (ImageAutoencoder(ARCH["hr_ae"]).eval(), ImageAutoencoder(ARCH["lr_ae"]).eval(),
+            CondDenoiser(ARCH["unet"]).eval(), RegressionNet(ARCH["unet"]).eval())
 
 
 def tiny_modules(seed: int = 0) -> dict:
-    """The four bundle graphs as torch modules with the contract's signatures (scaled latents)."""
-    import torch
+    """The bundle graphs as torch modules with the contract's signatures (scaled latents), plus latent_scale_factor."""
+    from edge.sr.torch_modules import graph_modules
 
-    sf = 0.5
-
-    class Denoiser(torch.nn.Module):
-        """(x, t, cond) -> model output."""
-
-        def __init__(self, unet):
-            super().__init__()
-            self.unet = unet
-
-        def forward(self, x, t, cond):
-            return self.unet(torch.cat([x, cond], dim=1), t).sample
-
-    class Encoder(torch.nn.Module):
-        """image [-1,1] -> scaled latent (posterior mode)."""
-
-        def __init__(self, vae):
-            super().__init__()
-            self.vae = vae
-
-        def forward(self, img):
-            h = self.vae.quant_conv(self.vae.encoder(img))
-            return h[:, :LATENT_C] * sf
-
-    class Decoder(torch.nn.Module):
-        """scaled latent -> image."""
-
-        def __init__(self, vae):
-            super().__init__()
-            self.vae = vae
-
-        def forward(self, z):
-            return self.vae.decoder(self.vae.post_quant_conv(z / sf))
-
-    class Regression(torch.nn.Module):
-        """cond -> deterministic HR-latent estimate (the optional regression graph)."""
-
-        def __init__(self):
-            super().__init__()
-            self.net = torch.nn.Sequential(torch.nn.Conv2d(LATENT_C, 8, 3, padding=1), torch.nn.SiLU(),
-                                           torch.nn.Conv2d(8, LATENT_C, 3, padding=1))
-
-        def forward(self, cond):
-            return self.net(cond)
-
-    hr_vae, lr_vae = tiny_vae(2, seed + 1), tiny_vae(0, seed + 2)
-    torch.manual_seed(seed + 3)
-    regression = Regression().eval()
-    return {
-        "denoiser": Denoiser(tiny_unet(seed)).eval(),
-        "lr_encoder": Encoder(lr_vae).eval(),
-        "hr_encoder": Encoder(hr_vae).eval(),
-        "hr_decoder": Decoder(hr_vae).eval(),
-        "regression": regression,
-        "latent_scale_factor": sf,
-    }
-
-
-def torch_denoise(module):
-    """numpy denoise callable over a torch denoiser module (float32)."""
-    import torch
-
-    def denoise(x: np.ndarray, t: np.ndarray, cond: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return module(torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(cond)).numpy()
-
-    return denoise
+    hr, lr, den, reg = tiny_nets(seed)
+    mods = graph_modules(hr, lr, den, HR_SCALE, LR_SCALE, reg)
+    mods["latent_scale_factor"] = HR_SCALE
+    return mods
 
 
 def build_tiny_bundle(out: Path, prediction: str = "v_prediction", schedule: str = "cosine", timesteps: int = 50,
                       sampler: dict | None = None, seed: int = 0, lr_patch: int = 8,
                       exporter: str = "legacy") -> Path:
-    """Export the tiny modules to ONNX and write a complete, hashed bundle at `out`."""
-    from edge.sr.bundle import write_bundle
-    from edge.sr.export import export_bundle_graphs
+    """Export the tiny modules to ONNX + safetensors and write a complete, hashed bundle at `out`."""
+    from edge.sr.torch_modules import write_model_bundle
 
-    mods = tiny_modules(seed)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    export_bundle_graphs(mods, out, lr_patch=lr_patch, scale=SCALE, latent_channels=LATENT_C, exporter=exporter)
     manifest = {
         "model_id": f"tiny-test-{prediction}-{schedule}-{seed}",
         "scale": SCALE,
@@ -136,17 +75,18 @@ def build_tiny_bundle(out: Path, prediction: str = "v_prediction", schedule: str
         "latent_shape": [LATENT_C, lr_patch, lr_patch],
         "lr_patch": lr_patch,
         "hr_patch": lr_patch * SCALE,
-        "latent_scale_factor": mods["latent_scale_factor"],
+        "latent_scale_factor": HR_SCALE,
+        "lr_latent_scale_factor": LR_SCALE,
         "schedule": {"kind": schedule, "timesteps": timesteps},
         "prediction": prediction,
         "sampler": sampler or {"name": "dpmpp_2m", "steps": 4, "init": "noise"},
         "reference": {"name": "ddpm", "steps": timesteps},
-        "arch": {"kind": "tiny-test"},
+        "arch": ARCH,
         "training": {"data": "none (random weights, tests only)"},
         "metrics": {},
     }
-    write_bundle(out, manifest)
-    return out
+    hr, lr, den, reg = tiny_nets(seed)
+    return write_model_bundle(Path(out), hr, lr, den, manifest, regression=reg, exporter=exporter).path
 
 
 _CACHE: dict[tuple, Path] = {}
