@@ -89,6 +89,13 @@ class SuperResolver:
         self.overlap = int(self.tile // 4 if overlap is None else overlap)
         self.batch = int(batch)
         self.scale = bundle.scale
+        if not 0 <= self.overlap < self.tile:
+            raise ValueError(f"tile overlap must be in 0..{self.tile - 1} for tile {self.tile}, got {self.overlap}")
+        levels = len(bundle.manifest.get("arch", {}).get("unet", {}).get("block_out_channels", [0]))
+        multiple = 2 ** (levels - 1)
+        if self.tile % multiple:
+            raise ValueError(f"tile {self.tile} must be a multiple of {multiple} (the U-Net halves the latent grid "
+                             f"{levels - 1} times); try {max(multiple, self.tile // multiple * multiple)}")
         self._noise_band: tuple[tuple[int, int], dict[int, np.ndarray]] | None = None
         if spec.init == "noised_estimate" and spec.estimate == "regression" and not hasattr(runner, "estimate"):
             raise ValueError(f"sampler estimate 'regression' needs a runner with estimate(); {runner.name} has none")

@@ -79,6 +79,15 @@ def test_bad_arrays(resolver, bad, match):
         resolver.upscale(bad)
 
 
+def test_bad_tiling_options():
+    with pytest.raises(ValueError, match="overlap"):
+        SuperResolver.from_bundle(tiny_bundle(), tile=8, overlap=8)
+    with pytest.raises(ValueError, match="multiple of 2"):
+        SuperResolver.from_bundle(tiny_bundle(), tile=9)
+    thin = SuperResolver.from_bundle(tiny_bundle(), tile=8, overlap=0).upscale(IMG[:1, :5])  # 1-px-high image
+    assert thin.sr.shape == (4, 20)
+
+
 def test_bad_options(resolver):
     with pytest.raises(ValueError, match="2 samples"):
         resolver.upscale(IMG, uncertainty=True)
