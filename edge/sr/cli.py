@@ -69,6 +69,9 @@ def sr_command(
         except OSError as exc:
             failed += 1
             print(f"{src}: cannot write output ({exc})", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - a backend failure on one file must not stop the others
+            failed += 1
+            print(f"{src}: super-resolution failed ({type(exc).__name__}: {exc})", file=sys.stderr)
     if failed:
         print(f"{failed} of {len(inputs)} input(s) failed", file=sys.stderr)
         raise typer.Exit(1)
