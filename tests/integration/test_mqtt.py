@@ -33,6 +33,7 @@ def test_contract_and_lifecycle(tmp_path, mosquitto, subscribe):
     """availability/state retained, per-layer messages with one CorrelationData and ContentType, latest retained, offline at stop."""
     broker = mosquitto()
     sub = subscribe(broker.port, "lpbf/v1/#")
+    ha = subscribe(broker.port, "homeassistant/#")
     spool = PublishSpool(tmp_path, fsync=False)
     topics = Topics("lpbf/v1", NODE)
     lid, msgs = _layer(topics, "J1", 1)
@@ -56,6 +57,8 @@ def test_contract_and_lifecycle(tmp_path, mosquitto, subscribe):
     assert meta["images"]["sr"]["sha256"] == sha256_hex(by_topic[topics.layer("J1", 1, "sr")].payload)
     assert by_topic[topics.anomaly_latest].correlation == lid.encode()
     assert spool.counts() == {"pending": 0, "rejected": 0}
+    assert ha.wait_for(lambda ms: len({m.topic for m in ms}) == 4, 5)
+    assert all(json.loads(m.payload)["availability_topic"] == topics.availability for m in ha.messages)
     # retained messages are there for a late subscriber
     late = subscribe(broker.port, "lpbf/v1/#")
     assert late.wait_for(lambda ms: {topics.availability, topics.state, topics.anomaly_latest} <= {m.topic for m in ms if m.retain}, 5)
