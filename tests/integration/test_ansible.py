@@ -178,6 +178,7 @@ class Fleet:
             "lpbf_edge_group": grp.getgrgid(os.getgid()).gr_name,
             "lpbf_edge_python": getattr(sys, "_base_executable", sys.executable),
             "lpbf_edge_pip_no_deps": True,
+            "lpbf_edge_venv_with_pip": False,
             "lpbf_edge_pip_extras": [],
             "lpbf_edge_venv_extra_paths": [sysconfig.get_paths()["purelib"]],
             "lpbf_edge_wheel": str(self.wheel),
@@ -185,7 +186,7 @@ class Fleet:
             "lpbf_edge_version": "1.0.0",
             "lpbf_edge_service_manager": "process" if self.service else "none",
             "lpbf_edge_service_stop_timeout_s": 10,
-            "lpbf_edge_health_retries": 6,
+            "lpbf_edge_health_retries": 5,
             "lpbf_edge_health_delay_s": 1,
             "lpbf_edge_mqtt_port": 1883,
             "lpbf_edge_mqtt_username": "box",
@@ -211,6 +212,8 @@ class Fleet:
         env = dict(os.environ, ANSIBLE_CONFIG=str(ANSIBLE / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
                    ANSIBLE_LOCAL_TEMP=str(self.tmp / "ansible-tmp"), ANSIBLE_HOME=str(self.tmp / "ansible-home"),
                    PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}")
+        if os.environ.get("LPBF_FLEET_PROFILE"):
+            env.update(ANSIBLE_CALLBACK_PLUGINS=os.environ["LPBF_FLEET_PROFILE"], ANSIBLE_CALLBACKS_ENABLED="taskclock")
         cmd = [str(PLAYBOOK), "-i", str(self.inventory / "hosts.yml"), "--vault-password-file", str(self.vault_pass),
                str(ANSIBLE / playbook), *extra]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ANSIBLE, check=False)
@@ -223,7 +226,7 @@ class Fleet:
     def stop_all(self) -> None:
         """Stop every service process the tests started."""
         for h in HOSTS:
-            ctl = self.root(h) / "bin" / "lpbf-edge-ctl"
+            ctl = self.root(h) / "lpbf-edge-ctl"
             if ctl.exists():
                 subprocess.run([str(ctl), "stop"], capture_output=True, check=False, timeout=30)
 
@@ -279,22 +282,26 @@ def test_second_run_changes_nothing(fleet):
         assert (fleet.root(h) / "run" / "lpbf-edge.pid").read_text() == pid
 
 
-def test_rendered_config_with_a_bad_setting_is_refused_before_use(fleet):
-    """A config the release's validator rejects fails the host and leaves the installed release alone."""
+def test_bad_config_and_tampered_model_are_refused_before_use(fleet, tmp_path):
+    """One run: box-a's config fails the release's validator, box-b's bundle fails its sha256; box-c is untouched."""
     before = (fleet.root("box-a") / "releases" / "1.0.0" / "config.yaml").read_text()
-    rc, out, recap = fleet.play("site.yml", "--limit", "box-a", "-e", '{"lpbf_edge_config": {"sr": {"samples": 0}}}')
-    assert rc != 0 and recap["box-a"]["failed"] == 1
-    assert "sr.samples" in out  # the validator's `FILE:line N: key: reason` reaches the operator
-    assert (fleet.root("box-a") / "releases" / "1.0.0" / "config.yaml").read_text() == before
-
-
-def test_tampered_model_bundle_is_refused(fleet, tmp_path):
-    """A bundle whose manifest sha256 does not match a file fails the host before any switch."""
     bad = _bundle(tmp_path / "bad", tamper=True)
-    rc, out, recap = fleet.play("site.yml", "--limit", "box-b", "-e", f"lpbf_edge_model_src={bad}", "-e", "lpbf_edge_version=9.9.9")
-    assert rc != 0 and recap["box-b"]["failed"] == 1
+    hv = fleet.inventory / "host_vars"
+    hv.mkdir(exist_ok=True)
+    (hv / "box-a.yml").write_text(json.dumps({"lpbf_edge_config": {"capture": {"webcam": "none"}, "sr": {"samples": 0}}}))
+    (hv / "box-b.yml").write_text(json.dumps({"lpbf_edge_model_src": str(bad), "lpbf_edge_version": "9.9.9"}))
+    try:
+        rc, out, recap = fleet.play("site.yml")
+    finally:
+        for h in ("box-a", "box-b"):
+            (hv / f"{h}.yml").unlink()
+    assert rc != 0 and recap["box-a"]["failed"] == 1 and recap["box-b"]["failed"] == 1, out[-4000:]
+    assert re.search(r"line \d+: sr\.samples: ", out)  # the validator's `FILE:line N: key: reason` reaches the operator
+    assert (fleet.root("box-a") / "releases" / "1.0.0" / "config.yaml").read_text() == before
     assert "sub/decoder.onnx: FAILED" in out and "is refused" in out
-    assert fleet.current("box-b") == "1.0.0"
+    assert not (fleet.root("box-b") / "releases" / "9.9.9" / "venv").exists()  # refused before anything is installed
+    assert fleet.current("box-a") == fleet.current("box-b") == "1.0.0"
+    assert recap["box-c"]["failed"] == 0 and recap["box-c"]["changed"] == 0
 
 
 def test_rolling_update_rolls_back_the_broken_host_only(fleet):
@@ -321,7 +328,7 @@ def test_rolling_update_rolls_back_the_broken_host_only(fleet):
             assert Path(os.readlink(fleet.root(h) / "previous")).name == "1.0.0"
     # the rolled-back host runs its old release again and reports healthy
     for h in HOSTS:
-        ctl = fleet.root(h) / "bin" / "lpbf-edge-ctl"
+        ctl = fleet.root(h) / "lpbf-edge-ctl"
         health = subprocess.run([str(ctl), "health"], capture_output=True, text=True, check=False)
         assert health.returncode == 0, (h, health.stdout, health.stderr)
     print(f"update.yml took {time.monotonic() - t0:.1f} s")
