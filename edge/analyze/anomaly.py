@@ -202,9 +202,10 @@ def detect_elevation(ctx: LayerContext, zs: np.ndarray, reference: np.ndarray | 
     return flags
 
 
-def detect_geometry(parts: np.ndarray, reference: np.ndarray | None, cfg: AnalyzeConfig, s: float, zs: np.ndarray | None = None) -> list[AnomalyFlag]:
+def detect_geometry(parts: np.ndarray, reference: np.ndarray | None, cfg: AnalyzeConfig, s: float, evidence: np.ndarray | None = None) -> list[AnomalyFlag]:
     """Part geometry deviation against a reference mask (expected or previous layer): compact added or missing
-    regions beyond the boundary tolerance (checked against the image when `zs` is given), and area changes."""
+    regions beyond the boundary tolerance. With `evidence` (the segmentation's parts-high feature map) each
+    region must agree with the image: an addition looks like fused material, a dent looks like powder."""
     if reference is None or not reference.any():
         return []
     from skimage.morphology import disk
@@ -212,12 +213,9 @@ def detect_geometry(parts: np.ndarray, reference: np.ndarray | None, cfg: Analyz
     tol = max(1, int(round(cfg.geometry_tol_px * s)))
     grown, shrunk = ndimage.binary_dilation(reference, iterations=tol), ndimage.binary_erosion(reference, iterations=tol)
     min_r = max(1.0, cfg.geometry_min_radius_px * s)
-    added = parts
-    part_level = None
-    if zs is not None:
-        near = ndimage.binary_dilation(reference, iterations=int(3 * min_r) + tol)
-        added = parts | ((np.abs(zs) > cfg.geometry_contrast) & near)
-        part_level = float(np.median(zs[shrunk])) if shrunk.any() else None
+    added, inner_level, halo = parts, None, 0
+    if evidence is not None:
+        inner_level = float(np.median(evidence[shrunk])) if shrunk.any() else None
     flags = []
     for missing, cand in ((False, added & ~grown), (True, shrunk & ~parts)):
         opened = ndimage.binary_opening(cand, structure=disk(max(1, int(min_r))))
@@ -225,18 +223,18 @@ def detect_geometry(parts: np.ndarray, reference: np.ndarray | None, cfg: Analyz
         for i, sl in enumerate(ndimage.find_objects(lab), start=1):
             comp = lab[sl] == i
             area = int(comp.sum())
-            if zs is not None:  # the image must agree: a dent looks like powder, an addition does not
-                level = float(np.median(zs[sl][comp]))
-                if missing and (abs(level) > 1.0 or part_level is None or abs(part_level) < 2.0):
+            if evidence is not None:
+                level = float(np.median(evidence[sl][comp]))
+                if missing and (level > 0.5 * cfg.feature_min or inner_level is None or inner_level < cfg.feature_min):
                     continue
-                if not missing and abs(level) < cfg.geometry_contrast:
+                if not missing and level < cfg.feature_min:
                     continue
-            score = (np.sqrt(area / np.pi) + tol) / min_r
+            score = (np.sqrt(area / np.pi) + (halo if not missing else 0)) / min_r  # equivalent radius beyond the tolerance band
             if score >= 1.0:
                 flags.append(_flag("part_geometry_deviation", score, sl, area, cfg))
     a_ref, a_now = float(reference.sum()), float(parts.sum())
     rel = abs(a_now - a_ref) / a_ref
-    if not flags and zs is None and rel > cfg.geometry_area_tol:
+    if not flags and evidence is None and rel > cfg.geometry_area_tol:
         ys, xs = np.nonzero(reference | parts)
         sl = (slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
         flags.append(_flag("part_geometry_deviation", rel / cfg.geometry_area_tol, sl, int(abs(a_now - a_ref)), cfg))
@@ -256,6 +254,28 @@ def detect_sr_uncertain(std: np.ndarray | None, cfg: AnalyzeConfig, s: float) ->
         if area >= min_area:
             flags.append(_flag("sr_uncertain", float(np.asarray(std)[sl][lab[sl] == i].mean()) / cfg.sr_std_high, sl, area, cfg))
     return flags, high
+
+
+def box_mask(shape: tuple[int, int], flags: list[AnomalyFlag], pad: int) -> np.ndarray:
+    """True inside the (padded) boxes of the flags."""
+    m = np.zeros(shape, dtype=bool)
+    for f in flags:
+        x, y, w, h = f.bbox
+        m[max(0, y - pad) : y + h + pad, max(0, x - pad) : x + w + pad] = True
+    return m
+
+
+def drop_overlapping(flags: list[AnomalyFlag], kinds: tuple[str, ...], by: list[AnomalyFlag], pad: int) -> list[AnomalyFlag]:
+    """Drop flags of `kinds` whose box touches a box of `by` (e.g. debris along a streak)."""
+    out = []
+    for f in flags:
+        x, y, w, h = f.bbox
+        hit = f.type in kinds and any(
+            x < b.bbox[0] + b.bbox[2] + pad and b.bbox[0] - pad < x + w and y < b.bbox[1] + b.bbox[3] + pad and b.bbox[1] - pad < y + h for b in by
+        )
+        if not hit:
+            out.append(f)
+    return out
 
 
 def suppress_untrusted(flags: list[AnomalyFlag], untrusted: np.ndarray | None) -> list[AnomalyFlag]:

@@ -164,10 +164,15 @@ class LayerAnalyzer:
         ctx = an.LayerContext(gray, (corr - med) / sig, powder, mask, s, cfg)
         zs = an.smoothed_z(ctx)
         if powder.any():
-            flags += an.detect_streaks(ctx) + an.detect_hopping(ctx) + an.detect_spreading(ctx) + an.detect_debris_spatter(ctx, zs)
+            spreading = an.detect_spreading(ctx)
+            if spreading:  # the bare region and its edge are explained: keep other powder detectors out of it
+                ctx = replace(ctx, powder=ctx.powder & ~an.box_mask(gray.shape, spreading, 2 * margin))
+            streaks = an.detect_streaks(ctx)
+            texture = an.detect_hopping(ctx) + an.detect_debris_spatter(ctx, zs)
+            flags += spreading + streaks + an.drop_overlapping(texture, ("debris",), streaks, margin)
         reference = expected if expected is not None else prev
         flags += an.detect_elevation(ctx, zs, reference)
-        flags += an.detect_geometry(mask, reference, cfg, s, zs)
+        flags += an.detect_geometry(mask, reference, cfg, s, seg.feature)
         sr_flags, untrusted = an.detect_sr_uncertain(std, cfg, s)
         flags = an.suppress_untrusted(flags, untrusted) + sr_flags
         timings["detect"] = time.perf_counter() - t

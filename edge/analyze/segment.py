@@ -233,6 +233,7 @@ class Segmentation:
     polarity: int
     prompts: tuple[tuple[int, int], ...] = ()
     areas: tuple[int, ...] = field(default_factory=tuple)
+    feature: np.ndarray | None = None  # parts-high evidence map (robust sigmas) the masks were grown on
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -394,7 +395,7 @@ class Segmenter:
             failed = bool(expected_area_px)
         labels, k = ndimage.label(mask)
         areas = tuple(int(a) for a in ndimage.sum_labels(mask, labels, range(1, k + 1))) if k else ()
-        return Segmentation(mask, labels, it, failed, pol, tuple(used), areas)
+        return Segmentation(mask, labels, it, failed, pol, tuple(used), areas, feature)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
