@@ -122,7 +122,7 @@ def _test_wheel(good: Path, dest: Path, broken: bool) -> Path:
 
 def _bundle(dest: Path, tamper: bool = False) -> Path:
     """A small model bundle: files plus manifest.json mapping each relpath to its sha256."""
-    files = {"model.onnx": b"\x08\x07onnx-bytes" * 50, "sub/decoder.onnx": b"decoder" * 40}
+    files = {"sub/decoder.onnx": b"\x08\x07onnx-decoder" * 40}
     for rel, data in files.items():
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         (dest / rel).write_bytes(data)
@@ -266,7 +266,7 @@ def test_install_renders_validated_config_and_verified_model(fleet):
         secret = root / "secrets" / "mqtt_password"
         assert secret.read_text().strip() == VAULT_SECRET
         assert secret.stat().st_mode & 0o777 == 0o600
-        for rel_path in ("model.onnx", "sub/decoder.onnx", "manifest.json"):
+        for rel_path in ("sub/decoder.onnx", "manifest.json"):
             assert (rel / "model" / rel_path).read_bytes() == (fleet.bundle / rel_path).read_bytes()
         assert not (rel / "engines").exists()  # no GPU here: the TensorRT build is skipped
     assert VAULT_SECRET not in (fleet.inventory / "group_vars" / "all" / "vault.yml").read_text()
@@ -305,7 +305,7 @@ def test_bad_config_and_tampered_model_are_refused_before_use(fleet, tmp_path):
 
 
 def test_rolling_update_rolls_back_the_broken_host_only(fleet):
-    """update.yml to 2.0.0 one host at a time; box-c gets a release that crashes: it is rolled back and failed."""
+    """update.yml to 2.0.0 in batches of two; box-c (second batch) gets a release that crashes: rolled back, failed."""
     if not fleet.service:
         pytest.skip(fleet.no_service_reason)
     hv = fleet.inventory / "host_vars"
@@ -313,11 +313,12 @@ def test_rolling_update_rolls_back_the_broken_host_only(fleet):
     (hv / f"{BROKEN_HOST}.yml").write_text(f"lpbf_edge_wheel: {fleet.broken_wheel}\n")
     try:
         t0 = time.monotonic()
-        rc, out, recap = fleet.play("update.yml", "-e", "lpbf_edge_version=2.0.0", "-e", "lpbf_edge_serial=1",
+        rc, out, recap = fleet.play("update.yml", "-e", "lpbf_edge_version=2.0.0", "-e", "lpbf_edge_serial=2",
                                     "-e", "lpbf_edge_max_fail_percentage=50")
     finally:
         (hv / f"{BROKEN_HOST}.yml").unlink()
     assert rc != 0, out[-4000:]
+    assert out.count("PLAY [Update lpbf-edge (rolling)]") == 2  # serial: two batches
     assert recap[BROKEN_HOST]["failed"] == 1
     assert "Rolled back to 1.0.0" in out
     assert fleet.current(BROKEN_HOST) == "1.0.0"
@@ -346,7 +347,9 @@ def test_first_broken_host_stops_the_rollout(fleet):
         (hv / "box-a.yml").unlink()
     assert rc != 0 and recap["box-a"]["failed"] == 1
     assert fleet.current("box-a") == "2.0.0"
-    assert fleet.current("box-b") == "2.0.0" and not (fleet.root("box-b") / "releases" / "3.0.0").exists()
+    for h in ("box-b", "box-c"):
+        assert not (fleet.root(h) / "releases" / "3.0.0").exists()
+    assert fleet.current("box-b") == "2.0.0" and fleet.current("box-c") == "1.0.0"
 
 
 def test_rollback_to_previous_and_named_release(fleet):
