@@ -159,7 +159,8 @@ def detect_debris_spatter(ctx: LayerContext, zs: np.ndarray) -> list[AnomalyFlag
     flags: list[AnomalyFlag] = []
     n_spatter, spatter_sl = 0, []
     for sign in (1, -1):
-        hit = (sign * zs > cfg.blob_contrast) & ctx.powder
+        lo = min(cfg.blob_contrast, cfg.debris_contrast)
+        hit = (sign * zs > lo) & ctx.powder
         lab, n = ndimage.label(hit)
         if n == 0:
             continue
@@ -168,10 +169,11 @@ def detect_debris_spatter(ctx: LayerContext, zs: np.ndarray) -> list[AnomalyFlag
         for i, sl in enumerate(ndimage.find_objects(lab), start=1):
             area = int(areas[i])
             if area <= small:
-                n_spatter += 1
-                spatter_sl.append(sl)
-            elif area >= debris_min and not _line_like(sl):
-                score = float(peaks[i - 1]) / cfg.blob_contrast * np.sqrt(area / debris_min)
+                if peaks[i - 1] > cfg.blob_contrast:
+                    n_spatter += 1
+                    spatter_sl.append(sl)
+            elif area >= debris_min and not _line_like(sl) and peaks[i - 1] > cfg.debris_contrast:
+                score = float(peaks[i - 1]) / cfg.debris_contrast * np.sqrt(area / debris_min)
                 flags.append(_flag("debris", score, sl, area, cfg))
     density = n_spatter / max(ctx.powder.sum() / (s * s), 1.0) * 1e6  # particles per powder megapixel at ref size
     if density >= cfg.spatter_per_mpx:

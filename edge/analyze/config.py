@@ -55,6 +55,7 @@ class AnalyzeConfig(Section):
     elevation_rim_px: int = Field(6, ge=1, description="Width (px at ref_width_px) of the part-edge band searched for super-elevation.")
     elevation_contrast: float = Field(3.0, gt=0, description="Brightness (robust sigmas above powder) of proud material on a part for super_elevation.")
     elevation_min_area_px: int = Field(80, ge=1, description="Smallest bright edge region (px^2 at ref_width_px) flagged as super_elevation.")
+    debris_contrast: float = Field(3.5, gt=0, description="Smoothed brightness deviation (robust sigmas) of a debris blob on powder.")
     debris_min_area_px: int = Field(60, ge=1, description="Smallest debris blob (px^2 at ref_width_px).")
     spatter_max_area_px: int = Field(12, ge=1, description="Largest spatter particle (px^2 at ref_width_px).")
     spatter_per_mpx: float = Field(1200.0, gt=0, description="Spatter particles per powder megapixel (at ref_width_px) above which spatter is flagged.")
