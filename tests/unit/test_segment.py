@@ -120,3 +120,10 @@ def test_segment_cli_writes_same_size_masks_and_reports_bad_files(tmp_path):
     assert "broken.png" in res.output and "not a readable image" in res.output
     out = cv2.imread(str(tmp_path / "o" / "00007.png"), cv2.IMREAD_UNCHANGED)
     assert out.shape == img.shape and set(np.unique(out)) <= {0, 255} and (out == 255).mean() > 0.05
+
+
+def test_sam_checkpoint_missing_is_a_clear_error(tmp_path):
+    from edge.analyze.sam import SamUnavailableError
+
+    with pytest.raises(SamUnavailableError, match="does not exist"):
+        Segmenter(AnalyzeConfig(sam_checkpoint=str(tmp_path / "sam_vit_b.pth")))
