@@ -204,7 +204,8 @@ def detect_elevation(ctx: LayerContext, zs: np.ndarray, reference: np.ndarray | 
     return flags
 
 
-def detect_geometry(parts: np.ndarray, reference: np.ndarray | None, cfg: AnalyzeConfig, s: float, evidence: np.ndarray | None = None) -> list[AnomalyFlag]:
+def detect_geometry(parts: np.ndarray, reference: np.ndarray | None, cfg: AnalyzeConfig, s: float, evidence: np.ndarray | None = None,
+                    cad: bool = True) -> list[AnomalyFlag]:
     """Part geometry deviation against a reference mask (expected or previous layer): compact added or missing
     regions beyond the boundary tolerance. With `evidence` (the segmentation's parts-high feature map) each
     region must agree with the image: an addition looks like fused material, a dent looks like powder."""
@@ -221,6 +222,18 @@ def detect_geometry(parts: np.ndarray, reference: np.ndarray | None, cfg: Analyz
     flags = []
     for missing, cand in ((False, added & ~grown), (True, shrunk & ~parts)):
         opened = ndimage.binary_opening(cand, structure=disk(max(1, int(min_r))))
+        if not missing:  # a bulge grows out of an existing part; a separate new part is not a deviation
+            lab0, _ = ndimage.label(opened)
+            ref_lab, nref = ndimage.label(reference)
+            big = np.concatenate([[False], np.bincount(ref_lab.ravel())[1:] >= 4 * np.pi * min_r**2])[ref_lab]  # parts, not specks
+            ring = ndimage.binary_dilation(big, iterations=tol + 2)
+            touching = np.unique(lab0[ring & (lab0 > 0)])
+            opened = np.isin(lab0, touching[touching > 0])
+        if missing and not cad:
+            ref_lab, _ = ndimage.label(reference)
+            kept = np.asarray(ndimage.mean(parts, ref_lab, range(1, ref_lab.max() + 1)))
+            ended = np.concatenate([[False], kept < 0.5])[ref_lab]
+            opened &= ~ended
         lab, n = ndimage.label(opened)
         for i, sl in enumerate(ndimage.find_objects(lab), start=1):
             comp = lab[sl] == i

@@ -141,7 +141,8 @@ class LayerAnalyzer:
         flags: list[AnomalyFlag] = an.detect_laser(gray, cfg, s)
         expected = self.expected_mask(layer, gray.shape)
         prev = self.history.previous_mask(gray.shape)
-        exp_area = float(expected.sum()) if expected is not None else (float(prev.sum()) if prev is not None and prev.any() else None)
+        # the paper's area loop needs a known expected area (CAD); a previous layer is no such thing when parts start or end
+        exp_area = float(expected.sum()) if expected is not None else None
         t = time.perf_counter()
         seg = self.segmenter.segment(np.where(gray >= cfg.laser_saturation, np.median(gray), gray), exp_area or None, region=expected)
         timings["segment"] = time.perf_counter() - t
@@ -172,7 +173,7 @@ class LayerAnalyzer:
             flags += spreading + streaks + an.drop_overlapping(texture, ("debris",), streaks, margin)
         reference = expected if expected is not None else prev
         flags += an.detect_elevation(ctx, zs, reference)
-        flags += an.detect_geometry(mask, reference, cfg, s, seg.feature)
+        flags += an.detect_geometry(mask, reference, cfg, s, seg.feature, cad=expected is not None)
         sr_flags, untrusted = an.detect_sr_uncertain(std, cfg, s)
         flags = an.suppress_untrusted(flags, untrusted) + sr_flags
         timings["detect"] = time.perf_counter() - t
