@@ -152,6 +152,9 @@ class LayerAnalyzer:
         t = time.perf_counter()
         margin = max(1, int(round(cfg.part_margin_px * s)))
         outline = mask | expected if expected is not None else mask
+        for m in self.history.masks[-3:] if expected is None else []:  # without CAD: a part seen lately is not powder
+            if m.shape == mask.shape:
+                outline = outline | m
         parts_grown = ndimage.binary_dilation(outline, iterations=margin) if outline.any() else outline
         sat = gray >= cfg.laser_saturation
         powder = ~parts_grown & ~ndimage.binary_dilation(sat, iterations=margin) & ~corner_mask(gray.shape, cfg.ignore_corner_frac)
