@@ -37,7 +37,8 @@ def scan_modulation(
     q, r = hex_islands(n, radius, tuple(rng.uniform(0, 2 * radius, 2)), step)
     parity = ((q + 2 * r) % 2).astype(np.uint8)
     # per-island brightness from a hash of its indices (islands are scanned at different times)
-    h = ((q * 73856093) ^ (r * 19349663) ^ (layer * 83492791)) & 1023
+    q64, r64 = q.astype(np.int64), r.astype(np.int64)
+    h = ((q64 * 73856093) ^ (r64 * 19349663) ^ ((layer * 83492791) & 0x7FFFFFFF)) & 1023
     island = (h.astype(np.float32) / 1023.0 - 0.5) * 0.16
     if step > 1:
         parity = cv2.resize(parity, (n, n), interpolation=cv2.INTER_NEAREST)[:n, :n]

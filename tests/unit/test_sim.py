@@ -178,3 +178,9 @@ def test_scan_islands_are_about_island_mm_and_hatch_turns_each_layer():
 
     turn = (angle(2) - angle(1)) % 180
     assert min(abs(turn - 67), abs(turn - 67 - 90), abs(turn - 67 + 90)) < 6  # 67° per layer (90° ambiguity of islands)
+
+
+def test_tall_builds_render_past_layer_25_without_integer_overflow():
+    plan = plan_build(60, 5, SimConfig(hr_size_px=256))
+    a, b = render_layer(plan, 59, cameras=False), render_layer(plan, 60, cameras=False)
+    assert a.hr.shape == (256, 256) and not np.array_equal(a.hr, b.hr)
