@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 _KEYS = {"kind", "in_channels", "latent_channels", "block_out_channels", "layers_per_block", "norm_num_groups",
-         "num_vq_embeddings"}
+         "num_vq_embeddings", "lowpass_skip"}
 
 
 def _check(arch: dict) -> None:
@@ -47,13 +48,44 @@ class ImageAutoencoder(nn.Module):
             self.net = VQModel(**common, num_vq_embeddings=int(arch.get("num_vq_embeddings", 256)))
         self.factor = 2 ** (len(chans) - 1)
         self.latent_channels = common["latent_channels"]
+        self.skip = bool(arch.get("lowpass_skip", False))
+        if self.skip:
+            self._init_residual()
+
+    def _init_residual(self) -> None:
+        """With the low-pass skip the nets start as the identity on it: zero decoder output, near-zero posterior noise."""
+        nn.init.zeros_(self.net.decoder.conv_out.weight)
+        nn.init.zeros_(self.net.decoder.conv_out.bias)
+        qc = getattr(self.net, "quant_conv", None)
+        if self.kind == "kl" and qc is not None:
+            c = self.latent_channels
+            with torch.no_grad():
+                qc.weight[:c].zero_()
+                qc.bias[:c].zero_()
+                qc.bias[c:].fill_(-10.0)
+
+    def _down(self, x: torch.Tensor) -> torch.Tensor:
+        """Area (box) downsampling by the autoencoder factor: the low-pass carried in latent channel 0."""
+        return F.avg_pool2d(x, self.factor) if self.factor > 1 else x
+
+    def _up(self, z0: torch.Tensor) -> torch.Tensor:
+        """Bicubic upsampling of latent channel 0 back to image size (A=-0.75, as OpenCV)."""
+        if self.factor == 1:
+            return z0
+        return F.interpolate(z0, scale_factor=self.factor, mode="bicubic", align_corners=False)
+
+    def _add_skip(self, mean: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Latent mean plus the box-downsampled image in channel 0 (when lowpass_skip)."""
+        if not self.skip:
+            return mean
+        return torch.cat([mean[:, :1] + self._down(x), mean[:, 1:]], dim=1)
 
     def encode_dist(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, logvar) of the posterior for a KL model; (pre-quantisation latent, zeros) for VQ."""
         if self.kind == "kl":
             d = self.net.encode(x).latent_dist
-            return d.mean, d.logvar
-        h = self.net.encode(x).latents
+            return self._add_skip(d.mean, x), d.logvar
+        h = self._add_skip(self.net.encode(x).latents, x)
         return h, torch.zeros_like(h)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,8 +95,10 @@ class ImageAutoencoder(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Decode a latent (VQ latents are quantised first) to an image in [-1, 1] range (not clamped)."""
         if self.kind == "kl":
-            return self.net.decode(z).sample
-        return self.net.decode(z, force_not_quantize=False).sample
+            out = self.net.decode(z).sample
+        else:
+            out = self.net.decode(z, force_not_quantize=False).sample
+        return out + self._up(z[:, :1]) if self.skip else out
 
     def forward(self, x: torch.Tensor, sample: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Reconstruction plus (mean, logvar); samples the posterior when `sample` (KL only)."""
@@ -72,9 +106,7 @@ class ImageAutoencoder(nn.Module):
         z = mean
         if sample and self.kind == "kl":
             z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
-        if self.kind == "vq":
-            return self.net.decode(z).sample, mean, logvar
-        return self.net.decode(z).sample, mean, logvar
+        return self.decode(z), mean, logvar
 
     def vq_loss(self, h: torch.Tensor) -> torch.Tensor:
         """Commitment + codebook loss of the VQ quantiser for encoding h (0 for KL)."""

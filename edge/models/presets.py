@@ -12,6 +12,7 @@ HR_AE_SMALL = {
     "block_out_channels": [32, 64, 64],
     "layers_per_block": 1,
     "norm_num_groups": 16,
+    "lowpass_skip": True,
 }
 # LR encoder: 1-channel LR image -> 4-channel condition on the same grid (1 level, no down-sampling).
 LR_AE_SMALL = {
@@ -21,6 +22,7 @@ LR_AE_SMALL = {
     "block_out_channels": [32],
     "layers_per_block": 1,
     "norm_num_groups": 16,
+    "lowpass_skip": True,
 }
 # Conditional denoiser: noisy HR latent (4) ++ LR condition (4) -> 4 channels.
 UNET_SMALL = {

@@ -104,6 +104,25 @@ def register(app: typer.Typer) -> None:
         path = train_latent(cfg, "regression", resume=not fresh, log_file=log)
         typer.echo(f"regression model written to {path}")
 
+    @train_app.command("bundle")
+    def bundle(
+        out: Path = typer.Option(..., "--out", help="Bundle directory to write (e.g. models/default)."),
+        ae: Path = typer.Option(..., "--ae", help="ae.pt of `train autoencoder`."),
+        diffusion: Path = typer.Option(..., "--diffusion", help="best.pt (or final.pt) of `train diffusion`."),
+        regression: Path | None = typer.Option(None, "--regression", help="best.pt of `train regression` (optional)."),
+        decoder: Path | None = typer.Option(None, "--decoder", help="ae.pt of a --decoder-only fine-tune (optional)."),
+        model_id: str | None = typer.Option(None, "--model-id", help="Model id (default lpbf-sr-x<scale>-<preset>-<date>)."),
+        sampler: str = typer.Option("dpmpp_2m", "--sampler", help="Default fast sampler: dpmpp_2m | ddim | ddpm."),
+        steps: int = typer.Option(15, "--steps", help="Default fast sampler steps."),
+        exporter: str = typer.Option("dynamo", "--exporter", help="ONNX exporter: dynamo | legacy."),
+    ) -> None:
+        """Export ONNX graphs + safetensors and write manifest.json with every file's sha256."""
+        from edge.train.bundle import build_bundle
+
+        b = build_bundle(out, ae, diffusion, regression, decoder, model_id,
+                         {"name": sampler, "steps": steps, "init": "noise"}, exporter=exporter)
+        typer.echo(f"bundle {b.model_id} written to {b.path}")
+
     app.add_typer(train_app, name="train")
 
 

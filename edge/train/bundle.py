@@ -1,0 +1,119 @@
+"""Assemble a model bundle (ONNX + safetensors + manifest) from training checkpoints via edge.sr's writer."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from edge.models import CondDenoiser, ImageAutoencoder, RegressionNet
+from edge.train.common import load_checkpoint
+
+
+def _read_command(run: Path) -> str | None:
+    """The command line recorded in a run folder (command.txt), if any."""
+    f = run / "command.txt"
+    return f.read_text().strip() if f.is_file() else None
+
+
+def _autoencoders(ae_pt: Path, decoder_pt: Path | None) -> tuple[ImageAutoencoder, ImageAutoencoder, dict, dict]:
+    """HR/LR autoencoders from ae.pt, with the HR decoder from a decoder-only fine-tune when given."""
+    ae = load_checkpoint(ae_pt)
+    hr, lr = ImageAutoencoder(ae["arch"]["hr_ae"]), ImageAutoencoder(ae["arch"]["lr_ae"])
+    hr.load_state_dict(ae["hr"])
+    lr.load_state_dict(ae["lr"])
+    info = {"ae": {"path": str(ae_pt), "step": ae["step"], "wall_s": round(ae["wall_s"], 1)}}
+    if decoder_pt is not None:
+        dec = load_checkpoint(decoder_pt)
+        enc_keys = [k for k in ae["hr"] if not k.startswith(("decoder.", "net.decoder.", "net.post_quant_conv."))]
+        if any(not torch.equal(ae["hr"][k], dec["hr"][k]) for k in enc_keys):
+            raise ValueError(f"{decoder_pt}: its HR encoder differs from {ae_pt}; it is not a decoder-only fine-tune of it")
+        hr.load_state_dict(dec["hr"])
+        info["decoder_finetune"] = {"path": str(decoder_pt), "step": dec["step"], "wall_s": round(dec["wall_s"], 1)}
+    return hr.eval(), lr.eval(), ae, info
+
+
+def build_bundle(out: Path, ae_pt: Path, diffusion_pt: Path, regression_pt: Path | None = None,
+                 decoder_pt: Path | None = None, model_id: str | None = None, sampler: dict | None = None,
+                 metrics: dict | None = None, data: dict | None = None, exporter: str = "dynamo",
+                 reuse: tuple[str, ...] = ()):
+    """Export the four graphs (+ regression) and write a verified bundle into `out`.
+
+    Graphs named in `reuse` whose ONNX file already exists in `out` are not exported again (their
+    safetensors are rewritten from the given checkpoints): the slow dynamo export can be staged.
+    """
+    from edge.sr.bundle import load_bundle, write_bundle
+    from edge.sr.export import export_bundle_graphs, save_weights
+    from edge.sr.torch_modules import graph_modules
+
+    hr, lr, ae, info = _autoencoders(ae_pt, decoder_pt)
+    diff = load_checkpoint(diffusion_pt)
+    if diff.get("kind") != "diffusion-ema":
+        raise ValueError(f"{diffusion_pt}: not a denoiser export (best.pt/final.pt of `train diffusion`)")
+    if diff["scales"] != ae["scales"]:
+        raise ValueError(f"{diffusion_pt}: trained on latents scaled {diff['scales']}, but {ae_pt} has {ae['scales']}")
+    den = CondDenoiser(diff["arch"])
+    den.load_state_dict(diff["net"])
+    reg = None
+    if regression_pt is not None:
+        r = load_checkpoint(regression_pt)
+        reg = RegressionNet(r["arch"])
+        reg.load_state_dict(r["net"])
+        info["regression"] = {"path": str(regression_pt), "step": r["step"], "wall_s": round(r["wall_s"], 1),
+                              "val": r.get("val")}
+    cfg = diff["cfg"]
+    lr_patch = int(cfg["lr_size"])
+    scale = int(cfg["scale"])
+    C = int(diff["arch"]["latent_channels"])
+    runs = {"autoencoder": ae_pt.parent, "diffusion": diffusion_pt.parent}
+    if decoder_pt is not None:
+        runs["decoder_finetune"] = decoder_pt.parent
+    if regression_pt is not None:
+        runs["regression"] = regression_pt.parent
+    manifest = {
+        "model_id": model_id or f"lpbf-sr-x{scale}-{cfg['preset']}-{time.strftime('%Y%m%d')}",
+        "scale": scale,
+        "latent_channels": C,
+        "latent_shape": [C, lr_patch, lr_patch],
+        "lr_patch": lr_patch,
+        "hr_patch": lr_patch * scale,
+        "latent_scale_factor": float(ae["scales"]["latent_scale_factor"]),
+        "lr_latent_scale_factor": float(ae["scales"]["cond_scale_factor"]),
+        "schedule": {"kind": cfg["schedule"], "timesteps": int(cfg["timesteps"])},
+        "prediction": cfg["prediction"],
+        "sampler": sampler or {"name": "dpmpp_2m", "steps": 15, "init": "noise"},
+        "reference": {"name": "ddpm", "steps": int(cfg["timesteps"])},
+        "arch": {"hr_ae": ae["arch"]["hr_ae"], "lr_ae": ae["arch"]["lr_ae"], "unet": diff["arch"]},
+        "training": {
+            "data": data or {"sims": cfg["sims"], "realdata": cfg["realdata"], "holdout_builds": cfg["holdout_builds"],
+                             "holdout_photos": cfg["holdout_photos"], "val_photos": cfg["val_photos"]},
+            "command": {k: _read_command(v) for k, v in runs.items()},
+            "steps": {"diffusion": diff["step"], **{k: v["step"] for k, v in info.items()}},
+            "wall_s": {"diffusion": round(diff["wall_s"], 1), **{k: v["wall_s"] for k, v in info.items()}},
+            "seed": cfg["seed"],
+            "device": "cpu (2 shared cores)",
+        },
+        "metrics": {"validation": {"diffusion": diff.get("val"), **({"regression": info["regression"]["val"]}
+                                                                 if "regression" in info else {})},
+                    **(metrics or {})},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    mods = graph_modules(hr, lr, den, manifest["latent_scale_factor"], manifest["lr_latent_scale_factor"], reg)
+    todo = {k: m for k, m in mods.items() if not (k in reuse and (out / f"{k}.onnx").is_file())}
+    export_bundle_graphs(todo, out, lr_patch=lr_patch, scale=scale, latent_channels=C, exporter=exporter)  # type: ignore[arg-type]
+    for k, m in mods.items():
+        if k not in todo:
+            save_weights(m, out / f"{k}.safetensors")
+    write_bundle(out, manifest)
+    return load_bundle(out)
+
+
+def update_metrics(bundle_dir: Path, metrics: dict) -> None:
+    """Merge `metrics` into a bundle's manifest and re-hash it (edge.sr.bundle.write_bundle)."""
+    from edge.sr.bundle import MANIFEST, write_bundle
+
+    m = json.loads((bundle_dir / MANIFEST).read_text())
+    m["metrics"] = {**m.get("metrics", {}), **metrics}
+    write_bundle(bundle_dir, m)

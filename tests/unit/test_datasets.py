@@ -1,0 +1,117 @@
+"""Datasets: leak-free splits (layer, part, photo, hold-out build), patch pairing, determinism, bad files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.data.datasets import (DataError, DegradeMix, PartDataset, PatchDataset, SplitSpec, load_sources,
+                                patch_units, photo_sources, random_subcrop, read_gray, sim_source)
+from edge.data.degrade import paper_degrade
+
+
+def _fake_build(d: Path, layers: int, seed: int) -> Path:
+    """A tiny sim build in the generator's layout: hr/ 128^2, lr/ 32^2, masks/ with two parts."""
+    rng = np.random.default_rng(seed)
+    for sub in ("hr", "lr", "masks"):
+        (d / sub).mkdir(parents=True)
+    (d / "build.json").write_text(json.dumps({"format": "lpbf-edge-sim-build/1", "scale": 4}))
+    for k in range(1, layers + 1):
+        hr = rng.integers(60, 200, (128, 128), dtype=np.uint8)
+        m = np.zeros((128, 128), np.uint8)
+        m[10:40, 10:50], m[70:120, 60:100] = 1, 2
+        cv2.imwrite(str(d / "hr" / f"{k:05d}.png"), hr)
+        cv2.imwrite(str(d / "lr" / f"{k:05d}.png"), cv2.resize(hr, (32, 32), interpolation=cv2.INTER_AREA))
+        cv2.imwrite(str(d / "masks" / f"{k:05d}.png"), m)
+    return d
+
+
+@pytest.fixture
+def sources(tmp_path: Path):
+    b1, b2 = _fake_build(tmp_path / "b1", 12, 1), _fake_build(tmp_path / "b2", 6, 2)
+    photos = tmp_path / "photos"
+    (photos / "pblm").mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    for name in ("a.png", "held.png", "val.png"):
+        cv2.imwrite(str(photos / name), rng.integers(0, 255, (160, 200, 3), dtype=np.uint8))  # colour -> gray
+    cv2.imwrite(str(photos / "pblm" / "p.jpg"), rng.integers(0, 255, (300, 300), dtype=np.uint8))
+    spec = SplitSpec(holdout_builds=("b2",), holdout_photos=("held.png",), val_photos=("val.png",), val_every=4)
+    return load_sources([b1, b2], photos), spec
+
+
+def test_patch_splits_leak_nothing(sources):
+    srcs, spec = sources
+    units = {s: {(u.name, k) for u, k in patch_units(srcs, spec, s)} for s in ("train", "val", "holdout")}
+    assert not (units["train"] & units["val"]) and not (units["train"] & units["holdout"])
+    assert not (units["val"] & units["holdout"])
+    assert sum(map(len, units.values())) == 12 + 6 + 4  # every unit in exactly one split
+    assert {n for n, _ in units["holdout"]} == {"b2", "held.png"}  # the hold-out build and photo, entirely
+    assert {(n, k) for n, k in units["val"] if n == "b1"} == {("b1", 4), ("b1", 8), ("b1", 12)}  # split by layer
+    photo_splits = {n: s for s, us in units.items() for n, _ in us if n.endswith((".png", ".jpg"))}
+    assert photo_splits == {"a.png": "train", "p.jpg": "train", "val.png": "val", "held.png": "holdout"}
+
+
+def test_part_split_keeps_each_part_in_one_split(sources):
+    srcs, spec = sources
+    seen: dict[tuple[str, int], str] = {}
+    total = 0
+    for split in ("train", "val", "holdout"):
+        ds = PartDataset(srcs, split, spec, size=64)
+        total += len(ds)
+        for src, _, lab in ds.items:
+            assert seen.setdefault((src.name, lab), split) == split
+    assert total == (12 + 6) * 2
+    item = PartDataset(srcs, "holdout", spec, size=64)[0]
+    assert item["hr"].shape == (64, 64) and item["lr"].shape == (16, 16)
+
+
+def test_patches_pair_lr_and_hr(sources):
+    srcs, spec = sources
+    ds = PatchDataset(srcs, "train", spec, per_unit=3, lr_patch=16, mix=DegradeMix(sim_native=1.0, paper=1.0))
+    for i in range(len(ds)):
+        it = ds[i]
+        assert it["lr"].shape == (16, 16) and it["hr"].shape == (64, 64) and it["lr"].dtype == np.uint8
+        src, layer = ds.unit_of(i)
+        if it["degrade"] == "native":  # the build's own LR at the same place
+            lr_img = read_gray(src.path / "lr" / f"{layer:05d}.png")
+            assert np.array_equal(it["lr"], lr_img[it["y"]:it["y"] + 16, it["x"]:it["x"] + 16])
+        else:
+            assert it["degrade"] == "paper" and np.array_equal(it["lr"], paper_degrade(it["hr"], 4, 3))
+    assert {ds[i]["degrade"] for i in range(len(ds))} == {"native", "paper"}
+
+
+def test_patches_are_deterministic_per_seed_and_epoch(sources):
+    srcs, spec = sources
+    a, b = PatchDataset(srcs, "train", spec, lr_patch=16, seed=5), PatchDataset(srcs, "train", spec, lr_patch=16, seed=5)
+    assert all(np.array_equal(a[i]["hr"], b[i]["hr"]) for i in range(0, len(a), 7))
+    b.set_epoch(1)
+    assert any(not np.array_equal(a[i]["hr"], b[i]["hr"]) for i in range(0, len(a), 7))
+
+
+def test_subcrop_matches_scale():
+    lr, hr = np.arange(24 * 24).reshape(24, 24), np.arange(96 * 96).reshape(96, 96)
+    slr, shr = random_subcrop(lr, hr, 8, 4, np.random.default_rng(0))
+    y, x = divmod(int(slr[0, 0]), 24)
+    assert slr.shape == (8, 8) and shr.shape == (32, 32) and shr[0, 0] == hr[4 * y, 4 * x]
+
+
+def test_bad_files_name_the_file(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(DataError, match="broken.png"):
+        read_gray(bad)
+    with pytest.raises(DataError, match="no build.json"):
+        sim_source(tmp_path)
+    with pytest.raises(DataError, match="not found"):
+        photo_sources(tmp_path / "nope")
+
+
+def test_real_photographs_are_indexed(realdata):
+    srcs = photo_sources(realdata)
+    names = {s.name: s for s in srcs}
+    assert "S05.jpg" in names and names["S05.jpg"].prescale == 1
+    assert all(s.prescale == 2 for s in srcs if s.path.parent.name == "pblm")

@@ -1,0 +1,154 @@
+"""Training: losses, one step lowers the loss, exact checkpoint resume, DDP (gloo, world 1), schedule parity."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edge.train.autoencoder import AETrainer  # noqa: E402
+from edge.train.common import load_checkpoint, save_checkpoint  # noqa: E402
+from edge.train.config import TrainConfig  # noqa: E402
+from edge.train.diffusion import LatentTrainer, diffusion_target, make_scheduler  # noqa: E402
+from edge.train.losses import fft_amplitude_loss, hinge_d_loss, wavelet_stats_loss  # noqa: E402
+
+TINY_AE = {"hr_ae": {"kind": "kl", "in_channels": 1, "latent_channels": 4, "block_out_channels": [8, 8, 8],
+                     "layers_per_block": 1, "norm_num_groups": 4, "lowpass_skip": True},
+           "lr_ae": {"kind": "kl", "in_channels": 1, "latent_channels": 4, "block_out_channels": [8],
+                     "layers_per_block": 1, "norm_num_groups": 4, "lowpass_skip": True},
+           "unet": {"latent_channels": 4, "cond_channels": 4, "block_out_channels": [16, 16], "layers_per_block": 1,
+                    "norm_num_groups": 4, "attention": False, "num_train_timesteps": 200}}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one intra-op thread avoids OpenMP spin contention on a shared 2-core box."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+
+def _batch(seed=0, n=2, s=8):
+    g = torch.Generator().manual_seed(seed)
+    hr = torch.rand(n, 1, 4 * s, 4 * s, generator=g) * 2 - 1
+    return torch.nn.functional.avg_pool2d(hr, 4), hr
+
+
+@pytest.fixture
+def ae_pt(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    tr = AETrainer(TrainConfig(arch=TINY_AE))
+    tr.scales = {"latent_scale_factor": 2.0, "cond_scale_factor": 3.0}
+    save_checkpoint(tmp_path / "ae.pt", tr.export_weights())
+    return tmp_path / "ae.pt"
+
+
+def test_texture_losses_see_missing_detail():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 32, 32, generator=g)
+    blur = torch.nn.functional.avg_pool2d(x, 3, 1, 1)
+    assert fft_amplitude_loss(x, x).item() == 0 and wavelet_stats_loss(x, x).item() == 0
+    assert fft_amplitude_loss(blur, x) > 0.1 and wavelet_stats_loss(blur, x) > 0.1
+    assert hinge_d_loss(torch.full((4,), 2.0), torch.full((4,), -2.0)).item() == 0
+    assert hinge_d_loss(torch.zeros(4), torch.zeros(4)).item() == 2
+
+
+def test_autoencoder_steps_lower_the_loss():
+    torch.manual_seed(0)
+    tr = AETrainer(TrainConfig(arch=TINY_AE, lr=2e-3, gan_start=100, fft_weight=0.0, wavelet_weight=0.0))
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    hr = (0.6 * torch.sin(2.2 * xx) * torch.cos(1.9 * yy))[None, None].repeat(2, 1, 1, 1)  # detail the low-pass misses
+    lr = torch.nn.functional.avg_pool2d(hr, 4)
+
+    def rec_l1():
+        with torch.no_grad():
+            return (tr.hr.decode(tr.hr.encode(hr)) - hr).abs().mean().item()
+
+    before = rec_l1()
+    for _ in range(20):
+        tr.train_step(lr, hr)
+    assert rec_l1() < 0.9 * before and tr.step_no == 20
+
+
+def test_autoencoder_resume_is_exact(tmp_path):
+    torch.manual_seed(0)
+    cfg = TrainConfig(arch=TINY_AE, gan_start=1)
+    a = AETrainer(cfg)
+    lr, hr = _batch()
+    a.train_step(lr, hr)
+    save_checkpoint(tmp_path / "last.pt", a.state())
+    want = a.train_step(lr, hr)
+    b = AETrainer(cfg)
+    b.load(load_checkpoint(tmp_path / "last.pt"))
+    assert b.step_no == 1
+    got = b.train_step(lr, hr)
+    assert got == want  # same weights, optimiser moments and RNG stream -> bit-identical losses
+    for p, q in zip(a.hr.parameters(), b.hr.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_decoder_only_keeps_the_encoder(ae_pt):
+    tr = AETrainer(TrainConfig(init_from=str(ae_pt), decoder_only=True, gan_start=0, lr=1e-2))
+    enc = [p.clone() for p in tr.hr.net.encoder.parameters()]
+    dec = [p.clone() for p in tr.hr.net.decoder.parameters()]
+    tr.train_step(*_batch())
+    assert all(torch.equal(a, b) for a, b in zip(enc, tr.hr.net.encoder.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(dec, tr.hr.net.decoder.parameters()))
+    assert tr.scales == {"latent_scale_factor": 2.0, "cond_scale_factor": 3.0}
+
+
+@pytest.mark.parametrize("mode", ["diffusion", "regression"])
+def test_latent_steps_lower_the_loss_and_resume_exactly(ae_pt, tmp_path, mode):
+    torch.manual_seed(0)
+    cfg = TrainConfig(ae=str(ae_pt), arch=TINY_AE, lr=3e-3)
+    tr = LatentTrainer(cfg, mode)
+    c, z = tr.encode(*_batch(1, 4))
+    t, noise = torch.tensor([20, 60, 120, 180]), torch.randn(z.shape, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        before = tr.loss(tr.net, c, z, t, noise).item()
+    for _ in range(10):
+        tr.train_step(c, z)
+    with torch.no_grad():
+        assert tr.loss(tr.net, c, z, t, noise).item() < before
+    save_checkpoint(tmp_path / "l.pt", tr.state())
+    want = tr.train_step(c, z)
+    tr2 = LatentTrainer(cfg, mode)
+    tr2.load(load_checkpoint(tmp_path / "l.pt"))
+    assert tr2.train_step(c, z) == want
+
+
+def test_ddp_gloo_world_of_one(ae_pt):
+    from torch.nn.parallel import DistributedDataParallel
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        tr = LatentTrainer(TrainConfig(ae=str(ae_pt), arch=TINY_AE, lr=3e-3), "diffusion")
+        ddp = DistributedDataParallel(tr.net)
+        c, z = tr.encode(*_batch(1, 4))
+        losses = [tr.train_step(c, z, ddp) for _ in range(3)]
+        assert all(np.isfinite(losses)) and tr.step_no == 3
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_training_schedule_matches_the_runtime_schedule():
+    from edge.sr.schedule import Schedule, to_v
+
+    for kind in ("cosine", "linear"):
+        sch = make_scheduler(kind, 200, "v_prediction")
+        np.testing.assert_allclose(sch.alphas_cumprod.double().numpy(), Schedule.make(kind, 200).alphas_cumprod,
+                                   rtol=1e-5, atol=1e-7)
+    sch = make_scheduler("cosine", 200, "v_prediction")
+    x0, eps, t = torch.randn(1, 4, 2, 2), torch.randn(1, 4, 2, 2), torch.tensor([73])
+    v = diffusion_target(sch, x0, eps, t, "v_prediction")
+    np.testing.assert_allclose(v.numpy(), to_v(x0.numpy(), eps.numpy(), float(sch.alphas_cumprod[73])), atol=1e-5)
