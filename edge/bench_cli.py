@@ -460,8 +460,10 @@ def plan_combos(manifest: dict, extras: dict, quick: bool, bf16: bool) -> tuple[
             combos.append(Combo(f"{b} student{k}", b, "ddim", k, student=path))
             if light:
                 combos.append(Combo(f"{b} student{k} + light decoder", b, "ddim", k, student=path, decoder=light))
-        combos.append(Combo(f"ort fused student{k} + light decoder" if light else f"ort fused student{k}", "ort", "ddim",
-                            k, student=path, decoder=light, fused=True))
+        combos.append(Combo(f"ort fused student{k}", "ort", "ddim", k, student=path, fused=True))
+        if light:
+            combos.append(Combo(f"ort fused student{k} + light decoder", "ort", "ddim", k, student=path, decoder=light,
+                                fused=True))
     if light:
         combos.append(Combo("ort fused dpmpp_2m10 + light decoder", "ort", "dpmpp_2m", 10, decoder=light, fused=True))
     fast = manifest.get("fast_path", {}).get("bench_name", fast) if isinstance(manifest.get("fast_path"), dict) else fast

@@ -48,7 +48,7 @@ def test_plan_combos_reference_fast_and_extras(tmp_path):
     ex = _extras(tmp_path, MAN, tmp_path)
     assert len(ex["student"]) == 1 and len(ex["decoder"]) == 1
     names = [c.name for c in plan_combos(MAN, ex, quick=True, bf16=False)[1]]
-    assert "ort student2 + light decoder" in names and "ort fused student2 + light decoder" in names
+    assert {"ort student2 + light decoder", "ort fused student2", "ort fused student2 + light decoder"} <= set(names)
 
 
 def test_graph_chunks_to_static_batch():
