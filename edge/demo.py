@@ -146,6 +146,21 @@ def _overlay(d: Path, flags: list[dict], state: str, size: int = 256) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode() if ok else ""
 
 
+def _detail(d: Path, size: int = 256) -> str:
+    """Side by side at full SR resolution: an LR crop (pixels enlarged) and the same SR crop, as a data URI."""
+    lr = cv2.imread(str(d / "lr.png"), cv2.IMREAD_GRAYSCALE)
+    sr = cv2.imread(str(d / "sr.png"), cv2.IMREAD_GRAYSCALE)
+    if lr is None or sr is None or sr.shape[0] % lr.shape[0]:
+        return ""
+    s = sr.shape[0] // lr.shape[0]
+    c = max(1, size // s)
+    y, x = (lr.shape[0] - c) // 2, (lr.shape[1] - c) // 2
+    left = cv2.resize(lr[y:y + c, x:x + c], (c * s, c * s), interpolation=cv2.INTER_NEAREST)
+    right = sr[y * s:(y + c) * s, x * s:(x + c) * s]
+    ok, buf = cv2.imencode(".png", np.hstack([left, np.full((left.shape[0], 4), 255, np.uint8), right]))
+    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode() if ok else ""
+
+
 def write_summary(out: Path, archive_root: Path, job: str, rows: list[dict], header: dict) -> Path:
     """Self-contained HTML: per layer LR and SR thumbnails, state, flags, timings, MQTT verification."""
     css = ("body{font-family:sans-serif;margin:2em}img{display:block}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px;"
@@ -158,11 +173,12 @@ def write_summary(out: Path, archive_root: Path, job: str, rows: list[dict], hea
         imgs = "".join(f"<td><img src='{_thumb(d / f'{k}.png')}' alt='{k}'></td>" if (d / f"{k}.png").exists() else "<td>-</td>"
                        for k in ("lr", "sr"))
         imgs += f"<td><img src='{_overlay(d, r['flags'], r['state'])}' alt='flags'></td>"
+        imgs += f"<td><img src='{_detail(d)}' alt='detail'></td>" if (d / "sr.png").exists() else "<td>-</td>"
         trs.append(f"<tr><td>{r['layer']}</td><td class='{r['state']}'>{r['state']}</td>{imgs}<td>{flags}</td>"
                    f"<td>{'<br>'.join(f'{html.escape(k)} {v:.2f}' for k, v in r['timings'].items())}</td><td>{'yes' if r['verified'] else 'NO'}</td></tr>")
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>lpbf-edge demo</title><style>{css}</style></head><body>"
            f"<h1>lpbf-edge demo: simulated build</h1><ul>{head}</ul><table><tr><th>layer</th><th>state</th><th>LR</th><th>SR</th>"
-           f"<th>parts and flags</th><th>flags</th><th>timings (s)</th><th>received over MQTT, sha256 ok</th></tr>{''.join(trs)}</table>"
+           f"<th>parts and flags</th><th>plate centre at SR pitch: LR | SR</th><th>flags</th><th>timings (s)</th><th>received over MQTT, sha256 ok</th></tr>{''.join(trs)}</table>"
            "</body></html>")
     path = out / "summary.html"
     path.write_text(doc, encoding="utf-8")
