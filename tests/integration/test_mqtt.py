@@ -84,9 +84,10 @@ def test_broker_down_then_back_delivers_everything_in_order(tmp_path, mosquitto,
     broker.start()
     assert pub.wait_drained(20), pub.stats()
     want = [(m.topic, m.payload) for m in sent if m.kind != "latest"]
-    assert sub.wait_for(lambda ms: len(ms) >= len(want), 15)
+    assert sub.wait_for(lambda ms: len(ms) >= len(want), 15), (len(sub.messages), len(want), broker.log.read_text()[-2000:])
     pub.stop()
-    assert [(m.topic, m.payload) for m in sub.messages] == want
+    got = [(m.topic, m.payload) for m in sub.messages]
+    assert got == want, [t for t, _ in got]
 
 
 def test_acl_denied_topic_is_reported_and_kept(tmp_path, mosquitto, subscribe):
