@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -366,8 +367,6 @@ def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: i
 
 def register_distill(train_app) -> None:
     """Add `distill decoder|student` under the `train` command group."""
-    from pathlib import Path
-
     import typer
 
     app = typer.Typer(help="Distil a light HR decoder or a 1-4 step student from a trained bundle.",
@@ -384,7 +383,13 @@ def register_distill(train_app) -> None:
         """Light HR decoder distilled from the full one; reports PSNR light-vs-full and time per tile."""
         import json
 
-        typer.echo(json.dumps(distill_decoder_cmd(model, out, minutes, width, tiles, seed, ae), indent=2))
+        from edge.sr.bundle import BundleError
+
+        try:
+            typer.echo(json.dumps(distill_decoder_cmd(model, out, minutes, width, tiles, seed, ae), indent=2))
+        except BundleError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
 
     @app.command("student")
     def student(model: Path = typer.Option(Path("models/default"), help="Teacher model bundle."),
@@ -397,6 +402,12 @@ def register_distill(train_app) -> None:
         """SinSR-style deterministic few-step student regressing the teacher's DDIM ODE map."""
         import json
 
-        typer.echo(json.dumps(distill_student_cmd(model, out, minutes, steps, tiles, teacher_steps, seed), indent=2))
+        from edge.sr.bundle import BundleError
+
+        try:
+            typer.echo(json.dumps(distill_student_cmd(model, out, minutes, steps, tiles, teacher_steps, seed), indent=2))
+        except BundleError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
 
     train_app.add_typer(app, name="distill")

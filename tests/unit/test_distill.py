@@ -95,3 +95,19 @@ def test_decoder_distillation_from_ae_checkpoint(tmp_path):
     assert json.loads((tmp_path / "out" / "decoder_report.json").read_text()) == json.loads(json.dumps(rep))
     assert rep["train_steps"] >= 1 and rep["flops"] > 0 and rep["ms_per_tile_light_ort"] > 0
     assert np.isfinite(rep["psnr_light_vs_full_db"]) and rep["tile_hr"] == 64
+
+
+def test_register_distill_cli(tmp_path):
+    """`train distill` registers on a typer group; a missing bundle is one clear error."""
+    import typer
+    from typer.testing import CliRunner
+
+    from edge.train.distill import register_distill
+
+    app, train = typer.Typer(), typer.Typer()
+    register_distill(train)
+    app.add_typer(train, name="train")
+    out = CliRunner().invoke(app, ["train", "distill", "--help"]).output
+    assert "decoder" in out and "student" in out
+    res = CliRunner().invoke(app, ["train", "distill", "student", "--model", str(tmp_path / "none")])
+    assert res.exit_code == 2 and "none" in res.output
