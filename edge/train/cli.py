@@ -123,6 +123,9 @@ def register(app: typer.Typer) -> None:
                          {"name": sampler, "steps": steps, "init": "noise"}, exporter=exporter)
         typer.echo(f"bundle {b.model_id} written to {b.path}")
 
+    from edge.train.distill import register_distill
+
+    register_distill(train_app)
     app.add_typer(train_app, name="train")
 
 
