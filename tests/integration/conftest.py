@@ -131,6 +131,13 @@ class Broker:
                 self.proc.wait()
         self.proc = None
 
+    def received(self, client_prefix: str = "lpbf-edge") -> list[tuple[str, int]]:
+        """(topic, payload bytes) of every PUBLISH the broker accepted from clients whose id starts with client_prefix, in order."""
+        import re
+
+        pat = re.compile(rf"Received PUBLISH from {re.escape(client_prefix)}\S* \(d\d, q\d, r\d, m\d+, '([^']+)', \.\.\. \((\d+) bytes\)\)")
+        return [(m.group(1), int(m.group(2))) for m in pat.finditer(self.log.read_text(errors="replace"))]
+
     def url(self) -> str:
         """mqtt://127.0.0.1:port"""
         return f"mqtt://127.0.0.1:{self.port}"
@@ -177,13 +184,14 @@ class Subscriber:
         self.messages: list[Received] = []
         self.lock = threading.Lock()
         self.ready = threading.Event()
+        self.subscribes = 0  # SUBACKs so far (the broker keeps no session across its restarts: count re-subscriptions)
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-sub-{port}-{id(self)}", protocol=mqtt.MQTTv5)
         if username:
             c.username_pw_set(username, password)
         if tls:
             c.tls_set(ca_certs=str(tls["ca"]), certfile=str(tls["client_cert"]), keyfile=str(tls["client_key"]))
         c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(topic_filter, qos=1)
-        c.on_subscribe = lambda cl, u, mid, rcs, p: self.ready.set()
+        c.on_subscribe = lambda cl, u, mid, rcs, p: (setattr(self, "subscribes", self.subscribes + 1), self.ready.set())
         c.on_message = self._on_message
         c.reconnect_delay_set(1, 1)
         from paho.mqtt.packettypes import PacketTypes
