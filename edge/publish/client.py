@@ -54,6 +54,7 @@ class MqttPublisher:
         self._acks: queue.Queue = queue.Queue()
         self._inflight: dict[int, SpoolEntry] = {}
         self._inflight_names: set[str] = set()
+        self._barrier_since: float | None = None  # after a reconnect: old in-flight entries first (paho resends them)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.client = self._make_client(node_id)
@@ -142,6 +143,8 @@ class MqttPublisher:
             log.log(level, "mqtt disconnected", extra={"event": "mqtt_disconnected", "reason": str(reason_code)})
         self.connected.clear()
         self.subscribed.clear()
+        if self._inflight:
+            self._barrier_since = time.monotonic()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         """Hand the PUBACK (with its reason code) to the drain thread."""
@@ -230,6 +233,18 @@ class MqttPublisher:
                 self.connected.wait(0.2)
                 continue
             sent = 0
+            if self._barrier_since is not None:
+                if not self._inflight:
+                    self._barrier_since = None
+                elif time.monotonic() - self._barrier_since > 30.0:  # never resent: send them again from the spool
+                    log.warning("in-flight messages not acknowledged after reconnect; resending from the spool",
+                                extra={"event": "mqtt_resend"})
+                    self._inflight.clear()
+                    self._inflight_names.clear()
+                    self._barrier_since = None
+                else:
+                    self._acks_wait()
+                    continue
             for name in self.spool.pending_names():
                 if len(self._inflight) >= self.cfg.inflight_window or not self.connected.is_set():
                     break
@@ -256,8 +271,11 @@ class MqttPublisher:
                 self._inflight_names.add(name)
                 sent += 1
             if not sent:
-                try:
-                    mid_rc = self._acks.get(timeout=0.1)
-                    self._acks.put(mid_rc)
-                except queue.Empty:
-                    self.spool.wait(0.05)
+                self._acks_wait()
+
+    def _acks_wait(self) -> None:
+        """Sleep until a PUBACK arrives (left in the queue) or a short timeout."""
+        try:
+            self._acks.put(self._acks.get(timeout=0.1))
+        except queue.Empty:
+            self.spool.wait(0.05)
