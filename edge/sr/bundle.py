@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 FORMAT = "lpbf-edge-bundle/1"
@@ -60,6 +60,7 @@ class Bundle:
 
     path: Path
     manifest: dict
+    graph_files: dict[str, str] = field(default_factory=dict)  # graph name -> file, for a distilled variant
 
     @property
     def model_id(self) -> str:
@@ -88,10 +89,34 @@ class Bundle:
 
     def graph(self, name: str) -> Path:
         """Path of an ONNX graph of the bundle (lr_encoder, hr_encoder, denoiser, hr_decoder, regression)."""
-        p = self.path / f"{name}.onnx"
-        if f"{name}.onnx" not in self.manifest["files"]:
-            raise BundleError(f"{self.path}: bundle has no {name}.onnx (listed files: {', '.join(self.manifest['files'])})")
-        return p
+        rel = self.graph_file(name)
+        if rel not in self.manifest["files"]:
+            raise BundleError(f"{self.path}: bundle has no {rel} (listed files: {', '.join(self.manifest['files'])})")
+        return self.path / rel
+
+    def graph_file(self, name: str) -> str:
+        """Relative file of a graph (a distilled variant may swap the denoiser)."""
+        return self.graph_files.get(name, f"{name}.onnx")
+
+    def students(self) -> list[str]:
+        """Names of the distilled few-step students the bundle ships (manifest `distilled`)."""
+        return [k for k in self.manifest.get("distilled", {}) if k.startswith("student")]
+
+    def student(self, name: str) -> "Bundle":
+        """The bundle with its denoiser swapped for a distilled student and the student's DDIM steps as sampler."""
+        from edge.sr.schedule import timesteps_for
+
+        entry = self.manifest.get("distilled", {}).get(name)
+        if entry is None or not name.startswith("student"):
+            raise BundleError(f"{self.path}: no distilled student {name!r}; this bundle ships: {', '.join(self.students()) or 'none'}")
+        T, steps = int(self.manifest["schedule"]["timesteps"]), int(entry["steps"])
+        expected = [int(t) for t in timesteps_for(T, steps, "trailing")]
+        if entry.get("sampler") != "ddim" or [int(t) for t in entry["timesteps"]] != expected:
+            raise BundleError(f"{self.path}: student {name!r} was distilled at timesteps {entry.get('timesteps')} "
+                              f"({entry.get('sampler')}); the runtime runs DDIM at trailing timesteps {expected}")
+        manifest = {**self.manifest, "model_id": f"{self.model_id}+{name}",
+                    "sampler": {"name": "ddim", "steps": steps, "spacing": "trailing", "init": "noise"}}
+        return Bundle(self.path, manifest, {**self.graph_files, "denoiser": entry["file"]})
 
     def sha256(self, relpath: str) -> str:
         """Pinned sha256 of one bundle file."""

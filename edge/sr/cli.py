@@ -23,7 +23,7 @@ def sr_command(
     samples: int = typer.Option(1, "--samples", min=1, help="Samples per image."),
     reduce: str = typer.Option("sample", "--reduce", help="sample (first sample) | mean (mean of the samples)."),
     uncertainty: bool = typer.Option(False, "--uncertainty", help="Also write <name>.std.png (4 x per-pixel std; >= 2 samples, 4 if fewer asked)."),
-    sampler: str | None = typer.Option(None, "--sampler", help="ddpm | ddim | dpmpp_2m | reference (default: the bundle's fast sampler)."),
+    sampler: str | None = typer.Option(None, "--sampler", help="ddpm | ddim | dpmpp_2m | reference | studentN (a distilled student the bundle ships; default: the bundle's fast sampler)."),
     tile: int | None = typer.Option(None, "--tile", min=4, help="LR tile size (default: the bundle's lr_patch)."),
     overlap: int | None = typer.Option(None, "--overlap", min=0, help="LR tile overlap (default: tile/4)."),
     fused: bool = typer.Option(False, "--fused", help="ort only: one fused graph call per sampler step."),

@@ -17,8 +17,10 @@ class SRConfig(Section):
     steps: int | None = Field(None, ge=1, le=1000, description="Sampler steps; none uses the bundle's default.")
     samples: int = Field(1, ge=1, le=32, description="Samples per layer; >1 also gives the per-pixel spread.")
     seed: int = Field(0, description="Base seed for the sampler noise.")
-    sampler: Literal["ddpm", "ddim", "dpmpp_2m", "reference"] | None = Field(
-        None, description="Sampler; none uses the bundle's fast sampler, 'reference' its paper-faithful DDPM.")
+    sampler: str | None = Field(
+        None, pattern=r"^(ddpm|ddim|dpmpp_2m|reference|student\d+)$",
+        description="Sampler: ddpm | ddim | dpmpp_2m | reference (the paper-faithful DDPM) | studentN (a distilled "
+                    "N-step student the bundle ships); none uses the bundle's fast sampler.")
     reduce: Literal["sample", "mean"] = Field("sample", description="With samples > 1: publish the first sample or the mean.")
     uncertainty: bool = Field(False, description="Compute the per-pixel spread of the samples (needs samples >= 2).")
     tile: int | None = Field(None, ge=4, le=1024, description="LR tile size in pixels; none uses the bundle's lr_patch.")

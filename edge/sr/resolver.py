@@ -68,7 +68,7 @@ def _fused_sampler(bundle: Bundle, runner: Runner):
         raise ValueError(f"the fused sampler runs on ONNX Runtime only (backend {runner.name!r}); use backend 'ort'")
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lpbf-edge" / "fused"
     cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"denoiser-{bundle.sha256('denoiser.onnx')[:20]}.fused.onnx"
+    path = cache / f"denoiser-{bundle.sha256(bundle.graph_file('denoiser'))[:20]}.fused.onnx"
     if not path.exists():
         fd, tmp = tempfile.mkstemp(dir=cache, suffix=".onnx")
         os.close(fd)
@@ -112,6 +112,10 @@ class SuperResolver:
         fused=True (ort only) runs each sampler step as one call of FAST's fused step graph (edge.sr.fused).
         """
         bundle = load_bundle(path)
+        if isinstance(sampler, str) and sampler.startswith("student"):
+            bundle, sampler = bundle.student(sampler), None
+            if backend == "torch":
+                raise ValueError("distilled students ship as ONNX only; use backend 'ort' or 'openvino'")
         spec = resolve_sampler(bundle, sampler, steps)
         return cls(bundle, make_runner(bundle, backend, **runner_options), spec, seed, tile, overlap, batch, fused)
 

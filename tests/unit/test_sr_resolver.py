@@ -122,3 +122,40 @@ def test_fused_step_path_equals_plain_sampler(tmp_path, monkeypatch, sampler):
     assert np.abs(plain.sr.astype(int) - fused.sr.astype(int)).max() <= 1
     with pytest.raises(ValueError, match="ONNX Runtime only"):
         SuperResolver.from_bundle(b, backend="openvino", fused=True)
+
+
+def _bundle_with_student(tmp_path, timesteps):
+    """Copy of the tiny bundle shipping a 'student2' (here: a copy of its own denoiser, so results must match DDIM-2)."""
+    import json
+    import shutil
+
+    from edge.sr.bundle import MANIFEST, write_bundle
+
+    out = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle(), out)
+    (out / "denoiser.onnx").replace(out / "denoiser_student2.onnx")
+    shutil.copy(out / "denoiser_student2.onnx", out / "denoiser.onnx")
+    m = json.loads((out / MANIFEST).read_text())
+    m["distilled"] = {"student2": {"file": "denoiser_student2.onnx", "steps": 2, "timesteps": timesteps, "sampler": "ddim"}}
+    write_bundle(out, m)
+    return out
+
+
+def test_distilled_student_is_a_sampler_choice(tmp_path):
+    bundle = _bundle_with_student(tmp_path, [49, 24])
+    student = SuperResolver.from_bundle(bundle, backend="ort", seed=3, sampler="student2")
+    plain = SuperResolver.from_bundle(bundle, backend="ort", seed=3, sampler="ddim", steps=2)
+    assert student.model_id.endswith("+student2") and (student.spec.name, student.spec.steps) == ("ddim", 2)
+    assert student.bundle.graph("denoiser").name == "denoiser_student2.onnx"
+    np.testing.assert_array_equal(student.upscale(IMG).sr, plain.upscale(IMG).sr)
+    (bundle / "denoiser_student2.onnx").write_bytes(b"corrupt")
+    with pytest.raises(BundleError, match="denoiser_student2.onnx"):
+        SuperResolver.from_bundle(bundle, sampler="student2")
+
+
+def test_student_distilled_at_other_timesteps_or_absent_is_refused(tmp_path):
+    bundle = _bundle_with_student(tmp_path, [49, 10])
+    with pytest.raises(BundleError, match="trailing timesteps"):
+        SuperResolver.from_bundle(bundle, sampler="student2")
+    with pytest.raises(BundleError, match="no distilled student 'student4'"):
+        SuperResolver.from_bundle(tiny_bundle(), sampler="student4")
