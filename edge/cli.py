@@ -33,13 +33,7 @@ COMMAND_MODULES = (
 def _register_all() -> None:
     """Import every command module and let it add its commands."""
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # area not written yet (development only)
-                continue
-            raise
-        module.register(app)
+        importlib.import_module(name).register(app)
 
 
 _register_all()

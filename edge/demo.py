@@ -194,6 +194,7 @@ def demo_config(out: Path, host: str, port: int, model: Path | None, build_dir: 
         "bridge": {"source": "sim", "emit_recoat": False},
         "capture": {"webcam": "none", "grab_on": ["layer_complete"], "timeout_s": 5.0},
         "calib": {"file": str(calib_file) if calib_file else None},
+        "analyze": {"expected_masks_dir": str(build_dir / "masks")},
         "sr": {"model": str(model) if model else None, "backend": "ort", "samples": 1},
         "store": {"root": str(out / "box"), "health_interval_s": 2.0},
         "mqtt": {"host": host, "port": port, "stats_interval_s": 5.0, "reconnect_min_s": 0.5, "reconnect_max_s": 5.0},

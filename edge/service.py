@@ -228,9 +228,12 @@ def register_stage(cfg: Config, camera: str = "webcam") -> Callable:
 
 def analyzers(cfg: Config) -> tuple[Callable, Callable]:
     """(SR analyser, LR analyser): separate LayerAnalyzer instances so their layer histories stay in order."""
+    from edge.analyze.expected import ExpectedMaskDir
     from edge.analyze.layer import LayerAnalyzer
 
-    return LayerAnalyzer(cfg.analyze).analyze, LayerAnalyzer(cfg.analyze).analyze
+    folder = cfg.analyze.expected_masks_dir
+    expected = ExpectedMaskDir(folder) if folder else None
+    return LayerAnalyzer(cfg.analyze, expected).analyze, LayerAnalyzer(cfg.analyze, expected).analyze
 
 
 def real_stages(cfg: Config, capture: Callable, register: Callable | None = None) -> Stages:

@@ -18,6 +18,7 @@ class AnalyzeConfig(Section):
 
     ref_width_px: int = Field(1024, ge=64, description="Image width (px) at which the pixel thresholds below are given; scaled to each image's width.")
     pixel_scale: float | None = Field(None, gt=0, description="Fixed length scale of pixel thresholds (overrides width / ref_width_px; use for crops of a plate).")
+    expected_masks_dir: str | None = Field(None, description="Folder of the job's expected part masks per layer (sliced CAD), named 00001.png ...; none = box mode (parts judged against earlier layers only).")
     ignore_corner_frac: float = Field(0.1, ge=0, lt=0.5, description="Square corners of this fraction of the image side are ignored (registration marks live there).")
     # segmentation
     sauvola_window: int = Field(51, ge=3, description="Sauvola threshold window (pixels, odd) at ref_width_px.")
