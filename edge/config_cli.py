@@ -9,6 +9,16 @@ import typer
 from edge.config import ConfigError, example_yaml, load_config
 
 
+def load_config_or_exit(file: Path | None, code: int = 2):
+    """Load the box config (defaults when None) or print every problem as `FILE:line N: key: reason` and exit."""
+    try:
+        return load_config(file)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            typer.echo(f"{file}:{issue}", err=True)
+        raise typer.Exit(code) from exc
+
+
 def register(app: typer.Typer) -> None:
     """Add the `config` command group."""
     config_app = typer.Typer(help="Check and document the box configuration.", no_args_is_help=True)
@@ -16,12 +26,7 @@ def register(app: typer.Typer) -> None:
     @config_app.command("validate")
     def validate(file: Path = typer.Argument(..., help="YAML config file to check.")) -> None:
         """Validate FILE; on error print `FILE:line N: key: reason` per problem and exit 1."""
-        try:
-            load_config(file)
-        except ConfigError as exc:
-            for issue in exc.issues:
-                typer.echo(f"{file}:{issue}", err=True)
-            raise typer.Exit(1) from exc
+        load_config_or_exit(file, code=1)
         typer.echo(f"{file}: OK")
 
     @config_app.command("example")

@@ -6,17 +6,7 @@ from pathlib import Path
 
 import typer
 
-
-def _load(config: Path):
-    """Load the config or exit 2 with every problem on its own line."""
-    from edge.config import ConfigError, load_config
-
-    try:
-        return load_config(config)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            typer.echo(f"{config}:{issue}", err=True)
-        raise typer.Exit(2) from exc
+from edge.config_cli import load_config_or_exit
 
 
 def register(app: typer.Typer) -> None:
@@ -32,7 +22,7 @@ def register(app: typer.Typer) -> None:
         """Run the box service until SIGTERM (systemd: Type=notify, JSON logs on stderr)."""
         from edge.service import BoxService, build_box, setup_json_logging
 
-        cfg = _load(config)
+        cfg = load_config_or_exit(config)
         setup_json_logging()
         try:
             stages, events, closers = build_box(cfg, trace=trace, speed=speed, sim_build=sim_build)
@@ -51,7 +41,7 @@ def register(app: typer.Typer) -> None:
         """Exit 0 when the running service reports itself healthy, else 1; one line saying why."""
         from edge.health import check_health
 
-        cfg = _load(config)
+        cfg = load_config_or_exit(config)
         ok, reason = check_health(cfg.store.root, cfg.store.health_max_age_s)
         typer.echo(reason)
         raise typer.Exit(0 if ok else 1)

@@ -7,17 +7,7 @@ from pathlib import Path
 
 import typer
 
-
-def _analyze_cfg(config: Path | None):
-    """AnalyzeConfig from the box config file (defaults when none); exits with the config errors."""
-    from edge.config import ConfigError, load_config
-
-    try:
-        return load_config(config)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            typer.echo(f"{config}:{issue}", err=True)
-        raise typer.Exit(2) from exc
+from edge.config_cli import load_config_or_exit
 
 
 def register(app: typer.Typer) -> None:
@@ -34,7 +24,7 @@ def register(app: typer.Typer) -> None:
         from edge.analyze.imageio import ImageReadError, read_gray, write_png
         from edge.analyze.segment import Segmenter
 
-        cfg = _analyze_cfg(config).analyze
+        cfg = load_config_or_exit(config).analyze
         if pixel_scale:
             cfg = cfg.model_copy(update={"pixel_scale": pixel_scale})
         seg, failed = Segmenter(cfg), 0
@@ -63,7 +53,7 @@ def register(app: typer.Typer) -> None:
         from edge.analyze.imageio import ImageReadError, layer_number, read_gray, write_png
         from edge.analyze.layer import LayerAnalyzer
 
-        full = _analyze_cfg(config)
+        full = load_config_or_exit(config)
         cfg = full.analyze if not pixel_scale else full.analyze.model_copy(update={"pixel_scale": pixel_scale})
         failed = 0
         out.mkdir(parents=True, exist_ok=True)
@@ -95,7 +85,7 @@ def register(app: typer.Typer) -> None:
         """The paper's tables for a build: patch metrics, part metrics (IoU, Hausdorff, voxel mismatch), roughness."""
         from edge.analyze.evaluate import evaluate_build
 
-        full = _analyze_cfg(config)
+        full = load_config_or_exit(config)
         try:
             res = evaluate_build(build, out, full.analyze, max_layers=max_layers, cvd_patches=cvd_patches, echo=typer.echo)
         except (FileNotFoundError, ValueError) as exc:
@@ -113,7 +103,7 @@ def register(app: typer.Typer) -> None:
         """One self-contained HTML report per build (images embedded; opens offline)."""
         from edge.analyze.report import write_report
 
-        full = _analyze_cfg(config)
+        full = load_config_or_exit(config)
         target = out or (build / "report.html")
         try:
             p = write_report(build, target, full.analyze, job=full.node.job, max_layers=max_layers, echo=typer.echo)
