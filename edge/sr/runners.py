@@ -51,6 +51,29 @@ def _f32(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
+class PositionalGraphRunner:
+    """The four graph calls over a subclass's `_run(graph, *arrays)` (torch and TensorRT runners)."""
+
+    def _run(self, graph: str, *arrays: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def encode_lr(self, lr: np.ndarray) -> np.ndarray:
+        """LR image [B,1,h,w] in [-1,1] -> scaled condition latent [B,C,h,w]."""
+        return self._run("lr_encoder", lr)
+
+    def encode_hr(self, hr: np.ndarray) -> np.ndarray:
+        """HR image [B,1,sh,sw] in [-1,1] -> scaled HR latent [B,C,h,w]."""
+        return self._run("hr_encoder", hr)
+
+    def denoise(self, x: np.ndarray, t: np.ndarray, cond: np.ndarray) -> np.ndarray:
+        """Denoiser output for (x, t, cond) in the bundle's prediction type."""
+        return self._run("denoiser", x, t, cond)
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """Scaled HR latent [B,C,h,w] -> HR image [B,1,sh,sw] in [-1,1]."""
+        return self._run("hr_decoder", z)
+
+
 class OrtRunner:
     """ONNX Runtime on the CPU: the exact reference (threads = physical cores, no spinning, preallocated outputs)."""
 
@@ -191,7 +214,7 @@ class OpenVinoRunner:
         return self._run("regression", {"cond": cond})
 
 
-class TorchRunner:
+class TorchRunner(PositionalGraphRunner):
     """torch eager on the CPU: the reference path over the bundle's torch modules."""
 
     name = "torch"
@@ -220,22 +243,6 @@ class TorchRunner:
         with self.torch.inference_mode():
             out = self.modules[graph](*(self.torch.from_numpy(_f32(a)) for a in arrays))
         return out.numpy()
-
-    def encode_lr(self, lr: np.ndarray) -> np.ndarray:
-        """LR image [B,1,h,w] in [-1,1] -> scaled condition latent [B,C,h,w]."""
-        return self._run("lr_encoder", lr)
-
-    def encode_hr(self, hr: np.ndarray) -> np.ndarray:
-        """HR image [B,1,sh,sw] in [-1,1] -> scaled HR latent [B,C,h,w]."""
-        return self._run("hr_encoder", hr)
-
-    def denoise(self, x: np.ndarray, t: np.ndarray, cond: np.ndarray) -> np.ndarray:
-        """Denoiser output for (x, t, cond) in the bundle's prediction type."""
-        return self._run("denoiser", x, t, cond)
-
-    def decode(self, z: np.ndarray) -> np.ndarray:
-        """Scaled HR latent [B,C,h,w] -> HR image [B,1,sh,sw] in [-1,1]."""
-        return self._run("hr_decoder", z)
 
     def estimate(self, cond: np.ndarray) -> np.ndarray:
         """Deterministic HR-latent estimate from the condition (regression module, when the bundle has one)."""

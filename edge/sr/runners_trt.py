@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.sr.fused import StepPlan
+from edge.sr.runners import PositionalGraphRunner
 from trt_build.build import bucket_profiles, build_engine, device_facts, import_trt
 from trt_build.cache import EngineCache, EngineKey, sha256_file
 
@@ -197,7 +198,7 @@ def bundle_profiles(bundle, graph: str, buckets) -> list:
     return out
 
 
-class TrtRunner:
+class TrtRunner(PositionalGraphRunner):
     """The SR runner protocol (encode_lr / encode_hr / denoise / decode) over cached FP16 engines of a bundle."""
 
     name = "tensorrt"
@@ -232,18 +233,6 @@ class TrtRunner:
                 a = np.concatenate([a, np.repeat(a[-1:], b - n, axis=0)])
             feeds[name] = a
         return eng(**feeds)[0][:n]
-
-    def encode_lr(self, lr: np.ndarray) -> np.ndarray:
-        return self._run("lr_encoder", lr)
-
-    def encode_hr(self, hr: np.ndarray) -> np.ndarray:
-        return self._run("hr_encoder", hr)
-
-    def denoise(self, x: np.ndarray, t: np.ndarray, cond: np.ndarray) -> np.ndarray:
-        return self._run("denoiser", x, t, cond)
-
-    def decode(self, z: np.ndarray) -> np.ndarray:
-        return self._run("hr_decoder", z)
 
     def graph_loop(self, plan: StepPlan, batch: int) -> TrtGraphLoop:
         """The whole sampler loop for this plan and batch bucket in one CUDA graph."""
