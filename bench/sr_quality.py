@@ -26,9 +26,12 @@ from edge.analyze.metrics import CVDSettings, hf_energy_ratio, mae, psnr, ssim, 
 from edge.data.datasets import read_gray, sim_source  # noqa: E402
 from edge.data.degrade import paper_degrade  # noqa: E402
 
-METHODS = ("bicubic", "regression", "reference", "default", "mean8")
+METHODS = ("bicubic", "regression", "reference", "default", "mean8", "ae_mean", "ae_sample")
 LABELS = {"bicubic": "bicubic", "regression": "regression (L1 U-Net)", "reference": "DDPM 200 steps (reference)",
-          "default": "default sampler, 1 sample", "mean8": "default sampler, mean of 8"}
+          "default": "default sampler, 1 sample", "mean8": "default sampler, mean of 8",
+          "ae_mean": "ceiling: HR autoencoder, mean decoder (sees the HR)",
+          "ae_sample": "ceiling: HR autoencoder, sample decoder (sees the HR)"}
+SHOWN = ("bicubic", "regression", "reference", "default", "mean8")  # columns of the side-by-side images
 WPH = CVDSettings(size=128, j=3, l_angles=4)
 
 
@@ -95,11 +98,32 @@ class Regression:
         return np.clip(np.round((y + 1) * 127.5), 0, 255).astype(np.uint8)
 
 
-def run_methods(model: Path, lr: np.ndarray, seed: int, tile: int | None, skip_reference: bool) -> dict[str, np.ndarray]:
-    """Every method's uint8 HR output for one LR crop."""
+def autoencode(model: Path, hr: np.ndarray, graph: str) -> np.ndarray:
+    """HR -> HR latent -> HR through a bundle decoder, per 64x64 tile: the ceiling any sampler can reach."""
+    from edge.sr.bundle import load_bundle
+    from edge.sr.runners import OrtRunner
+
+    runner = OrtRunner(load_bundle(model))
+    t = 4 * runner.bundle.lr_patch
+    x = (hr.astype(np.float32) / 127.5 - 1)
+    tiles = np.stack([x[y:y + t, c:c + t] for y in range(0, hr.shape[0], t) for c in range(0, hr.shape[1], t)])[:, None]
+    dec = runner.decode(runner.encode_hr(tiles), graph)[:, 0]
+    n = hr.shape[1] // t
+    out = np.vstack([np.hstack(list(dec[r * n:(r + 1) * n])) for r in range(hr.shape[0] // t)])
+    return np.clip(np.round((out + 1) * 127.5), 0, 255).astype(np.uint8)
+
+
+def run_methods(model: Path, lr: np.ndarray, seed: int, tile: int | None, skip_reference: bool,
+                hr: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Every method's uint8 HR output for one LR crop (plus the autoencoder ceilings when `hr` is given)."""
+    from edge.sr.bundle import load_bundle
     from edge.sr.resolver import SuperResolver
 
     out = {"bicubic": cv2.resize(lr, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)}
+    if hr is not None:
+        out["ae_mean"] = autoencode(model, hr, "hr_decoder")
+        if load_bundle(model).has_graph("hr_decoder_sample"):
+            out["ae_sample"] = autoencode(model, hr, "hr_decoder_sample")
     if (model / "regression.onnx").is_file():
         out["regression"] = Regression(model)(lr)
     fast = SuperResolver.from_bundle(model, backend="ort", seed=seed, tile=tile)
@@ -121,7 +145,7 @@ def label(img: np.ndarray, text: str) -> np.ndarray:
 def side_by_side(lr: np.ndarray, outs: dict[str, np.ndarray], hr: np.ndarray) -> np.ndarray:
     """LR (nearest x4) | each method | ground truth, captioned."""
     cols = [label(cv2.resize(lr, None, fx=4, fy=4, interpolation=cv2.INTER_NEAREST), "LR input")]
-    cols += [label(outs[m], m) for m in METHODS if m in outs]
+    cols += [label(outs[m], m) for m in SHOWN if m in outs]
     cols.append(label(hr, "ground truth"))
     sep = np.full((cols[0].shape[0], 4), 255, np.uint8)
     return np.hstack([c for col in cols for c in (col, sep)][:-1])
@@ -134,7 +158,7 @@ def evaluate(sets: dict[str, list], model: Path, img_dir: Path, seed: int, tile:
         rows: dict[str, list[dict]] = {m: [] for m in METHODS}
         for i, (name, lr, hr) in enumerate(crops):
             t0 = time.time()
-            outs = run_methods(model, lr, seed + i, tile, skip_reference=i >= ref_crops)
+            outs = run_methods(model, lr, seed + i, tile, skip_reference=i >= ref_crops, hr=hr)
             ref = texture_stats(hr)
             for m, img in outs.items():
                 rows[m].append({"mae": mae(img, hr), "psnr": psnr(img, hr), "ssim": ssim(img, hr),

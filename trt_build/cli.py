@@ -21,7 +21,7 @@ def _targets(path: Path, buckets: list[int]) -> list[tuple[Path, str, list]]:
     from edge.sr.runners_trt import TrtRunner, bundle_profiles
 
     bundle = load_bundle(path)
-    return [(bundle.graph(g), f"{bundle.model_id}.{g}", bundle_profiles(bundle, g, buckets)) for g in TrtRunner.GRAPHS]
+    return [(bundle.graph(g), f"{bundle.model_id}.{g}", bundle_profiles(bundle, g, buckets)) for g in TrtRunner.graphs_of(bundle)]
 
 
 def _buckets(text: str) -> list[int]:

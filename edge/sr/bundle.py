@@ -11,7 +11,7 @@ from pathlib import Path
 FORMAT = "lpbf-edge-bundle/1"
 MANIFEST = "manifest.json"
 GRAPHS = ("lr_encoder", "hr_encoder", "denoiser", "hr_decoder")
-OPTIONAL_GRAPHS = ("regression",)
+OPTIONAL_GRAPHS = ("regression", "hr_decoder_sample")  # sample decoder: trained to synthesise texture (see docs/sr_quality.md)
 REQUIRED_KEYS = ("model_id", "scale", "latent_channels", "latent_scale_factor", "schedule", "prediction", "sampler", "files")
 
 
@@ -93,6 +93,14 @@ class Bundle:
         if rel not in self.manifest["files"]:
             raise BundleError(f"{self.path}: bundle has no {rel} (listed files: {', '.join(self.manifest['files'])})")
         return self.path / rel
+
+    def has_graph(self, name: str) -> bool:
+        """Whether the bundle ships graph `name` (optional graphs: regression, hr_decoder_sample)."""
+        return self.graph_file(name) in self.manifest["files"]
+
+    def decoder_for(self, reduce: str) -> str:
+        """Decoder graph for a reduction: 'sample' -> the texture decoder when shipped; 'mean' -> the mean decoder."""
+        return "hr_decoder_sample" if reduce == "sample" and self.has_graph("hr_decoder_sample") else "hr_decoder"
 
     def graph_file(self, name: str) -> str:
         """Relative file of a graph (a distilled variant may swap the denoiser)."""

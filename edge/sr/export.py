@@ -15,6 +15,7 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "hr_encoder": (("hr",), ("latent",)),
     "denoiser": (("x", "t", "cond"), ("out",)),
     "hr_decoder": (("latent",), ("hr",)),
+    "hr_decoder_sample": (("latent",), ("hr",)),
     "regression": (("cond",), ("latent",)),
 }
 
@@ -64,7 +65,7 @@ def example_inputs(name: str, batch: int, lr: int, scale: int, latent_channels: 
         return (torch.rand(batch, 1, lr * scale, lr * scale, generator=g) * 2 - 1,)
     if name == "denoiser":
         return (lat, torch.full((batch,), 10.0), torch.randn(batch, latent_channels, lr, lr, generator=g))
-    if name in ("hr_decoder", "regression"):
+    if name in ("hr_decoder", "hr_decoder_sample", "regression"):
         return (lat,)
     raise ValueError(f"unknown bundle graph {name!r}; expected one of {', '.join(SIGNATURES)}")
 
@@ -131,6 +132,7 @@ def bucket_shapes(name: str, batch: int, lr: int, scale: int, latent_channels: i
         "hr_encoder": {"hr": [batch, 1, lr * scale, lr * scale]},
         "denoiser": {"x": lat, "t": [batch], "cond": lat},
         "hr_decoder": {"latent": lat},
+        "hr_decoder_sample": {"latent": lat},
         "regression": {"cond": lat},
     }[name]
 

@@ -179,7 +179,7 @@ class SuperResolver:
                 z = sample(self.runner.denoise, self.schedule, cond_k, cond_k.shape, spec, self.bundle.prediction,  # type: ignore[arg-type]
                            noise=noise, x_init=init_k)
             t2 = time.perf_counter()
-            hr = self.runner.decode(z)[:, 0]
+            hr = self.runner.decode(z, self.bundle.decoder_for(reduce))[:, 0]
             timings["sample"] += t2 - t1
             timings["decode"] += time.perf_counter() - t2
             stack = hr.reshape(samples, len(origins), *hr.shape[1:])  # [K, N, th, tw]

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edge.sr.bundle import Bundle, BundleError
+from edge.sr.bundle import OPTIONAL_GRAPHS, Bundle, BundleError
 
 BACKENDS = ("ort", "openvino", "torch", "tensorrt")
 
@@ -30,7 +30,7 @@ class Runner(Protocol):
     def encode_lr(self, lr: np.ndarray) -> np.ndarray: ...  # [B,1,h,w] -> [B,C,h,w]
     def encode_hr(self, hr: np.ndarray) -> np.ndarray: ...  # [B,1,sh,sw] -> [B,C,h,w]
     def denoise(self, x: np.ndarray, t: np.ndarray, cond: np.ndarray) -> np.ndarray: ...
-    def decode(self, z: np.ndarray) -> np.ndarray: ...  # [B,C,h,w] -> [B,1,sh,sw]
+    def decode(self, z: np.ndarray, graph: str = "hr_decoder") -> np.ndarray: ...  # [B,C,h,w] -> [B,1,sh,sw]
 
 
 def physical_cores() -> int:
@@ -69,9 +69,9 @@ class PositionalGraphRunner:
         """Denoiser output for (x, t, cond) in the bundle's prediction type."""
         return self._run("denoiser", x, t, cond)
 
-    def decode(self, z: np.ndarray) -> np.ndarray:
-        """Scaled HR latent [B,C,h,w] -> HR image [B,1,sh,sw] in [-1,1]."""
-        return self._run("hr_decoder", z)
+    def decode(self, z: np.ndarray, graph: str = "hr_decoder") -> np.ndarray:
+        """Scaled HR latent [B,C,h,w] -> HR image [B,1,sh,sw] in [-1,1] (graph: hr_decoder or hr_decoder_sample)."""
+        return self._run(graph, z)
 
 
 class OrtRunner:
@@ -132,10 +132,10 @@ class OrtRunner:
         x = _f32(x)
         return self._run("denoiser", {"x": x, "t": _f32(t), "cond": _f32(cond)}, x.shape)
 
-    def decode(self, z: np.ndarray) -> np.ndarray:
-        """Scaled HR latent [B,C,h,w] -> HR image [B,1,sh,sw] in [-1,1]."""
+    def decode(self, z: np.ndarray, graph: str = "hr_decoder") -> np.ndarray:
+        """Scaled HR latent [B,C,h,w] -> HR image [B,1,sh,sw] in [-1,1] (graph: hr_decoder or hr_decoder_sample)."""
         z, s = _f32(z), self.scale
-        return self._run("hr_decoder", {"latent": z}, (z.shape[0], 1, z.shape[2] * s, z.shape[3] * s)).copy()
+        return self._run(graph, {"latent": z}, (z.shape[0], 1, z.shape[2] * s, z.shape[3] * s)).copy()
 
     def estimate(self, cond: np.ndarray) -> np.ndarray:
         """Deterministic HR-latent estimate from the condition (the bundle's optional regression graph)."""
@@ -204,9 +204,9 @@ class OpenVinoRunner:
         """Denoiser output for (x, t, cond) in the bundle's prediction type."""
         return self._run("denoiser", {"x": x, "t": t, "cond": cond})
 
-    def decode(self, z: np.ndarray) -> np.ndarray:
-        """Scaled HR latent [B,C,h,w] -> HR image [B,1,sh,sw] in [-1,1]."""
-        return self._run("hr_decoder", {"latent": z})
+    def decode(self, z: np.ndarray, graph: str = "hr_decoder") -> np.ndarray:
+        """Scaled HR latent [B,C,h,w] -> HR image [B,1,sh,sw] in [-1,1] (graph: hr_decoder or hr_decoder_sample)."""
+        return self._run(graph, {"latent": z})
 
     def estimate(self, cond: np.ndarray) -> np.ndarray:
         """Deterministic HR-latent estimate from the condition (the bundle's optional regression graph)."""
@@ -252,8 +252,8 @@ class TorchRunner(PositionalGraphRunner):
 
 
 def _graphs(bundle: Bundle) -> tuple[str, ...]:
-    """The graphs a runner loads: the four required ones, plus regression when the bundle has it."""
-    extra = ("regression",) if "regression.onnx" in bundle.manifest["files"] else ()
+    """The graphs a runner loads: the four required ones, plus the optional ones the bundle has."""
+    extra = tuple(g for g in OPTIONAL_GRAPHS if bundle.has_graph(g))
     return ("lr_encoder", "hr_encoder", "denoiser", "hr_decoder", *extra)
 
 

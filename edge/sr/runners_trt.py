@@ -210,8 +210,13 @@ class TrtRunner(PositionalGraphRunner):
         self.engines = {
             g: TrtEngine(engine_for(bundle.graph(g), cache, fp16=fp16, log=log, profiles=bundle_profiles(bundle, g, self.buckets),
                                     name=f"{bundle.model_id}.{g}"))
-            for g in self.GRAPHS
+            for g in self.graphs_of(bundle)
         }
+
+    @classmethod
+    def graphs_of(cls, bundle) -> tuple[str, ...]:
+        """The graphs that get engines: the four required ones plus the sample decoder when the bundle ships it."""
+        return (*cls.GRAPHS, *(("hr_decoder_sample",) if bundle.has_graph("hr_decoder_sample") else ()))
 
     @classmethod
     def from_bundle(cls, bundle, **options) -> TrtRunner:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from edge.sr.bundle import Bundle, BundleError, load_bundle, write_bundle
 
-GRAPH_FILES = ("lr_encoder", "hr_encoder", "denoiser", "hr_decoder", "regression")
+GRAPH_FILES = ("lr_encoder", "hr_encoder", "denoiser", "hr_decoder", "regression", "hr_decoder_sample")
 
 
-def graph_modules(hr_ae, lr_ae, denoiser, hr_scale: float, lr_scale: float, regression=None) -> dict:
+def graph_modules(hr_ae, lr_ae, denoiser, hr_scale: float, lr_scale: float, regression=None, sample_ae=None) -> dict:
     """The export/reference modules with the contract's signatures (encoders emit scaled latents)."""
     from edge.models import ScaledDecoder, ScaledEncoder
 
@@ -27,6 +27,8 @@ def graph_modules(hr_ae, lr_ae, denoiser, hr_scale: float, lr_scale: float, regr
     }
     if regression is not None:
         mods["regression"] = regression.eval()
+    if sample_ae is not None:
+        mods["hr_decoder_sample"] = ScaledDecoder(sample_ae, hr_scale).eval()
     return mods
 
 
@@ -51,8 +53,9 @@ def load_torch_modules(path: Path | str | Bundle) -> dict:
                           "rebuilt; use an ONNX backend (--backend ort)")
     hr_s, lr_s = _scales(b.manifest)
     reg = RegressionNet(arch["unet"]) if "regression.safetensors" in b.manifest["files"] else None
+    tex = ImageAutoencoder(arch["hr_ae"]) if "hr_decoder_sample.safetensors" in b.manifest["files"] else None
     mods = graph_modules(ImageAutoencoder(arch["hr_ae"]), ImageAutoencoder(arch["lr_ae"]), CondDenoiser(arch["unet"]),
-                         hr_s, lr_s, reg)
+                         hr_s, lr_s, reg, tex)
     for name, mod in mods.items():
         f = f"{name}.safetensors"
         if f not in b.manifest["files"]:

@@ -12,7 +12,7 @@ from edge.models import ImageAutoencoder, PatchDiscriminator, estimate_latent_sc
 from edge.train.common import (BatchStream, Logger, batch_metrics, fixed_batch, load_checkpoint, rng_state,
                                save_checkpoint, seed_all, set_rng_state, setup_dist, unwrap, wrap_ddp)
 from edge.train.config import TrainConfig
-from edge.train.losses import fft_amplitude_loss, hinge_d_loss, hinge_g_loss, wavelet_stats_loss
+from edge.train.losses import fft_amplitude_loss, hinge_d_loss, hinge_g_loss, spectrum_loss, wavelet_stats_loss
 
 
 def split_spec(cfg: TrainConfig) -> SplitSpec:
@@ -121,7 +121,9 @@ class AETrainer:
             kl = kl_loss(mean, logvar) + kl_loss(mean_l, logvar_l)
         l1 = (rec - hr_img).abs().mean()
         tex = c.fft_weight * fft_amplitude_loss(rec, hr_img) + c.wavelet_weight * wavelet_stats_loss(rec, hr_img)
-        loss = l1 + l1_lr + c.kl_weight * kl + tex
+        if c.spectrum_weight > 0:
+            tex = tex + c.spectrum_weight * spectrum_loss(rec, hr_img)
+        loss = c.l1_weight * l1 + l1_lr + c.kl_weight * kl + tex
         gan_on = self.step_no >= c.gan_start and c.gan_weight > 0
         g = torch.zeros(())
         if gan_on:

@@ -18,6 +18,17 @@ def _read_command(run: Path) -> str | None:
     return f.read_text().strip() if f.is_file() else None
 
 
+def _finetuned_decoder(ae: dict, ae_pt: Path, decoder_pt: Path) -> tuple[ImageAutoencoder, dict]:
+    """The HR autoencoder of a decoder-only fine-tune of `ae` (refused when its encoder differs)."""
+    dec = load_checkpoint(decoder_pt)
+    enc_keys = [k for k in ae["hr"] if not k.startswith(("decoder.", "net.decoder.", "net.post_quant_conv."))]
+    if any(not torch.equal(ae["hr"][k], dec["hr"][k]) for k in enc_keys):
+        raise ValueError(f"{decoder_pt}: its HR encoder differs from {ae_pt}; it is not a decoder-only fine-tune of it")
+    hr = ImageAutoencoder(ae["arch"]["hr_ae"])
+    hr.load_state_dict(dec["hr"])
+    return hr.eval(), {"path": str(decoder_pt), "step": dec["step"], "wall_s": round(dec["wall_s"], 1), "val": dec.get("val")}
+
+
 def _autoencoders(ae_pt: Path, decoder_pt: Path | None) -> tuple[ImageAutoencoder, ImageAutoencoder, dict, dict]:
     """HR/LR autoencoders from ae.pt, with the HR decoder from a decoder-only fine-tune when given."""
     ae = load_checkpoint(ae_pt)
@@ -26,20 +37,19 @@ def _autoencoders(ae_pt: Path, decoder_pt: Path | None) -> tuple[ImageAutoencode
     lr.load_state_dict(ae["lr"])
     info = {"ae": {"path": str(ae_pt), "step": ae["step"], "wall_s": round(ae["wall_s"], 1)}}
     if decoder_pt is not None:
-        dec = load_checkpoint(decoder_pt)
-        enc_keys = [k for k in ae["hr"] if not k.startswith(("decoder.", "net.decoder.", "net.post_quant_conv."))]
-        if any(not torch.equal(ae["hr"][k], dec["hr"][k]) for k in enc_keys):
-            raise ValueError(f"{decoder_pt}: its HR encoder differs from {ae_pt}; it is not a decoder-only fine-tune of it")
-        hr.load_state_dict(dec["hr"])
-        info["decoder_finetune"] = {"path": str(decoder_pt), "step": dec["step"], "wall_s": round(dec["wall_s"], 1)}
+        hr, info["decoder_finetune"] = _finetuned_decoder(ae, ae_pt, decoder_pt)
     return hr.eval(), lr.eval(), ae, info
 
 
 def build_bundle(out: Path, ae_pt: Path, diffusion_pt: Path, regression_pt: Path | None = None,
                  decoder_pt: Path | None = None, model_id: str | None = None, sampler: dict | None = None,
                  metrics: dict | None = None, data: dict | None = None, exporter: str = "dynamo",
-                 reuse: tuple[str, ...] = ()):
-    """Export the four graphs (+ regression) and write a verified bundle into `out`.
+                 reuse: tuple[str, ...] = (), sample_decoder_pt: Path | None = None, keep: tuple[str, ...] = ()):
+    """Export the four graphs (+ regression, + the texture/sample decoder) and write a verified bundle into `out`.
+
+    `sample_decoder_pt`: ae.pt of a decoder-only fine-tune trained for texture (GAN/spectral terms); it becomes
+    hr_decoder_sample, used for single samples, while hr_decoder (the L1 decoder) decodes means.
+    `keep`: manifest keys of an existing bundle in `out` carried over (e.g. "distilled": its students).
 
     Graphs named in `reuse` whose ONNX file already exists in `out` are not exported again (their
     safetensors are rewritten from the given checkpoints): the slow dynamo export can be staged.
@@ -49,6 +59,9 @@ def build_bundle(out: Path, ae_pt: Path, diffusion_pt: Path, regression_pt: Path
     from edge.sr.torch_modules import graph_modules
 
     hr, lr, ae, info = _autoencoders(ae_pt, decoder_pt)
+    tex = None
+    if sample_decoder_pt is not None:
+        tex, info["sample_decoder"] = _finetuned_decoder(ae, ae_pt, sample_decoder_pt)
     diff = load_checkpoint(diffusion_pt)
     if diff.get("kind") != "diffusion-ema":
         raise ValueError(f"{diffusion_pt}: not a denoiser export (best.pt/final.pt of `train diffusion`)")
@@ -72,6 +85,8 @@ def build_bundle(out: Path, ae_pt: Path, diffusion_pt: Path, regression_pt: Path
         runs["decoder_finetune"] = decoder_pt.parent
     if regression_pt is not None:
         runs["regression"] = regression_pt.parent
+    if sample_decoder_pt is not None:
+        runs["sample_decoder"] = sample_decoder_pt.parent
     manifest = {
         "model_id": model_id or f"lpbf-sr-x{scale}-{cfg['preset']}-{time.strftime('%Y%m%d')}",
         "scale": scale,
@@ -96,11 +111,17 @@ def build_bundle(out: Path, ae_pt: Path, diffusion_pt: Path, regression_pt: Path
             "device": "cpu (2 shared cores)",
         },
         "metrics": {"validation": {"diffusion": diff.get("val"), **({"regression": info["regression"]["val"]}
-                                                                 if "regression" in info else {})},
+                                                                 if "regression" in info else {}),
+                                   **({"sample_decoder": info["sample_decoder"]["val"]} if tex is not None else {})},
                     **(metrics or {})},
     }
+    if tex is not None:
+        manifest["decoders"] = {"mean": "hr_decoder", "sample": "hr_decoder_sample"}
+    if keep and (out / "manifest.json").is_file():
+        old = json.loads((out / "manifest.json").read_text())
+        manifest.update({k: old[k] for k in keep if k in old})
     out.mkdir(parents=True, exist_ok=True)
-    mods = graph_modules(hr, lr, den, manifest["latent_scale_factor"], manifest["lr_latent_scale_factor"], reg)
+    mods = graph_modules(hr, lr, den, manifest["latent_scale_factor"], manifest["lr_latent_scale_factor"], reg, tex)
     todo = {k: m for k, m in mods.items() if not (k in reuse and (out / f"{k}.onnx").is_file())}
     export_bundle_graphs(todo, out, lr_patch=lr_patch, scale=scale, latent_channels=C, exporter=exporter)  # type: ignore[arg-type]
     for k, m in mods.items():

@@ -50,6 +50,12 @@ def register(app: typer.Typer) -> None:
         gan_start: int | None = typer.Option(None, "--gan-start", help="Step at which the patch GAN loss starts."),
         init_from: str | None = typer.Option(None, "--init-from", help="Start from this ae.pt (EMA weights, scales)."),
         decoder_only: bool = typer.Option(False, "--decoder-only", help="Fine-tune only the HR decoder (needs --init-from)."),
+        l1_weight: float | None = typer.Option(None, "--l1-weight", help="Weight of the L1 reconstruction term (default 1)."),
+        gan_weight: float | None = typer.Option(None, "--gan-weight", help="Weight of the hinge patch-GAN term (default 0.05)."),
+        fft_weight: float | None = typer.Option(None, "--fft-weight", help="Weight of the FFT log-amplitude term (default 0.1)."),
+        wavelet_weight: float | None = typer.Option(None, "--wavelet-weight", help="Weight of the Haar wavelet-statistics term (default 0.5)."),
+        spectrum_weight: float | None = typer.Option(
+            None, "--spectrum-weight", help="Weight of the radial log-power spectrum term (default 0; texture decoders)."),
     ) -> None:
         """Train the HR autoencoder (f=4) and LR encoder (f=1); resumes from OUT/last.pt."""
         from edge.train.autoencoder import train_autoencoder
@@ -57,7 +63,8 @@ def register(app: typer.Typer) -> None:
         cfg = _cfg(out=str(out), sims=sim, realdata=realdata, holdout_builds=holdout_build, steps=steps,
                    minutes=minutes, batch=batch, lr=lr, seed=seed, preset=preset, threads=threads,
                    val_every=val_every, lr_size=lr_size, gan_start=gan_start,
-                   init_from=init_from, decoder_only=decoder_only)
+                   init_from=init_from, decoder_only=decoder_only, l1_weight=l1_weight, gan_weight=gan_weight,
+                   fft_weight=fft_weight, wavelet_weight=wavelet_weight, spectrum_weight=spectrum_weight)
         path = train_autoencoder(cfg, resume=not fresh, log_file=log)
         typer.echo(f"autoencoders written to {path}")
 
@@ -111,6 +118,10 @@ def register(app: typer.Typer) -> None:
         diffusion: Path = typer.Option(..., "--diffusion", help="best.pt (or final.pt) of `train diffusion`."),
         regression: Path | None = typer.Option(None, "--regression", help="best.pt of `train regression` (optional)."),
         decoder: Path | None = typer.Option(None, "--decoder", help="ae.pt of a --decoder-only fine-tune (optional)."),
+        sample_decoder: Path | None = typer.Option(
+            None, "--sample-decoder", help="ae.pt of a --decoder-only texture fine-tune: decodes single samples (optional)."),
+        reuse: list[str] = typer.Option([], "--reuse", help="Graph whose ONNX already in OUT is kept (repeatable)."),
+        keep: list[str] = typer.Option([], "--keep", help="Manifest key of the existing OUT bundle to carry over, e.g. distilled."),
         model_id: str | None = typer.Option(None, "--model-id", help="Model id (default lpbf-sr-x<scale>-<preset>-<date>)."),
         sampler: str = typer.Option("dpmpp_2m", "--sampler", help="Default fast sampler: dpmpp_2m | ddim | ddpm."),
         steps: int = typer.Option(15, "--steps", help="Default fast sampler steps."),
@@ -120,7 +131,8 @@ def register(app: typer.Typer) -> None:
         from edge.train.bundle import build_bundle
 
         b = build_bundle(out, ae, diffusion, regression, decoder, model_id,
-                         {"name": sampler, "steps": steps, "init": "noise"}, exporter=exporter)
+                         {"name": sampler, "steps": steps, "init": "noise"}, exporter=exporter, reuse=tuple(reuse),
+                         sample_decoder_pt=sample_decoder, keep=tuple(keep))
         typer.echo(f"bundle {b.model_id} written to {b.path}")
 
     from edge.train.distill import register_distill

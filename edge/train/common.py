@@ -116,11 +116,14 @@ def batch_metrics(pred: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
     """Mean PSNR / SSIM (8-bit scale) of a [-1, 1] batch against ground truth."""
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+    from edge.analyze.metrics import hf_energy_ratio
+
     p = ((pred.detach().cpu().clamp(-1, 1) + 1) * 127.5).round().numpy()
     g = ((hr.cpu() + 1) * 127.5).round().numpy()
     ps = [peak_signal_noise_ratio(a[0], b[0], data_range=255) for a, b in zip(p, g)]
     ss = [structural_similarity(a[0], b[0], data_range=255) for a, b in zip(p, g)]
-    return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss))}
+    hf = [hf_energy_ratio(a[0], b[0]) for a, b in zip(p, g)]
+    return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "hf_ratio": float(np.nanmean(hf))}
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -29,10 +29,12 @@ class TrainConfig:
     threads: int = 2
     scale: int = 4
     # autoencoder
+    l1_weight: float = 1.0  # < 1 for a texture (sample) decoder that may trade pixel error for real texture
     kl_weight: float = 1e-5
     gan_weight: float = 0.05
     gan_start: int = 300
     fft_weight: float = 0.1
+    spectrum_weight: float = 0.0  # radial log-power spectrum match (texture decoders)
     wavelet_weight: float = 0.5
     decoder_only: bool = False  # fine-tune the HR decoder only (encoders frozen: latents, scales unchanged)
     init_from: str | None = None  # ae.pt whose EMA weights (and sibling last.pt discriminator) start this run

@@ -1,4 +1,4 @@
-"""Training losses that need no pretrained weights: hinge GAN, FFT amplitude, Haar wavelet statistics."""
+"""Training losses that need no pretrained weights: hinge GAN, FFT amplitude, radial log power, Haar wavelet statistics."""
 
 from __future__ import annotations
 
@@ -21,6 +21,23 @@ def fft_amplitude_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     fx = torch.log1p(torch.fft.rfft2(x.float(), norm="ortho").abs())
     fy = torch.log1p(torch.fft.rfft2(y.float(), norm="ortho").abs())
     return (fx - fy).abs().mean()
+
+
+def radial_log_power(x: torch.Tensor, bins: int = 16) -> torch.Tensor:
+    """Per-image log mean power in `bins` rings of radial frequency (0..Nyquist) of [B,1,H,W] -> [B, bins]."""
+    x = x.float() - x.float().mean(dim=(-2, -1), keepdim=True)
+    p = torch.fft.rfft2(x, norm="ortho").abs().pow(2)[:, 0]  # [B, H, W//2+1]
+    fy = torch.fft.fftfreq(x.shape[-2], device=x.device)[:, None]
+    fx = torch.fft.rfftfreq(x.shape[-1], device=x.device)[None, :]
+    ring = ((fx.pow(2) + fy.pow(2)).sqrt() / 0.5 * bins).long().clamp(max=bins - 1).flatten()  # [H*(W//2+1)]
+    total = torch.zeros(p.shape[0], bins, device=x.device).index_add_(1, ring, p.flatten(1))
+    count = torch.bincount(ring, minlength=bins).clamp(min=1).to(p.dtype)
+    return torch.log(total / count + 1e-8)
+
+
+def spectrum_loss(x: torch.Tensor, y: torch.Tensor, bins: int = 16) -> torch.Tensor:
+    """L1 between radial log power spectra: every frequency ring counts the same, so missing fine texture is costly."""
+    return (radial_log_power(x, bins) - radial_log_power(y, bins)).abs().mean()
 
 
 def haar_bands(x: torch.Tensor, levels: int = 2) -> list[torch.Tensor]:

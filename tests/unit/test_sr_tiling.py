@@ -100,7 +100,7 @@ class PointwiseRunner:
     def denoise(self, x, t, cond):
         return 0.3 * x + 0.2 * cond * (1 + t[:, None, None, None] / 50)
 
-    def decode(self, z):
+    def decode(self, z, graph="hr_decoder"):
         return np.tanh(z.mean(1, keepdims=True)).repeat(S, 2).repeat(S, 3)
 
 

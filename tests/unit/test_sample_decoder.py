@@ -1,0 +1,63 @@
+"""A bundle with a texture (sample) decoder: single samples decode with it, means with the L1 decoder, on every backend."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from edge.sr.bundle import MANIFEST, load_bundle, write_bundle  # noqa: E402
+from edge.sr.resolver import SuperResolver  # noqa: E402
+from tests.sr_fixtures import HR_SCALE, tiny_bundle, tiny_nets  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bundle_with_sample_decoder(tmp_path_factory):
+    """The tiny test bundle plus hr_decoder_sample.onnx/.safetensors from another seed's HR autoencoder."""
+    from edge.models import ScaledDecoder
+    from edge.sr.export import export_bundle_graphs
+
+    out = tmp_path_factory.mktemp("sampledec") / "b"
+    shutil.copytree(tiny_bundle(), out)
+    m = json.loads((out / MANIFEST).read_text())
+    other_hr = tiny_nets(seed=7)[0]
+    export_bundle_graphs({"hr_decoder_sample": ScaledDecoder(other_hr, HR_SCALE).eval()}, out, lr_patch=m["lr_patch"],
+                         scale=m["scale"], latent_channels=m["latent_channels"], exporter="legacy")
+    write_bundle(out, {**m, "decoders": {"mean": "hr_decoder", "sample": "hr_decoder_sample"}})
+    return out
+
+
+def _lr() -> np.ndarray:
+    return np.random.default_rng(3).integers(60, 200, (12, 20), dtype=np.uint8)
+
+
+def test_decoder_choice_follows_the_reduction(bundle_with_sample_decoder):
+    b = load_bundle(bundle_with_sample_decoder)
+    assert b.has_graph("hr_decoder_sample")
+    assert b.decoder_for("sample") == "hr_decoder_sample" and b.decoder_for("mean") == "hr_decoder"
+    plain = load_bundle(tiny_bundle())
+    assert not plain.has_graph("hr_decoder_sample") and plain.decoder_for("sample") == "hr_decoder"
+
+
+def test_single_sample_uses_the_sample_decoder(bundle_with_sample_decoder):
+    lr = _lr()
+    with_tex = SuperResolver.from_bundle(bundle_with_sample_decoder, backend="ort", seed=1)
+    one, mean_of_one = with_tex.upscale(lr).sr, with_tex.upscale(lr, samples=1, reduce="mean").sr
+    # same latent, two decoders: the outputs differ
+    assert np.abs(one.astype(int) - mean_of_one.astype(int)).mean() > 1.0
+    # without the sample decoder a mean of one sample IS that sample, and it equals the mean path above
+    plain = SuperResolver.from_bundle(tiny_bundle(), backend="ort", seed=1)
+    np.testing.assert_array_equal(plain.upscale(lr).sr, plain.upscale(lr, samples=1, reduce="mean").sr)
+    np.testing.assert_array_equal(plain.upscale(lr).sr, mean_of_one)
+
+
+@pytest.mark.parametrize("backend", ["torch", "openvino"])
+def test_other_backends_load_the_sample_decoder(bundle_with_sample_decoder, backend):
+    lr = _lr()
+    ref = SuperResolver.from_bundle(bundle_with_sample_decoder, backend="ort", seed=2).upscale(lr).sr
+    got = SuperResolver.from_bundle(bundle_with_sample_decoder, backend=backend, seed=2).upscale(lr).sr
+    assert np.abs(got.astype(int) - ref.astype(int)).max() <= 2
