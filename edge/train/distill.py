@@ -22,16 +22,43 @@ Array = np.ndarray
 # ---------------------------------------------------------------- (a) lighter decoder
 
 
-def light_decoder(latent_channels: int = 4, out_channels: int = 1, scale: int = 4, width: int = 32):
-    """A small KL-style decoder (diffusers Decoder, 1 res-block per level, no attention) upsampling by `scale`."""
+def light_decoder(latent_channels: int = 4, out_channels: int = 1, scale: int = 4, width: int = 32,
+                  skip_scale: float | None = None):
+    """A small KL-style decoder (diffusers Decoder, 1 res-block per level, no attention) upsampling by `scale`.
+
+    skip_scale: the teacher's latent scale factor when its autoencoder has the low-pass skip (latent channel 0 =
+    box-downsampled image): the light decoder then gets the same parameter-free skip and learns only the residual.
+    """
     from diffusers.models.autoencoders.vae import Decoder
 
     levels = int(round(np.log2(scale))) + 1
     if 2 ** (levels - 1) != scale:
         raise ValueError(f"decoder scale must be a power of two, got {scale}")
     chans = tuple(width * min(2**i, 2) for i in range(levels))
-    return Decoder(in_channels=latent_channels, out_channels=out_channels, up_block_types=("UpDecoderBlock2D",) * levels,
-                   block_out_channels=chans, layers_per_block=1, norm_num_groups=8, mid_block_add_attention=False)
+    dec = Decoder(in_channels=latent_channels, out_channels=out_channels, up_block_types=("UpDecoderBlock2D",) * levels,
+                  block_out_channels=chans, layers_per_block=1, norm_num_groups=8, mid_block_add_attention=False)
+    return dec if skip_scale is None else _SkipDecoder(dec, scale, skip_scale)
+
+
+def _SkipDecoder(net, scale: int, latent_scale: float):
+    """`net(z) + bicubic_up(z[:, :1] / latent_scale)`, starting as the bicubic of the low-pass channel (zero conv_out)."""
+    import torch
+    import torch.nn.functional as F
+
+    class SkipDecoder(torch.nn.Module):
+        """A light decoder with the teacher autoencoder's low-pass skip."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net, self.scale, self.latent_scale = net, int(scale), float(latent_scale)
+            torch.nn.init.zeros_(self.net.conv_out.weight)
+            torch.nn.init.zeros_(self.net.conv_out.bias)
+
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            low = F.interpolate(z[:, :1] / self.latent_scale, scale_factor=self.scale, mode="bicubic", align_corners=False)
+            return self.net(z) + low
+
+    return SkipDecoder()
 
 
 @dataclass
@@ -44,9 +71,15 @@ class DistillLog:
 
 def distill_decoder(teacher: Callable[[Array], Array], latents: Array, student=None, steps: int = 500, batch: int = 16,
                     lr: float = 1e-3, jitter: float = 0.1, seed: int = 0, time_budget_s: float | None = None,
-                    progress: bool = False):
-    """Train `student` so student(z) ~= teacher(z); the teacher decodes every latent (and a jittered copy) once, up front."""
+                    progress: bool = False, spectrum_weight: float = 0.0):
+    """Train `student` so student(z) ~= teacher(z); the teacher decodes every latent (and a jittered copy) once, up front.
+
+    spectrum_weight > 0 adds the radial log-power spectrum term against the teacher (keeps a texture decoder's
+    fine detail, which L1 + MSE alone would average away).
+    """
     import torch
+
+    from edge.train.losses import spectrum_loss
 
     if latents.ndim != 4:
         raise ValueError(f"latents must be [N, C, h, w], got shape {latents.shape}")
@@ -71,6 +104,8 @@ def distill_decoder(teacher: Callable[[Array], Array], latents: Array, student=N
         target = torch.from_numpy(targets[idx])
         pred = student(torch.from_numpy(z[idx]))
         loss = torch.nn.functional.l1_loss(pred, target) + torch.nn.functional.mse_loss(pred, target)
+        if spectrum_weight > 0:
+            loss = loss + spectrum_weight * spectrum_loss(pred, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -257,15 +292,20 @@ def _hr_teacher(model, ae: Path | None):
             return call
 
         down = 2 ** (len(ck["arch"]["hr_ae"]["block_out_channels"]) - 1)
-        return fn(enc), fn(dec), 16 * down, down, {"ae_checkpoint": str(ae), "step": ck.get("step")}
+        skip = sf if ck["arch"]["hr_ae"].get("lowpass_skip") else None
+        return fn(enc), fn(dec), 16 * down, down, {"ae_checkpoint": str(ae), "step": ck.get("step"), "skip_scale": skip}
     from edge.sr.bundle import load_bundle
 
     b = load_bundle(model)
-    return (_session_fn(_ort(b.graph("hr_encoder"))), _session_fn(_ort(b.graph("hr_decoder"))), b.lr_patch * b.scale,
-            b.scale, {"bundle": str(model), "model_id": b.model_id})
+    dec = b.decoder_for("sample")  # the light decoder stands in for the one that decodes single samples
+    return (_session_fn(_ort(b.graph("hr_encoder"))), _session_fn(_ort(b.graph(dec))), b.lr_patch * b.scale,
+            b.scale, {"bundle": str(model), "model_id": b.model_id, "decoder": dec,
+                      "skip_scale": float(b.manifest["latent_scale_factor"])
+                      if b.manifest.get("arch", {}).get("hr_ae", {}).get("lowpass_skip") else None})
 
 
-def distill_decoder_cmd(model, out, minutes: float, width: int, tiles: int, seed: int, ae: Path | None = None) -> dict:
+def distill_decoder_cmd(model, out, minutes: float, width: int, tiles: int, seed: int, ae: Path | None = None,
+                        spectrum_weight: float = 0.0) -> dict:
     """Distil a light HR decoder (from a bundle or an AE checkpoint); writes hr_decoder_light.onnx + decoder_report.json."""
     import json
 
@@ -276,10 +316,10 @@ def distill_decoder_cmd(model, out, minutes: float, width: int, tiles: int, seed
     z = np.concatenate([enc_fn(_to_unit(hr[i:i + 32])) for i in range(0, len(hr), 32)])
     hold = max(8, len(z) // 10)
     z_train, z_test, hr_test = z[hold:], z[:hold], _to_unit(hr[:hold])
-    student = light_decoder(z.shape[1], 1, scale, width)
+    student = light_decoder(z.shape[1], 1, scale, width, skip_scale=source["skip_scale"])
     est_steps = 4000  # the cosine schedule's length; the time budget usually ends training first
     student, log = distill_decoder(dec_fn, z_train, student, steps=est_steps, time_budget_s=60 * minutes, progress=True,
-                                   seed=seed)
+                                   seed=seed, spectrum_weight=spectrum_weight)
 
     class Clamped(torch.nn.Module):
         """The student with the teacher's output clamp to [-1, 1]."""
@@ -301,6 +341,7 @@ def distill_decoder_cmd(model, out, minutes: float, width: int, tiles: int, seed
 
     report = {
         "file": onnx_path.name, "width": width, "params": sum(p.numel() for p in student.parameters()),
+        "lowpass_skip": source["skip_scale"] is not None, "spectrum_weight": spectrum_weight,
         "flops": count_flops(student, torch.from_numpy(one)), "teacher": source, "tile_hr": hr_patch,
         "train_steps": len(log.losses), "train_s": round(log.seconds, 1), "tiles": int(len(z_train)),
         "psnr_light_vs_full_db": _psnr_unit(light, full),
@@ -379,14 +420,16 @@ def register_distill(train_app) -> None:
                 width: int = typer.Option(16, help="Base channel width of the light decoder."),
                 tiles: int = typer.Option(1024, help="Training tiles."), seed: int = typer.Option(0),
                 ae: Path | None = typer.Option(None, help="Use this autoencoder checkpoint (ae.pt) as the teacher "
-                                                          "instead of the bundle's ONNX graphs.")) -> None:
+                                                          "instead of the bundle's ONNX graphs."),
+                spectrum_weight: float = typer.Option(0.0, help="Weight of the radial log-power spectrum term "
+                                                                "(keeps a texture decoder's fine detail).")) -> None:
         """Light HR decoder distilled from the full one; reports PSNR light-vs-full and time per tile."""
         import json
 
         from edge.sr.bundle import BundleError
 
         try:
-            typer.echo(json.dumps(distill_decoder_cmd(model, out, minutes, width, tiles, seed, ae), indent=2))
+            typer.echo(json.dumps(distill_decoder_cmd(model, out, minutes, width, tiles, seed, ae, spectrum_weight), indent=2))
         except BundleError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc

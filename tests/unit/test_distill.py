@@ -31,6 +31,14 @@ def test_light_decoder_shape_and_size():
         light_decoder(scale=3)
 
 
+def test_light_decoder_with_lowpass_skip_starts_at_the_bicubic_of_channel_0():
+    z = torch.from_numpy(np.random.default_rng(1).standard_normal((2, 4, 8, 8)).astype(np.float32))
+    dec = light_decoder(4, 1, 4, width=8, skip_scale=2.0)
+    want = torch.nn.functional.interpolate(z[:, :1] / 2.0, scale_factor=4, mode="bicubic", align_corners=False)
+    torch.testing.assert_close(dec(z), want)
+    assert any(p.requires_grad for p in dec.parameters())  # the residual net is trainable
+
+
 def test_decoder_distillation_reduces_error():
     torch.manual_seed(0)
     teacher_net = torch.nn.Sequential(torch.nn.Upsample(scale_factor=2, mode="nearest"), torch.nn.Conv2d(4, 1, 3, padding=1))
@@ -85,12 +93,13 @@ def test_decoder_distillation_from_ae_checkpoint(tmp_path):
     from edge.train.distill import distill_decoder_cmd
 
     arch = {"kind": "kl", "in_channels": 1, "latent_channels": 4, "block_out_channels": [8, 8, 8],
-            "layers_per_block": 1, "norm_num_groups": 4}
+            "layers_per_block": 1, "norm_num_groups": 4, "lowpass_skip": True}
     torch.manual_seed(0)
     ae = ImageAutoencoder(arch)
     ck = tmp_path / "ae.pt"
     torch.save({"arch": {"hr_ae": arch}, "hr": ae.state_dict(), "scales": {"latent_scale_factor": 0.7}, "step": 1}, ck)
-    rep = distill_decoder_cmd(None, tmp_path / "out", minutes=0.02, width=8, tiles=12, seed=0, ae=ck)
+    rep = distill_decoder_cmd(None, tmp_path / "out", minutes=0.02, width=8, tiles=12, seed=0, ae=ck, spectrum_weight=0.1)
+    assert rep["lowpass_skip"] is True and rep["spectrum_weight"] == 0.1
     assert (tmp_path / "out" / "hr_decoder_light.onnx").exists()
     assert json.loads((tmp_path / "out" / "decoder_report.json").read_text()) == json.loads(json.dumps(rep))
     assert rep["train_steps"] >= 1 and rep["flops"] > 0 and rep["ms_per_tile_light_ort"] > 0
