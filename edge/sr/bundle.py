@@ -126,6 +126,16 @@ class Bundle:
                     "sampler": {"name": "ddim", "steps": steps, "spacing": "trailing", "init": "noise"}}
         return Bundle(self.path, manifest, {**self.graph_files, "denoiser": entry["file"]})
 
+    def light_decoder(self) -> "Bundle":
+        """The bundle with its single-sample decoder swapped for the distilled light decoder (manifest distilled.light_decoder)."""
+        entry = self.manifest.get("distilled", {}).get("light_decoder")
+        if entry is None:
+            raise BundleError(f"{self.path}: no distilled light decoder (manifest distilled.light_decoder); distil one with "
+                              "`lpbf-edge train distill decoder` or use the full decoder")
+        target = self.decoder_for("sample")
+        manifest = {**self.manifest, "model_id": f"{self.model_id}+light_decoder"}
+        return Bundle(self.path, manifest, {**self.graph_files, target: entry["file"]})
+
     def sha256(self, relpath: str) -> str:
         """Pinned sha256 of one bundle file."""
         return self.manifest["files"][relpath]

@@ -27,6 +27,7 @@ def sr_command(
     tile: int | None = typer.Option(None, "--tile", min=4, help="LR tile size (default: the bundle's lr_patch)."),
     overlap: int | None = typer.Option(None, "--overlap", min=0, help="LR tile overlap (default: tile/4)."),
     fused: bool = typer.Option(False, "--fused", help="ort only: one fused graph call per sampler step."),
+    decoder: str = typer.Option("full", "--decoder", help="full | light (the bundle's distilled light decoder, ONNX backends)."),
 ) -> None:
     """Super-resolve each INPUT into OUT/<name>.png, `scale` times larger, 8-bit gray."""
     from edge.sr.bundle import BundleError
@@ -42,7 +43,7 @@ def sr_command(
         samples = 4
     try:
         resolver = SuperResolver.from_bundle(model, backend=backend, steps=steps, seed=seed, sampler=sampler,
-                                             tile=tile, overlap=overlap, fused=fused)
+                                             tile=tile, overlap=overlap, fused=fused, decoder=decoder)
     except (BundleError, BackendUnavailable, ValueError) as exc:
         _die(str(exc))
     try:

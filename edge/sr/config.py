@@ -27,5 +27,8 @@ class SRConfig(Section):
     overlap: int | None = Field(None, ge=0, le=512, description="LR tile overlap in pixels; none uses tile/4.")
     batch: int = Field(8, ge=1, le=256, description="Tiles per backend call.")
     fused: bool = Field(False, description="ort only: run each sampler step as one fused graph call (edge.sr.fused).")
+    decoder: Literal["full", "light"] = Field(
+        "full", description="HR decoder for single samples: full, or light (the bundle's distilled light decoder: "
+                            "several times cheaper on a CPU; its quality cost is in docs/fast_inference.md).")
     openvino_precision: Literal["f32", "bf16"] = Field(
         "f32", description="OpenVINO inference precision; bf16 only on CPUs that report it (~1e-2 difference).")

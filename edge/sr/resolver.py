@@ -106,12 +106,19 @@ class SuperResolver:
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, backend: str = "ort", steps: int | None = None, seed: int = 0,
                     sampler: str | dict | SamplerSpec | None = None, tile: int | None = None, overlap: int | None = None,
-                    batch: int = 8, fused: bool = False, **runner_options) -> "SuperResolver":
+                    batch: int = 8, fused: bool = False, decoder: str = "full", **runner_options) -> "SuperResolver":
         """Load and verify a bundle (default: models/default or $LPBF_MODEL), open its backend, pick the sampler.
 
         fused=True (ort only) runs each sampler step as one call of FAST's fused step graph (edge.sr.fused).
+        decoder='light' decodes single samples with the bundle's distilled light decoder (ONNX backends).
         """
+        if decoder not in ("full", "light"):
+            raise ValueError(f"decoder must be 'full' or 'light', got {decoder!r}")
         bundle = load_bundle(path)
+        if decoder == "light":
+            if backend == "torch":
+                raise ValueError("the distilled light decoder ships as ONNX only; use backend 'ort' or 'openvino'")
+            bundle = bundle.light_decoder()
         if isinstance(sampler, str) and sampler.startswith("student"):
             bundle, sampler = bundle.student(sampler), None
             if backend == "torch":
@@ -125,7 +132,7 @@ class SuperResolver:
         opts = {"precision": cfg.openvino_precision} if cfg.backend == "openvino" else {}
         return cls.from_bundle(cfg.model, backend=cfg.backend, steps=cfg.steps, seed=cfg.seed, sampler=cfg.sampler,
                                tile=cfg.tile, overlap=cfg.overlap, batch=cfg.batch,
-                               fused=cfg.fused and cfg.backend == "ort", **opts)
+                               fused=cfg.fused and cfg.backend == "ort", decoder=cfg.decoder, **opts)
 
     @property
     def model_id(self) -> str:

@@ -61,3 +61,24 @@ def test_other_backends_load_the_sample_decoder(bundle_with_sample_decoder, back
     ref = SuperResolver.from_bundle(bundle_with_sample_decoder, backend="ort", seed=2).upscale(lr).sr
     got = SuperResolver.from_bundle(bundle_with_sample_decoder, backend=backend, seed=2).upscale(lr).sr
     assert np.abs(got.astype(int) - ref.astype(int)).max() <= 2
+
+
+def test_light_decoder_replaces_the_single_sample_decoder(bundle_with_sample_decoder, tmp_path):
+    from edge.sr.bundle import BundleError
+
+    b = tmp_path / "light"
+    shutil.copytree(bundle_with_sample_decoder, b)
+    # stand-in light decoder: a copy of the mean decoder, so the light single sample must equal the mean of one sample
+    shutil.copy(b / "hr_decoder.onnx", b / "hr_decoder_light.onnx")
+    m = json.loads((b / MANIFEST).read_text())
+    write_bundle(b, {**m, "distilled": {"light_decoder": {"file": "hr_decoder_light.onnx"}}})
+    lr = _lr()
+    light = SuperResolver.from_bundle(b, backend="ort", seed=4, decoder="light")
+    full = SuperResolver.from_bundle(b, backend="ort", seed=4)
+    assert light.model_id.endswith("+light_decoder")
+    np.testing.assert_array_equal(light.upscale(lr).sr, full.upscale(lr, samples=1, reduce="mean").sr)
+    assert np.abs(light.upscale(lr).sr.astype(int) - full.upscale(lr).sr.astype(int)).mean() > 1.0
+    with pytest.raises(BundleError, match="no distilled light decoder"):
+        SuperResolver.from_bundle(bundle_with_sample_decoder, backend="ort", decoder="light")
+    with pytest.raises(ValueError, match="'full' or 'light'"):
+        SuperResolver.from_bundle(b, backend="ort", decoder="tiny")
