@@ -213,7 +213,8 @@ def markdown(res: dict, manifest: dict, cmd: str, wall: float) -> str:
     lines += ["## How the shipped model was trained", "",
               f"Data: `{json.dumps(tr.get('data'))}`", "", "| stage | steps | wall s | command |", "|---|---|---|---|"]
     for k, c in (tr.get("command") or {}).items():
-        lines.append(f"| {k} | {tr.get('steps', {}).get(k, '')} | {tr.get('wall_s', {}).get(k, '')} | `{c}` |")
+        key = {"autoencoder": "ae"}.get(k, k)  # build_bundle records the autoencoder's steps under "ae"
+        lines.append(f"| {k} | {tr.get('steps', {}).get(key, '')} | {tr.get('wall_s', {}).get(key, '')} | `{c}` |")
     lines += ["", f"Validation at the end of training (val split, LR 16x16 crops): "
                   f"`{json.dumps(manifest.get('metrics', {}).get('validation'))}`", ""]
     return "\n".join(lines)
