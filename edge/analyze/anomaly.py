@@ -100,34 +100,92 @@ def detect_streaks(ctx: LayerContext) -> list[AnomalyFlag]:
     return flags
 
 
+def _gabor(period: float) -> tuple[np.ndarray, np.ndarray]:
+    """Even and odd Gabor kernels along one axis (envelope sigma = one period), scaled so a sinusoid of amplitude A reads A."""
+    half = int(np.ceil(3 * period))
+    t = np.arange(-half, half + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (t / period) ** 2)
+    norm = g.sum() / 2.0
+    return g * np.cos(2 * np.pi * t / period) / norm, g * np.sin(2 * np.pi * t / period) / norm
+
+
+def band_energy(z: np.ndarray, weight: np.ndarray, axis: int, periods: np.ndarray, width: int, purity: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel, the largest amplitude of a periodic pattern along `axis` (periods in px) in the profile averaged across
+    `width` px (coherent across the blade): over all periods (the noise reference), and over periods whose share of
+    the local profile variance is at least `purity` (a sinusoid has 1; a single bump or step spreads over many
+    periods; 0 where none is). Weight-0 pixels read as the powder level (0)."""
+    import cv2
+
+    zf = np.where(weight > 0, z, 0.0).astype(np.float32)
+    ksize = (width, 1) if axis == 0 else (1, width)  # cv2 sizes are (cols, rows): average across the travel
+    prof = cv2.blur(zf, ksize, borderType=cv2.BORDER_REFLECT)
+    best = np.zeros(z.shape, np.float32)
+    pure = np.zeros(z.shape, np.float32)
+    shape = (-1, 1) if axis == 0 else (1, -1)
+    for p in periods:
+        even, odd = _gabor(float(p))
+        re = cv2.filter2D(prof, -1, even.reshape(shape).astype(np.float32), borderType=cv2.BORDER_REFLECT)
+        im = cv2.filter2D(prof, -1, odd.reshape(shape).astype(np.float32), borderType=cv2.BORDER_REFLECT)
+        amp2 = re * re + im * im
+        g = _gauss1d(float(p)).reshape(shape).astype(np.float32)
+        mean = cv2.filter2D(prof, -1, g, borderType=cv2.BORDER_REFLECT)
+        var = cv2.filter2D((prof - mean) ** 2, -1, g, borderType=cv2.BORDER_REFLECT)
+        ok = amp2 >= 2.0 * purity * var  # a sinusoid of amplitude A has variance A^2 / 2
+        amp = np.sqrt(amp2)
+        best = np.maximum(best, amp)
+        pure = np.where(ok, np.maximum(pure, amp), pure)
+    return best, pure
+
+
+def _gauss1d(sigma: float) -> np.ndarray:
+    """Normalised 1-D Gaussian kernel."""
+    half = int(np.ceil(3 * sigma))
+    t = np.arange(-half, half + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (t / sigma) ** 2)
+    return g / g.sum()
+
+
 def detect_hopping(ctx: LayerContext) -> list[AnomalyFlag]:
-    """Recoater hopping: chatter bands across the travel direction, coherent over a few mm of blade width."""
+    """Recoater hopping (chatter): bands across the travel that repeat with a period of about 1-3 mm along it and are
+    coherent over a blade width; found as local Gabor energy at those periods (where the pattern is periodic, not a
+    single blob or edge), in robust sigmas of the powder's."""
+    import cv2
+
     cfg, s = ctx.cfg, ctx.s
     axis = 0 if cfg.recoater_travel == "y" else 1  # bands vary along the travel axis
-    z = np.where(ctx.powder, ctx.z, 0.0)
-    hp = ndimage.gaussian_filter1d(z, max(0.7, 1.5 * s), axis=axis) - ndimage.gaussian_filter1d(z, max(2.0, 12 * s), axis=axis)
-    coherent = ndimage.uniform_filter1d(hp, max(3, int(cfg.hopping_width_px * s)), axis=1 - axis)
-    energy = np.sqrt(np.maximum(ndimage.uniform_filter1d(coherent**2, max(3, int(cfg.hopping_width_px * s)), axis=axis), 0))
-    valid = ndimage.uniform_filter(ctx.powder.astype(float), max(3, int(cfg.hopping_width_px * s))) > 0.8
+    lo, hi = (max(3.0, p * s) for p in cfg.hopping_period_px)
+    periods = np.geomspace(lo, max(hi, lo), max(2, int(np.ceil(np.log(max(hi, lo) / lo) / np.log(1.35))) + 1))
+    width = max(3, int(cfg.hopping_width_px * s))
+    energy, pure = band_energy(ctx.z, ctx.powder, axis, periods, width, cfg.hopping_purity)
+    win = (width, int(2 * hi) | 1) if axis == 0 else (int(2 * hi) | 1, width)
+    valid = cv2.blur(ctx.powder.astype(np.float32), win) > 0.8  # the whole analysis window lies on powder
+    if valid.sum() < 16:
+        return []
     med, sig = robust_sigma(energy[valid])
-    ze = np.where(valid, (energy - med) / sig, 0.0)
+    ze = np.where(valid, (pure - med) / sig, 0.0)
     hit = ze > cfg.hopping_contrast
     lab, n = ndimage.label(hit)
     flags = []
-    min_area = (cfg.hopping_width_px * s) ** 2
+    min_area = width * 2 * lo  # a blade width by two of the shortest periods
     for i, sl in enumerate(ndimage.find_objects(lab), start=1):
-        area = int((lab[sl] == i).sum())
-        if area < min_area:
-            continue
-        score = float(ze[sl][lab[sl] == i].max()) / cfg.hopping_contrast
+        comp = lab[sl] == i
+        area = int(comp.sum())
+        if area < min_area or sl[1 - axis].stop - sl[1 - axis].start < width:
+            continue  # bands a blade leaves span at least a blade width across the travel
+        score = float(ze[sl][comp].max()) / cfg.hopping_contrast
         flags.append(_flag("recoater_hopping", score, sl, area, cfg))
     return flags
+
+
+def spreading_sigma(shape: tuple[int, ...]) -> float:
+    """Low-pass scale (px) of the powder level used for incomplete spreading."""
+    return max(2.0, 0.015 * shape[1])
 
 
 def detect_spreading(ctx: LayerContext) -> list[AnomalyFlag]:
     """Incomplete spreading: a large low-frequency region deviating from the powder level."""
     cfg, s = ctx.cfg, ctx.s
-    sig = max(2.0, 0.015 * ctx.z.shape[1])
+    sig = spreading_sigma(ctx.z.shape)
     zl = ndimage.gaussian_filter(np.where(ctx.powder, ctx.z, 0.0), sig)
     wl = ndimage.gaussian_filter(ctx.powder.astype(float), sig)
     m = np.where(wl > 0.3, zl / np.maximum(wl, 1e-6), 0.0)
@@ -204,8 +262,80 @@ def detect_elevation(ctx: LayerContext, zs: np.ndarray, reference: np.ndarray | 
     return flags
 
 
+def outside_level(ctx: LayerContext, outside: np.ndarray) -> tuple[np.ndarray, float]:
+    """Smoothed brightness of `outside` pixels (z units), averaged over outside pixels only so the part does not bleed in,
+    and the robust sigma of that smoothed level on powder (its noise)."""
+    sig = max(0.7, ctx.cfg.geometry_smooth_px * ctx.s)
+    den = ndimage.gaussian_filter(outside.astype(np.float64), sig)
+    ok = outside & (den > 0.2)
+    level = np.where(ok, ndimage.gaussian_filter(np.where(outside, ctx.z, 0.0), sig) / np.maximum(den, 1e-6), 0.0)
+    ref = ctx.powder & ok
+    if ref.sum() < 16:
+        return np.zeros(outside.shape), 1.0
+    _, sd = robust_sigma(level[ref])
+    return level, sd
+
+
+def detect_additions(ctx: LayerContext, expected: np.ndarray, explained: np.ndarray | None = None) -> list[AnomalyFlag]:
+    """Material outside the expected (CAD) outline, judged on the image rather than on the segmentation: regions attached
+    to a part, beyond the boundary tolerance, that are brighter than powder (swollen, proud metal) or about as dark as
+    the part itself, by geometry_region sigmas over their extent and geometry_evidence at their peak, and reach
+    geometry_min_depth_px or more out of the outline. Dark material counts only beyond geometry_dark_band_px, where the
+    darker rim and spatter halo of every part have faded. Regions another flag explains (spreading, hopping bands,
+    streaks) are left out."""
+    from skimage.morphology import disk
+
+    cfg, s = ctx.cfg, ctx.s
+    if expected is None or not expected.any():
+        return []
+    tol = max(1, int(round(cfg.geometry_tol_px * s)))
+    grown = ndimage.binary_dilation(expected, iterations=tol)
+    margin = max(1, int(round(cfg.part_margin_px * s)))
+    outside = ~grown & ndimage.binary_dilation(ctx.powder, iterations=margin + 1)
+    if explained is not None:
+        outside &= ~explained
+    level, sd = outside_level(ctx, outside)
+    inner = ndimage.binary_erosion(expected, iterations=tol)
+    part_level = float(np.median(ctx.z[inner])) if inner.sum() >= 16 else 0.0
+    # hysteresis: a region is where the level departs by geometry_region sigmas, and it must peak at geometry_evidence
+    signed = level / sd
+    material, core = signed > cfg.geometry_region, signed > cfg.geometry_evidence
+    dist = ndimage.distance_transform_edt(~expected)  # px from the expected outline
+    band = max(tol, int(round(cfg.geometry_dark_band_px * s)))
+    dark = np.zeros_like(material)
+    if part_level < -cfg.geometry_evidence * sd:  # dark parts: a dark addition must look like them (80 % of their level)
+        dark = (signed < -cfg.geometry_region) & (level < 0.5 * part_level) & (dist > band)
+        material |= dark
+        core |= (signed < -cfg.geometry_evidence) & (level < 0.8 * part_level) & (dist > band)
+    cand = ndimage.binary_opening(material & outside, structure=disk(max(1, int(round(0.5 * cfg.geometry_smooth_px * s)))))
+    if not cand.any():
+        return []
+    min_depth = max(2.0, cfg.geometry_min_depth_px * s)
+    ref_lab, _ = ndimage.label(expected)
+    big = np.bincount(ref_lab.ravel()) >= np.pi * min_depth**2  # bulges grow out of parts, not out of specks
+    big[0] = False
+    near = ndimage.binary_dilation(big[ref_lab], iterations=tol + 1)  # just beyond the tolerance band
+    near_dark = ndimage.binary_dilation(big[ref_lab], iterations=band + 1)
+    lab, n = ndimage.label(cand)
+    flags = []
+    for i, sl in enumerate(ndimage.find_objects(lab), start=1):
+        comp = lab[sl] == i
+        if not ((near[sl] & comp).any() or (near_dark[sl] & dark[sl] & comp).any()):
+            continue  # not attached to a part: debris or a stray part, not a deviation of this one
+        depth = float(dist[sl][comp].max())
+        # a bulge reaching d covers about d^2 or more; a dark one a full disk of radius d (dark spatter clusters are smaller)
+        is_dark = dark[sl][comp].mean() > 0.5
+        min_area = min_depth**2 * (np.pi if is_dark else 1.0)
+        if depth < min_depth or comp.sum() < min_area or not core[sl][comp].any():
+            continue  # too shallow, too small for its depth or too faint
+        if is_dark and np.median(level[sl][comp]) > 0.8 * part_level:
+            continue  # fused material is dark throughout; a dark powder blotch only at its centre
+        flags.append(_flag("part_geometry_deviation", depth / min_depth, sl, int(comp.sum()), cfg))
+    return flags
+
+
 def detect_geometry(parts: np.ndarray, reference: np.ndarray | None, cfg: AnalyzeConfig, s: float, evidence: np.ndarray | None = None,
-                    cad: bool = True) -> list[AnomalyFlag]:
+                    cad: bool = True, additions: bool = True) -> list[AnomalyFlag]:
     """Part geometry deviation against a reference mask (expected or previous layer): compact added or missing
     regions beyond the boundary tolerance. With `evidence` (the segmentation's parts-high feature map) each
     region must agree with the image: an addition looks like fused material, a dent looks like powder."""
@@ -221,6 +351,8 @@ def detect_geometry(parts: np.ndarray, reference: np.ndarray | None, cfg: Analyz
         inner_level = float(np.median(evidence[shrunk])) if shrunk.any() else None
     flags = []
     for missing, cand in ((False, added & ~grown), (True, shrunk & ~parts)):
+        if not missing and not additions:
+            continue
         opened = ndimage.binary_opening(cand, structure=disk(max(1, int(min_r))))
         if not missing:  # a bulge grows out of an existing part; a separate new part is not a deviation
             lab0, _ = ndimage.label(opened)

@@ -48,7 +48,13 @@ class AnalyzeConfig(Section):
     dark_frame_max: float = Field(8.0, ge=0, description="Mean grey level below which a frame is treated as a failed (black) capture.")
     streak_min_len_frac: float = Field(0.25, gt=0, le=1, description="A recoater streak spans at least this fraction of the plate width.")
     streak_contrast: float = Field(5.0, gt=0, description="Column-profile deviation (robust sigmas) for a recoater streak.")
-    hopping_contrast: float = Field(4.0, gt=0, description="Row-profile deviation (robust sigmas) for recoater hopping bands.")
+    hopping_contrast: float = Field(8.0, gt=0, description="Periodic band energy along the travel (robust sigmas above the powder's) for recoater hopping.")
+    hopping_purity: float = Field(
+        0.5, gt=0, le=1, description="Share of the local along-travel profile variance a hopping period must hold (1 = a pure sinusoid; a single blob or edge holds much less)."
+    )
+    hopping_period_px: tuple[float, float] = Field(
+        (10.0, 30.0), description="Shortest and longest repeat (px at ref_width_px) of recoater chatter bands along the travel (blade bounce, about 1-3 mm)."
+    )
     spreading_contrast: float = Field(2.0, gt=0, description="Shift of the low-passed powder level (in pixel-noise robust sigmas) for incomplete spreading.")
     spreading_min_area_frac: float = Field(0.01, gt=0, lt=1, description="Smallest incomplete-spreading region as a fraction of the plate area.")
     blob_contrast: float = Field(4.0, gt=0, description="Local brightness deviation (robust sigmas) for debris / super-elevation blobs.")
@@ -62,7 +68,12 @@ class AnalyzeConfig(Section):
     spatter_per_mpx: float = Field(1200.0, gt=0, description="Spatter particles per powder megapixel (at ref_width_px) above which spatter is flagged.")
     geometry_area_tol: float = Field(0.2, gt=0, lt=1, description="Relative part-area change (vs expected or previous layer) for part_geometry_deviation.")
     geometry_tol_px: int = Field(3, ge=0, description="Boundary tolerance (px at ref_width_px) before a part-shape difference counts.")
-    geometry_min_radius_px: float = Field(12.0, gt=0, description="Smallest bulge or dent (equivalent radius, px at ref_width_px) flagged as part_geometry_deviation.")
+    geometry_min_radius_px: float = Field(12.0, gt=0, description="Smallest dent, or bulge without CAD masks (equivalent radius, px at ref_width_px), flagged as part_geometry_deviation.")
+    geometry_min_depth_px: float = Field(8.0, gt=0, description="With CAD masks: material reaching this far (px at ref_width_px) out of the expected outline is a part_geometry_deviation (critical at critical_score times it).")
+    geometry_evidence: float = Field(4.0, gt=0, description="With CAD masks: peak brightness difference from powder (robust sigmas of the smoothed powder level) of material outside the outline.")
+    geometry_region: float = Field(2.0, gt=0, description="With CAD masks: brightness difference from powder (same sigmas) that bounds the extent of such material (hysteresis low threshold).")
+    geometry_dark_band_px: float = Field(12.0, ge=0, description="With CAD masks: dark (part-like) material outside the outline counts only beyond this distance (px at ref_width_px), where the darker rim and spatter halo of a part have faded.")
+    geometry_smooth_px: float = Field(3.0, gt=0, description="Smoothing scale (px at ref_width_px) of the outside-the-outline evidence map, and the radius of its opening.")
     laser_saturation: int = Field(250, ge=1, le=255, description="Grey level treated as saturated (laser or glare in the image).")
     laser_min_area_px: int = Field(200, ge=1, description="Saturated region size (px^2 at ref_width_px) that means the laser is in the image.")
     sr_std_high: float = Field(20.0, gt=0, description="SR per-pixel spread (grey levels) above which the SR texture is not trusted.")

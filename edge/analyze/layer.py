@@ -151,7 +151,10 @@ class LayerAnalyzer:
             flags.append(an.AnomalyFlag("segmentation_failed", "critical", float(seg.iterations), (0, 0, gray.shape[1], gray.shape[0]), int(mask.sum())))
         t = time.perf_counter()
         margin = max(1, int(round(cfg.part_margin_px * s)))
-        outline = mask | expected if expected is not None else mask
+        tol = max(1, int(round(cfg.geometry_tol_px * s)))
+        # with CAD the expected outline (plus what the segmentation found within its tolerance) is the part; anything
+        # beyond it is judged on the image (geometry, hopping bands), not absorbed into the part by the segmentation
+        outline = expected | (mask & ndimage.binary_dilation(expected, iterations=tol)) if expected is not None else mask
         for m in self.history.masks[-3:] if expected is None else []:  # without CAD: a part seen lately is not powder
             if m.shape == mask.shape:
                 outline = outline | m
@@ -167,16 +170,23 @@ class LayerAnalyzer:
         med, sig = an.robust_sigma(corr[powder])
         ctx = an.LayerContext(gray, (corr - med) / sig, powder, mask, s, cfg)
         zs = an.smoothed_z(ctx)
+        explained = np.zeros(gray.shape, bool)
+        geometry: list[AnomalyFlag] = []
         if powder.any():
             spreading = an.detect_spreading(ctx)
-            if spreading:  # the bare region and its edge are explained: keep other powder detectors out of it
-                ctx = replace(ctx, powder=ctx.powder & ~an.box_mask(gray.shape, spreading, 2 * margin))
+            if spreading:  # the bare region and its (blurred, wavy) edge are explained: keep other powder detectors out
+                explained |= an.box_mask(gray.shape, spreading, 2 * margin + int(3 * an.spreading_sigma(gray.shape)))
+                ctx = replace(ctx, powder=ctx.powder & ~explained)
             streaks = an.detect_streaks(ctx)
-            texture = an.detect_hopping(ctx) + an.detect_debris_spatter(ctx, zs)
-            flags += spreading + streaks + an.drop_overlapping(texture, ("debris",), streaks, margin)
+            hopping = an.detect_hopping(ctx)
+            explained |= an.box_mask(gray.shape, streaks + hopping, 0)
+            if expected is not None:
+                geometry = an.detect_additions(ctx, expected, explained)
+            debris = an.drop_overlapping(an.detect_debris_spatter(ctx, zs), ("debris",), streaks + hopping + geometry, margin)
+            flags += spreading + streaks + hopping + debris
         reference = expected if expected is not None else prev
         flags += an.detect_elevation(ctx, zs, reference)
-        flags += an.detect_geometry(mask, reference, cfg, s, seg.feature, cad=expected is not None)
+        flags += geometry + an.detect_geometry(mask, reference, cfg, s, seg.feature, cad=expected is not None, additions=expected is None)
         sr_flags, untrusted = an.detect_sr_uncertain(std, cfg, s)
         flags = an.suppress_untrusted(flags, untrusted) + sr_flags
         timings["detect"] = time.perf_counter() - t
