@@ -179,3 +179,56 @@ def test_without_cad_masks_parts_starting_or_ending_are_not_anomalies(clean):
     third = a.analyze(only_disk, 3)  # and end here
     for r in (first, second, third):
         assert r.layer_state == "ok", [f.to_json_dict() for f in r.flags]
+
+
+def test_bright_smooth_bulge_outside_the_cad_outline_is_a_geometry_deviation(clean):
+    """Swollen metal brighter and smoother than powder (as the sim draws it) on the square's right edge: flagged there,
+    reaching out of the outline; the same amount of brightening inside the part is no geometry deviation."""
+    from scipy import ndimage
+
+    img, lab = clean
+    expected = lab > 0
+    yy, xx = np.mgrid[: img.shape[0], : img.shape[1]]
+    disk = (xx - 410) ** 2 + (yy - 345) ** 2 <= 12**2
+    bad = img.astype(float)
+    smooth = 1.15 * 110 + 0.3 * (ndimage.gaussian_filter(bad, 2.0) - 110)
+    bad[disk & ~expected] = smooth[disk & ~expected]
+    res = _analyze(np.clip(bad, 0, 255).astype(np.uint8), lab)
+    geo = [f for f in res.flags if f.type == "part_geometry_deviation"]
+    assert geo and _hit(res, "part_geometry_deviation", 416, 345), [f.to_json_dict() for f in res.flags]
+    assert all(f.bbox[0] >= 409 for f in geo)  # outside the outline (the square ends at x = 409)
+    assert not any(f.type == "debris" for f in res.flags)  # the bulge is explained, not also debris
+    inside = img.astype(float)
+    inside[disk & expected] = smooth[disk & expected]
+    res2 = _analyze(np.clip(inside, 0, 255).astype(np.uint8), lab)
+    assert "part_geometry_deviation" not in _types(res2)
+
+
+def test_a_single_bright_band_below_a_part_is_not_hopping(clean):
+    """Hopping is periodic: one bright stripe across a part's width is not chatter, four cycles are."""
+    img, lab = clean
+    one = img.astype(float)
+    one[400:406, 310:420] += 25
+    res = _analyze(np.clip(one, 0, 255).astype(np.uint8), lab)
+    assert "recoater_hopping" not in _types(res), [f.to_json_dict() for f in res.flags]
+    bands = img.astype(float)
+    rows = np.arange(400, 440)
+    bands[400:440, 310:420] += (25 * np.sin(2 * np.pi * rows / 10.0))[:, None]
+    res2 = _analyze(np.clip(bands, 0, 255).astype(np.uint8), lab)
+    assert _hit(res2, "recoater_hopping", 360, 420)
+
+
+def test_band_energy_reads_sinusoid_amplitude_and_rejects_a_step():
+    from edge.analyze.anomaly import band_energy
+
+    n = 256
+    y = np.arange(n, dtype=float)[:, None]
+    sine = np.repeat(3.0 * np.sin(2 * np.pi * y / 12.0), 64, axis=1)
+    w = np.ones_like(sine, dtype=bool)
+    amp, pure = band_energy(sine, w, 0, np.array([8.0, 12.0, 16.0]), 16, 0.5)
+    mid = (slice(60, 196), slice(20, 44))
+    assert abs(float(np.median(amp[mid])) - 3.0) < 0.3 and abs(float(np.median(pure[mid])) - 3.0) < 0.3
+    step = np.repeat(np.where(y < n / 2, 0.0, 3.0), 64, axis=1)
+    amp_s, pure_s = band_energy(step, w, 0, np.array([8.0, 12.0, 16.0]), 16, 0.5)
+    assert amp_s.max() > 0.3  # a step does excite the filters...
+    assert pure_s.max() < 0.5 * amp_s.max()  # ...but it is not periodic
