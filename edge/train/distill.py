@@ -166,8 +166,13 @@ def make_student_data(denoise, alphas_cumprod: Array, conds: Array, prediction_t
 
 
 def distill_student(student, data: dict, alphas_cumprod: Array, prediction_type: str, steps: int = 500, batch: int = 16,
-                    lr: float = 2e-5, seed: int = 0, time_budget_s: float | None = None, progress: bool = False):
-    """Train `student` (x, t, cond) -> out so that its x0 estimate at each student timestep equals the teacher's x0."""
+                    lr: float = 2e-5, seed: int = 0, time_budget_s: float | None = None, progress: bool = False,
+                    rollout: float = 0.0):
+    """Train `student` (x, t, cond) -> out so that its x0 estimate at each student timestep equals the teacher's x0.
+
+    rollout: fraction of the later-step batches whose input state is the student's own (no-grad) DDIM rollout
+    from the fixed noise instead of the teacher's state: the state it will really see at inference.
+    """
     import torch
 
     torch.manual_seed(seed)
@@ -188,6 +193,8 @@ def distill_student(student, data: dict, alphas_cumprod: Array, prediction_type:
         j = int(rng.integers(0, len(ts)))
         x = torch.from_numpy(data["states"][j, idx])
         cond = torch.from_numpy(data["cond"][idx])
+        if j > 0 and rollout > 0 and rng.random() < rollout:
+            x = _own_state(student, torch.from_numpy(data["noise"][idx]), cond, ts, coefs, j)
         target = torch.from_numpy(data["x0"][idx])
         t = torch.full((batch,), float(ts[j]))
         p0, p1 = float(coefs[j, 0]), float(coefs[j, 1])
@@ -201,6 +208,19 @@ def distill_student(student, data: dict, alphas_cumprod: Array, prediction_type:
         if time_budget_s and time.perf_counter() - t0 > time_budget_s:
             break
     return student.eval(), DistillLog(losses, time.perf_counter() - t0)
+
+
+def _own_state(student, x_T, cond, timesteps: Array, coefs: Array, j: int):
+    """The student's own deterministic DDIM state at its j-th timestep, rolled out from x_T without gradients."""
+    import torch
+
+    x, x0_prev = x_T, torch.zeros_like(x_T)
+    with torch.no_grad():
+        for k in range(j):
+            p0, p1, A, B, C, D = (float(c) for c in coefs[k])
+            x0 = p0 * x + p1 * student(x, torch.full((x.shape[0],), float(timesteps[k])), cond)
+            x, x0_prev = A * x + B * x0 + C * x0_prev, x0  # eta = 0: no fresh noise (D unused)
+    return x
 
 
 def run_student(denoise, alphas_cumprod: Array, timesteps: Array, prediction_type: str, x_T: Array, cond: Array) -> Array:
@@ -362,7 +382,7 @@ def load_torch_denoiser(model):
 
 
 def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: int, teacher_steps: int,
-                        seed: int) -> dict:
+                        seed: int, rollout: float = 0.0) -> dict:
     """Distil a k-step deterministic student from a bundle's denoiser; writes denoiser_student{k}.onnx + report."""
     import json
 
@@ -384,7 +404,8 @@ def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: i
     data_s = time.perf_counter() - t0
     student = load_torch_denoiser(model)
     budget = max(30.0, 60 * minutes - data_s)
-    student, log = distill_student(student, data, acp, pred, steps=100000, time_budget_s=budget, progress=True, seed=seed)
+    student, log = distill_student(student, data, acp, pred, steps=100000, time_budget_s=budget, progress=True, seed=seed,
+                                   rollout=rollout)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"denoiser_student{student_steps}.onnx"
     shape = (1, *conds.shape[1:])
@@ -398,7 +419,7 @@ def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: i
     report = {
         "file": path.name, "steps": student_steps, "timesteps": data["timesteps"].tolist(), "sampler": "ddim",
         "prediction": pred, "teacher": {"sampler": "ddim", "eta": 0.0, "steps": teacher_steps},
-        "pairs": int(len(conds)), "data_s": round(data_s, 1), "train_steps": len(log.losses),
+        "pairs": int(len(conds)), "rollout": rollout, "data_s": round(data_s, 1), "train_steps": len(log.losses),
         "train_s": round(log.seconds, 1), "latent_rmse_vs_teacher": float(np.sqrt(np.mean((x0_s - x0_t) ** 2))),
         "latent_rms_teacher": float(np.sqrt(np.mean(x0_t**2))), "final_loss": float(np.mean(log.losses[-20:])),
     }
@@ -441,14 +462,16 @@ def register_distill(train_app) -> None:
                 steps: int = typer.Option(2, min=1, max=4, help="Student sampler steps (1-4)."),
                 tiles: int = typer.Option(512, help="(noise, condition) pairs."),
                 teacher_steps: int = typer.Option(50, help="DDIM steps of the teacher ODE."),
-                seed: int = typer.Option(0)) -> None:
+                seed: int = typer.Option(0),
+                rollout: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction of later-step batches trained on "
+                                              "the student's own rollout state (what it sees at inference).")) -> None:
         """SinSR-style deterministic few-step student regressing the teacher's DDIM ODE map."""
         import json
 
         from edge.sr.bundle import BundleError
 
         try:
-            typer.echo(json.dumps(distill_student_cmd(model, out, minutes, steps, tiles, teacher_steps, seed), indent=2))
+            typer.echo(json.dumps(distill_student_cmd(model, out, minutes, steps, tiles, teacher_steps, seed, rollout), indent=2))
         except BundleError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc

@@ -120,3 +120,24 @@ def test_register_distill_cli(tmp_path):
     assert "decoder" in out and "student" in out
     res = CliRunner().invoke(app, ["train", "distill", "student", "--model", str(tmp_path / "none")])
     assert res.exit_code == 2 and "none" in res.output
+
+
+def test_own_rollout_state_matches_the_teacher_when_the_student_is_the_teacher():
+    """With teacher steps == student steps, the student's own DDIM rollout from the same noise IS the teacher's state."""
+    from edge.sr.fused import plan_steps
+    from edge.train.distill import _own_state
+
+    torch.manual_seed(0)
+    net = _Net().eval()
+    fn = lambda x, t, c: net(*map(torch.from_numpy, (x, t, c))).detach().numpy()  # noqa: E731
+    conds = np.random.default_rng(2).standard_normal((8, 4, 4, 4)).astype(np.float32)
+    data = make_student_data(fn, ACP, conds, "v_prediction", student_steps=2, teacher_steps=2)
+    coefs = plan_steps(ACP, data["timesteps"], "ddim", "v_prediction").coefs
+    noise, cond = torch.from_numpy(data["noise"]), torch.from_numpy(conds)
+    np.testing.assert_allclose(_own_state(net, noise, cond, data["timesteps"], coefs, 1).numpy(), data["states"][1],
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(_own_state(net, noise, cond, data["timesteps"], coefs, 0).numpy(), data["noise"])
+    other = _Net().eval()  # a different student reaches a different state: the rollout really uses the student
+    assert not np.allclose(_own_state(other, noise, cond, data["timesteps"], coefs, 1).numpy(), data["states"][1], atol=1e-3)
+    student, log = distill_student(_Net(), data, ACP, "v_prediction", steps=20, batch=4, lr=1e-3, rollout=1.0)
+    assert len(log.losses) == 20 and np.isfinite(log.losses).all()
