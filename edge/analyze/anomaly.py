@@ -323,9 +323,10 @@ def detect_additions(ctx: LayerContext, expected: np.ndarray, explained: np.ndar
         if not ((near[sl] & comp).any() or (near_dark[sl] & dark[sl] & comp).any()):
             continue  # not attached to a part: debris or a stray part, not a deviation of this one
         depth = float(dist[sl][comp].max())
-        # a bulge reaching d covers about d^2 or more; a dark one a full disk of radius d (dark spatter clusters are smaller)
+        # a bulge reaching d out is a cap about as wide as deep: 1.6 d^2 for a half disk, half that is the floor (a
+        # thin finger of bright grain is not a swelling); a dark one a full disk of the minimum depth (spatter is smaller)
         is_dark = dark[sl][comp].mean() > 0.5
-        min_area = min_depth**2 * (np.pi if is_dark else 1.0)
+        min_area = max(0.5 * depth**2, min_depth**2 * (np.pi if is_dark else 1.0))
         if depth < min_depth or comp.sum() < min_area or not core[sl][comp].any():
             continue  # too shallow, too small for its depth or too faint
         if is_dark and np.median(level[sl][comp]) > 0.8 * part_level:
