@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edge.config_base import Section
 
@@ -83,3 +83,11 @@ class AnalyzeConfig(Section):
     persist_iou: float = Field(0.2, ge=0, le=1, description="Box IoU for a flag to continue a flag of the previous layer.")
     cvd_size: int = Field(512, ge=32, description="Images are resized to this side for the wavelet covariance distance (paper: 512).")
     cvd_angles: int = Field(4, ge=1, description="Wavelet orientations L of the CVD phase-harmonic operator.")
+
+    @model_validator(mode="after")
+    def _period_range(self) -> "AnalyzeConfig":
+        """The hopping period range must be (shortest, longest)."""
+        lo, hi = self.hopping_period_px
+        if not 0 < lo <= hi:
+            raise ValueError(f"hopping_period_px must be (shortest, longest) with 0 < shortest <= longest, got {self.hopping_period_px}")
+        return self

@@ -232,3 +232,11 @@ def test_band_energy_reads_sinusoid_amplitude_and_rejects_a_step():
     amp_s, pure_s = band_energy(step, w, 0, np.array([8.0, 12.0, 16.0]), 16, 0.5)
     assert amp_s.max() > 0.3  # a step does excite the filters...
     assert pure_s.max() < 0.5 * amp_s.max()  # ...but it is not periodic
+
+
+def test_hopping_period_range_must_be_ordered():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="hopping_period_px"):
+        AnalyzeConfig(hopping_period_px=(30.0, 10.0))
+    assert AnalyzeConfig(hopping_period_px=(12.0, 12.0)).hopping_period_px == (12.0, 12.0)
