@@ -1,6 +1,9 @@
 """Anomaly-flag evaluation on sim builds with labelled defects: tune on some seeds, report on other seeds.
 
-Usage: .venv/bin/python bench/anomaly_eval.py --seeds 101 102 103 --layers 40 --hr 512 [--source hr|lr|bicubic] [--json F]
+Usage: .venv/bin/python bench/anomaly_eval.py --seeds 101 102 103 104 --layers 25 --hr 512 [--source hr|lr|bicubic]
+       [--no-expected] [--json F]
+Thresholds are tuned on seeds < 100; seeds 101-108 are for reporting only (docs/analysis.md). The sim renders at most
+25 layers correctly (edge/sim/scan.py hash overflow beyond).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ def main() -> None:
     """CLI entry."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[201, 202, 203])
-    ap.add_argument("--layers", type=int, default=40)
+    ap.add_argument("--layers", type=int, default=25)
     ap.add_argument("--hr", type=int, default=512)
     ap.add_argument("--defect-rate", type=float, default=0.3)
     ap.add_argument("--source", choices=("hr", "lr", "bicubic"), default="hr")
