@@ -472,7 +472,10 @@ def plan_combos(manifest: dict, extras: dict, quick: bool, bf16: bool) -> tuple[
                                 fused=True))
     if light:
         combos.append(Combo("ort fused dpmpp_2m10 + light decoder", "ort", "dpmpp_2m", 10, decoder=light, fused=True))
-    fast = manifest.get("fast_path", {}).get("bench_name", fast) if isinstance(manifest.get("fast_path"), dict) else fast
+    fp = manifest.get("fast_path") if isinstance(manifest.get("fast_path"), dict) else {}
+    names = [c.name for c in combos]
+    # the bundle's fast path: the first of its named combos this machine can run (bf16 ones need a bf16 CPU)
+    fast = next((n for n in fp.get("bench_names", [fp.get("bench_name")]) if n in names), fast)
     return ref, combos, fast
 
 

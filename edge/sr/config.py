@@ -13,6 +13,10 @@ class SRConfig(Section):
     """Model bundle, backend and sampler settings for super-resolution."""
 
     model: str | None = Field(None, description="Model bundle directory; none uses the shipped default model.")
+    profile: Literal["quality", "fast"] = Field(
+        "quality", description="quality: the settings below; fast: the bundle's measured fast path (manifest fast_path: "
+                               "distilled student + light decoder on OpenVINO bf16 where the CPU has it, else fused ORT), "
+                               "overriding backend, sampler, decoder and fused.")
     backend: Literal["ort", "openvino", "torch", "tensorrt"] = Field("ort", description="Inference backend.")
     steps: int | None = Field(None, ge=1, le=1000, description="Sampler steps; none uses the bundle's default.")
     samples: int = Field(1, ge=1, le=32, description="Samples per layer; >1 also gives the per-pixel spread.")

@@ -77,6 +77,22 @@ def _fused_sampler(bundle: Bundle, runner: Runner):
     return FusedSampler(runner.open(path))
 
 
+def fast_path_settings(bundle: Bundle) -> dict:
+    """SR settings of the bundle's fast path (manifest fast_path.box_config): the first entry this machine can run."""
+    entries = (bundle.manifest.get("fast_path") or {}).get("box_config") or []
+    if not entries:
+        raise BundleError(f"{bundle.path}: the bundle names no fast path (manifest fast_path.box_config); "
+                          "use sr.profile 'quality' or set sampler/decoder/backend yourself")
+    for e in entries:
+        if e.get("backend") == "openvino" and e.get("openvino_precision") == "bf16":
+            from edge.sr.runners import openvino_bf16_supported
+
+            if not openvino_bf16_supported():
+                continue
+        return dict(e)
+    raise BundleError(f"{bundle.path}: none of the bundle's fast paths runs on this machine: {entries}")
+
+
 class SuperResolver:
     """Upscales uint8 gray images of any size by the bundle's scale through overlapping tiles."""
 
@@ -128,7 +144,9 @@ class SuperResolver:
 
     @classmethod
     def from_config(cls, cfg) -> "SuperResolver":
-        """Build from the box config's `sr` section (edge.sr.config.SRConfig)."""
+        """Build from the box config's `sr` section (edge.sr.config.SRConfig); profile 'fast' takes the bundle's fast path."""
+        if cfg.profile == "fast":
+            cfg = cfg.model_copy(update=fast_path_settings(load_bundle(cfg.model)))
         opts = {"precision": cfg.openvino_precision} if cfg.backend == "openvino" else {}
         return cls.from_bundle(cfg.model, backend=cfg.backend, steps=cfg.steps, seed=cfg.seed, sampler=cfg.sampler,
                                tile=cfg.tile, overlap=cfg.overlap, batch=cfg.batch,

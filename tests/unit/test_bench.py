@@ -70,3 +70,17 @@ def test_per_sample_time_and_quality():
     flat = [np.full_like(t, 128) for t in truth]
     qn, qf = quality(noisy, truth, texture_size=32), quality(flat, truth, texture_size=32)
     assert qn["psnr_db"] > qf["psnr_db"] + 10 and qn["texture_distance"] < qf["texture_distance"]
+
+
+def test_bundle_fast_path_falls_back_when_the_cpu_lacks_bf16(tmp_path):
+    (tmp_path / "denoiser_student2.onnx").write_bytes(b"x")
+    (tmp_path / "hr_decoder_light.onnx").write_bytes(b"x")
+    (tmp_path / "student2_report.json").write_text(json.dumps({"file": "denoiser_student2.onnx", "steps": 2}))
+    (tmp_path / "decoder_report.json").write_text(json.dumps({"file": "hr_decoder_light.onnx", "flops": 5}))
+    ex = _extras(tmp_path, MAN, tmp_path)
+    man = {**MAN, "fast_path": {"bench_names": ["openvino-bf16 student2 + light decoder", "ort fused student2 + light decoder"]}}
+    assert plan_combos(man, ex, quick=True, bf16=True)[2] == "openvino-bf16 student2 + light decoder"
+    assert plan_combos(man, ex, quick=True, bf16=False)[2] == "ort fused student2 + light decoder"
+    # a bundle naming only paths this machine cannot run keeps the built-in default
+    odd = {**MAN, "fast_path": {"bench_names": ["tensorrt student1"]}}
+    assert plan_combos(odd, ex, quick=True, bf16=False)[2] == plan_combos(MAN, ex, quick=True, bf16=False)[2]

@@ -82,3 +82,22 @@ def test_light_decoder_replaces_the_single_sample_decoder(bundle_with_sample_dec
         SuperResolver.from_bundle(bundle_with_sample_decoder, backend="ort", decoder="light")
     with pytest.raises(ValueError, match="'full' or 'light'"):
         SuperResolver.from_bundle(b, backend="ort", decoder="tiny")
+
+
+def test_fast_profile_takes_the_bundles_fast_path(bundle_with_sample_decoder, tmp_path):
+    from edge.sr.bundle import BundleError
+    from edge.sr.config import SRConfig
+    from edge.sr.runners import openvino_bf16_supported
+
+    b = tmp_path / "fast"
+    shutil.copytree(bundle_with_sample_decoder, b)
+    shutil.copy(b / "hr_decoder.onnx", b / "hr_decoder_light.onnx")
+    m = json.loads((b / MANIFEST).read_text())
+    entries = [{"backend": "openvino", "openvino_precision": "bf16", "decoder": "light"}, {"backend": "ort", "decoder": "light"}]
+    write_bundle(b, {**m, "distilled": {"light_decoder": {"file": "hr_decoder_light.onnx"}}, "fast_path": {"box_config": entries}})
+    fast = SuperResolver.from_config(SRConfig(model=str(b), profile="fast"))
+    assert fast.model_id.endswith("+light_decoder")
+    assert fast.runner.name == ("openvino" if openvino_bf16_supported() else "ort")
+    assert SuperResolver.from_config(SRConfig(model=str(b))).model_id == m["model_id"]  # quality profile: untouched
+    with pytest.raises(BundleError, match="names no fast path"):
+        SuperResolver.from_config(SRConfig(model=str(bundle_with_sample_decoder), profile="fast"))
