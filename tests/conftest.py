@@ -48,3 +48,13 @@ def realdata() -> Path:
     if not (REALDATA / "README.md").exists():
         pytest.skip(f"real photographs not found at {REALDATA} (set LPBF_REALDATA)")
     return REALDATA
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch intra-op thread for a module of tiny models: spinning threads on a shared 2-core box slow them ~10x."""
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -146,7 +146,7 @@ class SuperResolver:
     def from_config(cls, cfg) -> "SuperResolver":
         """Build from the box config's `sr` section (edge.sr.config.SRConfig); profile 'fast' takes the bundle's fast path."""
         if cfg.profile == "fast":
-            cfg = cfg.model_copy(update=fast_path_settings(load_bundle(cfg.model)))
+            cfg = cfg.model_copy(update=fast_path_settings(load_bundle(cfg.model, verify=False)))  # from_bundle verifies
         opts = {"precision": cfg.openvino_precision} if cfg.backend == "openvino" else {}
         return cls.from_bundle(cfg.model, backend=cfg.backend, steps=cfg.steps, seed=cfg.seed, sampler=cfg.sampler,
                                tile=cfg.tile, overlap=cfg.overlap, batch=cfg.batch,

@@ -37,10 +37,10 @@ def light_decoder(latent_channels: int = 4, out_channels: int = 1, scale: int = 
     chans = tuple(width * min(2**i, 2) for i in range(levels))
     dec = Decoder(in_channels=latent_channels, out_channels=out_channels, up_block_types=("UpDecoderBlock2D",) * levels,
                   block_out_channels=chans, layers_per_block=1, norm_num_groups=8, mid_block_add_attention=False)
-    return dec if skip_scale is None else _SkipDecoder(dec, scale, skip_scale)
+    return dec if skip_scale is None else _skip_decoder(dec, scale, skip_scale)
 
 
-def _SkipDecoder(net, scale: int, latent_scale: float):
+def _skip_decoder(net, scale: int, latent_scale: float):
     """`net(z) + bicubic_up(z[:, :1] / latent_scale)`, starting as the bicubic of the low-pass channel (zero conv_out)."""
     import torch
     import torch.nn.functional as F
@@ -427,6 +427,21 @@ def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: i
     return report
 
 
+def _echo_report(command, *args) -> None:
+    """Run a distillation command and print its JSON report; a bad bundle is one error line and exit code 2."""
+    import json
+
+    import typer
+
+    from edge.sr.bundle import BundleError
+
+    try:
+        typer.echo(json.dumps(command(*args), indent=2))
+    except BundleError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
 def register_distill(train_app) -> None:
     """Add `distill decoder|student` under the `train` command group."""
     import typer
@@ -445,15 +460,7 @@ def register_distill(train_app) -> None:
                 spectrum_weight: float = typer.Option(0.0, help="Weight of the radial log-power spectrum term "
                                                                 "(keeps a texture decoder's fine detail).")) -> None:
         """Light HR decoder distilled from the full one; reports PSNR light-vs-full and time per tile."""
-        import json
-
-        from edge.sr.bundle import BundleError
-
-        try:
-            typer.echo(json.dumps(distill_decoder_cmd(model, out, minutes, width, tiles, seed, ae, spectrum_weight), indent=2))
-        except BundleError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
+        _echo_report(distill_decoder_cmd, model, out, minutes, width, tiles, seed, ae, spectrum_weight)
 
     @app.command("student")
     def student(model: Path = typer.Option(Path("models/default"), help="Teacher model bundle."),
@@ -466,14 +473,6 @@ def register_distill(train_app) -> None:
                 rollout: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction of later-step batches trained on "
                                               "the student's own rollout state (what it sees at inference).")) -> None:
         """SinSR-style deterministic few-step student regressing the teacher's DDIM ODE map."""
-        import json
-
-        from edge.sr.bundle import BundleError
-
-        try:
-            typer.echo(json.dumps(distill_student_cmd(model, out, minutes, steps, tiles, teacher_steps, seed, rollout), indent=2))
-        except BundleError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
+        _echo_report(distill_student_cmd, model, out, minutes, steps, tiles, teacher_steps, seed, rollout)
 
     train_app.add_typer(app, name="distill")

@@ -15,13 +15,7 @@ T = 200
 ACP = np.cumprod(1 - np.linspace(1e-4, 0.02, T))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core box, spinning torch threads slow these tiny models ~10x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_light_decoder_shape_and_size():

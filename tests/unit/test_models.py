@@ -11,13 +11,7 @@ from edge.models import (CondDenoiser, ImageAutoencoder, PatchDiscriminator, Reg
                          ScaledEncoder, estimate_latent_scale, param_count, preset)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP spin contention on a shared 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

@@ -24,13 +24,7 @@ TINY_AE = {"hr_ae": {"kind": "kl", "in_channels": 1, "latent_channels": 4, "bloc
                     "norm_num_groups": 4, "attention": False, "num_train_timesteps": 200}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP spin contention on a shared 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 
