@@ -44,12 +44,11 @@ def _autoencoders(ae_pt: Path, decoder_pt: Path | None) -> tuple[ImageAutoencode
 def build_bundle(out: Path, ae_pt: Path, diffusion_pt: Path, regression_pt: Path | None = None,
                  decoder_pt: Path | None = None, model_id: str | None = None, sampler: dict | None = None,
                  metrics: dict | None = None, data: dict | None = None, exporter: str = "dynamo",
-                 reuse: tuple[str, ...] = (), sample_decoder_pt: Path | None = None, keep: tuple[str, ...] = ()):
+                 reuse: tuple[str, ...] = (), sample_decoder_pt: Path | None = None):
     """Export the four graphs (+ regression, + the texture/sample decoder) and write a verified bundle into `out`.
 
     `sample_decoder_pt`: ae.pt of a decoder-only fine-tune trained for texture (GAN/spectral terms); it becomes
     hr_decoder_sample, used for single samples, while hr_decoder (the L1 decoder) decodes means.
-    `keep`: manifest keys of an existing bundle in `out` carried over (e.g. "distilled": its students).
 
     Graphs named in `reuse` whose ONNX file already exists in `out` are not exported again (their
     safetensors are rewritten from the given checkpoints): the slow dynamo export can be staged.
@@ -115,11 +114,6 @@ def build_bundle(out: Path, ae_pt: Path, diffusion_pt: Path, regression_pt: Path
                                    **({"sample_decoder": info["sample_decoder"]["val"]} if tex is not None else {})},
                     **(metrics or {})},
     }
-    if tex is not None:
-        manifest["decoders"] = {"mean": "hr_decoder", "sample": "hr_decoder_sample"}
-    if keep and (out / "manifest.json").is_file():
-        old = json.loads((out / "manifest.json").read_text())
-        manifest.update({k: old[k] for k in keep if k in old})
     out.mkdir(parents=True, exist_ok=True)
     mods = graph_modules(hr, lr, den, manifest["latent_scale_factor"], manifest["lr_latent_scale_factor"], reg, tex)
     todo = {k: m for k, m in mods.items() if not (k in reuse and (out / f"{k}.onnx").is_file())}

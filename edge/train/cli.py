@@ -121,7 +121,6 @@ def register(app: typer.Typer) -> None:
         sample_decoder: Path | None = typer.Option(
             None, "--sample-decoder", help="ae.pt of a --decoder-only texture fine-tune: decodes single samples (optional)."),
         reuse: list[str] = typer.Option([], "--reuse", help="Graph whose ONNX already in OUT is kept (repeatable)."),
-        keep: list[str] = typer.Option([], "--keep", help="Manifest key of the existing OUT bundle to carry over, e.g. distilled."),
         model_id: str | None = typer.Option(None, "--model-id", help="Model id (default lpbf-sr-x<scale>-<preset>-<date>)."),
         sampler: str = typer.Option("dpmpp_2m", "--sampler", help="Default fast sampler: dpmpp_2m | ddim | ddpm."),
         steps: int = typer.Option(15, "--steps", help="Default fast sampler steps."),
@@ -132,7 +131,7 @@ def register(app: typer.Typer) -> None:
 
         b = build_bundle(out, ae, diffusion, regression, decoder, model_id,
                          {"name": sampler, "steps": steps, "init": "noise"}, exporter=exporter, reuse=tuple(reuse),
-                         sample_decoder_pt=sample_decoder, keep=tuple(keep))
+                         sample_decoder_pt=sample_decoder)
         typer.echo(f"bundle {b.model_id} written to {b.path}")
 
     from edge.train.distill import register_distill

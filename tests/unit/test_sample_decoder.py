@@ -27,7 +27,7 @@ def bundle_with_sample_decoder(tmp_path_factory):
     other_hr = tiny_nets(seed=7)[0]
     export_bundle_graphs({"hr_decoder_sample": ScaledDecoder(other_hr, HR_SCALE).eval()}, out, lr_patch=m["lr_patch"],
                          scale=m["scale"], latent_channels=m["latent_channels"], exporter="legacy")
-    write_bundle(out, {**m, "decoders": {"mean": "hr_decoder", "sample": "hr_decoder_sample"}})
+    write_bundle(out, m)
     return out
 
 
