@@ -386,8 +386,10 @@ def make_upscaler(combo: Combo, graphs: BundleGraphs, seed: int = 0) -> Callable
                        init=combo.init, t_start=combo.t_start)
     den_name = combo.student or "denoiser"
     lr_enc = graphs.get(combo.backend, "lr_encoder")
-    single = "hr_decoder_sample" if "hr_decoder_sample.onnx" in man.get("files", {}) else "hr_decoder"
-    dec = graphs.get(combo.backend, combo.decoder or single)  # every combo draws one sample: the sample decoder
+    from edge.sr.bundle import Bundle
+
+    single = Bundle(graphs.bundle, man).decoder_for("sample")  # every combo draws one sample
+    dec = graphs.get(combo.backend, combo.decoder or single)
     hr_enc = graphs.get(combo.backend, "hr_encoder") if combo.init == "noised_estimate" else None
     if combo.fused:
         if combo.backend != "ort":

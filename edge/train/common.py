@@ -113,7 +113,7 @@ def bicubic_up(lr: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 def batch_metrics(pred: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
-    """Mean PSNR / SSIM (8-bit scale) of a [-1, 1] batch against ground truth."""
+    """Mean PSNR / SSIM (8-bit scale) and high-frequency energy ratio of a [-1, 1] batch against ground truth."""
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     from edge.analyze.metrics import hf_energy_ratio
