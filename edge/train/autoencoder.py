@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from edge.data.datasets import PatchDataset, SplitSpec, load_sources
-from edge.models import ImageAutoencoder, PatchDiscriminator, estimate_latent_scale, kl_loss, preset
+from edge.models import (ImageAutoencoder, PatchDiscriminator, equalize_latent_channels, estimate_latent_scale,
+                         kl_loss, preset)
 from edge.train.common import (BatchStream, Logger, batch_metrics, fixed_batch, load_checkpoint, rng_state,
                                save_checkpoint, seed_all, set_rng_state, setup_dist, unwrap, wrap_ddp)
 from edge.train.config import TrainConfig
@@ -159,25 +160,34 @@ class AETrainer:
         self.ema_hr.restore(self.hr.parameters())
         return {f"rec_{k}": v for k, v in batch_metrics(rec, hr_img).items()}
 
-    @torch.no_grad()
-    def estimate_scales(self, stream: BatchStream, batches: int = 8) -> dict[str, float]:
-        """Latent scale factors 1/std of the (EMA) HR latents and LR conditions."""
-        self.ema_hr.store(self.hr.parameters()), self.ema_lr.store(self.lr.parameters())
-        self.ema_hr.copy_to(self.hr.parameters()), self.ema_lr.copy_to(self.lr.parameters())
-        data = [stream.next() for _ in range(batches)]
-        s = {"latent_scale_factor": estimate_latent_scale(self.hr, (h for _, h in data)),
-             "cond_scale_factor": estimate_latent_scale(self.lr, (lo for lo, _ in data))}
-        self.ema_hr.restore(self.hr.parameters()), self.ema_lr.restore(self.lr.parameters())
-        return s
-
-    def export_weights(self) -> dict:
-        """EMA weights of both autoencoders plus their archs and scales (what diffusion training loads)."""
-        hr = ImageAutoencoder(self.arch["hr_ae"])
-        lr = ImageAutoencoder(self.arch["lr_ae"])
+    def ema_models(self) -> tuple[ImageAutoencoder, ImageAutoencoder]:
+        """Fresh (HR, LR) autoencoders holding the EMA weights."""
+        hr, lr = ImageAutoencoder(self.arch["hr_ae"]), ImageAutoencoder(self.arch["lr_ae"])
         self.ema_hr.copy_to(hr.parameters())
         self.ema_lr.copy_to(lr.parameters())
+        return hr.eval(), lr.eval()
+
+    @torch.no_grad()
+    def finalize(self, stream: BatchStream, batches: int = 8) -> tuple[ImageAutoencoder, ImageAutoencoder]:
+        """EMA models with equalised latent channels and their scale factors set (`scales`, `gains`).
+
+        A decoder-only fine-tune keeps the frozen encoders' latents (and scales) exactly as they were.
+        """
+        hr, lr = self.ema_models()
+        if self.cfg.decoder_only:
+            return hr, lr
+        data = [stream.next() for _ in range(batches)]
+        self.gains = {"hr": equalize_latent_channels(hr, (h for _, h in data)),
+                      "lr": equalize_latent_channels(lr, (lo for lo, _ in data))}
+        self.scales = {"latent_scale_factor": estimate_latent_scale(hr, (h for _, h in data)),
+                       "cond_scale_factor": estimate_latent_scale(lr, (lo for lo, _ in data))}
+        return hr, lr
+
+    def export_weights(self, hr: ImageAutoencoder, lr: ImageAutoencoder) -> dict:
+        """Finalised autoencoders plus their archs and scales (what diffusion training loads)."""
         return {"kind": "autoencoder-ema", "arch": self.arch, "hr": hr.state_dict(), "lr": lr.state_dict(),
-                "scales": self.scales, "step": self.step_no, "cfg": self.cfg.to_json(), "wall_s": self.wall_s}
+                "scales": self.scales, "channel_gains": getattr(self, "gains", None), "step": self.step_no,
+                "cfg": self.cfg.to_json(), "wall_s": self.wall_s}
 
 
 def train_autoencoder(cfg: TrainConfig, resume: bool = True, log_file: Path | None = None) -> Path:
@@ -211,11 +221,12 @@ def train_autoencoder(cfg: TrainConfig, resume: bool = True, log_file: Path | No
         if dist.main and tr.step_no % cfg.save_every == 0:
             save_checkpoint(ckpt, tr.state())
     if dist.main:
-        if not cfg.decoder_only:
-            tr.scales = tr.estimate_scales(stream)
-        m = tr.validate(val_lr, val_hr)
-        log.record({"step": tr.step_no, "wall_s": round(tr.wall_s, 1), "final": True, **m, **tr.scales})
+        hr, lr = tr.finalize(stream)
+        with torch.no_grad():
+            m = {f"rec_{k}": v for k, v in batch_metrics(hr.decode(hr.encode(val_hr)), val_hr).items()}
+        log.record({"step": tr.step_no, "wall_s": round(tr.wall_s, 1), "final": True, **m, **tr.scales,
+                    "channel_gains": getattr(tr, "gains", None)})
         save_checkpoint(ckpt, tr.state())
-        save_checkpoint(out / "ae.pt", {**tr.export_weights(), "val": m})
+        save_checkpoint(out / "ae.pt", {**tr.export_weights(hr, lr), "val": m})
     log.close()
     return out / "ae.pt"

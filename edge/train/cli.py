@@ -36,6 +36,7 @@ def register(app: typer.Typer) -> None:
         fresh=typer.Option(False, "--fresh", help="Ignore an existing checkpoint in OUT instead of resuming."),
         val_every=typer.Option(None, "--val-every", help="Validate every N steps."),
         lr_size=typer.Option(None, "--lr-size", help="LR training crop side (HR crop = scale x this)."),
+        init_net=typer.Option(None, "--init-from", help="Start from the EMA weights of this best.pt (same U-Net)."),
     )
 
     @train_app.command("autoencoder")
@@ -81,13 +82,15 @@ def register(app: typer.Typer) -> None:
         prediction: str = typer.Option("v_prediction", "--prediction", help="epsilon | v_prediction | sample."),
         schedule: str = typer.Option("cosine", "--schedule", help="cosine | linear."),
         timesteps: int = typer.Option(200, "--timesteps", help="Training timesteps T."),
+        init_from: str | None = common["init_net"],
     ) -> None:
         """Train the conditional latent denoiser on frozen autoencoders; resumes from OUT/last.pt."""
         from edge.train.diffusion import train_latent
 
         cfg = _cfg(out=str(out), ae=str(ae), sims=sim, realdata=realdata, holdout_builds=holdout_build, steps=steps,
                    minutes=minutes, batch=batch, lr=lr, seed=seed, preset=preset, threads=threads,
-                   val_every=val_every, lr_size=lr_size, prediction=prediction, schedule=schedule, timesteps=timesteps)
+                   val_every=val_every, lr_size=lr_size, prediction=prediction, schedule=schedule, timesteps=timesteps,
+                   init_from=init_from)
         path = train_latent(cfg, "diffusion", resume=not fresh, log_file=log)
         typer.echo(f"denoiser written to {path}")
 
@@ -100,14 +103,14 @@ def register(app: typer.Typer) -> None:
         minutes: float | None = common["minutes"], batch: int | None = common["batch"], lr: float | None = common["lr"],
         seed: int = common["seed"], preset: str = common["preset"], threads: int = common["threads"],
         log: Path | None = common["log"], fresh: bool = common["fresh"], val_every: int | None = common["val_every"],
-        lr_size: int | None = common["lr_size"],
+        lr_size: int | None = common["lr_size"], init_from: str | None = common["init_net"],
     ) -> None:
         """Train the deterministic regression baseline (same U-Net, condition only, L1); resumes from OUT/last.pt."""
         from edge.train.diffusion import train_latent
 
         cfg = _cfg(out=str(out), ae=str(ae), sims=sim, realdata=realdata, holdout_builds=holdout_build, steps=steps,
                    minutes=minutes, batch=batch, lr=lr, seed=seed, preset=preset, threads=threads,
-                   val_every=val_every, lr_size=lr_size)
+                   val_every=val_every, lr_size=lr_size, init_from=init_from)
         path = train_latent(cfg, "regression", resume=not fresh, log_file=log)
         typer.echo(f"regression model written to {path}")
 

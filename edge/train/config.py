@@ -37,7 +37,7 @@ class TrainConfig:
     spectrum_weight: float = 0.0  # radial log-power spectrum match (texture decoders)
     wavelet_weight: float = 0.5
     decoder_only: bool = False  # fine-tune the HR decoder only (encoders frozen: latents, scales unchanged)
-    init_from: str | None = None  # ae.pt whose EMA weights (and sibling last.pt discriminator) start this run
+    init_from: str | None = None  # ae.pt (autoencoder) or best.pt (diffusion/regression) whose EMA weights start this run
     # diffusion / regression
     ae: str | None = None
     prediction: str = "v_prediction"

@@ -121,10 +121,21 @@ class LatentTrainer:
         arch["num_train_timesteps"] = cfg.timesteps
         self.arch = arch
         self.net = CondDenoiser(arch) if mode == "diffusion" else RegressionNet(arch)
+        if cfg.init_from:
+            self._init_from(Path(cfg.init_from))
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=1e-4)
         self.ema = EMAModel(self.net.parameters(), decay=cfg.ema_decay)
         self.sched = make_scheduler(cfg.schedule, cfg.timesteps, cfg.prediction)
         self.step_no, self.wall_s, self.best = 0, 0.0, float("inf")
+
+    def _init_from(self, path: Path) -> None:
+        """Start from the EMA weights of an earlier run's export (best.pt/final.pt) of the same mode and U-Net."""
+        s = load_checkpoint(path)
+        if s.get("kind") != f"{self.mode}-ema":
+            raise ValueError(f"{path}: not a {self.mode} export (best.pt/final.pt of `train {self.mode}`)")
+        if s["arch"] != self.arch:
+            raise ValueError(f"{path}: U-Net arch {s['arch']} differs from this run's {self.arch}")
+        self.net.load_state_dict(s["net"])
 
     def encode(self, lr_img: torch.Tensor, hr_img: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Scaled condition from LR and scaled latent from HR (frozen encoders)."""

@@ -39,7 +39,7 @@ def ae_pt(tmp_path: Path) -> Path:
     torch.manual_seed(0)
     tr = AETrainer(TrainConfig(arch=TINY_AE))
     tr.scales = {"latent_scale_factor": 2.0, "cond_scale_factor": 3.0}
-    save_checkpoint(tmp_path / "ae.pt", tr.export_weights())
+    save_checkpoint(tmp_path / "ae.pt", tr.export_weights(*tr.ema_models()))
     return tmp_path / "ae.pt"
 
 
@@ -115,6 +115,21 @@ def test_latent_steps_lower_the_loss_and_resume_exactly(ae_pt, tmp_path, mode):
     tr2 = LatentTrainer(cfg, mode)
     tr2.load(load_checkpoint(tmp_path / "l.pt"))
     assert tr2.train_step(c, z) == want
+
+
+def test_latent_init_from_starts_at_an_export_and_refuses_a_mismatch(ae_pt, tmp_path):
+    torch.manual_seed(0)
+    src = LatentTrainer(TrainConfig(ae=str(ae_pt), arch=TINY_AE, lr=3e-3), "diffusion")
+    src.train_step(*src.encode(*_batch(1, 4)))
+    save_checkpoint(tmp_path / "best.pt", src.export({}))
+    tr = LatentTrainer(TrainConfig(ae=str(ae_pt), arch=TINY_AE, init_from=str(tmp_path / "best.pt")), "diffusion")
+    for p, q in zip(tr.net.state_dict().values(), src.ema_weights().values()):
+        assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="not a regression export"):
+        LatentTrainer(TrainConfig(ae=str(ae_pt), arch=TINY_AE, init_from=str(tmp_path / "best.pt")), "regression")
+    other = {**TINY_AE, "unet": {**TINY_AE["unet"], "block_out_channels": [8, 8]}}
+    with pytest.raises(ValueError, match="arch"):
+        LatentTrainer(TrainConfig(ae=str(ae_pt), arch=other, init_from=str(tmp_path / "best.pt")), "diffusion")
 
 
 def test_ddp_gloo_world_of_one(ae_pt):
