@@ -87,6 +87,40 @@ def test_autoencoder_resume_is_exact(tmp_path):
         assert torch.equal(p, q)
 
 
+class _Stream:
+    """Stand-in for BatchStream: fixed random (LR, HR) batches."""
+
+    def __init__(self) -> None:
+        self.i = 0
+
+    def next(self):
+        self.i += 1
+        return _batch(self.i, 4)
+
+
+def test_finalize_equalises_latent_channels_and_sets_scales():
+    torch.manual_seed(0)
+    tr = AETrainer(TrainConfig(arch=TINY_AE))
+    with torch.no_grad():  # a trained-looking state: the decoder uses every channel, channel 3 is loud
+        torch.nn.init.normal_(tr.hr.net.decoder.conv_out.weight, std=0.05)
+        tr.hr.net.quant_conv.weight[3] *= 20
+    tr.ema_hr.shadow_params = [p.clone() for p in tr.hr.parameters()]
+    hr_img = _batch(99, 4)[1]
+    with torch.no_grad():
+        start = tr.ema_models()[0]
+        before = start.decode(start.encode(hr_img))
+        z0 = start.encode(hr_img).transpose(0, 1).flatten(1)
+        hr, lr_ae = tr.finalize(_Stream())
+        z = hr.encode(hr_img).transpose(0, 1).flatten(1)
+        after = hr.decode(hr.encode(hr_img))
+    assert tr.gains["hr"][0] == 1.0 and tr.gains["hr"][3] < 0.2
+    assert z0.std(dim=1).max() / z0.std(dim=1).min() > 5 > 2 > z.std(dim=1).max() / z.std(dim=1).min()
+    assert torch.allclose(after, before, atol=1e-4)
+    assert set(tr.scales) == {"latent_scale_factor", "cond_scale_factor"} and tr.scales["latent_scale_factor"] > 0
+    exported = tr.export_weights(hr, lr_ae)
+    assert exported["channel_gains"] == tr.gains and exported["scales"] == tr.scales
+
+
 def test_decoder_only_keeps_the_encoder(ae_pt):
     tr = AETrainer(TrainConfig(init_from=str(ae_pt), decoder_only=True, gan_start=0, lr=1e-2))
     enc = [p.clone() for p in tr.hr.net.encoder.parameters()]
