@@ -31,6 +31,12 @@ def datasets(cfg: TrainConfig) -> tuple[PatchDataset, PatchDataset]:
     return train, val
 
 
+@torch.no_grad()
+def reconstruction_metrics(ae: ImageAutoencoder, img: torch.Tensor) -> dict:
+    """PSNR/SSIM/HF ratio of decode(encode(img)) against img, keys prefixed `rec_`."""
+    return {f"rec_{k}": v for k, v in batch_metrics(ae.decode(ae.encode(img)), img).items()}
+
+
 class AETrainer:
     """State and one optimisation step of autoencoder training."""
 
@@ -48,6 +54,7 @@ class AETrainer:
                              f"and the LR encoder by 1 (got {self.lr.factor})")
         self.disc = PatchDiscriminator()
         self.scales: dict[str, float] = {}
+        self.gains: dict[str, list[float]] | None = None  # per-channel latent gains (finalize, or the init ae.pt)
         if cfg.init_from:
             self._init_from(Path(cfg.init_from))
         self.params = self._trainable()
@@ -68,7 +75,7 @@ class AETrainer:
         self.hr, self.lr = ImageAutoencoder(self.arch["hr_ae"]), ImageAutoencoder(self.arch["lr_ae"])
         self.hr.load_state_dict(s["hr"])
         self.lr.load_state_dict(s["lr"])
-        self.scales = dict(s["scales"])
+        self.scales, self.gains = dict(s["scales"]), s.get("channel_gains")
         last = path.parent / "last.pt"
         if last.is_file():
             self.disc.load_state_dict(load_checkpoint(last)["disc"])
@@ -151,14 +158,9 @@ class AETrainer:
                 "d": d.item()}
 
     @torch.no_grad()
-    def validate(self, lr_img: torch.Tensor, hr_img: torch.Tensor) -> dict:
-        """Reconstruction PSNR/SSIM of the EMA weights on a fixed batch."""
-        self.ema_hr.store(self.hr.parameters())
-        self.ema_hr.copy_to(self.hr.parameters())
-        self.hr.eval()
-        rec = self.hr.decode(self.hr.encode(hr_img))
-        self.ema_hr.restore(self.hr.parameters())
-        return {f"rec_{k}": v for k, v in batch_metrics(rec, hr_img).items()}
+    def validate(self, hr_img: torch.Tensor) -> dict:
+        """Reconstruction metrics of the EMA weights on a fixed batch."""
+        return reconstruction_metrics(self.ema_models()[0], hr_img)
 
     def ema_models(self) -> tuple[ImageAutoencoder, ImageAutoencoder]:
         """Fresh (HR, LR) autoencoders holding the EMA weights."""
@@ -186,7 +188,7 @@ class AETrainer:
     def export_weights(self, hr: ImageAutoencoder, lr: ImageAutoencoder) -> dict:
         """Finalised autoencoders plus their archs and scales (what diffusion training loads)."""
         return {"kind": "autoencoder-ema", "arch": self.arch, "hr": hr.state_dict(), "lr": lr.state_dict(),
-                "scales": self.scales, "channel_gains": getattr(self, "gains", None), "step": self.step_no,
+                "scales": self.scales, "channel_gains": self.gains, "step": self.step_no,
                 "cfg": self.cfg.to_json(), "wall_s": self.wall_s}
 
 
@@ -203,7 +205,7 @@ def train_autoencoder(cfg: TrainConfig, resume: bool = True, log_file: Path | No
         tr.load(load_checkpoint(ckpt))
     train_ds, val_ds = datasets(cfg)
     stream = BatchStream(train_ds, cfg.batch, cfg.lr_size, cfg.seed * 1000 + dist.rank + tr.step_no)
-    val_lr, val_hr = fixed_batch(val_ds, 16, cfg.lr_size * 2)
+    val_hr = fixed_batch(val_ds, 16, cfg.lr_size * 2)[1]
     hr_m, lr_m, disc = (wrap_ddp(m, dist) for m in (tr.hr, tr.lr, tr.disc))
     log = Logger(out, cfg.steps, tr.step_no, dist.main, log_file)
     t_start = time.time()
@@ -216,16 +218,15 @@ def train_autoencoder(cfg: TrainConfig, resume: bool = True, log_file: Path | No
         tr.wall_s = wall0 + time.time() - t_start
         log.step(**{k: losses[k] for k in ("l1", "tex", "g", "d")})
         if dist.main and (tr.step_no % cfg.val_every == 0):
-            m = tr.validate(val_lr, val_hr)
+            m = tr.validate(val_hr)
             log.record({"step": tr.step_no, "wall_s": round(tr.wall_s, 1), **losses, **m})
         if dist.main and tr.step_no % cfg.save_every == 0:
             save_checkpoint(ckpt, tr.state())
     if dist.main:
         hr, lr = tr.finalize(stream)
-        with torch.no_grad():
-            m = {f"rec_{k}": v for k, v in batch_metrics(hr.decode(hr.encode(val_hr)), val_hr).items()}
+        m = reconstruction_metrics(hr, val_hr)
         log.record({"step": tr.step_no, "wall_s": round(tr.wall_s, 1), "final": True, **m, **tr.scales,
-                    "channel_gains": getattr(tr, "gains", None)})
+                    "channel_gains": tr.gains})
         save_checkpoint(ckpt, tr.state())
         save_checkpoint(out / "ae.pt", {**tr.export_weights(hr, lr), "val": m})
     log.close()
