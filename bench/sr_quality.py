@@ -26,12 +26,14 @@ from edge.analyze.metrics import CVDSettings, hf_energy_ratio, mae, psnr, ssim, 
 from edge.data.datasets import read_gray, sim_source  # noqa: E402
 from edge.data.degrade import paper_degrade  # noqa: E402
 
-METHODS = ("bicubic", "regression", "reference", "default", "mean8", "ae_mean", "ae_sample")
-LABELS = {"bicubic": "bicubic", "regression": "regression (L1 U-Net)", "reference": "DDPM 200 steps (reference)",
-          "default": "default sampler, 1 sample", "mean8": "default sampler, mean of 8",
+METHODS = ("bicubic", "regression", "pixel_regression", "reference", "default", "mean8", "mean8_indep", "ae_mean", "ae_sample")
+LABELS = {"bicubic": "bicubic", "regression": "regression (L1 U-Net)",
+          "pixel_regression": "regression (pixel CNN, L1; the estimate the denoiser is conditioned on)", "reference": "DDPM 200 steps (reference)",
+          "default": "default sampler, 1 sample", "mean8": "default sampler, mean of 8 (4 antithetic pairs)",
+          "mean8_indep": "default sampler, mean of 8 independent chains",
           "ae_mean": "ceiling: HR autoencoder, mean decoder (sees the HR)",
           "ae_sample": "ceiling: HR autoencoder, sample decoder (sees the HR)"}
-SHOWN = ("bicubic", "regression", "reference", "default", "mean8")  # columns of the side-by-side images
+SHOWN = ("bicubic", "regression", "pixel_regression", "reference", "default", "mean8")  # columns of the side-by-side images
 WPH = CVDSettings(size=128, j=3, l_angles=4)
 
 
@@ -98,6 +100,15 @@ class Regression:
         return np.clip(np.round((y + 1) * 127.5), 0, 255).astype(np.uint8)
 
 
+def pixel_regression(bundle_dir: Path, lr: np.ndarray) -> np.ndarray:
+    """The bundle's pixel-space regression CNN (the denoiser's estimate) on a whole LR crop: uint8 LR -> uint8 HR."""
+    import onnxruntime as ort
+
+    s = ort.InferenceSession(str(bundle_dir / "pixel_regression.onnx"), providers=["CPUExecutionProvider"])
+    y = s.run(None, {"lr": (lr.astype(np.float32) / 127.5 - 1)[None, None]})[0][0, 0]
+    return np.clip(np.round((y + 1) * 127.5), 0, 255).astype(np.uint8)
+
+
 def autoencode(model: Path, hr: np.ndarray, graph: str) -> np.ndarray:
     """HR -> HR latent -> HR through a bundle decoder, per 64x64 tile: the ceiling any sampler can reach."""
     from edge.sr.bundle import load_bundle
@@ -126,9 +137,13 @@ def run_methods(model: Path, lr: np.ndarray, seed: int, tile: int | None, skip_r
             out["ae_sample"] = autoencode(model, hr, "hr_decoder_sample")
     if (model / "regression.onnx").is_file():
         out["regression"] = Regression(model)(lr)
+    if (model / "pixel_regression.onnx").is_file():
+        out["pixel_regression"] = pixel_regression(model, lr)
     fast = SuperResolver.from_bundle(model, backend="ort", seed=seed, tile=tile)
     out["default"] = fast.upscale(lr).sr
     out["mean8"] = fast.upscale(lr, samples=8, reduce="mean").sr
+    fast.antithetic = False
+    out["mean8_indep"] = fast.upscale(lr, samples=8, reduce="mean").sr
     if not skip_reference:
         out["reference"] = SuperResolver.from_bundle(model, backend="ort", seed=seed, sampler="reference",
                                                      tile=tile).upscale(lr).sr

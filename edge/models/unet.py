@@ -69,3 +69,17 @@ class RegressionNet(nn.Module):
 def param_count(module: nn.Module) -> int:
     """Number of parameters of a module."""
     return sum(p.numel() for p in module.parameters())
+
+
+class MixedCondDenoiser(nn.Module):
+    """Training wrapper: raw condition [LR latent ++ estimate latent] -> inner(x, t, lr_latent + mix(estimate))."""
+
+    def __init__(self, inner: CondDenoiser, mix: nn.Module, channels: int) -> None:
+        """`channels`: the LR latent's channel count (the first half of the raw condition)."""
+        super().__init__()
+        self.inner, self.mix, self.channels = inner, mix, int(channels)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """Model output in the bundle's prediction type."""
+        c = self.channels
+        return self.inner(x, t, raw[:, :c] + self.mix(raw[:, c:]))

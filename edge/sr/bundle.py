@@ -11,7 +11,7 @@ from pathlib import Path
 FORMAT = "lpbf-edge-bundle/1"
 MANIFEST = "manifest.json"
 GRAPHS = ("lr_encoder", "hr_encoder", "denoiser", "hr_decoder")
-OPTIONAL_GRAPHS = ("regression", "hr_decoder_sample")  # sample decoder: trained to synthesise texture (see docs/sr_quality.md)
+OPTIONAL_GRAPHS = ("regression", "hr_decoder_sample", "pixel_regression")  # sample decoder: trained to synthesise texture (see docs/sr_quality.md)
 REQUIRED_KEYS = ("model_id", "scale", "latent_channels", "latent_scale_factor", "schedule", "prediction", "sampler", "files")
 
 

@@ -17,6 +17,7 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "hr_decoder": (("latent",), ("hr",)),
     "hr_decoder_sample": (("latent",), ("hr",)),
     "regression": (("cond",), ("latent",)),
+    "pixel_regression": (("lr",), ("hr",)),
 }
 
 
@@ -59,7 +60,7 @@ def example_inputs(name: str, batch: int, lr: int, scale: int, latent_channels: 
 
     g = torch.Generator().manual_seed(0)
     lat = torch.randn(batch, latent_channels, lr, lr, generator=g)
-    if name == "lr_encoder":
+    if name in ("lr_encoder", "pixel_regression"):
         return (torch.rand(batch, 1, lr, lr, generator=g) * 2 - 1,)
     if name == "hr_encoder":
         return (torch.rand(batch, 1, lr * scale, lr * scale, generator=g) * 2 - 1,)
@@ -134,6 +135,7 @@ def bucket_shapes(name: str, batch: int, lr: int, scale: int, latent_channels: i
         "hr_decoder": {"latent": lat},
         "hr_decoder_sample": {"latent": lat},
         "regression": {"cond": lat},
+        "pixel_regression": {"lr": [batch, 1, lr, lr]},
     }[name]
 
 

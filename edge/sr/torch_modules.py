@@ -1,8 +1,10 @@
 """Torch side of a bundle: the four graph modules built from edge.models + manifest arch, and writing a full bundle.
 
 Bundle weight convention: `<graph>.safetensors` holds the state dict of the graph's torch module
-(lr_encoder/hr_encoder: ScaledEncoder, hr_decoder: ScaledDecoder, denoiser: CondDenoiser, regression: RegressionNet);
-manifest["arch"] = {"hr_ae": ..., "lr_ae": ..., "unet": ...} (edge.models.presets format);
+(lr_encoder/hr_encoder: ScaledEncoder, hr_decoder: ScaledDecoder, denoiser: CondDenoiser, regression: RegressionNet,
+pixel_regression: PixelRegressor); an estimate-conditioned bundle's lr_encoder is an EstimateCondEncoder (LR encoder,
+pixel regressor and mix; the HR encoder it reuses stays in hr_encoder.safetensors);
+manifest["arch"] = {"hr_ae": ..., "lr_ae": ..., "unet": ..., ["cond_estimate": {"pixel": ...}]} (edge.models formats);
 manifest["latent_scale_factor"] = HR latent scale, manifest["lr_latent_scale_factor"] = LR one (default: the HR one).
 """
 
@@ -12,12 +14,17 @@ from pathlib import Path
 
 from edge.sr.bundle import Bundle, BundleError, load_bundle, write_bundle
 
-GRAPH_FILES = ("lr_encoder", "hr_encoder", "denoiser", "hr_decoder", "regression", "hr_decoder_sample")
+GRAPH_FILES = ("lr_encoder", "hr_encoder", "denoiser", "hr_decoder", "regression", "hr_decoder_sample", "pixel_regression")
 
 
-def graph_modules(hr_ae, lr_ae, denoiser, hr_scale: float, lr_scale: float, regression=None, sample_ae=None) -> dict:
-    """The export/reference modules with the contract's signatures (encoders emit scaled latents)."""
-    from edge.models import ScaledDecoder, ScaledEncoder
+def graph_modules(hr_ae, lr_ae, denoiser, hr_scale: float, lr_scale: float, regression=None, sample_ae=None,
+                  estimate: tuple | None = None) -> dict:
+    """The export/reference modules with the contract's signatures (encoders emit scaled latents).
+
+    estimate: (PixelRegressor, mix conv) of an estimate-conditioned denoiser: lr_encoder becomes the composite
+    condition and the pixel regressor is also exported alone as pixel_regression.
+    """
+    from edge.models import EstimateCondEncoder, ScaledDecoder, ScaledEncoder
 
     mods = {
         "lr_encoder": ScaledEncoder(lr_ae, lr_scale).eval(),
@@ -25,6 +32,10 @@ def graph_modules(hr_ae, lr_ae, denoiser, hr_scale: float, lr_scale: float, regr
         "denoiser": denoiser.eval(),
         "hr_decoder": ScaledDecoder(hr_ae, hr_scale).eval(),
     }
+    if estimate is not None:
+        pixel, mix = estimate
+        mods["lr_encoder"] = EstimateCondEncoder(mods["lr_encoder"], mods["hr_encoder"], pixel, mix).eval()
+        mods["pixel_regression"] = pixel.eval()
     if regression is not None:
         mods["regression"] = regression.eval()
     if sample_ae is not None:
@@ -44,7 +55,7 @@ def load_torch_modules(path: Path | str | Bundle) -> dict:
     """Rebuild the bundle's torch modules from manifest arch + safetensors (verified bundle); needs torch."""
     from safetensors.torch import load_file
 
-    from edge.models import CondDenoiser, ImageAutoencoder, RegressionNet
+    from edge.models import CondDenoiser, ImageAutoencoder, PixelRegressor, RegressionNet, estimate_mix
 
     b = path if isinstance(path, Bundle) else load_bundle(path)
     arch = b.manifest.get("arch", {})
@@ -54,8 +65,11 @@ def load_torch_modules(path: Path | str | Bundle) -> dict:
     hr_s, lr_s = _scales(b.manifest)
     reg = RegressionNet(arch["unet"]) if "regression.safetensors" in b.manifest["files"] else None
     tex = ImageAutoencoder(arch["hr_ae"]) if "hr_decoder_sample.safetensors" in b.manifest["files"] else None
+    est = None
+    if "cond_estimate" in arch:
+        est = (PixelRegressor(arch["cond_estimate"]["pixel"]), estimate_mix(int(arch["unet"]["latent_channels"])))
     mods = graph_modules(ImageAutoencoder(arch["hr_ae"]), ImageAutoencoder(arch["lr_ae"]), CondDenoiser(arch["unet"]),
-                         hr_s, lr_s, reg, tex)
+                         hr_s, lr_s, reg, tex, est)
     for name, mod in mods.items():
         f = f"{name}.safetensors"
         if f not in b.manifest["files"]:

@@ -41,6 +41,20 @@ def _autoencoders(ae_pt: Path, decoder_pt: Path | None) -> tuple[ImageAutoencode
     return hr.eval(), lr.eval(), ae, info
 
 
+def _estimate(diff: dict) -> tuple | None:
+    """(pixel regressor, mix) of an estimate-conditioned denoiser export, else None."""
+    from edge.models import PixelRegressor, estimate_mix
+
+    ce = diff.get("cond_estimate")
+    if ce is None:
+        return None
+    pixel = PixelRegressor(ce["arch"])
+    pixel.load_state_dict(ce["pixel"])
+    mix = estimate_mix(int(diff["arch"]["latent_channels"]))
+    mix.load_state_dict(ce["mix"])
+    return pixel.eval(), mix.eval()
+
+
 def build_bundle(out: Path, ae_pt: Path, diffusion_pt: Path, regression_pt: Path | None = None,
                  decoder_pt: Path | None = None, model_id: str | None = None, sampler: dict | None = None,
                  metrics: dict | None = None, data: dict | None = None, exporter: str = "dynamo",
@@ -68,6 +82,11 @@ def build_bundle(out: Path, ae_pt: Path, diffusion_pt: Path, regression_pt: Path
         raise ValueError(f"{diffusion_pt}: trained on latents scaled {diff['scales']}, but {ae_pt} has {ae['scales']}")
     den = CondDenoiser(diff["arch"])
     den.load_state_dict(diff["net"])
+    est = _estimate(diff)
+    if est is not None and regression_pt is not None:
+        raise ValueError(f"{diffusion_pt}: this denoiser is conditioned on the pixel estimate, but the regression "
+                         "baseline reads the plain LR condition; leave --regression out (the bundle ships "
+                         "pixel_regression as its deterministic baseline)")
     reg = None
     if regression_pt is not None:
         r = load_checkpoint(regression_pt)
@@ -86,6 +105,11 @@ def build_bundle(out: Path, ae_pt: Path, diffusion_pt: Path, regression_pt: Path
         runs["regression"] = regression_pt.parent
     if sample_decoder_pt is not None:
         runs["sample_decoder"] = sample_decoder_pt.parent
+    if est is not None:
+        ce = diff["cond_estimate"]
+        runs["pixel"] = Path(ce["path"]).parent
+        info["pixel"] = {"step": ce["step"], "wall_s": round(load_checkpoint(Path(ce["path"]))["wall_s"], 1)
+                         if Path(ce["path"]).is_file() else None, "val": ce.get("val")}
     manifest = {
         "model_id": model_id or f"lpbf-sr-x{scale}-{cfg['preset']}-{time.strftime('%Y%m%d')}",
         "scale": scale,
@@ -99,7 +123,8 @@ def build_bundle(out: Path, ae_pt: Path, diffusion_pt: Path, regression_pt: Path
         "prediction": cfg["prediction"],
         "sampler": sampler or {"name": "dpmpp_2m", "steps": 15, "init": "noise"},
         "reference": {"name": "ddpm", "steps": int(cfg["timesteps"])},
-        "arch": {"hr_ae": ae["arch"]["hr_ae"], "lr_ae": ae["arch"]["lr_ae"], "unet": diff["arch"]},
+        "arch": {"hr_ae": ae["arch"]["hr_ae"], "lr_ae": ae["arch"]["lr_ae"], "unet": diff["arch"],
+                 **({"cond_estimate": {"pixel": diff["cond_estimate"]["arch"]}} if est is not None else {})},
         "training": {
             "data": data or {"sims": cfg["sims"], "realdata": cfg["realdata"], "holdout_builds": cfg["holdout_builds"],
                              "holdout_photos": cfg["holdout_photos"], "val_photos": cfg["val_photos"]},
@@ -111,11 +136,12 @@ def build_bundle(out: Path, ae_pt: Path, diffusion_pt: Path, regression_pt: Path
         },
         "metrics": {"validation": {"diffusion": diff.get("val"), **({"regression": info["regression"]["val"]}
                                                                  if "regression" in info else {}),
-                                   **({"sample_decoder": info["sample_decoder"]["val"]} if tex is not None else {})},
+                                   **({"sample_decoder": info["sample_decoder"]["val"]} if tex is not None else {}),
+                                   **({"pixel_regression": info["pixel"]["val"]} if est is not None else {})},
                     **(metrics or {})},
     }
     out.mkdir(parents=True, exist_ok=True)
-    mods = graph_modules(hr, lr, den, manifest["latent_scale_factor"], manifest["lr_latent_scale_factor"], reg, tex)
+    mods = graph_modules(hr, lr, den, manifest["latent_scale_factor"], manifest["lr_latent_scale_factor"], reg, tex, est)
     todo = {k: m for k, m in mods.items() if not (k in reuse and (out / f"{k}.onnx").is_file())}
     export_bundle_graphs(todo, out, lr_patch=lr_patch, scale=scale, latent_channels=C, exporter=exporter)  # type: ignore[arg-type]
     for k, m in mods.items():

@@ -83,6 +83,8 @@ def register(app: typer.Typer) -> None:
         schedule: str = typer.Option("cosine", "--schedule", help="cosine | linear."),
         timesteps: int = typer.Option(200, "--timesteps", help="Training timesteps T."),
         init_from: str | None = common["init_net"],
+        estimate: str | None = typer.Option(
+            None, "--estimate", help="best.pt of `train pixel`: condition on its HR estimate as well (mix starts at 0)."),
     ) -> None:
         """Train the conditional latent denoiser on frozen autoencoders; resumes from OUT/last.pt."""
         from edge.train.diffusion import train_latent
@@ -90,7 +92,7 @@ def register(app: typer.Typer) -> None:
         cfg = _cfg(out=str(out), ae=str(ae), sims=sim, realdata=realdata, holdout_builds=holdout_build, steps=steps,
                    minutes=minutes, batch=batch, lr=lr, seed=seed, preset=preset, threads=threads,
                    val_every=val_every, lr_size=lr_size, prediction=prediction, schedule=schedule, timesteps=timesteps,
-                   init_from=init_from)
+                   init_from=init_from, estimate=estimate)
         path = train_latent(cfg, "diffusion", resume=not fresh, log_file=log)
         typer.echo(f"denoiser written to {path}")
 
@@ -113,6 +115,24 @@ def register(app: typer.Typer) -> None:
                    val_every=val_every, lr_size=lr_size, init_from=init_from)
         path = train_latent(cfg, "regression", resume=not fresh, log_file=log)
         typer.echo(f"regression model written to {path}")
+
+    @train_app.command("pixel")
+    def pixel(
+        out: Path = typer.Option(Path("runs/pixel"), "--out", help="Run folder (checkpoints, metrics.jsonl, best.pt)."),
+        sim: list[str] = common["sim"], realdata: str | None = common["realdata"],
+        holdout_build: list[str] = common["holdout_build"], steps: int | None = common["steps"],
+        minutes: float | None = common["minutes"], batch: int | None = common["batch"], lr: float | None = common["lr"],
+        seed: int = common["seed"], threads: int = common["threads"], log: Path | None = common["log"],
+        fresh: bool = common["fresh"], val_every: int | None = common["val_every"], lr_size: int | None = common["lr_size"],
+    ) -> None:
+        """Train the pixel-space regression CNN (bicubic + residual, L1) whose estimate can condition the denoiser."""
+        from edge.train.pixel import train_pixel
+
+        cfg = _cfg(out=str(out), sims=sim, realdata=realdata, holdout_builds=holdout_build, steps=steps,
+                   minutes=minutes, batch=batch, lr=lr, seed=seed, threads=threads, val_every=val_every,
+                   lr_size=lr_size)
+        path = train_pixel(cfg, resume=not fresh, log_file=log)
+        typer.echo(f"pixel regressor written to {path}")
 
     @train_app.command("bundle")
     def bundle(

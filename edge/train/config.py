@@ -40,6 +40,7 @@ class TrainConfig:
     init_from: str | None = None  # ae.pt (autoencoder) or best.pt (diffusion/regression) whose EMA weights start this run
     # diffusion / regression
     ae: str | None = None
+    estimate: str | None = None  # best.pt of `train pixel`: condition the denoiser on its estimate as well
     prediction: str = "v_prediction"
     schedule: str = "cosine"
     timesteps: int = 200

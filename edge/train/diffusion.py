@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.models import CondDenoiser, ImageAutoencoder, RegressionNet, preset
+from edge.models import CondDenoiser, ImageAutoencoder, MixedCondDenoiser, RegressionNet, estimate_mix, preset
 from edge.train.autoencoder import datasets
 from edge.train.common import (BatchStream, Logger, batch_metrics, bicubic_up, fixed_batch, load_checkpoint, rng_state,
                                save_checkpoint, seed_all, set_rng_state, setup_dist, wrap_ddp)
@@ -54,12 +54,15 @@ def diffusion_target(sched, z0: torch.Tensor, noise: torch.Tensor, t: torch.Tens
 
 
 @torch.no_grad()
-def ddim_sample(model: CondDenoiser, cond: torch.Tensor, sched_kind: str, T: int, prediction: str, steps: int = 20,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """Latent sample by diffusers' DDIM (eta 0, trailing spacing) from pure noise; used for validation."""
+def ddim_sample(model: torch.nn.Module, cond: torch.Tensor, sched_kind: str, T: int, prediction: str, steps: int = 20,
+                generator: torch.Generator | None = None, channels: int | None = None) -> torch.Tensor:
+    """Latent sample by diffusers' DDIM (eta 0, trailing spacing) from pure noise; used for validation.
+
+    channels: latent channels when the condition has more (an estimate-conditioned denoiser); default cond's.
+    """
     sch = make_scheduler(sched_kind, T, prediction, "ddim")
     sch.set_timesteps(steps)
-    x = torch.randn(cond.shape, generator=generator)
+    x = torch.randn((cond.shape[0], channels or cond.shape[1], *cond.shape[2:]), generator=generator)
     for t in sch.timesteps:
         out = model(x, t.float().expand(x.shape[0]), cond)
         x = sch.step(out, t, x).prev_sample
@@ -123,6 +126,9 @@ class LatentTrainer:
         self.net = CondDenoiser(arch) if mode == "diffusion" else RegressionNet(arch)
         if cfg.init_from:
             self._init_from(Path(cfg.init_from))
+        self.pixel, self.pixel_info = None, None
+        if cfg.estimate:
+            self._add_estimate(Path(cfg.estimate))
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=1e-4)
         self.ema = EMAModel(self.net.parameters(), decay=cfg.ema_decay)
         self.sched = make_scheduler(cfg.schedule, cfg.timesteps, cfg.prediction)
@@ -137,10 +143,29 @@ class LatentTrainer:
             raise ValueError(f"{path}: U-Net arch {s['arch']} differs from this run's {self.arch}")
         self.net.load_state_dict(s["net"])
 
+    def _add_estimate(self, path: Path) -> None:
+        """Condition on the pixel regressor's estimate too: wrap the U-Net so cond = LR latent + mix(estimate latent).
+
+        The mix starts at zero, so a run started --init-from an LR-only denoiser starts exactly where it was.
+        """
+        from edge.train.pixel import load_pixel_regressor
+
+        if self.mode != "diffusion":
+            raise ValueError("--estimate conditions the denoiser; the regression baseline takes the LR latent only")
+        self.pixel, s = load_pixel_regressor(path)
+        if int(s["arch"]["scale"]) != self.cfg.scale:
+            raise ValueError(f"{path}: pixel regressor is x{s['arch']['scale']}, this run is x{self.cfg.scale}")
+        self.pixel_info = {"path": str(path), "arch": s["arch"], "step": s["step"], "val": s.get("val")}
+        C = int(self.arch["latent_channels"])
+        self.net = MixedCondDenoiser(self.net, estimate_mix(C), C)
+
     def encode(self, lr_img: torch.Tensor, hr_img: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Scaled condition from LR and scaled latent from HR (frozen encoders)."""
+        """Scaled condition from LR (++ the estimate's scaled HR latent with --estimate) and scaled latent from HR."""
         with torch.no_grad():
             c = self.lr_ae.encode(lr_img) * self.scales["cond_scale_factor"]
+            if self.pixel is not None:
+                est = self.pixel(lr_img).clamp(-1, 1)
+                c = torch.cat([c, self.hr_ae.encode(est) * self.scales["latent_scale_factor"]], dim=1)
             z = None if hr_img is None else self.hr_ae.encode(hr_img) * self.scales["latent_scale_factor"]
         return c, z
 
@@ -182,7 +207,8 @@ class LatentTrainer:
         if self.mode == "regression":
             zp = self.net(c)
         else:
-            zp = ddim_sample(self.net, c, self.cfg.schedule, self.cfg.timesteps, self.cfg.prediction, sample_steps, g)
+            zp = ddim_sample(self.net, c, self.cfg.schedule, self.cfg.timesteps, self.cfg.prediction, sample_steps, g,
+                             int(self.arch["latent_channels"]))
         img = self.hr_ae.decode(zp / self.scales["latent_scale_factor"])
         self.ema.restore(self.net.parameters())
         m = batch_metrics(img, hr_img)
@@ -190,11 +216,19 @@ class LatentTrainer:
         return {"val_loss": val_loss, "psnr": m["psnr"], "ssim": m["ssim"], "bicubic_psnr": b["psnr"],
                 "bicubic_ssim": b["ssim"]}
 
+    def _ema_net(self) -> torch.nn.Module:
+        """A fresh copy of the trained network holding the EMA weights."""
+        net = CondDenoiser(self.arch) if self.mode == "diffusion" else RegressionNet(self.arch)
+        if self.pixel is not None:
+            C = int(self.arch["latent_channels"])
+            net = MixedCondDenoiser(net, estimate_mix(C), C)  # type: ignore[arg-type]
+        self.ema.copy_to(net.parameters())
+        return net
+
     def ema_weights(self) -> dict:
         """EMA state dict of the U-Net."""
-        net = CondDenoiser(self.arch) if self.mode == "diffusion" else RegressionNet(self.arch)
-        self.ema.copy_to(net.parameters())
-        return net.state_dict()
+        net = self._ema_net()
+        return (net.inner if isinstance(net, MixedCondDenoiser) else net).state_dict()
 
     def state(self) -> dict:
         """Everything needed to resume exactly."""
@@ -212,9 +246,14 @@ class LatentTrainer:
 
     def export(self, val: dict) -> dict:
         """EMA weights + everything a bundle needs."""
-        return {"kind": f"{self.mode}-ema", "arch": self.arch, "net": self.ema_weights(), "scales": self.scales,
-                "ae": self.ae_info, "cfg": self.cfg.to_json(), "step": self.step_no, "wall_s": self.wall_s,
-                "val": val}
+        out = {"kind": f"{self.mode}-ema", "arch": self.arch, "net": self.ema_weights(), "scales": self.scales,
+               "ae": self.ae_info, "cfg": self.cfg.to_json(), "step": self.step_no, "wall_s": self.wall_s,
+               "val": val}
+        if self.pixel is not None:
+            net = self._ema_net()
+            out["cond_estimate"] = {**self.pixel_info, "pixel": self.pixel.state_dict(),
+                                    "mix": net.mix.state_dict()}  # type: ignore[union-attr]
+        return out
 
 
 def train_latent(cfg: TrainConfig, mode: str, resume: bool = True, log_file: Path | None = None) -> Path:

@@ -195,3 +195,98 @@ def test_training_schedule_matches_the_runtime_schedule():
     x0, eps, t = torch.randn(1, 4, 2, 2), torch.randn(1, 4, 2, 2), torch.tensor([73])
     v = diffusion_target(sch, x0, eps, t, "v_prediction")
     np.testing.assert_allclose(v.numpy(), to_v(x0.numpy(), eps.numpy(), float(sch.alphas_cumprod[73])), atol=1e-5)
+
+
+def _pixel_export(tmp_path: Path, steps: int = 3) -> Path:
+    """A `train pixel` export of a few steps (tiny data)."""
+    from edge.train.pixel import PixelTrainer
+
+    torch.manual_seed(0)
+    tr = PixelTrainer(TrainConfig(lr=1e-3))
+    lr, hr = _batch(3, 4)
+    for _ in range(steps):
+        tr.train_step(lr, hr)
+    save_checkpoint(tmp_path / "pixel.pt", tr.export({"val_psnr": 0.0}))
+    return tmp_path / "pixel.pt"
+
+
+def test_pixel_regressor_starts_at_bicubic_learns_resumes_and_exports(tmp_path):
+    from edge.train.pixel import PixelTrainer, load_pixel_regressor
+
+    torch.manual_seed(0)
+    tr = PixelTrainer(TrainConfig(lr=1e-3))
+    lr, hr = _batch(5, 4)
+    with torch.no_grad():
+        up = torch.nn.functional.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False)
+        assert torch.equal(tr.net(lr), up)  # zero residual head: starts as bicubic
+        before = torch.nn.functional.l1_loss(tr.net(lr), hr).item()
+    for _ in range(15):
+        tr.train_step(lr, hr)
+    with torch.no_grad():
+        assert torch.nn.functional.l1_loss(tr.net(lr), hr).item() < before
+    save_checkpoint(tmp_path / "last.pt", tr.state())
+    want = tr.train_step(lr, hr)
+    tr2 = PixelTrainer(TrainConfig(lr=1e-3))
+    tr2.load(load_checkpoint(tmp_path / "last.pt"))
+    assert tr2.train_step(lr, hr) == want
+    save_checkpoint(tmp_path / "best.pt", tr2.export({}))
+    net, s = load_pixel_regressor(tmp_path / "best.pt")
+    for p, q in zip(net.parameters(), tr2.ema.parameters()):
+        assert torch.equal(p, q)
+    save_checkpoint(tmp_path / "other.pt", {"kind": "diffusion-ema"})
+    with pytest.raises(ValueError, match="not a pixel-regression export"):
+        load_pixel_regressor(tmp_path / "other.pt")
+
+
+def test_estimate_conditioning_starts_at_the_lr_only_denoiser_then_uses_the_estimate(ae_pt, tmp_path):
+    from edge.models import CondDenoiser, MixedCondDenoiser
+
+    torch.manual_seed(0)
+    src = LatentTrainer(TrainConfig(ae=str(ae_pt), arch=TINY_AE, lr=3e-3), "diffusion")
+    src.train_step(*src.encode(*_batch(1, 4)))
+    save_checkpoint(tmp_path / "best.pt", src.export({}))
+    pix = _pixel_export(tmp_path)
+    cfg = TrainConfig(ae=str(ae_pt), arch=TINY_AE, lr=3e-3, init_from=str(tmp_path / "best.pt"), estimate=str(pix))
+    tr = LatentTrainer(cfg, "diffusion")
+    assert isinstance(tr.net, MixedCondDenoiser)
+    c, z = tr.encode(*_batch(2, 4))
+    assert c.shape[1] == 8 and z.shape[1] == 4  # LR latent ++ the estimate's HR latent
+    x, t = torch.randn(z.shape), torch.tensor([5.0, 50.0, 100.0, 150.0])
+    inner = CondDenoiser(TINY_AE["unet"] | {"num_train_timesteps": 200})
+    inner.load_state_dict(src.ema_weights())
+    with torch.no_grad():
+        assert torch.equal(tr.net(x, t, c), inner(x, t, c[:, :4]))  # mix starts at zero
+    for _ in range(5):
+        tr.train_step(c, z)
+    assert tr.net.mix.weight.abs().max() > 0  # the estimate path gets gradient and is used
+    exp = tr.export({})
+    assert set(exp["cond_estimate"]) >= {"pixel", "mix", "arch", "path"}
+    assert set(exp["net"]) == set(inner.state_dict())  # the inner U-Net's weights, loadable as a plain denoiser
+    with pytest.raises(ValueError, match="regression baseline"):
+        LatentTrainer(TrainConfig(ae=str(ae_pt), arch=TINY_AE, estimate=str(pix)), "regression")
+
+
+def test_estimate_bundle_lr_encoder_is_the_composite_on_every_backend(ae_pt, tmp_path):
+    """build_bundle folds pixel regressor + HR encoder + mix into lr_encoder: ONNX == torch, cond keeps 4 channels."""
+    from edge.sr.bundle import load_bundle
+    from edge.sr.runners import OrtRunner, TorchRunner
+    from edge.train.bundle import build_bundle
+
+    torch.manual_seed(0)
+    pix = _pixel_export(tmp_path)
+    tr = LatentTrainer(TrainConfig(ae=str(ae_pt), arch=TINY_AE, lr=3e-3, lr_size=8, estimate=str(pix)), "diffusion")
+    for _ in range(3):
+        tr.train_step(*tr.encode(*_batch(4, 4)))
+    save_checkpoint(tmp_path / "d" / "best.pt", tr.export({}))
+    b = build_bundle(tmp_path / "bundle", ae_pt, tmp_path / "d" / "best.pt", exporter="legacy")
+    assert b.has_graph("pixel_regression") and "cond_estimate" in b.manifest["arch"]
+    lr = (np.random.default_rng(0).random((2, 1, 8, 8)) * 2 - 1).astype(np.float32)
+    ort_c, torch_c = OrtRunner(load_bundle(b.path)).encode_lr(lr), TorchRunner.from_bundle(b).encode_lr(lr)
+    assert ort_c.shape == (2, 4, 8, 8)
+    np.testing.assert_allclose(ort_c, torch_c, atol=1e-4)
+    with torch.no_grad():
+        plain = tr.lr_ae.encode(torch.from_numpy(lr)).numpy() * tr.scales["cond_scale_factor"]
+    assert np.abs(ort_c - plain).max() > 1e-4  # the trained mix adds the estimate
+    with pytest.raises(ValueError, match="regression"):
+        build_bundle(tmp_path / "b2", ae_pt, tmp_path / "d" / "best.pt", regression_pt=tmp_path / "d" / "best.pt",
+                     exporter="legacy")

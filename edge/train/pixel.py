@@ -1,0 +1,117 @@
+"""`lpbf-edge train pixel`: the pixel-space regression CNN (L1, EMA, checkpoint/resume) on the SR training split."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from edge.models.pixel import PixelRegressor
+from edge.train.autoencoder import datasets
+from edge.train.common import (BatchStream, Logger, batch_metrics, bicubic_up, fixed_batch, load_checkpoint,
+                               rng_state, save_checkpoint, seed_all, set_rng_state)
+from edge.train.config import TrainConfig
+
+
+class PixelTrainer:
+    """Network, EMA copy, optimiser and step counter of one pixel-regression run."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        """Fresh network (residual head at zero: starts as bicubic) and its EMA copy."""
+        self.cfg = cfg
+        self.arch = {"channels": 48, "blocks": 6, "scale": cfg.scale}
+        self.net, self.ema = PixelRegressor(self.arch), PixelRegressor(self.arch)
+        self.ema.load_state_dict(self.net.state_dict())
+        self.ema.requires_grad_(False)
+        self.opt = torch.optim.Adam(self.net.parameters(), cfg.lr)
+        self.step_no, self.wall_s, self.best = 0, 0.0, float("-inf")
+
+    def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> float:
+        """One L1 step and an EMA update; returns the loss."""
+        loss = F.l1_loss(self.net(lr), hr)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        with torch.no_grad():
+            for pe, p in zip(self.ema.parameters(), self.net.parameters()):
+                pe.lerp_(p, 1 - self.cfg.ema_decay)
+        self.step_no += 1
+        return loss.item()
+
+    @torch.no_grad()
+    def validate(self, lr: torch.Tensor, hr: torch.Tensor) -> dict:
+        """EMA network's PSNR/SSIM/HF ratio on the fixed validation batch, and bicubic's PSNR beside it."""
+        m = batch_metrics(self.ema(lr), hr)
+        return {**{f"val_{k}": v for k, v in m.items()}, "val_bicubic_psnr": batch_metrics(bicubic_up(lr, self.cfg.scale), hr)["psnr"]}
+
+    def state(self) -> dict:
+        """Everything needed to resume exactly."""
+        return {"net": self.net.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
+                "step": self.step_no, "wall_s": self.wall_s, "best": self.best, "cfg": self.cfg.to_json(),
+                "rng": rng_state()}
+
+    def load(self, s: dict) -> None:
+        """Resume from state()."""
+        self.net.load_state_dict(s["net"])
+        self.ema.load_state_dict(s["ema"])
+        self.opt.load_state_dict(s["opt"])
+        self.step_no, self.wall_s, self.best = s["step"], s["wall_s"], s["best"]
+        set_rng_state(s["rng"])
+
+    def export(self, val: dict) -> dict:
+        """The EMA weights as a `pixel-ema` export (best.pt / final.pt)."""
+        return {"kind": "pixel-ema", "arch": self.arch, "net": self.ema.state_dict(), "step": self.step_no,
+                "wall_s": self.wall_s, "val": val, "cfg": self.cfg.to_json()}
+
+
+def load_pixel_regressor(path: str | Path) -> tuple[PixelRegressor, dict]:
+    """(network in eval mode, export dict) from a `train pixel` best.pt/final.pt; refuses other checkpoints."""
+    s = load_checkpoint(Path(path))
+    if s.get("kind") != "pixel-ema":
+        raise ValueError(f"{path}: not a pixel-regression export (best.pt/final.pt of `lpbf-edge train pixel`)")
+    net = PixelRegressor(s["arch"])
+    net.load_state_dict(s["net"])
+    return net.eval().requires_grad_(False), s
+
+
+def train_pixel(cfg: TrainConfig, resume: bool = True, log_file: Path | None = None) -> Path:
+    """Run (or resume) pixel-regression training; writes out/last.pt, out/best.pt (best val PSNR), out/final.pt."""
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_all(cfg.seed)
+    tr = PixelTrainer(cfg)
+    ckpt = out / "last.pt"
+    if resume and ckpt.is_file():
+        tr.load(load_checkpoint(ckpt))
+    train_ds, val_ds = datasets(cfg)
+    stream = BatchStream(train_ds, cfg.batch, cfg.lr_size, cfg.seed * 1000 + tr.step_no)
+    val_lr, val_hr = fixed_batch(val_ds, 32, cfg.lr_size)
+    log = Logger(out, cfg.steps, tr.step_no, True, log_file)
+    t_start, wall0 = time.time(), tr.wall_s
+    val: dict = {}
+    while tr.step_no < cfg.steps:
+        if cfg.minutes is not None and tr.wall_s >= cfg.minutes * 60:
+            break
+        loss = tr.train_step(*stream.next())
+        tr.wall_s = wall0 + time.time() - t_start
+        log.step(loss=loss)
+        if tr.step_no % cfg.val_every == 0:
+            val = tr.validate(val_lr, val_hr)
+            log.record({"step": tr.step_no, "wall_s": round(tr.wall_s, 1), "loss": loss, **val})
+            if val["val_psnr"] > tr.best:
+                tr.best = val["val_psnr"]
+                save_checkpoint(out / "best.pt", tr.export(val))
+        if tr.step_no % cfg.save_every == 0:
+            save_checkpoint(ckpt, tr.state())
+    val = tr.validate(val_lr, val_hr)
+    log.record({"step": tr.step_no, "wall_s": round(tr.wall_s, 1), "final": True, **val})
+    save_checkpoint(ckpt, tr.state())
+    save_checkpoint(out / "final.pt", tr.export(val))
+    if val["val_psnr"] >= tr.best or not (out / "best.pt").is_file():
+        tr.best = val["val_psnr"]
+        save_checkpoint(out / "best.pt", tr.export(val))
+    log.close()
+    return out / "best.pt"
