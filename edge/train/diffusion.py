@@ -142,6 +142,7 @@ class LatentTrainer:
         if s["arch"] != self.arch:
             raise ValueError(f"{path}: U-Net arch {s['arch']} differs from this run's {self.arch}")
         self.net.load_state_dict(s["net"])
+        self._init_mix = (s.get("cond_estimate") or {}).get("mix")
 
     def _add_estimate(self, path: Path) -> None:
         """Condition on the pixel regressor's estimate too: wrap the U-Net so cond = LR latent + mix(estimate latent).
@@ -157,7 +158,10 @@ class LatentTrainer:
             raise ValueError(f"{path}: pixel regressor is x{s['arch']['scale']}, this run is x{self.cfg.scale}")
         self.pixel_info = {"path": str(path), "arch": s["arch"], "step": s["step"], "val": s.get("val")}
         C = int(self.arch["latent_channels"])
-        self.net = MixedCondDenoiser(self.net, estimate_mix(C), C)
+        mix = estimate_mix(C)
+        if getattr(self, "_init_mix", None) is not None:  # continuing an estimate-conditioned export: keep its mix
+            mix.load_state_dict(self._init_mix)
+        self.net = MixedCondDenoiser(self.net, mix, C)
 
     def encode(self, lr_img: torch.Tensor, hr_img: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Scaled condition from LR (++ the estimate's scaled HR latent with --estimate) and scaled latent from HR."""

@@ -261,6 +261,10 @@ def test_estimate_conditioning_starts_at_the_lr_only_denoiser_then_uses_the_esti
     assert tr.net.mix.weight.abs().max() > 0  # the estimate path gets gradient and is used
     exp = tr.export({})
     assert set(exp["cond_estimate"]) >= {"pixel", "mix", "arch", "path"}
+    save_checkpoint(tmp_path / "est.pt", exp)
+    again = LatentTrainer(TrainConfig(ae=str(ae_pt), arch=TINY_AE, init_from=str(tmp_path / "est.pt"), estimate=str(pix)),
+                          "diffusion")
+    assert torch.equal(again.net.mix.weight, exp["cond_estimate"]["mix"]["weight"])  # continuing keeps the mix
     assert set(exp["net"]) == set(inner.state_dict())  # the inner U-Net's weights, loadable as a plain denoiser
     with pytest.raises(ValueError, match="regression baseline"):
         LatentTrainer(TrainConfig(ae=str(ae_pt), arch=TINY_AE, estimate=str(pix)), "regression")
