@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.data.degrade import DegradeConfig, paper_degrade, shuffled_degrade
+from edge.data.degrade import DegradeConfig, paper_degrade, scale_fine_detail, shuffled_degrade
 
 PHOTO_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 SPLITS = ("train", "val", "holdout")
@@ -158,11 +158,23 @@ class DegradeMix:
     paper_n: float = 4
     paper_k: int = 3
     shuffled: DegradeConfig = field(default_factory=DegradeConfig)
+    grain_prob: float = 0.0  # of the synthetic ones: scale the HR's fine detail before degrading (scale_fine_detail)
+    grain_gain: tuple[float, float] = (0.5, 2.0)  # log-uniform range of that amplitude gain
+
+    def __post_init__(self) -> None:
+        """Validate so a bad mix fails when the dataset is built, not mid-training."""
+        for name in ("sim_native", "paper", "grain_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"DegradeMix.{name} must be in [0, 1], got {getattr(self, name)}")
+        lo, hi = self.grain_gain
+        if not 0 < lo <= hi:
+            raise ValueError(f"DegradeMix.grain_gain must be (lo, hi) with 0 < lo <= hi, got {self.grain_gain}")
 
     def to_json(self) -> dict:
         """Plain dict for manifests."""
         return {"sim_native": self.sim_native, "paper": self.paper, "paper_n": self.paper_n, "paper_k": self.paper_k,
-                "shuffled": "edge.data.degrade.DegradeConfig() defaults"}
+                "shuffled": "edge.data.degrade.DegradeConfig() defaults", "grain_prob": self.grain_prob,
+                "grain_gain": list(self.grain_gain)}
 
 
 class PatchDataset:
@@ -199,7 +211,10 @@ class PatchDataset:
         return self.cache.get(src.path / "hr" / f"{layer:05d}.png")
 
     def __getitem__(self, i: int) -> dict:
-        """{'lr', 'hr' (uint8), 'source', 'layer', 'y', 'x', 'degrade'} for item i (HR top-left = scale*(y, x))."""
+        """{'lr', 'hr' (uint8), 'source', 'layer', 'y', 'x', 'degrade'} for item i (HR top-left = scale*(y, x)).
+
+        With mix.grain_prob > 0 a synthetic-LR item's HR has its fine detail scaled first (and is the ground truth).
+        """
         if not 0 <= i < len(self):
             raise IndexError(i)
         src, layer = self.unit_of(i)
@@ -216,6 +231,9 @@ class PatchDataset:
                 break
         hr = np.ascontiguousarray(hr)
         mode = self._mode(src, rng)
+        if mode != "native" and self.mix.grain_prob > 0 and rng.random() < self.mix.grain_prob:
+            lo, hi = self.mix.grain_gain
+            hr = scale_fine_detail(hr, float(np.exp(rng.uniform(np.log(lo), np.log(hi)))), s)
         if mode == "native":
             lr_img = self.cache.get(src.path / "lr" / f"{layer:05d}.png")
             lr = np.ascontiguousarray(lr_img[y:y + p, x:x + p])

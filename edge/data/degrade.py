@@ -41,6 +41,20 @@ def paper_degrade(hr: np.ndarray, n: float = 4, k: int = 3, sigma: float | None 
     return lr
 
 
+def scale_fine_detail(hr: np.ndarray, gain: float, scale: int = 4) -> np.ndarray:
+    """HR with its detail above about the LR Nyquist frequency multiplied by `gain` (grain-contrast augmentation).
+
+    The split is a Gaussian low-pass of sigma 0.375 * scale HR pixels (half amplitude at the LR Nyquist frequency);
+    the LR is then made from the result, so the LR keeps the footprint the changed grain leaves in it.
+    """
+    _check_mono_u8(hr, "scale_fine_detail input")
+    if gain < 0:
+        raise ValueError(f"scale_fine_detail: gain must be >= 0, got {gain}")
+    x = hr.astype(np.float32)
+    low = cv2.GaussianBlur(x, (0, 0), sigmaX=0.375 * scale, borderType=cv2.BORDER_REFLECT_101)
+    return np.clip(np.rint(low + gain * (x - low)), 0, 255).astype(np.uint8)
+
+
 @dataclass(frozen=True)
 class DegradeConfig:
     """Ranges of the shuffled degradation; blur sigmas are in HR pixels, noise sigma in 8-bit grey levels."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from edge.data.datasets import PatchDataset, SplitSpec, load_sources
+from edge.data.datasets import DegradeMix, PatchDataset, SplitSpec, load_sources
 from edge.models import (ImageAutoencoder, PatchDiscriminator, equalize_latent_channels, estimate_latent_scale,
                          kl_loss, preset)
 from edge.train.common import (BatchStream, Logger, batch_metrics, fixed_batch, load_checkpoint, rng_state,
@@ -26,7 +26,9 @@ def datasets(cfg: TrainConfig) -> tuple[PatchDataset, PatchDataset]:
     """(train, val) patch datasets of a config (LR patches of 2*lr_size, sub-cropped to lr_size)."""
     sources = load_sources(cfg.sims, cfg.realdata)
     spec = split_spec(cfg)
-    train = PatchDataset(sources, "train", spec, per_unit=64, lr_patch=max(cfg.lr_size, cfg.pool_tile) + 8, scale=cfg.scale, seed=cfg.seed)
+    mix = DegradeMix(grain_prob=cfg.grain_prob, grain_gain=(float(cfg.grain_gain[0]), float(cfg.grain_gain[1])))
+    train = PatchDataset(sources, "train", spec, per_unit=64, lr_patch=max(cfg.lr_size, cfg.pool_tile) + 8, scale=cfg.scale,
+                         mix=mix, seed=cfg.seed)
     val = PatchDataset(sources, "val", spec, per_unit=4, lr_patch=cfg.lr_size * 2, scale=cfg.scale, seed=cfg.seed + 1)
     return train, val
 
@@ -204,7 +206,8 @@ def train_autoencoder(cfg: TrainConfig, resume: bool = True, log_file: Path | No
     if resume and ckpt.is_file():
         tr.load(load_checkpoint(ckpt))
     train_ds, val_ds = datasets(cfg)
-    stream = BatchStream(train_ds, cfg.batch, cfg.lr_size, cfg.seed * 1000 + dist.rank + tr.step_no)
+    stream = BatchStream(train_ds, cfg.batch, cfg.lr_size, cfg.seed * 1000 + dist.rank + tr.step_no,
+                         photo_weight=cfg.photo_weight)
     val_hr = fixed_batch(val_ds, 16, cfg.lr_size * 2)[1]
     hr_m, lr_m, disc = (wrap_ddp(m, dist) for m in (tr.hr, tr.lr, tr.disc))
     log = Logger(out, cfg.steps, tr.step_no, dist.main, log_file)

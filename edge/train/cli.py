@@ -10,9 +10,17 @@ SIMS_HELP = "Sim build folder (repeatable), e.g. runs/data/sim_s1."
 
 
 def _cfg(**kw):
-    """A TrainConfig from CLI options (None values keep the defaults)."""
+    """A TrainConfig from CLI options (None values keep the defaults); grain_gain 'LO,HI' is parsed and checked."""
     from edge.train.config import TrainConfig
 
+    if isinstance(kw.get("grain_gain"), str):
+        try:
+            lo, hi = (float(v) for v in kw["grain_gain"].split(","))
+        except ValueError:
+            raise typer.BadParameter(f"--grain-gain wants LO,HI (two numbers), got {kw['grain_gain']!r}") from None
+        if not 0 < lo <= hi:
+            raise typer.BadParameter(f"--grain-gain wants 0 < LO <= HI, got {kw['grain_gain']!r}")
+        kw["grain_gain"] = [lo, hi]
     return TrainConfig(**{k: v for k, v in kw.items() if v is not None})
 
 
@@ -37,6 +45,11 @@ def register(app: typer.Typer) -> None:
         val_every=typer.Option(None, "--val-every", help="Validate every N steps."),
         lr_size=typer.Option(None, "--lr-size", help="LR training crop side (HR crop = scale x this)."),
         init_net=typer.Option(None, "--init-from", help="Start from the EMA weights of this best.pt (same U-Net)."),
+        photo_weight=typer.Option(None, "--photo-weight",
+                                  help="Draw a photograph's patches this many times as often as a sim layer's (default 2)."),
+        grain_prob=typer.Option(None, "--grain-prob", help="Fraction of synthetic-LR patches whose HR fine detail "
+                                "(above the LR Nyquist) is rescaled before degrading (default 0)."),
+        grain_gain=typer.Option(None, "--grain-gain", help="LO,HI: log-uniform range of that amplitude gain (default 0.5,2)."),
     )
 
     @train_app.command("autoencoder")
@@ -85,6 +98,8 @@ def register(app: typer.Typer) -> None:
         init_from: str | None = common["init_net"],
         estimate: str | None = typer.Option(
             None, "--estimate", help="best.pt of `train pixel`: condition on its HR estimate as well (mix starts at 0)."),
+        photo_weight: float | None = common["photo_weight"], grain_prob: float | None = common["grain_prob"],
+        grain_gain: str | None = common["grain_gain"],
     ) -> None:
         """Train the conditional latent denoiser on frozen autoencoders; resumes from OUT/last.pt."""
         from edge.train.diffusion import train_latent
@@ -92,7 +107,7 @@ def register(app: typer.Typer) -> None:
         cfg = _cfg(out=str(out), ae=str(ae), sims=sim, realdata=realdata, holdout_builds=holdout_build, steps=steps,
                    minutes=minutes, batch=batch, lr=lr, seed=seed, preset=preset, threads=threads,
                    val_every=val_every, lr_size=lr_size, prediction=prediction, schedule=schedule, timesteps=timesteps,
-                   init_from=init_from, estimate=estimate)
+                   init_from=init_from, estimate=estimate, photo_weight=photo_weight, grain_prob=grain_prob, grain_gain=grain_gain)
         path = train_latent(cfg, "diffusion", resume=not fresh, log_file=log)
         typer.echo(f"denoiser written to {path}")
 
@@ -106,13 +121,16 @@ def register(app: typer.Typer) -> None:
         seed: int = common["seed"], preset: str = common["preset"], threads: int = common["threads"],
         log: Path | None = common["log"], fresh: bool = common["fresh"], val_every: int | None = common["val_every"],
         lr_size: int | None = common["lr_size"], init_from: str | None = common["init_net"],
+        photo_weight: float | None = common["photo_weight"], grain_prob: float | None = common["grain_prob"],
+        grain_gain: str | None = common["grain_gain"],
     ) -> None:
         """Train the deterministic regression baseline (same U-Net, condition only, L1); resumes from OUT/last.pt."""
         from edge.train.diffusion import train_latent
 
         cfg = _cfg(out=str(out), ae=str(ae), sims=sim, realdata=realdata, holdout_builds=holdout_build, steps=steps,
                    minutes=minutes, batch=batch, lr=lr, seed=seed, preset=preset, threads=threads,
-                   val_every=val_every, lr_size=lr_size, init_from=init_from)
+                   val_every=val_every, lr_size=lr_size, init_from=init_from,
+                   photo_weight=photo_weight, grain_prob=grain_prob, grain_gain=grain_gain)
         path = train_latent(cfg, "regression", resume=not fresh, log_file=log)
         typer.echo(f"regression model written to {path}")
 
@@ -124,13 +142,14 @@ def register(app: typer.Typer) -> None:
         minutes: float | None = common["minutes"], batch: int | None = common["batch"], lr: float | None = common["lr"],
         seed: int = common["seed"], threads: int = common["threads"], log: Path | None = common["log"],
         fresh: bool = common["fresh"], val_every: int | None = common["val_every"], lr_size: int | None = common["lr_size"],
+        photo_weight: float | None = common["photo_weight"],
     ) -> None:
         """Train the pixel-space regression CNN (bicubic + residual, L1) whose estimate can condition the denoiser."""
         from edge.train.pixel import train_pixel
 
         cfg = _cfg(out=str(out), sims=sim, realdata=realdata, holdout_builds=holdout_build, steps=steps,
                    minutes=minutes, batch=batch, lr=lr, seed=seed, threads=threads, val_every=val_every,
-                   lr_size=lr_size)
+                   lr_size=lr_size, photo_weight=photo_weight)
         path = train_pixel(cfg, resume=not fresh, log_file=log)
         typer.echo(f"pixel regressor written to {path}")
 

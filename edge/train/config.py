@@ -28,6 +28,9 @@ class TrainConfig:
     ema_decay: float = 0.999
     threads: int = 2
     scale: int = 4
+    photo_weight: float = 2.0  # a photograph's patch is drawn this many times as often as a sim layer's
+    grain_prob: float = 0.0  # fraction of synthetic-LR training patches whose HR fine detail is rescaled first
+    grain_gain: list[float] = field(default_factory=lambda: [0.5, 2.0])  # log-uniform range of that gain
     # autoencoder
     l1_weight: float = 1.0  # < 1 for a texture (sample) decoder that may trade pixel error for real texture
     kl_weight: float = 1e-5

@@ -272,7 +272,8 @@ def train_latent(cfg: TrainConfig, mode: str, resume: bool = True, log_file: Pat
     if resume and ckpt.is_file():
         tr.load(load_checkpoint(ckpt))
     train_ds, val_ds = datasets(cfg)
-    stream = BatchStream(train_ds, cfg.batch, cfg.pool_tile, cfg.seed * 1000 + dist.rank + tr.step_no)
+    stream = BatchStream(train_ds, cfg.batch, cfg.pool_tile, cfg.seed * 1000 + dist.rank + tr.step_no,
+                         photo_weight=cfg.photo_weight)
     pool = LatentPool(tr.encode, stream, cfg.pool_tiles)
     val_lr, val_hr = fixed_batch(val_ds, 8, cfg.lr_size)
     net = wrap_ddp(tr.net, dist)

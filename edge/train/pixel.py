@@ -87,7 +87,8 @@ def train_pixel(cfg: TrainConfig, resume: bool = True, log_file: Path | None = N
     if resume and ckpt.is_file():
         tr.load(load_checkpoint(ckpt))
     train_ds, val_ds = datasets(cfg)
-    stream = BatchStream(train_ds, cfg.batch, cfg.lr_size, cfg.seed * 1000 + tr.step_no)
+    stream = BatchStream(train_ds, cfg.batch, cfg.lr_size, cfg.seed * 1000 + tr.step_no,
+                         photo_weight=cfg.photo_weight)
     val_lr, val_hr = fixed_batch(val_ds, 32, cfg.lr_size)
     log = Logger(out, cfg.steps, tr.step_no, True, log_file)
     t_start, wall0 = time.time(), tr.wall_s

@@ -84,6 +84,24 @@ def test_patches_pair_lr_and_hr(sources):
     assert {ds[i]["degrade"] for i in range(len(ds))} == {"native", "paper"}
 
 
+def test_grain_augmentation_rescales_synthetic_hr_and_makes_lr_from_it(sources):
+    srcs, spec = sources
+    mix = DegradeMix(sim_native=0.5, paper=1.0, grain_prob=1.0, grain_gain=(2.0, 2.0))
+    plain = PatchDataset(srcs, "train", spec, per_unit=3, lr_patch=16, mix=DegradeMix(sim_native=0.5, paper=1.0))
+    aug = PatchDataset(srcs, "train", spec, per_unit=3, lr_patch=16, mix=mix)
+    modes = set()
+    for i in range(len(aug)):
+        a, p = aug[i], plain[i]
+        modes.add(a["degrade"])
+        if a["degrade"] == "paper":  # ground truth is the rescaled HR, and the LR is made from it
+            assert a["hr"].std() > p["hr"].std() * 1.2 and np.array_equal(a["lr"], paper_degrade(a["hr"], 4, 3))
+    assert "paper" in modes
+    with pytest.raises(ValueError, match="grain_gain"):
+        DegradeMix(grain_gain=(0.0, 2.0))
+    with pytest.raises(ValueError, match="grain_prob"):
+        DegradeMix(grain_prob=1.5)
+
+
 def test_patches_are_deterministic_per_seed_and_epoch(sources):
     srcs, spec = sources
     a, b = PatchDataset(srcs, "train", spec, lr_patch=16, seed=5), PatchDataset(srcs, "train", spec, lr_patch=16, seed=5)

@@ -12,6 +12,7 @@ from edge.data.degrade import (
     anisotropic_gaussian_kernel,
     opencv_default_sigma,
     paper_degrade,
+    scale_fine_detail,
     shuffled_degrade,
 )
 
@@ -138,3 +139,16 @@ def test_shuffled_degrade_shape_holds_for_any_size_scale_and_seed(h, w, scale, s
         return
     out = shuffled_degrade(hr, scale, np.random.default_rng(seed))
     assert out.shape == (h // scale, w // scale) and out.dtype == np.uint8
+
+
+def test_scale_fine_detail_scales_the_band_above_the_lr_nyquist_and_keeps_the_low_band():
+    hr = np.clip(_texture(256, 256, 4).astype(np.float32) * 0.5 + 64, 0, 255).astype(np.uint8)  # no clipping at 2x
+    up, down = scale_fine_detail(hr, 2.0), scale_fine_detail(hr, 0.5)
+    fine = lambda x: _hf_fraction(x, 0.2) * x.astype(np.float64).var()  # noqa: E731
+    assert 3.0 < fine(up) / fine(hr) < 4.5  # amplitude x2 -> energy x~4 far above the split
+    assert 0.2 < fine(down) / fine(hr) < 0.35
+    lr, lr_up = paper_degrade(hr, 4, 3).astype(float), paper_degrade(up, 4, 3).astype(float)
+    assert np.abs(lr - lr_up).mean() < 2.0  # the LR changes only by the small footprint of the grain
+    assert np.array_equal(scale_fine_detail(hr, 1.0), hr)
+    with pytest.raises(ValueError, match="gain must be >= 0"):
+        scale_fine_detail(hr, -1.0)

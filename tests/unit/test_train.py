@@ -294,3 +294,21 @@ def test_estimate_bundle_lr_encoder_is_the_composite_on_every_backend(ae_pt, tmp
     with pytest.raises(ValueError, match="regression"):
         build_bundle(tmp_path / "b2", ae_pt, tmp_path / "d" / "best.pt", regression_pt=tmp_path / "d" / "best.pt",
                      exporter="legacy")
+
+
+def test_grain_and_photo_weight_options_reach_the_training_data(tmp_path):
+    import typer
+
+    from edge.train.autoencoder import datasets
+    from edge.train.cli import _cfg
+    from tests.unit.test_datasets import _fake_build
+
+    cfg = _cfg(sims=[str(_fake_build(tmp_path / "b1", 6, 1))], grain_prob=0.5, grain_gain="0.7,1.8", photo_weight=4.0,
+               lr_size=8)
+    assert cfg.grain_gain == [0.7, 1.8] and cfg.photo_weight == 4.0
+    train, val = datasets(cfg)
+    assert train.mix.grain_prob == 0.5 and train.mix.grain_gain == (0.7, 1.8)
+    assert val.mix.grain_prob == 0.0  # validation data stay as they are
+    for bad in ("2", "a,b", "2,1", "0,1"):
+        with pytest.raises(typer.BadParameter, match="--grain-gain"):
+            _cfg(grain_gain=bad)
