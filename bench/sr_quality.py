@@ -26,14 +26,16 @@ from edge.analyze.metrics import CVDSettings, hf_energy_ratio, mae, psnr, ssim, 
 from edge.data.datasets import read_gray, sim_source  # noqa: E402
 from edge.data.degrade import paper_degrade  # noqa: E402
 
-METHODS = ("bicubic", "regression", "pixel_regression", "reference", "default", "mean8", "mean8_indep", "ae_mean", "ae_sample")
+METHODS = ("bicubic", "regression", "pixel_regression", "pixel_diffusion", "reference", "default", "mean8", "mean8_indep", "ae_mean", "ae_sample")
 LABELS = {"bicubic": "bicubic", "regression": "regression (L1 U-Net)",
-          "pixel_regression": "regression (pixel CNN, L1; the estimate the denoiser is conditioned on)", "reference": "DDPM 200 steps (reference)",
+          "pixel_regression": "regression (pixel CNN, L1; the estimate the denoiser is conditioned on)",
+          "pixel_diffusion": "pixel-space diffusion (paper Table 2 baseline), 1 sample",
+          "reference": "DDPM 200 steps (reference)",
           "default": "default sampler, 1 sample", "mean8": "default sampler, mean of 8 (4 antithetic pairs)",
           "mean8_indep": "default sampler, mean of 8 independent chains",
           "ae_mean": "ceiling: HR autoencoder, mean decoder (sees the HR)",
           "ae_sample": "ceiling: HR autoencoder, sample decoder (sees the HR)"}
-SHOWN = ("bicubic", "regression", "pixel_regression", "reference", "default", "mean8")  # columns of the side-by-side images
+SHOWN = ("bicubic", "regression", "pixel_regression", "pixel_diffusion", "reference", "default", "mean8")  # columns of the side-by-side images
 WPH = CVDSettings(size=128, j=3, l_angles=4)
 
 
@@ -125,12 +127,17 @@ def autoencode(model: Path, hr: np.ndarray, graph: str) -> np.ndarray:
 
 
 def run_methods(model: Path, lr: np.ndarray, seed: int, tile: int | None, skip_reference: bool,
-                hr: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                hr: np.ndarray | None = None, pixel_diffusion: Path | None = None) -> dict[str, np.ndarray]:
     """Every method's uint8 HR output for one LR crop (plus the autoencoder ceilings when `hr` is given)."""
     from edge.sr.bundle import load_bundle
     from edge.sr.resolver import SuperResolver
 
     out = {"bicubic": cv2.resize(lr, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)}
+    if pixel_diffusion is not None:
+        from edge.train.pixel_diffusion import load_pixel_diffusion, pixel_diffusion_upscale
+
+        net, export = load_pixel_diffusion(pixel_diffusion)
+        out["pixel_diffusion"] = pixel_diffusion_upscale(net, export, lr, {"name": "dpmpp_2m", "steps": 15}, seed)
     if hr is not None:
         out["ae_mean"] = autoencode(model, hr, "hr_decoder")
         if load_bundle(model).has_graph("hr_decoder_sample"):
@@ -166,14 +173,16 @@ def side_by_side(lr: np.ndarray, outs: dict[str, np.ndarray], hr: np.ndarray) ->
     return np.hstack([c for col in cols for c in (col, sep)][:-1])
 
 
-def evaluate(sets: dict[str, list], model: Path, img_dir: Path, seed: int, tile: int | None, ref_crops: int) -> dict:
+def evaluate(sets: dict[str, list], model: Path, img_dir: Path, seed: int, tile: int | None, ref_crops: int,
+             pixel_diffusion: Path | None = None) -> dict:
     """Per-set, per-method mean metrics; writes side-by-side PNGs of the first two crops of each set."""
     res: dict[str, dict] = {}
     for set_name, crops in sets.items():
         rows: dict[str, list[dict]] = {m: [] for m in METHODS}
         for i, (name, lr, hr) in enumerate(crops):
             t0 = time.time()
-            outs = run_methods(model, lr, seed + i, tile, skip_reference=i >= ref_crops, hr=hr)
+            outs = run_methods(model, lr, seed + i, tile, skip_reference=i >= ref_crops, hr=hr,
+                               pixel_diffusion=pixel_diffusion)
             ref = texture_stats(hr)
             for m, img in outs.items():
                 rows[m].append({"mae": mae(img, hr), "psnr": psnr(img, hr), "ssim": ssim(img, hr),
@@ -250,11 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "sr_quality.md")
     ap.add_argument("--img-dir", type=Path, default=REPO / "docs" / "img")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--pixel-diffusion", type=Path, default=None,
+                    help="best.pt of `lpbf-edge train pixel-diffusion`: add the pixel-space diffusion baseline (DPM-Solver++ 15)")
     a = ap.parse_args(argv)
     t0 = time.time()
     sets = {"real": real_crops(a.realdata / a.photo, a.crops, a.lr_size, a.seed),
             "sim": sim_crops(a.sim_build, a.crops, a.lr_size, a.seed)}
-    res = evaluate(sets, a.model, a.img_dir, a.seed, a.tile, a.ref_crops)
+    res = evaluate(sets, a.model, a.img_dir, a.seed, a.tile, a.ref_crops, a.pixel_diffusion)
     manifest = json.loads((a.model / "manifest.json").read_text())
     cmd = "nice -n 5 .venv/bin/python bench/sr_quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
     a.out.write_text(markdown(res, manifest, cmd, time.time() - t0))

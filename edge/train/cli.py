@@ -153,6 +153,29 @@ def register(app: typer.Typer) -> None:
         path = train_pixel(cfg, resume=not fresh, log_file=log)
         typer.echo(f"pixel regressor written to {path}")
 
+    @train_app.command("pixel-diffusion")
+    def pixel_diffusion(
+        out: Path = typer.Option(Path("runs/pixel_diffusion"), "--out", help="Run folder (checkpoints, metrics.jsonl)."),
+        sim: list[str] = common["sim"], realdata: str | None = common["realdata"],
+        holdout_build: list[str] = common["holdout_build"], steps: int | None = common["steps"],
+        minutes: float | None = common["minutes"], batch: int | None = common["batch"], lr: float | None = common["lr"],
+        seed: int = common["seed"], threads: int = common["threads"], log: Path | None = common["log"],
+        fresh: bool = common["fresh"], val_every: int | None = common["val_every"], lr_size: int | None = common["lr_size"],
+        photo_weight: float | None = common["photo_weight"],
+        prediction: str = typer.Option("v_prediction", "--prediction", help="epsilon | v_prediction | sample."),
+        schedule: str = typer.Option("cosine", "--schedule", help="cosine | linear."),
+        timesteps: int = typer.Option(200, "--timesteps", help="Training timesteps T."),
+    ) -> None:
+        """Train the paper's pixel-space diffusion baseline (noisy HR ++ bicubic LR, no autoencoders; bench only)."""
+        from edge.train.pixel_diffusion import train_pixel_diffusion
+
+        cfg = _cfg(out=str(out), sims=sim, realdata=realdata, holdout_builds=holdout_build, steps=steps,
+                   minutes=minutes, batch=batch, lr=lr, seed=seed, threads=threads, val_every=val_every,
+                   lr_size=lr_size, photo_weight=photo_weight, prediction=prediction, schedule=schedule,
+                   timesteps=timesteps)
+        path = train_pixel_diffusion(cfg, resume=not fresh, log_file=log)
+        typer.echo(f"pixel-space diffusion baseline written to {path}")
+
     @train_app.command("bundle")
     def bundle(
         out: Path = typer.Option(..., "--out", help="Bundle directory to write (e.g. models/default)."),
