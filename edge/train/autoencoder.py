@@ -46,6 +46,8 @@ class AETrainer:
         """Build both autoencoders, the discriminator, optimisers and EMA copies."""
         from diffusers.training_utils import EMAModel
 
+        if cfg.latent_noise and not cfg.decoder_only:
+            raise ValueError("latent_noise trains a noise-tolerant decoder: it needs decoder_only (and init_from)")
         self.cfg = cfg
         arch = cfg.arch or preset(cfg.preset)
         self.arch = {"hr_ae": arch["hr_ae"], "lr_ae": arch["lr_ae"]}
@@ -122,6 +124,9 @@ class AETrainer:
         if c.decoder_only:
             with torch.no_grad():
                 mean = self.hr.encode(hr_img)
+                if c.latent_noise > 0:  # robustness to a sampler's imperfect latents: noise in scaled-latent units
+                    sigma = torch.rand(mean.shape[0], 1, 1, 1) * c.latent_noise / self.scales["latent_scale_factor"]
+                    mean = mean + sigma * torch.randn_like(mean)
             rec = self.hr.decode(mean)
             l1_lr = kl = torch.zeros(())
         else:

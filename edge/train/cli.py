@@ -70,6 +70,9 @@ def register(app: typer.Typer) -> None:
         wavelet_weight: float | None = typer.Option(None, "--wavelet-weight", help="Weight of the Haar wavelet-statistics term (default 0.5)."),
         spectrum_weight: float | None = typer.Option(
             None, "--spectrum-weight", help="Weight of the radial log-power spectrum term (default 0; texture decoders)."),
+        latent_noise: float | None = typer.Option(
+            None, "--latent-noise", help="With --decoder-only: decode latents plus Gaussian noise of std up to this "
+            "(scaled-latent units), so the decoder tolerates a sampler's imperfect latents (default 0)."),
     ) -> None:
         """Train the HR autoencoder (f=4) and LR encoder (f=1); resumes from OUT/last.pt."""
         from edge.train.autoencoder import train_autoencoder
@@ -78,7 +81,8 @@ def register(app: typer.Typer) -> None:
                    minutes=minutes, batch=batch, lr=lr, seed=seed, preset=preset, threads=threads,
                    val_every=val_every, lr_size=lr_size, gan_start=gan_start,
                    init_from=init_from, decoder_only=decoder_only, l1_weight=l1_weight, gan_weight=gan_weight,
-                   fft_weight=fft_weight, wavelet_weight=wavelet_weight, spectrum_weight=spectrum_weight)
+                   fft_weight=fft_weight, wavelet_weight=wavelet_weight, spectrum_weight=spectrum_weight,
+                   latent_noise=latent_noise)
         path = train_autoencoder(cfg, resume=not fresh, log_file=log)
         typer.echo(f"autoencoders written to {path}")
 

@@ -39,6 +39,7 @@ class TrainConfig:
     fft_weight: float = 0.1
     spectrum_weight: float = 0.0  # radial log-power spectrum match (texture decoders)
     wavelet_weight: float = 0.5
+    latent_noise: float = 0.0  # decoder-only: add N(0, U(0, this)^2) noise to the scaled latent (robust sample decoder)
     decoder_only: bool = False  # fine-tune the HR decoder only (encoders frozen: latents, scales unchanged)
     init_from: str | None = None  # ae.pt (autoencoder) or best.pt (diffusion/regression) whose EMA weights start this run
     # diffusion / regression

@@ -131,6 +131,25 @@ def test_decoder_only_keeps_the_encoder(ae_pt):
     assert tr.scales == {"latent_scale_factor": 2.0, "cond_scale_factor": 3.0}
 
 
+def test_latent_noise_decoder_sees_perturbed_latents_and_needs_decoder_only(ae_pt):
+    seen = []
+
+    def run(noise: float) -> None:
+        torch.manual_seed(0)
+        tr = AETrainer(TrainConfig(init_from=str(ae_pt), decoder_only=True, gan_start=0, latent_noise=noise))
+        dec = tr.hr.decode
+        tr.hr.decode = lambda z: (seen.append(z.detach().clone()), dec(z))[1]  # type: ignore[method-assign]
+        tr.train_step(*_batch())
+
+    run(0.0)
+    run(0.5)
+    clean, noisy = seen
+    assert clean.shape == noisy.shape and not torch.allclose(clean, noisy)
+    assert (noisy - clean).std() < 0.5 / 2.0  # noise is in scaled-latent units (scale 2.0 in the fixture)
+    with pytest.raises(ValueError, match="needs decoder_only"):
+        AETrainer(TrainConfig(arch=TINY_AE, latent_noise=0.1))
+
+
 @pytest.mark.parametrize("mode", ["diffusion", "regression"])
 def test_latent_steps_lower_the_loss_and_resume_exactly(ae_pt, tmp_path, mode):
     torch.manual_seed(0)
