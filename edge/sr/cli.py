@@ -28,6 +28,8 @@ def sr_command(
     overlap: int | None = typer.Option(None, "--overlap", min=0, help="LR tile overlap (default: tile/4)."),
     fused: bool = typer.Option(False, "--fused", help="ort only: one fused graph call per sampler step."),
     decoder: str = typer.Option("full", "--decoder", help="full | light (the bundle's distilled light decoder, ONNX backends)."),
+    grain_cap: bool = typer.Option(True, "--grain-cap/--no-grain-cap",
+                                   help="Apply the bundle's grain cap (lower detail the LR does not support) when it has one."),
 ) -> None:
     """Super-resolve each INPUT into OUT/<name>.png, `scale` times larger, 8-bit gray."""
     from edge.sr.bundle import BundleError
@@ -43,7 +45,8 @@ def sr_command(
         samples = 4
     try:
         resolver = SuperResolver.from_bundle(model, backend=backend, steps=steps, seed=seed, sampler=sampler,
-                                             tile=tile, overlap=overlap, fused=fused, decoder=decoder)
+                                             tile=tile, overlap=overlap, fused=fused, decoder=decoder,
+                                             grain_cap=grain_cap)
     except (BundleError, BackendUnavailable, ValueError) as exc:
         _die(str(exc))
     try:

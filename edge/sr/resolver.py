@@ -97,10 +97,22 @@ class SuperResolver:
     """Upscales uint8 gray images of any size by the bundle's scale through overlapping tiles."""
 
     def __init__(self, bundle: Bundle, runner: Runner, spec: SamplerSpec, seed: int = 0, tile: int | None = None,
-                 overlap: int | None = None, batch: int = 8, fused: bool = False, antithetic: bool = True):
-        """antithetic: chain 2j+1 starts from the negated noise of chain 2j (see _band_noise); False: all independent."""
+                 overlap: int | None = None, batch: int = 8, fused: bool = False, antithetic: bool = True,
+                 grain_cap: bool = True):
+        """antithetic: chain 2j+1 starts from the negated noise of chain 2j (see _band_noise); False: all independent.
+
+        grain_cap: apply the bundle's grain cap (manifest `grain_cap`, edge.sr.grain) to the output when it has one.
+        """
         self.bundle, self.runner, self.spec, self.seed = bundle, runner, spec, int(seed)
         self.antithetic = bool(antithetic)
+        self.grain_cap = None
+        if grain_cap and bundle.manifest.get("grain_cap"):
+            from edge.sr.grain import GrainCap
+
+            try:
+                self.grain_cap = GrainCap.from_json(bundle.manifest["grain_cap"])
+            except ValueError as exc:
+                raise BundleError(f"{bundle.path}: {exc}") from exc
         self._fused = _fused_sampler(bundle, runner) if fused else None
         self.schedule = Schedule.from_manifest(bundle.manifest["schedule"])
         self.tile = int(tile or bundle.lr_patch)
@@ -125,7 +137,7 @@ class SuperResolver:
     def from_bundle(cls, path: str | Path | None = None, backend: str = "ort", steps: int | None = None, seed: int = 0,
                     sampler: str | dict | SamplerSpec | None = None, tile: int | None = None, overlap: int | None = None,
                     batch: int = 8, fused: bool = False, decoder: str = "full", antithetic: bool = True,
-                    **runner_options) -> "SuperResolver":
+                    grain_cap: bool = True, **runner_options) -> "SuperResolver":
         """Load and verify a bundle (default: models/default or $LPBF_MODEL), open its backend, pick the sampler.
 
         fused=True (ort only) runs each sampler step as one call of FAST's fused step graph (edge.sr.fused).
@@ -144,7 +156,7 @@ class SuperResolver:
                 raise ValueError("distilled students ship as ONNX only; use backend 'ort' or 'openvino'")
         spec = resolve_sampler(bundle, sampler, steps)
         return cls(bundle, make_runner(bundle, backend, **runner_options), spec, seed, tile, overlap, batch, fused,
-                   antithetic)
+                   antithetic, grain_cap)
 
     @classmethod
     def from_config(cls, cfg) -> "SuperResolver":
@@ -154,7 +166,8 @@ class SuperResolver:
         opts = {"precision": cfg.openvino_precision} if cfg.backend == "openvino" else {}
         return cls.from_bundle(cfg.model, backend=cfg.backend, steps=cfg.steps, seed=cfg.seed, sampler=cfg.sampler,
                                tile=cfg.tile, overlap=cfg.overlap, batch=cfg.batch,
-                               fused=cfg.fused and cfg.backend == "ort", decoder=cfg.decoder, **opts)
+                               fused=cfg.fused and cfg.backend == "ort", decoder=cfg.decoder, grain_cap=cfg.grain_cap,
+                               **opts)
 
     @property
     def model_id(self) -> str:
@@ -247,6 +260,13 @@ class SuperResolver:
         out = tiled_upscale(to_unit(img), fn, self.scale, self.tile, self.overlap, self.batch,
                             channels=2 if uncertainty else 1)
         self._noise_band = None
+        if self.grain_cap is not None:
+            from edge.sr.grain import apply_grain_cap
+
+            t1 = time.perf_counter()
+            capped, _ = apply_grain_cap(self.grain_cap, img, (out[0] + 1.0) * 127.5, self.scale)
+            out[0] = capped / 127.5 - 1.0
+            timings["grain_cap"] = time.perf_counter() - t1
         timings["total"] = time.perf_counter() - t0
         std = (out[1] * 127.5).astype(np.float32) if uncertainty else None
         return SRResult(sr=to_u8(out[0]), std=std, model_id=self.model_id, timings_s=timings)

@@ -158,3 +158,15 @@ def update_metrics(bundle_dir: Path, metrics: dict) -> None:
     m = json.loads((bundle_dir / MANIFEST).read_text())
     m["metrics"] = {**m.get("metrics", {}), **metrics}
     write_bundle(bundle_dir, m)
+
+
+def set_grain_cap(bundle_dir: Path, cap_file: Path) -> None:
+    """Put the grain cap fitted by `train grain-cap` (its JSON file) into a bundle's manifest and re-hash it."""
+    from edge.sr.bundle import MANIFEST, write_bundle
+    from edge.sr.grain import GrainCap
+
+    data = json.loads(Path(cap_file).read_text())
+    cap = GrainCap.from_json(data.get("grain_cap", data))  # validates before anything is written
+    m = json.loads((Path(bundle_dir) / MANIFEST).read_text())
+    m["grain_cap"] = cap.to_json()
+    write_bundle(bundle_dir, m)

@@ -203,6 +203,31 @@ def register(app: typer.Typer) -> None:
                          sample_decoder_pt=sample_decoder)
         typer.echo(f"bundle {b.model_id} written to {b.path}")
 
+    @train_app.command("grain-cap")
+    def grain_cap(
+        out: Path = typer.Option(Path("runs/grain_cap.json"), "--out", help="JSON file to write (the fitted cap)."),
+        sim: list[str] = common["sim"], realdata: str | None = common["realdata"],
+        holdout_build: list[str] = common["holdout_build"], seed: int = common["seed"],
+        window: int = typer.Option(32, "--window", help="LR window side the predictor reads and caps."),
+        per_unit: int = typer.Option(150, "--per-unit", help="Training windows per sim layer / photograph."),
+        into: Path | None = typer.Option(None, "--into", help="Also put the cap into this bundle's manifest."),
+    ) -> None:
+        """Fit the grain cap: LR spectrum -> HR detail energy (ridge), validated per source; see edge.sr.grain."""
+        from edge.train.grain_cap import train_grain_cap
+
+        cap = train_grain_cap(_cfg(sims=sim, realdata=realdata, holdout_builds=holdout_build, seed=seed), out,
+                              window=window, per_unit=per_unit)
+        for split, rows in cap.validation.items():
+            for k, v in rows.items():
+                typer.echo(f"{split:8s} {k:45s} n={v['n']:4d} predicted/true {v['median_ratio']:.2f} "
+                           f"within [0.6, 1.5] {v['within_0.6_1.5']:.2f}")
+        if into is not None:
+            from edge.train.bundle import set_grain_cap
+
+            set_grain_cap(into, out)
+            typer.echo(f"grain cap added to {into}")
+        typer.echo(f"grain cap written to {out}")
+
     from edge.train.distill import register_distill
 
     register_distill(train_app)

@@ -1,0 +1,132 @@
+"""Grain cap: the LR-spectrum predictor of HR detail energy, the cap that only lowers detail, the manifest entry."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.data.degrade import paper_degrade
+from edge.sr.bundle import Bundle, BundleError
+from edge.sr.grain import GrainCap, apply_grain_cap, detail_energy, fit_grain_cap, n_features, predict_log_energy
+from edge.sr.resolver import SuperResolver
+from edge.sr.samplers import SamplerSpec
+
+S = 4
+
+
+def _grainy(amplitude: float, seed: int, size: int = 128) -> np.ndarray:
+    """A smooth gradient plus 1-2 px grain of the given amplitude (gray levels)."""
+    rng = np.random.default_rng(seed)
+    base = np.linspace(90, 150, size)[None, :] + np.zeros((size, 1))
+    grain = cv2.GaussianBlur(rng.normal(0, 1, (size, size)), (0, 0), 0.7)
+    grain *= amplitude / grain.std()
+    return np.clip(base + grain, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def cap() -> GrainCap:
+    """A cap fitted on HR windows whose grain amplitude spans 1..16 gray levels."""
+    amps = np.exp(np.random.default_rng(0).uniform(np.log(1), np.log(16), 160))
+    hrs = [_grainy(a, i) for i, a in enumerate(amps)]
+    return fit_grain_cap([paper_degrade(h, 4, 3) for h in hrs], hrs, sigma=1.5)
+
+
+def test_predictor_reads_the_grain_amount_from_the_lr(cap):
+    assert len(cap.weights) == n_features() and cap.window == 32
+    for amp, seed in ((2.0, 1000), (6.0, 1001), (14.0, 1002)):
+        hr = _grainy(amp, seed)
+        pred = np.exp(predict_log_energy(cap, paper_degrade(hr, 4, 3)))
+        assert 0.5 < pred / detail_energy(hr, 1.5) < 2.0  # held-out windows, within a factor of 2
+
+
+def test_cap_only_lowers_detail_and_keeps_the_base(cap):
+    hr_true = _grainy(3.0, 7, 256)
+    lr = paper_degrade(hr_true, 4, 3)
+    painted = _grainy(12.0, 8, 256).astype(np.float32) - _grainy(0.0, 8, 256) + hr_true  # 4x the grain amplitude
+    out, gain = apply_grain_cap(cap, lr, painted, S)
+    assert gain.max() <= 1.0 and gain.min() < 0.6
+    assert detail_energy(out, 1.5) < 0.5 * detail_energy(painted, 1.5)
+    base = cv2.GaussianBlur(painted, (0, 0), 1.5, borderType=cv2.BORDER_REFLECT_101)
+    assert np.abs(cv2.GaussianBlur(out, (0, 0), 1.5, borderType=cv2.BORDER_REFLECT_101) - base).mean() < 1.0
+    smooth = cv2.GaussianBlur(hr_true.astype(np.float32), (0, 0), 3.0)  # less detail than predicted: unchanged
+    kept, g2 = apply_grain_cap(cap, lr, smooth, S)
+    assert g2.min() == 1.0 and np.allclose(kept, smooth, atol=1e-3)
+    with pytest.raises(ValueError, match="not 4 x the LR shape"):
+        apply_grain_cap(cap, lr, painted[:-4], S)
+
+
+def test_cap_handles_images_smaller_than_its_window(cap):
+    lr = paper_degrade(_grainy(4.0, 3, 40), 4, 3)  # 10x10 LR
+    out, gain = apply_grain_cap(cap, lr, _grainy(12.0, 4, 40).astype(np.float32), S)
+    assert out.shape == (40, 40) and gain.shape == (1, 1)
+
+
+def test_cap_json_round_trip_and_clear_errors(cap):
+    back = GrainCap.from_json(json.loads(json.dumps(cap.to_json())))
+    assert back.weights == pytest.approx(cap.weights) and back.bias == pytest.approx(cap.bias)
+    with pytest.raises(ValueError, match="grain_cap is malformed"):
+        GrainCap.from_json({"bias": 1.0})
+    with pytest.raises(ValueError, match="weights"):
+        GrainCap.from_json({**cap.to_json(), "weights": [1.0, 2.0]})
+
+
+class _GrainyRunner:
+    """Test-only runner whose decoder paints strong pixel grain on a flat latent image."""
+
+    name = "grainy-test"
+
+    def encode_lr(self, lr):
+        return np.repeat(lr, 4, axis=1)
+
+    def encode_hr(self, hr):
+        return np.repeat(hr[:, :, ::S, ::S], 4, axis=1)
+
+    def denoise(self, x, t, cond):
+        return 0.0 * x + cond
+
+    def decode(self, z, graph="hr_decoder"):
+        up = z.mean(1, keepdims=True).repeat(S, 2).repeat(S, 3)
+        chk = (np.indices(up.shape[-2:]).sum(0) % 2 * 2 - 1).astype(np.float32) * 0.2  # +-25 gray levels
+        return np.clip(up + chk, -1, 1)
+
+
+def test_resolver_applies_the_bundles_cap_unless_switched_off(cap):
+    manifest = {"model_id": "grainy", "scale": S, "latent_channels": 4, "lr_patch": 8, "prediction": "sample",
+                "schedule": {"kind": "linear", "timesteps": 50}, "sampler": {}, "files": {},
+                "grain_cap": cap.to_json()}
+    b = Bundle(path=None, manifest=manifest)  # type: ignore[arg-type]
+    lr = paper_degrade(_grainy(2.0, 5, 96), 4, 3)
+    spec = SamplerSpec("ddim", 2)
+    capped = SuperResolver(b, _GrainyRunner(), spec, tile=8, overlap=2).upscale(lr)
+    raw = SuperResolver(b, _GrainyRunner(), spec, tile=8, overlap=2, grain_cap=False).upscale(lr)
+    assert detail_energy(capped.sr, 1.5) < 0.3 * detail_energy(raw.sr, 1.5)
+    assert "grain_cap" in capped.timings_s and "grain_cap" not in raw.timings_s
+    bad = Bundle(path=None, manifest={**manifest, "grain_cap": {"weights": [1.0]}})  # type: ignore[arg-type]
+    with pytest.raises(BundleError, match="grain_cap"):
+        SuperResolver(bad, _GrainyRunner(), spec, tile=8, overlap=2)
+
+
+def test_set_grain_cap_puts_it_into_a_verified_bundle(cap, tmp_path):
+    pytest.importorskip("torch")
+    import shutil
+
+    from edge.sr.bundle import load_bundle
+    from edge.train.bundle import set_grain_cap
+    from tests.sr_fixtures import tiny_bundle
+
+    d = tmp_path / "b"
+    shutil.copytree(tiny_bundle(), d)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"grain_cap": {"weights": [1.0], "bias": 0.0}}))
+    before = (d / "manifest.json").read_text()
+    with pytest.raises(ValueError, match="weights"):
+        set_grain_cap(d, bad)
+    assert (d / "manifest.json").read_text() == before  # nothing written
+    good = tmp_path / "cap.json"
+    good.write_text(json.dumps({"grain_cap": cap.to_json()}))
+    set_grain_cap(d, good)
+    b = load_bundle(d)  # still verifies (re-hashed)
+    assert GrainCap.from_json(b.manifest["grain_cap"]).weights == pytest.approx(cap.weights)
