@@ -26,12 +26,14 @@ from edge.analyze.metrics import CVDSettings, hf_energy_ratio, mae, psnr, ssim, 
 from edge.data.datasets import read_gray, sim_source  # noqa: E402
 from edge.data.degrade import paper_degrade  # noqa: E402
 
-METHODS = ("bicubic", "regression", "pixel_regression", "pixel_diffusion", "reference", "default", "mean8", "mean8_indep", "ae_mean", "ae_sample")
+METHODS = ("bicubic", "regression", "pixel_regression", "pixel_diffusion", "reference", "default", "default_nocap", "mean8", "mean8_indep",
+           "ae_mean", "ae_sample")
 LABELS = {"bicubic": "bicubic", "regression": "regression (L1 U-Net)",
           "pixel_regression": "regression (pixel CNN, L1; the estimate the denoiser is conditioned on)",
           "pixel_diffusion": "pixel-space diffusion (paper Table 2 baseline), 1 sample",
           "reference": "DDPM 200 steps (reference)",
-          "default": "default sampler, 1 sample", "mean8": "default sampler, mean of 8 (4 antithetic pairs)",
+          "default": "default sampler, 1 sample",
+          "default_nocap": "default sampler, 1 sample, grain cap off (`--no-grain-cap`)", "mean8": "default sampler, mean of 8 (4 antithetic pairs)",
           "mean8_indep": "default sampler, mean of 8 independent chains",
           "ae_mean": "ceiling: HR autoencoder, mean decoder (sees the HR)",
           "ae_sample": "ceiling: HR autoencoder, sample decoder (sees the HR)"}
@@ -102,6 +104,35 @@ class Regression:
         return np.clip(np.round((y + 1) * 127.5), 0, 255).astype(np.uint8)
 
 
+class TorchRegression:
+    """The latent regression baseline from its checkpoints (for bundles whose lr_encoder is estimate-conditioned)."""
+
+    def __init__(self, ckpt: Path, ae: Path) -> None:
+        """Load `train regression` best.pt and the ae.pt it was trained on."""
+        import torch
+
+        from edge.models import RegressionNet
+        from edge.train.common import load_checkpoint
+        from edge.train.diffusion import load_autoencoders
+
+        self.hr, self.lr, s = load_autoencoders(ae)
+        r = load_checkpoint(ckpt)
+        if r.get("kind") != "regression-ema":
+            raise ValueError(f"{ckpt}: not a regression export (best.pt/final.pt of `lpbf-edge train regression`)")
+        self.net = RegressionNet(r["arch"]).eval()
+        self.net.load_state_dict(r["net"])
+        self.scales, self.torch = s["scales"], torch
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        """uint8 LR (sides a multiple of 4) -> uint8 HR, the whole crop at once."""
+        torch = self.torch
+        x = torch.from_numpy((lr.astype(np.float32) / 127.5 - 1)[None, None])
+        with torch.no_grad():
+            z = self.net(self.lr.encode(x) * self.scales["cond_scale_factor"])
+            y = self.hr.decode(z / self.scales["latent_scale_factor"])[0, 0].numpy()
+        return np.clip(np.round((y + 1) * 127.5), 0, 255).astype(np.uint8)
+
+
 def pixel_regression(bundle_dir: Path, lr: np.ndarray) -> np.ndarray:
     """The bundle's pixel-space regression CNN (the denoiser's estimate) on a whole LR crop: uint8 LR -> uint8 HR."""
     import onnxruntime as ort
@@ -127,7 +158,8 @@ def autoencode(model: Path, hr: np.ndarray, graph: str) -> np.ndarray:
 
 
 def run_methods(model: Path, lr: np.ndarray, seed: int, tile: int | None, skip_reference: bool,
-                hr: np.ndarray | None = None, pixel_diffusion: Path | None = None) -> dict[str, np.ndarray]:
+                hr: np.ndarray | None = None, pixel_diffusion: Path | None = None,
+                regression: TorchRegression | None = None) -> dict[str, np.ndarray]:
     """Every method's uint8 HR output for one LR crop (plus the autoencoder ceilings when `hr` is given)."""
     from edge.sr.bundle import load_bundle
     from edge.sr.resolver import SuperResolver
@@ -142,12 +174,18 @@ def run_methods(model: Path, lr: np.ndarray, seed: int, tile: int | None, skip_r
         out["ae_mean"] = autoencode(model, hr, "hr_decoder")
         if load_bundle(model).has_graph("hr_decoder_sample"):
             out["ae_sample"] = autoencode(model, hr, "hr_decoder_sample")
-    if (model / "regression.onnx").is_file():
+    if regression is not None:
+        out["regression"] = regression(lr)
+    elif (model / "regression.onnx").is_file():
         out["regression"] = Regression(model)(lr)
     if (model / "pixel_regression.onnx").is_file():
         out["pixel_regression"] = pixel_regression(model, lr)
     fast = SuperResolver.from_bundle(model, backend="ort", seed=seed, tile=tile)
     out["default"] = fast.upscale(lr).sr
+    if fast.grain_cap is not None:
+        fast.grain_cap, cap = None, fast.grain_cap
+        out["default_nocap"] = fast.upscale(lr).sr
+        fast.grain_cap = cap
     out["mean8"] = fast.upscale(lr, samples=8, reduce="mean").sr
     fast.antithetic = False
     out["mean8_indep"] = fast.upscale(lr, samples=8, reduce="mean").sr
@@ -174,7 +212,7 @@ def side_by_side(lr: np.ndarray, outs: dict[str, np.ndarray], hr: np.ndarray) ->
 
 
 def evaluate(sets: dict[str, list], model: Path, img_dir: Path, seed: int, tile: int | None, ref_crops: int,
-             pixel_diffusion: Path | None = None) -> dict:
+             pixel_diffusion: Path | None = None, regression: TorchRegression | None = None) -> dict:
     """Per-set, per-method mean metrics; writes side-by-side PNGs of the first two crops of each set."""
     res: dict[str, dict] = {}
     for set_name, crops in sets.items():
@@ -182,7 +220,7 @@ def evaluate(sets: dict[str, list], model: Path, img_dir: Path, seed: int, tile:
         for i, (name, lr, hr) in enumerate(crops):
             t0 = time.time()
             outs = run_methods(model, lr, seed + i, tile, skip_reference=i >= ref_crops, hr=hr,
-                               pixel_diffusion=pixel_diffusion)
+                               pixel_diffusion=pixel_diffusion, regression=regression)
             ref = texture_stats(hr)
             for m, img in outs.items():
                 rows[m].append({"mae": mae(img, hr), "psnr": psnr(img, hr), "ssim": ssim(img, hr),
@@ -261,11 +299,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--pixel-diffusion", type=Path, default=None,
                     help="best.pt of `lpbf-edge train pixel-diffusion`: add the pixel-space diffusion baseline (DPM-Solver++ 15)")
+    ap.add_argument("--regression", type=Path, default=None,
+                    help="best.pt of `lpbf-edge train regression` (with --ae): the latent regression baseline from its "
+                         "checkpoints, for bundles that do not ship regression.onnx")
+    ap.add_argument("--ae", type=Path, default=None, help="ae.pt the --regression checkpoint was trained on")
     a = ap.parse_args(argv)
+    if (a.regression is None) != (a.ae is None):
+        ap.error("--regression and --ae go together")
     t0 = time.time()
     sets = {"real": real_crops(a.realdata / a.photo, a.crops, a.lr_size, a.seed),
             "sim": sim_crops(a.sim_build, a.crops, a.lr_size, a.seed)}
-    res = evaluate(sets, a.model, a.img_dir, a.seed, a.tile, a.ref_crops, a.pixel_diffusion)
+    reg = TorchRegression(a.regression, a.ae) if a.regression else None
+    res = evaluate(sets, a.model, a.img_dir, a.seed, a.tile, a.ref_crops, a.pixel_diffusion, reg)
     manifest = json.loads((a.model / "manifest.json").read_text())
     cmd = "nice -n 5 .venv/bin/python bench/sr_quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
     a.out.write_text(markdown(res, manifest, cmd, time.time() - t0))

@@ -170,3 +170,41 @@ def set_grain_cap(bundle_dir: Path, cap_file: Path) -> None:
     m = json.loads((Path(bundle_dir) / MANIFEST).read_text())
     m["grain_cap"] = cap.to_json()
     write_bundle(bundle_dir, m)
+
+
+FAST_PATH = {
+    "bench_names": ["openvino-bf16 student2 + light decoder", "ort fused student2 + light decoder"],
+    "box_config": [{"backend": "openvino", "openvino_precision": "bf16", "sampler": "student2", "decoder": "light"},
+                   {"backend": "ort", "fused": True, "sampler": "student2", "decoder": "light"}],
+    "note": "first entry on CPUs with bf16 (AVX512-BF16/AMX), else the second; see docs/fast_inference.md",
+}
+
+
+def add_distilled(bundle_dir: Path, distill_dir: Path, command: str = "") -> list[str]:
+    """Copy the distilled parts in `distill_dir` (student*_report.json, decoder_report.json and their ONNX files)
+    into a bundle, list them in its manifest `distilled`, name the fast path when student2 + light decoder are both
+    there, and re-hash. Returns the keys added."""
+    import shutil
+
+    from edge.sr.bundle import MANIFEST, BundleError, write_bundle
+
+    bundle_dir, distill_dir = Path(bundle_dir), Path(distill_dir)
+    reports = {p.name[: -len("_report.json")]: p for p in sorted(distill_dir.glob("student*_report.json"))}
+    if (distill_dir / "decoder_report.json").is_file():
+        reports["light_decoder"] = distill_dir / "decoder_report.json"
+    if not reports:
+        raise BundleError(f"{distill_dir}: no student*_report.json or decoder_report.json; run `lpbf-edge train distill` first")
+    m = json.loads((bundle_dir / MANIFEST).read_text())
+    distilled = dict(m.get("distilled") or {})
+    for key, rp in reports.items():
+        rep = json.loads(rp.read_text())
+        src = distill_dir / rep["file"]
+        if not src.is_file():
+            raise BundleError(f"{rp}: names {rep['file']}, which is not in {distill_dir}")
+        shutil.copyfile(src, bundle_dir / rep["file"])
+        distilled[key] = {**rep, **({"command": command} if command else {})}
+    m["distilled"] = distilled
+    if "student2" in distilled and "light_decoder" in distilled:
+        m["fast_path"] = FAST_PATH
+    write_bundle(bundle_dir, m)
+    return list(reports)

@@ -475,4 +475,19 @@ def register_distill(train_app) -> None:
         """SinSR-style deterministic few-step student regressing the teacher's DDIM ODE map."""
         _echo_report(distill_student_cmd, model, out, minutes, steps, tiles, teacher_steps, seed, rollout)
 
+    @app.command("add")
+    def add(model: Path = typer.Option(..., help="Bundle to add the distilled parts to (re-hashed in place)."),
+            source: Path = typer.Option(..., "--from", help="Folder written by `distill decoder` / `distill student`."),
+            command: str = typer.Option("", help="How the parts were made (stored in the manifest).")) -> None:
+        """Copy distilled students / light decoder into a bundle's manifest `distilled` (and its fast path)."""
+        from edge.sr.bundle import BundleError
+        from edge.train.bundle import add_distilled
+
+        try:
+            keys = add_distilled(model, source, command)
+        except BundleError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        typer.echo(f"added {', '.join(keys)} to {model}")
+
     train_app.add_typer(app, name="distill")

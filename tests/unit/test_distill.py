@@ -135,3 +135,39 @@ def test_own_rollout_state_matches_the_teacher_when_the_student_is_the_teacher()
     assert not np.allclose(_own_state(other, noise, cond, data["timesteps"], coefs, 1).numpy(), data["states"][1], atol=1e-3)
     student, log = distill_student(_Net(), data, ACP, "v_prediction", steps=20, batch=4, lr=1e-3, rollout=1.0)
     assert len(log.losses) == 20 and np.isfinite(log.losses).all()
+
+
+def test_distill_add_copies_parts_into_the_manifest_and_names_the_fast_path(tmp_path):
+    import json
+    import shutil
+
+    import typer
+    from typer.testing import CliRunner
+
+    from edge.sr.bundle import load_bundle
+    from edge.sr.resolver import fast_path_settings
+    from edge.train.distill import register_distill
+    from tests.sr_fixtures import tiny_bundle
+
+    b = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle(), b)
+    d = tmp_path / "distill"
+    d.mkdir()
+    app, train = typer.Typer(), typer.Typer()
+    register_distill(train)
+    app.add_typer(train, name="train")
+    run = lambda: CliRunner().invoke(app, ["train", "distill", "add", "--model", str(b), "--from", str(d),  # noqa: E731
+                                           "--command", "made by the test"])
+    res = run()
+    assert res.exit_code == 2 and "no student" in res.output  # nothing distilled yet
+    shutil.copyfile(b / "denoiser.onnx", d / "denoiser_student2.onnx")
+    shutil.copyfile(b / "hr_decoder.onnx", d / "hr_decoder_light.onnx")
+    (d / "student2_report.json").write_text(json.dumps({"file": "denoiser_student2.onnx", "steps": 2, "timesteps": [49, 24],
+                                                        "sampler": "ddim"}))
+    (d / "decoder_report.json").write_text(json.dumps({"file": "hr_decoder_light.onnx", "width": 16}))
+    res = run()
+    assert res.exit_code == 0, res.output
+    bundle = load_bundle(b)  # verifies the sha256 of the copied parts
+    assert bundle.manifest["distilled"]["student2"]["command"] == "made by the test"
+    assert {"denoiser_student2.onnx", "hr_decoder_light.onnx"} <= set(bundle.manifest["files"])
+    assert fast_path_settings(bundle)["sampler"] == "student2"
