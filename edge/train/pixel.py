@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
@@ -10,9 +9,9 @@ import torch.nn.functional as F
 
 from edge.models.pixel import PixelRegressor
 from edge.train.autoencoder import datasets
-from edge.train.common import (BatchStream, Logger, batch_metrics, bicubic_up, fixed_batch, load_checkpoint,
-                               rng_state, save_checkpoint, seed_all, set_rng_state)
+from edge.train.common import batch_metrics, bicubic_up, load_checkpoint, rng_state, set_rng_state
 from edge.train.config import TrainConfig
+from edge.train.loop import run_training, seeded
 
 
 class PixelTrainer:
@@ -78,41 +77,7 @@ def load_pixel_regressor(path: str | Path) -> tuple[PixelRegressor, dict]:
 
 def train_pixel(cfg: TrainConfig, resume: bool = True, log_file: Path | None = None) -> Path:
     """Run (or resume) pixel-regression training; writes out/last.pt, out/best.pt (best val PSNR), out/final.pt."""
-    torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    seed_all(cfg.seed)
+    seeded(cfg)
     tr = PixelTrainer(cfg)
-    ckpt = out / "last.pt"
-    if resume and ckpt.is_file():
-        tr.load(load_checkpoint(ckpt))
     train_ds, val_ds = datasets(cfg)
-    stream = BatchStream(train_ds, cfg.batch, cfg.lr_size, cfg.seed * 1000 + tr.step_no,
-                         photo_weight=cfg.photo_weight)
-    val_lr, val_hr = fixed_batch(val_ds, 32, cfg.lr_size)
-    log = Logger(out, cfg.steps, tr.step_no, True, log_file)
-    t_start, wall0 = time.time(), tr.wall_s
-    val: dict = {}
-    while tr.step_no < cfg.steps:
-        if cfg.minutes is not None and tr.wall_s >= cfg.minutes * 60:
-            break
-        loss = tr.train_step(*stream.next())
-        tr.wall_s = wall0 + time.time() - t_start
-        log.step(loss=loss)
-        if tr.step_no % cfg.val_every == 0:
-            val = tr.validate(val_lr, val_hr)
-            log.record({"step": tr.step_no, "wall_s": round(tr.wall_s, 1), "loss": loss, **val})
-            if val["val_psnr"] > tr.best:
-                tr.best = val["val_psnr"]
-                save_checkpoint(out / "best.pt", tr.export(val))
-        if tr.step_no % cfg.save_every == 0:
-            save_checkpoint(ckpt, tr.state())
-    val = tr.validate(val_lr, val_hr)
-    log.record({"step": tr.step_no, "wall_s": round(tr.wall_s, 1), "final": True, **val})
-    save_checkpoint(ckpt, tr.state())
-    save_checkpoint(out / "final.pt", tr.export(val))
-    if val["val_psnr"] >= tr.best or not (out / "best.pt").is_file():
-        tr.best = val["val_psnr"]
-        save_checkpoint(out / "best.pt", tr.export(val))
-    log.close()
-    return out / "best.pt"
+    return run_training(tr, cfg, train_ds, val_ds, 32, "val_psnr", True, resume, log_file)

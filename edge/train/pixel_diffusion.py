@@ -7,7 +7,6 @@ part of the box: it needs 16x the U-Net work of the latent model per sample.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +14,10 @@ import torch
 
 from edge.models import CondDenoiser, preset
 from edge.train.autoencoder import datasets
-from edge.train.common import (BatchStream, Logger, batch_metrics, bicubic_up, fixed_batch, load_checkpoint, rng_state,
-                               save_checkpoint, seed_all, set_rng_state)
+from edge.train.common import batch_metrics, bicubic_up, load_checkpoint, rng_state, set_rng_state
 from edge.train.config import TrainConfig
 from edge.train.diffusion import diffusion_target, make_scheduler
+from edge.train.loop import run_training, seeded
 
 KIND = "pixel-diffusion-ema"
 
@@ -144,40 +143,7 @@ def pixel_diffusion_upscale(net: CondDenoiser, export: dict, lr_u8: np.ndarray, 
 
 def train_pixel_diffusion(cfg: TrainConfig, resume: bool = True, log_file: Path | None = None) -> Path:
     """Run (or resume) pixel-space diffusion training; writes out/last.pt, out/best.pt (lowest val loss), out/final.pt."""
-    torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    seed_all(cfg.seed)
+    seeded(cfg)
     tr = PixelDiffusionTrainer(cfg)
-    ckpt = out / "last.pt"
-    if resume and ckpt.is_file():
-        tr.load(load_checkpoint(ckpt))
     train_ds, val_ds = datasets(cfg)
-    stream = BatchStream(train_ds, cfg.batch, cfg.lr_size, cfg.seed * 1000 + tr.step_no, photo_weight=cfg.photo_weight)
-    val_lr, val_hr = fixed_batch(val_ds, 8, cfg.lr_size)
-    log = Logger(out, cfg.steps, tr.step_no, True, log_file)
-    t_start, wall0 = time.time(), tr.wall_s
-    val: dict = {}
-    while tr.step_no < cfg.steps:
-        if cfg.minutes is not None and tr.wall_s >= cfg.minutes * 60:
-            break
-        loss = tr.train_step(*stream.next())
-        tr.wall_s = wall0 + time.time() - t_start
-        log.step(loss=loss)
-        if tr.step_no % cfg.val_every == 0:
-            val = tr.validate(val_lr, val_hr)
-            log.record({"step": tr.step_no, "wall_s": round(tr.wall_s, 1), "loss": loss, **val})
-            if val["val_loss"] < tr.best:
-                tr.best = val["val_loss"]
-                save_checkpoint(out / "best.pt", tr.export(val))
-        if tr.step_no % cfg.save_every == 0:
-            save_checkpoint(ckpt, tr.state())
-    val = tr.validate(val_lr, val_hr)
-    log.record({"step": tr.step_no, "wall_s": round(tr.wall_s, 1), "final": True, **val})
-    save_checkpoint(ckpt, tr.state())
-    save_checkpoint(out / "final.pt", tr.export(val))
-    if val["val_loss"] <= tr.best or not (out / "best.pt").is_file():
-        tr.best = val["val_loss"]
-        save_checkpoint(out / "best.pt", tr.export(val))
-    log.close()
-    return out / "best.pt"
+    return run_training(tr, cfg, train_ds, val_ds, 8, "val_loss", False, resume, log_file)

@@ -364,3 +364,24 @@ def test_pixel_diffusion_baseline_learns_resumes_exports_and_samples(tmp_path):
     assert np.array_equal(a, pixel_diffusion_upscale(net, s, lr_u8, {"name": "ddim", "steps": 3}, seed=1))
     with pytest.raises(ValueError, match="not a pixel-diffusion export"):
         load_pixel_diffusion(tmp_path / "last.pt")
+
+
+def test_shared_loop_validates_keeps_best_and_resumes_to_the_step_budget(tmp_path):
+    """run_training: best.pt/final.pt/last.pt written, metrics every val_every, a rerun resumes instead of restarting."""
+    import json
+
+    from edge.train.pixel import train_pixel
+    from tests.unit.test_datasets import _fake_build
+
+    build = _fake_build(tmp_path / "b1", 8, 1)
+    out = tmp_path / "run"
+    base = dict(sims=[str(build)], out=str(out), batch=2, lr_size=8, pool_tile=8, lr=1e-3, val_every=2, save_every=2, threads=1)
+    best = train_pixel(TrainConfig(**base, steps=4))
+    assert best == out / "best.pt" and {p.name for p in out.glob("*.pt")} >= {"best.pt", "final.pt", "last.pt"}
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if not r.get("final")] == [2, 4]
+    assert load_checkpoint(out / "best.pt")["val"]["val_psnr"] == max(r["val_psnr"] for r in rows)
+    train_pixel(TrainConfig(**base, steps=6))  # resumes at step 4, not from scratch
+    assert load_checkpoint(out / "last.pt")["step"] == 6
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if not r.get("final")] == [2, 4, 6]
