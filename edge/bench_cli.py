@@ -8,7 +8,7 @@ import os
 import resource
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +130,11 @@ def floor_seconds(flops: float, rate: float | None = None) -> float:
 
 
 _RATE: float | None = None
+
+
+def floor_rate(backend: str, rate_fp32: float, rate_bf16: float | None) -> float:
+    """The matmul rate a path's arithmetic floor is measured against: bf16 for bf16 backends, else fp32."""
+    return rate_bf16 if rate_bf16 and "bf16" in backend else rate_fp32
 
 
 # ---------------------------------------------------------------- inputs
@@ -286,6 +291,7 @@ class Combo:
     t_start: int | None = None
     student: str | None = None  # ONNX file of a distilled few-step student
     decoder: str | None = None  # ONNX file of a light decoder
+    encoder: str | None = None  # ONNX file of a light condition encoder
     fused: bool = False  # ORT only: one fused step graph call per step
 
 
@@ -385,7 +391,7 @@ def make_upscaler(combo: Combo, graphs: BundleGraphs, seed: int = 0) -> Callable
     spec = SamplerSpec(name=combo.sampler, steps=combo.steps, spacing="leading" if combo.sampler == "ddpm" else "trailing",
                        init=combo.init, t_start=combo.t_start)
     den_name = combo.student or "denoiser"
-    lr_enc = graphs.get(combo.backend, "lr_encoder")
+    lr_enc = graphs.get(combo.backend, combo.encoder or "lr_encoder")
     from edge.sr.bundle import Bundle
 
     single = Bundle(graphs.bundle, man).decoder_for("sample")  # every combo draws one sample
@@ -416,19 +422,21 @@ def make_upscaler(combo: Combo, graphs: BundleGraphs, seed: int = 0) -> Callable
 
 
 def _extras(bundle: Path, manifest: dict, distill_dir: Path | None) -> dict[str, list[tuple[str, dict]]]:
-    """Distilled students and light decoders: from the manifest's `distilled` entry, else from distill_dir reports."""
-    found: dict[str, list[tuple[str, dict]]] = {"student": [], "decoder": []}
+    """Distilled students, light decoders and light encoders: the manifest's `distilled` entry, else distill_dir reports."""
+    found: dict[str, list[tuple[str, dict]]] = {"student": [], "decoder": [], "encoder": []}
     for kind, entries in (manifest.get("distilled") or {}).items():
+        group = "student" if kind.startswith("student") else "encoder" if kind == "light_encoder" else "decoder"
         for e in entries if isinstance(entries, list) else [entries]:
-            found["student" if kind.startswith("student") else "decoder"].append((str(bundle / e["file"]), e))
+            found[group].append((str(bundle / e["file"]), e))
     if distill_dir is not None and distill_dir.is_dir() and not any(found.values()):
         for rep in sorted(distill_dir.glob("student*_report.json")):
             e = json.loads(rep.read_text())
             found["student"].append((str(distill_dir / e["file"]), e))
-        rep = distill_dir / "decoder_report.json"
-        if rep.exists():
-            e = json.loads(rep.read_text())
-            found["decoder"].append((str(distill_dir / e["file"]), e))
+        for group, name in (("decoder", "decoder_report.json"), ("encoder", "encoder_report.json")):
+            rep = distill_dir / name
+            if rep.exists():
+                e = json.loads(rep.read_text())
+                found[group].append((str(distill_dir / e["file"]), e))
     return {k: [(f, e) for f, e in v if Path(f).exists()] for k, v in found.items()}
 
 
@@ -474,6 +482,10 @@ def plan_combos(manifest: dict, extras: dict, quick: bool, bf16: bool) -> tuple[
                                 fused=True))
     if light:
         combos.append(Combo("ort fused dpmpp_2m10 + light decoder", "ort", "dpmpp_2m", 10, decoder=light, fused=True))
+    enc = extras.get("encoder") or []
+    if enc and light:
+        for c in [c for c in combos if c.student and c.decoder and (c.fused or c.backend.startswith("openvino"))]:
+            combos.append(replace(c, name=f"{c.name} + light encoder", encoder=enc[0][0]))
     fp = manifest.get("fast_path") if isinstance(manifest.get("fast_path"), dict) else {}
     names = [c.name for c in combos]
     # the bundle's fast path: the first of its named combos this machine can run (bf16 ones need a bf16 CPU)
@@ -523,10 +535,12 @@ def combo_flops(combo: Combo, graphs: BundleGraphs, extras: dict) -> int:
             "denoiser": count_flops(mods["denoiser"], z, torch.zeros(1), z), "hr_decoder": count_flops(mods["hr_decoder"], z),
         }
     f = graphs._cache[key]
-    dec = f["hr_decoder"]
+    dec, enc = f["hr_decoder"], f["lr_encoder"]
     if combo.decoder:
         dec = next((int(e.get("flops", dec)) for p, e in extras["decoder"] if p == combo.decoder), dec)
-    total = f["lr_encoder"] + combo.steps * f["denoiser"] + dec
+    if combo.encoder:
+        enc = next((int(e.get("flops", enc)) for p, e in extras.get("encoder", []) if p == combo.encoder), enc)
+    total = enc + combo.steps * f["denoiser"] + dec
     if combo.init == "noised_estimate":
         total += f["hr_encoder"]
     return int(total)
@@ -646,9 +660,11 @@ def run_bench(bundle: Path, quick: bool, tiles: int | None, ref_tiles: int | Non
     if fast_r is None:
         raise ValueError(f"fast path {fast_name!r} is not among the measured combos: {[r.name for r in results]}")
     rate = max(rate, matmul_rate("float32"))  # a second measurement: the machine may have been busy at the start
+    if rate_bf16:
+        rate_bf16 = max(rate_bf16, matmul_rate("bfloat16"))
     for r in [ref, *results]:
         if not r.error:
-            r.floor_s_per_sample = r.flops_per_sample / rate
+            r.floor_s_per_sample = r.flops_per_sample / floor_rate(r.backend, rate, rate_bf16)
             r.floor_fraction = r.floor_s_per_sample / r.s_per_sample
     Console(width=200).print(_table(results, ref, fast_name))
     report = {

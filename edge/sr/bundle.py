@@ -136,6 +136,15 @@ class Bundle:
         manifest = {**self.manifest, "model_id": f"{self.model_id}+light_decoder"}
         return Bundle(self.path, manifest, {**self.graph_files, target: entry["file"]})
 
+    def light_encoder(self) -> "Bundle":
+        """The bundle with its condition encoder swapped for the distilled light one (manifest distilled.light_encoder)."""
+        entry = self.manifest.get("distilled", {}).get("light_encoder")
+        if entry is None:
+            raise BundleError(f"{self.path}: no distilled light encoder (manifest distilled.light_encoder); distil one "
+                              "with `lpbf-edge train distill encoder` or use the full encoder")
+        manifest = {**self.manifest, "model_id": f"{self.model_id}+light_encoder"}
+        return Bundle(self.path, manifest, {**self.graph_files, "lr_encoder": entry["file"]})
+
     def sha256(self, relpath: str) -> str:
         """Pinned sha256 of one bundle file."""
         return self.manifest["files"][relpath]

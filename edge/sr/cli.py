@@ -28,6 +28,7 @@ def sr_command(
     overlap: int | None = typer.Option(None, "--overlap", min=0, help="LR tile overlap (default: tile/4)."),
     fused: bool = typer.Option(False, "--fused", help="ort only: one fused graph call per sampler step."),
     decoder: str = typer.Option("full", "--decoder", help="full | light (the bundle's distilled light decoder, ONNX backends)."),
+    encoder: str = typer.Option("full", "--encoder", help="full | light (the bundle's distilled light condition encoder, ONNX backends)."),
     grain_cap: bool = typer.Option(True, "--grain-cap/--no-grain-cap",
                                    help="Apply the bundle's grain cap (lower detail the LR does not support) when it has one."),
 ) -> None:
@@ -46,7 +47,7 @@ def sr_command(
     try:
         resolver = SuperResolver.from_bundle(model, backend=backend, steps=steps, seed=seed, sampler=sampler,
                                              tile=tile, overlap=overlap, fused=fused, decoder=decoder,
-                                             grain_cap=grain_cap)
+                                             grain_cap=grain_cap, encoder=encoder)
     except (BundleError, BackendUnavailable, ValueError) as exc:
         _die(str(exc))
     try:

@@ -34,6 +34,9 @@ class SRConfig(Section):
     decoder: Literal["full", "light"] = Field(
         "full", description="HR decoder for single samples: full, or light (the bundle's distilled light decoder: "
                             "several times cheaper on a CPU; its quality cost is in docs/fast_inference.md).")
+    encoder: Literal["full", "light"] = Field(
+        "full", description="Condition encoder: full, or light (the bundle's distilled light encoder at LR resolution: "
+                            "a fraction of the full one's work; its quality cost is in docs/fast_inference.md).")
     grain_cap: bool = Field(True, description="Apply the bundle's grain cap (if it has one): lower a sample's fine "
                             "detail where it exceeds what the LR spectrum predicts (edge.sr.grain, docs/sr_quality.md).")
     openvino_precision: Literal["f32", "bf16"] = Field(

@@ -137,15 +137,22 @@ class SuperResolver:
     def from_bundle(cls, path: str | Path | None = None, backend: str = "ort", steps: int | None = None, seed: int = 0,
                     sampler: str | dict | SamplerSpec | None = None, tile: int | None = None, overlap: int | None = None,
                     batch: int = 8, fused: bool = False, decoder: str = "full", antithetic: bool = True,
-                    grain_cap: bool = True, **runner_options) -> "SuperResolver":
+                    grain_cap: bool = True, encoder: str = "full", **runner_options) -> "SuperResolver":
         """Load and verify a bundle (default: models/default or $LPBF_MODEL), open its backend, pick the sampler.
 
         fused=True (ort only) runs each sampler step as one call of FAST's fused step graph (edge.sr.fused).
-        decoder='light' decodes single samples with the bundle's distilled light decoder (ONNX backends).
+        decoder='light' decodes single samples with the bundle's distilled light decoder (ONNX backends);
+        encoder='light' computes the condition with the bundle's distilled light encoder (ONNX backends).
         """
         if decoder not in ("full", "light"):
             raise ValueError(f"decoder must be 'full' or 'light', got {decoder!r}")
+        if encoder not in ("full", "light"):
+            raise ValueError(f"encoder must be 'full' or 'light', got {encoder!r}")
         bundle = load_bundle(path)
+        if encoder == "light":
+            if backend == "torch":
+                raise ValueError("the distilled light encoder ships as ONNX only; use backend 'ort' or 'openvino'")
+            bundle = bundle.light_encoder()
         if decoder == "light":
             if backend == "torch":
                 raise ValueError("the distilled light decoder ships as ONNX only; use backend 'ort' or 'openvino'")
@@ -167,6 +174,7 @@ class SuperResolver:
         return cls.from_bundle(cfg.model, backend=cfg.backend, steps=cfg.steps, seed=cfg.seed, sampler=cfg.sampler,
                                tile=cfg.tile, overlap=cfg.overlap, batch=cfg.batch,
                                fused=cfg.fused and cfg.backend == "ort", decoder=cfg.decoder, grain_cap=cfg.grain_cap,
+                               encoder=cfg.encoder,
                                **opts)
 
     @property

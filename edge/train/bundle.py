@@ -180,8 +180,16 @@ FAST_PATH = {
 }
 
 
+def fast_path_entry(light_encoder: bool) -> dict:
+    """The manifest `fast_path`: student2 + light decoder, plus the light condition encoder when the bundle has one."""
+    if not light_encoder:
+        return FAST_PATH
+    return {**FAST_PATH, "bench_names": [f"{n} + light encoder" for n in FAST_PATH["bench_names"]],
+            "box_config": [{**e, "encoder": "light"} for e in FAST_PATH["box_config"]]}
+
+
 def add_distilled(bundle_dir: Path, distill_dir: Path, command: str = "") -> list[str]:
-    """Copy the distilled parts in `distill_dir` (student*_report.json, decoder_report.json and their ONNX files)
+    """Copy the distilled parts in `distill_dir` (student*_report.json, decoder_report.json, encoder_report.json, ONNX)
     into a bundle, list them in its manifest `distilled`, name the fast path when student2 + light decoder are both
     there, and re-hash. Returns the keys added."""
     import shutil
@@ -190,10 +198,12 @@ def add_distilled(bundle_dir: Path, distill_dir: Path, command: str = "") -> lis
 
     bundle_dir, distill_dir = Path(bundle_dir), Path(distill_dir)
     reports = {p.name[: -len("_report.json")]: p for p in sorted(distill_dir.glob("student*_report.json"))}
-    if (distill_dir / "decoder_report.json").is_file():
-        reports["light_decoder"] = distill_dir / "decoder_report.json"
+    for key, name in (("light_decoder", "decoder_report.json"), ("light_encoder", "encoder_report.json")):
+        if (distill_dir / name).is_file():
+            reports[key] = distill_dir / name
     if not reports:
-        raise BundleError(f"{distill_dir}: no student*_report.json or decoder_report.json; run `lpbf-edge train distill` first")
+        raise BundleError(f"{distill_dir}: no student*_report.json, decoder_report.json or encoder_report.json; "
+                          "run `lpbf-edge train distill` first")
     m = json.loads((bundle_dir / MANIFEST).read_text())
     distilled = dict(m.get("distilled") or {})
     for key, rp in reports.items():
@@ -205,6 +215,6 @@ def add_distilled(bundle_dir: Path, distill_dir: Path, command: str = "") -> lis
         distilled[key] = {**rep, **({"command": command} if command else {})}
     m["distilled"] = distilled
     if "student2" in distilled and "light_decoder" in distilled:
-        m["fast_path"] = FAST_PATH
+        m["fast_path"] = fast_path_entry("light_encoder" in distilled)
     write_bundle(bundle_dir, m)
     return list(reports)

@@ -116,6 +116,84 @@ def distill_decoder(teacher: Callable[[Array], Array], latents: Array, student=N
     return student.eval(), DistillLog(losses, time.perf_counter() - t0)
 
 
+# ---------------------------------------------------------------- (a2) lighter condition encoder
+
+
+def light_encoder(cond_channels: int = 4, width: int = 32, blocks: int = 3):
+    """A small conv net at LR resolution: LR [B,1,h,w] -> condition latent [B,C,h,w] (residual 3x3 blocks, SiLU)."""
+    import torch
+
+    class Block(torch.nn.Module):
+        """conv-SiLU-conv with a residual connection."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Conv2d(width, width, 3, padding=1)
+            self.b = torch.nn.Conv2d(width, width, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + self.b(torch.nn.functional.silu(self.a(x)))
+
+    return torch.nn.Sequential(torch.nn.Conv2d(1, width, 3, padding=1), torch.nn.SiLU(),
+                               *[Block() for _ in range(blocks)], torch.nn.SiLU(),
+                               torch.nn.Conv2d(width, cond_channels, 3, padding=1))
+
+
+def distill_encoder_cmd(model, out, minutes: float, width: int, blocks: int, tiles: int, seed: int) -> dict:
+    """Distil a light condition encoder from a bundle's lr_encoder (MSE); writes lr_encoder_light.onnx + report."""
+    import json
+
+    import torch
+
+    from edge.bench_cli import count_flops
+    from edge.sr.bundle import load_bundle
+
+    b = load_bundle(model)
+    teacher = _session_fn(_ort(b.graph("lr_encoder")))
+    lr, _ = _hr_tiles(tiles, b.lr_patch * b.scale, b.scale, seed=3000 + seed)
+    x = _to_unit(lr)
+    c = np.concatenate([teacher(x[i:i + 64]) for i in range(0, len(x), 64)])
+    hold = max(16, len(x) // 10)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    student = light_encoder(c.shape[1], width, blocks)
+    steps = 20000  # the cosine schedule's length; the time budget usually ends training first
+    opt = torch.optim.AdamW(student.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    xt, ct = torch.from_numpy(x[hold:]), torch.from_numpy(c[hold:])
+    losses, t0 = [], time.perf_counter()
+    from tqdm import tqdm
+
+    for _ in tqdm(range(steps), desc="distill encoder"):
+        idx = torch.from_numpy(rng.integers(0, len(xt), 64))
+        loss = torch.nn.functional.mse_loss(student(xt[idx]), ct[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if time.perf_counter() - t0 > 60 * minutes:
+            break
+    student.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "lr_encoder_light.onnx"
+    sess = _ort(b.graph("lr_encoder"))
+    _export(student, (torch.from_numpy(x[:1]),), [sess.get_inputs()[0].name], [sess.get_outputs()[0].name], path)
+    light_fn = _session_fn(_ort(path))
+    pred, ref = light_fn(x[:hold]), c[:hold]
+    report = {
+        "file": path.name, "width": width, "blocks": blocks, "params": sum(p.numel() for p in student.parameters()),
+        "flops": count_flops(student, torch.from_numpy(x[:1])), "teacher": {"bundle": str(model), "model_id": b.model_id},
+        "tiles": int(len(x) - hold), "held_out_tiles": int(hold), "train_steps": len(losses),
+        "train_s": round(time.perf_counter() - t0, 1), "final_loss": float(np.mean(losses[-20:])),
+        "cond_rmse_vs_teacher": float(np.sqrt(np.mean((pred - ref) ** 2))),
+        "cond_rms_teacher": float(np.sqrt(np.mean(ref**2))),
+        "ms_per_tile_teacher": 1e3 * _time_call(teacher, x[:1]), "ms_per_tile_light_ort": 1e3 * _time_call(light_fn, x[:1]),
+    }
+    (out / "encoder_report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
 # ---------------------------------------------------------------- (b) few-step student
 
 
@@ -461,6 +539,17 @@ def register_distill(train_app) -> None:
                                                                 "(keeps a texture decoder's fine detail).")) -> None:
         """Light HR decoder distilled from the full one; reports PSNR light-vs-full and time per tile."""
         _echo_report(distill_decoder_cmd, model, out, minutes, width, tiles, seed, ae, spectrum_weight)
+
+    @app.command("encoder")
+    def encoder(model: Path = typer.Option(Path("models/default"), help="Teacher model bundle."),
+                out: Path = typer.Option(Path("runs/distill"), help="Output folder."),
+                minutes: float = typer.Option(10.0, help="Training time budget."),
+                width: int = typer.Option(32, help="Channels of the light encoder."),
+                blocks: int = typer.Option(3, help="Residual blocks of the light encoder."),
+                tiles: int = typer.Option(4096, help="Training tiles (a tenth held out for the report)."),
+                seed: int = typer.Option(0)) -> None:
+        """Light condition encoder at LR resolution distilled from the bundle's lr_encoder; reports its RMSE and time."""
+        _echo_report(distill_encoder_cmd, model, out, minutes, width, blocks, tiles, seed)
 
     @app.command("student")
     def student(model: Path = typer.Option(Path("models/default"), help="Teacher model bundle."),

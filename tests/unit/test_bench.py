@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from edge.bench_cli import Graph, PeakRSS, _extras, count_flops, matmul_rate, per_sample_time, plan_combos, quality
+from edge.bench_cli import (Graph, PeakRSS, _extras, count_flops, floor_rate, matmul_rate, per_sample_time, plan_combos,
+                             quality)
 
 MAN = {"schedule": {"kind": "cosine", "timesteps": 200}, "sampler": {"name": "dpmpp_2m", "steps": 12},
        "reference": {"name": "ddpm", "steps": 200}}
@@ -84,3 +85,10 @@ def test_bundle_fast_path_falls_back_when_the_cpu_lacks_bf16(tmp_path):
     # a bundle naming only paths this machine cannot run keeps the built-in default
     odd = {**MAN, "fast_path": {"bench_names": ["tensorrt student1"]}}
     assert plan_combos(odd, ex, quick=True, bf16=False)[2] == plan_combos(MAN, ex, quick=True, bf16=False)[2]
+
+
+def test_bf16_paths_are_held_to_the_bf16_matmul_rate():
+    assert floor_rate("openvino-bf16", 200e9, 900e9) == 900e9
+    assert floor_rate("openvino-f32", 200e9, 900e9) == 200e9
+    assert floor_rate("ort", 200e9, 900e9) == 200e9
+    assert floor_rate("openvino-bf16", 200e9, None) == 200e9  # no bf16 measured: fp32 floor

@@ -171,3 +171,47 @@ def test_distill_add_copies_parts_into_the_manifest_and_names_the_fast_path(tmp_
     assert bundle.manifest["distilled"]["student2"]["command"] == "made by the test"
     assert {"denoiser_student2.onnx", "hr_decoder_light.onnx"} <= set(bundle.manifest["files"])
     assert fast_path_settings(bundle)["sampler"] == "student2"
+
+
+def test_light_encoder_distils_adds_to_the_bundle_and_runs_in_the_fast_path(tmp_path):
+    """distill encoder -> lr_encoder_light.onnx + report; `distill add` ships it and the fast path names it; the
+    resolver and the bench use it in place of the full condition encoder."""
+    import json
+    import shutil
+
+    from edge.bench_cli import _extras, plan_combos
+    from edge.sr.bundle import BundleError, load_bundle
+    from edge.sr.resolver import SuperResolver, fast_path_settings
+    from edge.train.bundle import add_distilled
+    from edge.train.distill import distill_encoder_cmd, light_encoder
+    from tests.sr_fixtures import tiny_bundle
+
+    enc = light_encoder(4, width=8, blocks=1)
+    assert enc(torch.zeros(2, 1, 16, 12)).shape == (2, 4, 16, 12)  # same grid as the LR
+    b = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle(), b)
+    with pytest.raises(BundleError, match="no distilled light encoder"):
+        SuperResolver.from_bundle(b, encoder="light")
+    d = tmp_path / "distill"
+    rep = distill_encoder_cmd(b, d, minutes=0.02, width=8, blocks=1, tiles=40, seed=0)
+    assert json.loads((d / "encoder_report.json").read_text()) == json.loads(json.dumps(rep))
+    assert rep["flops"] > 0 and rep["train_steps"] >= 1 and np.isfinite(rep["cond_rmse_vs_teacher"])
+    shutil.copyfile(b / "denoiser.onnx", d / "denoiser_student2.onnx")
+    shutil.copyfile(b / "hr_decoder.onnx", d / "hr_decoder_light.onnx")
+    (d / "student2_report.json").write_text(json.dumps({"file": "denoiser_student2.onnx", "steps": 2, "timesteps": [49, 24],
+                                                        "sampler": "ddim"}))
+    (d / "decoder_report.json").write_text(json.dumps({"file": "hr_decoder_light.onnx", "width": 16}))
+    assert set(add_distilled(b, d)) == {"student2", "light_decoder", "light_encoder"}
+    bundle = load_bundle(b)
+    assert fast_path_settings(bundle)["encoder"] == "light"
+    assert all(n.endswith("+ light encoder") for n in bundle.manifest["fast_path"]["bench_names"])
+    assert bundle.light_encoder().graph_file("lr_encoder") == "lr_encoder_light.onnx"
+    lr = np.random.default_rng(0).integers(0, 255, (20, 28), dtype=np.uint8)
+    full = SuperResolver.from_bundle(b, seed=3).upscale(lr).sr
+    light = SuperResolver.from_bundle(b, seed=3, encoder="light").upscale(lr).sr
+    assert light.shape == full.shape and not np.array_equal(light, full)  # a different condition graph really ran
+    extras = _extras(b, bundle.manifest, None)
+    assert [e["file"] for _, e in extras["encoder"]] == ["lr_encoder_light.onnx"]
+    assert all(e["file"] != "lr_encoder_light.onnx" for _, e in extras["decoder"])
+    _, combos, fast = plan_combos(bundle.manifest, extras, quick=True, bf16=False)
+    assert fast == "ort fused student2 + light decoder + light encoder" and fast in [c.name for c in combos]
