@@ -84,7 +84,7 @@ def super_resolve_plate(lr: np.ndarray, upscale: UpscaleBatch, tile: int, overla
 
 def main(argv: list[str] | None = None) -> int:
     """Run the plate benchmark on the default (or given) model bundle and print/write the figures."""
-    from edge.bench_cli import PeakRSS, default_fast_upscaler, floor_seconds, synthetic_plate
+    from edge.bench_cli import PeakRSS, default_fast_upscaler, floor_seconds, matmul_rate, synthetic_plate
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lr-size", type=int, default=1024, help="LR plate side in pixels")
@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         out.flush()
         secs = time.perf_counter() - t0
     n_tiles = len(starts(args.lr_size, up.tile, up.overlap)) ** 2
-    floor = floor_seconds(up.flops_per_tile * n_tiles) if up.flops_per_tile else None
+    rate = matmul_rate("bfloat16") if "bf16" in up.description else None  # a bf16 path's floor is at the bf16 rate
+    floor = floor_seconds(up.flops_per_tile * n_tiles, rate) if up.flops_per_tile else None
     res = {"lr_size": args.lr_size, "sr_size": args.lr_size * s, "tiles": n_tiles, "seconds": secs,
            "s_per_tile": secs / n_tiles, "peak_rss_mb": rss.peak_bytes / 2**20, "floor_s": floor,
            "floor_fraction": floor / secs if floor else None, "path": up.description, "tile": up.tile,
