@@ -493,31 +493,6 @@ def plan_combos(manifest: dict, extras: dict, quick: bool, bf16: bool) -> tuple[
     return ref, combos, fast
 
 
-def fastest_torch_threads(graphs: BundleGraphs, candidates=(1, 2)) -> int:
-    """The intra-op thread count at which the eager denoiser runs fastest right now (fair to the reference)."""
-    import torch
-
-    man = graphs.manifest
-    c, h = int(man["latent_channels"]), _lr_patch(man)
-    den = graphs.torch_modules()["denoiser"]
-    z, t = torch.zeros(4, c, h, h), torch.full((4,), 10.0)
-    best, best_n = float("inf"), candidates[0]
-    for n in candidates:
-        if n > (os.cpu_count() or 1):
-            continue
-        torch.set_num_threads(n)
-        with torch.no_grad():
-            den(z, t, z)
-            t0 = time.perf_counter()
-            for _ in range(3):
-                den(z, t, z)
-        dt = time.perf_counter() - t0
-        if dt < best:
-            best, best_n = dt, n
-    torch.set_num_threads(best_n)
-    return best_n
-
-
 def combo_flops(combo: Combo, graphs: BundleGraphs, extras: dict) -> int:
     """FLOPs per sample of a combo, counted on the torch modules (light decoder: from its distillation report)."""
     import torch
@@ -535,12 +510,13 @@ def combo_flops(combo: Combo, graphs: BundleGraphs, extras: dict) -> int:
             "denoiser": count_flops(mods["denoiser"], z, torch.zeros(1), z), "hr_decoder": count_flops(mods["hr_decoder"], z),
         }
     f = graphs._cache[key]
-    dec, enc = f["hr_decoder"], f["lr_encoder"]
-    if combo.decoder:
-        dec = next((int(e.get("flops", dec)) for p, e in extras["decoder"] if p == combo.decoder), dec)
-    if combo.encoder:
-        enc = next((int(e.get("flops", enc)) for p, e in extras.get("encoder", []) if p == combo.encoder), enc)
-    total = enc + combo.steps * f["denoiser"] + dec
+
+    def part(group: str, path: str | None, full: int) -> int:
+        """FLOPs of a distilled part from its report (the full graph's when the combo uses the full one)."""
+        return next((int(e.get("flops", full)) for p, e in extras.get(group, []) if p == path), full) if path else full
+
+    total = (part("encoder", combo.encoder, f["lr_encoder"]) + combo.steps * f["denoiser"]
+             + part("decoder", combo.decoder, f["hr_decoder"]))
     if combo.init == "noised_estimate":
         total += f["hr_encoder"]
     return int(total)
@@ -621,7 +597,6 @@ def run_bench(bundle: Path, quick: bool, tiles: int | None, ref_tiles: int | Non
 
     manifest = load_bundle(bundle).manifest  # verifies every file's sha256
     graphs = BundleGraphs(bundle, manifest, torch_modules)
-    torch_threads = fastest_torch_threads(graphs, (1, _threads()))
     extras = _extras(bundle, manifest, distill_dir)
     bf16 = openvino_has_bf16()
     ref_combo, combos, fast_name = plan_combos(manifest, extras, quick, bf16)
@@ -636,10 +611,10 @@ def run_bench(bundle: Path, quick: bool, tiles: int | None, ref_tiles: int | Non
     rate_bf16 = matmul_rate("bfloat16") if bf16 else None
     echo(f"matmul rate: {rate / 1e9:.1f} GFLOP/s fp32" + (f", {rate_bf16 / 1e9:.1f} bf16" if rate_bf16 else ""))
     hr_coeffs = texture_coeffs(list(hr))
-    ref = None
+    ref, torch_threads = None, 1
     # the reference runs at every thread count and keeps its fastest: a quick probe can pick the slower one on a
     # busy machine, and a slow reference would flatter every speed-up
-    for threads in sorted({1, torch_threads, _threads()}):
+    for threads in sorted({1, _threads()}):
         echo(f"reference: {ref_combo.name} on {n_ref} tiles, torch threads {threads} ...")
         torch.set_num_threads(threads)
         r = run_combo(ref_combo, graphs, extras, lr[:n_ref], hr[:n_ref], min(batch, n_ref), rate, seed, warmup_rows=1,

@@ -128,22 +128,20 @@ class Bundle:
 
     def light_decoder(self) -> "Bundle":
         """The bundle with its single-sample decoder swapped for the distilled light decoder (manifest distilled.light_decoder)."""
-        entry = self.manifest.get("distilled", {}).get("light_decoder")
-        if entry is None:
-            raise BundleError(f"{self.path}: no distilled light decoder (manifest distilled.light_decoder); distil one with "
-                              "`lpbf-edge train distill decoder` or use the full decoder")
-        target = self.decoder_for("sample")
-        manifest = {**self.manifest, "model_id": f"{self.model_id}+light_decoder"}
-        return Bundle(self.path, manifest, {**self.graph_files, target: entry["file"]})
+        return self._with_light("decoder", self.decoder_for("sample"))
 
     def light_encoder(self) -> "Bundle":
         """The bundle with its condition encoder swapped for the distilled light one (manifest distilled.light_encoder)."""
-        entry = self.manifest.get("distilled", {}).get("light_encoder")
+        return self._with_light("encoder", "lr_encoder")
+
+    def _with_light(self, part: str, graph: str) -> "Bundle":
+        """The bundle with `graph` served by the distilled `light_<part>` file; a clear error when it has none."""
+        entry = self.manifest.get("distilled", {}).get(f"light_{part}")
         if entry is None:
-            raise BundleError(f"{self.path}: no distilled light encoder (manifest distilled.light_encoder); distil one "
-                              "with `lpbf-edge train distill encoder` or use the full encoder")
-        manifest = {**self.manifest, "model_id": f"{self.model_id}+light_encoder"}
-        return Bundle(self.path, manifest, {**self.graph_files, "lr_encoder": entry["file"]})
+            raise BundleError(f"{self.path}: no distilled light {part} (manifest distilled.light_{part}); distil one "
+                              f"with `lpbf-edge train distill {part}` or use the full {part}")
+        manifest = {**self.manifest, "model_id": f"{self.model_id}+light_{part}"}
+        return Bundle(self.path, manifest, {**self.graph_files, graph: entry["file"]})
 
     def sha256(self, relpath: str) -> str:
         """Pinned sha256 of one bundle file."""

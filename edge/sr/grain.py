@@ -10,6 +10,7 @@ passes almost unchanged. Numpy + OpenCV only: it runs after any backend.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 
 import cv2
@@ -58,18 +59,21 @@ def n_features() -> int:
     return len(BAND_EDGES) - 1 + 2
 
 
+@functools.lru_cache(maxsize=8)
+def _spectral_layout(h: int, w: int) -> tuple[np.ndarray, float, tuple[np.ndarray, ...]]:
+    """(Hann window, its power normaliser, radial band masks) of an h x w window: the same for every window of a layer."""
+    win = np.outer(np.hanning(h), np.hanning(w))
+    r = np.sqrt(np.fft.fftfreq(w)[None, :] ** 2 + np.fft.fftfreq(h)[:, None] ** 2) / 0.5
+    masks = tuple((r > lo) & (r <= hi) for lo, hi in zip(BAND_EDGES[:-1], BAND_EDGES[1:]))
+    return win, h * w / win.sum() ** 2, masks
+
+
 def lr_features(lr: np.ndarray) -> np.ndarray:
     """Hann-windowed log band energies of an LR window (gray levels), plus its mean/128 and log std."""
     x = np.asarray(lr, dtype=np.float64)
-    w = np.outer(np.hanning(x.shape[0]), np.hanning(x.shape[1]))
-    spec = np.abs(np.fft.fft2((x - x.mean()) * w)) ** 2 / w.sum() ** 2 * x.size
-    fy = np.fft.fftfreq(x.shape[0])[:, None]
-    fx = np.fft.fftfreq(x.shape[1])[None, :]
-    r = np.sqrt(fx ** 2 + fy ** 2) / 0.5
-    bands = []
-    for lo, hi in zip(BAND_EDGES[:-1], BAND_EDGES[1:]):
-        m = (r > lo) & (r <= hi)
-        bands.append(spec[m].mean() if m.any() else 0.0)
+    win, norm, masks = _spectral_layout(*x.shape)
+    spec = np.abs(np.fft.fft2((x - x.mean()) * win)) ** 2 * norm
+    bands = [spec[m].mean() if m.any() else 0.0 for m in masks]
     return np.concatenate([np.log(np.asarray(bands) + ENERGY_FLOOR), [x.mean() / 128.0, np.log(x.std() + 0.5)]])
 
 

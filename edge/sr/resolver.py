@@ -144,18 +144,15 @@ class SuperResolver:
         decoder='light' decodes single samples with the bundle's distilled light decoder (ONNX backends);
         encoder='light' computes the condition with the bundle's distilled light encoder (ONNX backends).
         """
-        if decoder not in ("full", "light"):
-            raise ValueError(f"decoder must be 'full' or 'light', got {decoder!r}")
-        if encoder not in ("full", "light"):
-            raise ValueError(f"encoder must be 'full' or 'light', got {encoder!r}")
+        for part, choice in (("encoder", encoder), ("decoder", decoder)):
+            if choice not in ("full", "light"):
+                raise ValueError(f"{part} must be 'full' or 'light', got {choice!r}")
+            if choice == "light" and backend == "torch":
+                raise ValueError(f"the distilled light {part} ships as ONNX only; use backend 'ort' or 'openvino'")
         bundle = load_bundle(path)
         if encoder == "light":
-            if backend == "torch":
-                raise ValueError("the distilled light encoder ships as ONNX only; use backend 'ort' or 'openvino'")
             bundle = bundle.light_encoder()
         if decoder == "light":
-            if backend == "torch":
-                raise ValueError("the distilled light decoder ships as ONNX only; use backend 'ort' or 'openvino'")
             bundle = bundle.light_decoder()
         if isinstance(sampler, str) and sampler.startswith("student"):
             bundle, sampler = bundle.student(sampler), None

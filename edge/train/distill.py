@@ -90,6 +90,22 @@ def distill_decoder(teacher: Callable[[Array], Array], latents: Array, student=N
     targets = np.concatenate([np.asarray(teacher(z[i:i + 64]), np.float32) for i in range(0, len(z), 64)])
     if student is None:
         student = light_decoder(z.shape[1], targets.shape[1], targets.shape[-1] // z.shape[-1])
+
+    def loss_fn(pred, target):
+        loss = torch.nn.functional.l1_loss(pred, target) + torch.nn.functional.mse_loss(pred, target)
+        return loss + spectrum_weight * spectrum_loss(pred, target) if spectrum_weight > 0 else loss
+
+    log = fit_to_teacher(student, z, targets, loss_fn, steps, batch, lr, rng, time_budget_s, progress, "distill decoder")
+    return student.eval(), log
+
+
+def fit_to_teacher(student, inputs: Array, targets: Array, loss_fn, steps: int, batch: int, lr: float,
+                   rng: np.random.Generator, time_budget_s: float | None = None, progress: bool = False,
+                   desc: str = "distill"):
+    """Regress student(inputs) on precomputed teacher targets: AdamW, cosine schedule over `steps`, random batches,
+    stopping early at the time budget. Returns the DistillLog (student left in train mode)."""
+    import torch
+
     opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     losses, t0 = [], time.perf_counter()
@@ -97,23 +113,19 @@ def distill_decoder(teacher: Callable[[Array], Array], latents: Array, student=N
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(it, desc="distill decoder")
+        it = tqdm(it, desc=desc)
     student.train()
     for _ in it:
-        idx = rng.integers(0, len(z), batch)
-        target = torch.from_numpy(targets[idx])
-        pred = student(torch.from_numpy(z[idx]))
-        loss = torch.nn.functional.l1_loss(pred, target) + torch.nn.functional.mse_loss(pred, target)
-        if spectrum_weight > 0:
-            loss = loss + spectrum_weight * spectrum_loss(pred, target)
+        idx = rng.integers(0, len(inputs), batch)
+        loss = loss_fn(student(torch.from_numpy(inputs[idx])), torch.from_numpy(targets[idx]))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if time_budget_s and time.perf_counter() - t0 > time_budget_s:
             break
-    return student.eval(), DistillLog(losses, time.perf_counter() - t0)
+    return DistillLog(losses, time.perf_counter() - t0)
 
 
 # ---------------------------------------------------------------- (a2) lighter condition encoder
@@ -149,35 +161,21 @@ def distill_encoder_cmd(model, out, minutes: float, width: int, blocks: int, til
     from edge.sr.bundle import load_bundle
 
     b = load_bundle(model)
-    teacher = _session_fn(_ort(b.graph("lr_encoder")))
+    sess = _ort(b.graph("lr_encoder"))
+    teacher = _session_fn(sess)
     lr, _ = _hr_tiles(tiles, b.lr_patch * b.scale, b.scale, seed=3000 + seed)
     x = _to_unit(lr)
     c = np.concatenate([teacher(x[i:i + 64]) for i in range(0, len(x), 64)])
     hold = max(16, len(x) // 10)
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     student = light_encoder(c.shape[1], width, blocks)
     steps = 20000  # the cosine schedule's length; the time budget usually ends training first
-    opt = torch.optim.AdamW(student.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    xt, ct = torch.from_numpy(x[hold:]), torch.from_numpy(c[hold:])
-    losses, t0 = [], time.perf_counter()
-    from tqdm import tqdm
-
-    for _ in tqdm(range(steps), desc="distill encoder"):
-        idx = torch.from_numpy(rng.integers(0, len(xt), 64))
-        loss = torch.nn.functional.mse_loss(student(xt[idx]), ct[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if time.perf_counter() - t0 > 60 * minutes:
-            break
+    log = fit_to_teacher(student, x[hold:], c[hold:], torch.nn.functional.mse_loss, steps, 64, 2e-3,
+                         np.random.default_rng(seed), 60 * minutes, True, "distill encoder")
+    losses = log.losses
     student.eval()
     out.mkdir(parents=True, exist_ok=True)
     path = out / "lr_encoder_light.onnx"
-    sess = _ort(b.graph("lr_encoder"))
     _export(student, (torch.from_numpy(x[:1]),), [sess.get_inputs()[0].name], [sess.get_outputs()[0].name], path)
     light_fn = _session_fn(_ort(path))
     pred, ref = light_fn(x[:hold]), c[:hold]
@@ -185,7 +183,7 @@ def distill_encoder_cmd(model, out, minutes: float, width: int, blocks: int, til
         "file": path.name, "width": width, "blocks": blocks, "params": sum(p.numel() for p in student.parameters()),
         "flops": count_flops(student, torch.from_numpy(x[:1])), "teacher": {"bundle": str(model), "model_id": b.model_id},
         "tiles": int(len(x) - hold), "held_out_tiles": int(hold), "train_steps": len(losses),
-        "train_s": round(time.perf_counter() - t0, 1), "final_loss": float(np.mean(losses[-20:])),
+        "train_s": round(log.seconds, 1), "final_loss": float(np.mean(losses[-20:])),
         "cond_rmse_vs_teacher": float(np.sqrt(np.mean((pred - ref) ** 2))),
         "cond_rms_teacher": float(np.sqrt(np.mean(ref**2))),
         "ms_per_tile_teacher": 1e3 * _time_call(teacher, x[:1]), "ms_per_tile_light_ort": 1e3 * _time_call(light_fn, x[:1]),
@@ -566,9 +564,9 @@ def register_distill(train_app) -> None:
 
     @app.command("add")
     def add(model: Path = typer.Option(..., help="Bundle to add the distilled parts to (re-hashed in place)."),
-            source: Path = typer.Option(..., "--from", help="Folder written by `distill decoder` / `distill student`."),
+            source: Path = typer.Option(..., "--from", help="Folder written by `distill decoder|encoder|student`."),
             command: str = typer.Option("", help="How the parts were made (stored in the manifest).")) -> None:
-        """Copy distilled students / light decoder into a bundle's manifest `distilled` (and its fast path)."""
+        """Copy distilled students / light decoder / light encoder into a bundle's manifest `distilled` (and its fast path)."""
         from edge.sr.bundle import BundleError
         from edge.train.bundle import add_distilled
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def train_grain_cap(cfg: TrainConfig, out: Path, window: int = 32, per_unit: int
         except ValueError:  # a split with no units (e.g. no hold-out build given)
             continue
         validation[split] = cap_validation(cap, *_pairs(ds, f"grain-cap {split}"))
-    cap = GrainCap(**{**cap.to_json(), "weights": cap.weights, "validation": validation})
+    cap = dataclasses.replace(cap, validation=validation)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"grain_cap": cap.to_json(), "cfg": cfg.to_json(), "window": window,
                                "per_unit": per_unit, "ridge": ridge}, indent=1))
