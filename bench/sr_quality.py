@@ -1,8 +1,10 @@
 """SR quality on held-out data: bicubic, regression, 200-step DDPM reference, default single sample, mean of 8.
 
 Real crops: the held-out photograph, LR by the paper recipe at x4 (area downsample, Gaussian blur k=3).
-Sim crops: the held-out sim build, LR = its registered webcam view (lr/). Writes a markdown report with
-the targets of issue 3, a JSON file and side-by-side PNGs.
+Sim crops: the held-out sim build, LR = its registered webcam view (lr/). Sim, paper-recipe LR (`--sim-paper`):
+the same sim crops with LR made from their HR by the paper recipe, to separate what the model does on sim
+content from what the simulated webcam leaves in the LR. Writes a markdown report with the targets of issue 3,
+a JSON file and side-by-side PNGs.
 
     .venv/bin/python bench/sr_quality.py --model models/default --sim-build runs/data/sim_s3 \
         --realdata ../shared/realdata --out docs/sr_quality.md
@@ -38,6 +40,10 @@ LABELS = {"bicubic": "bicubic", "regression": "regression (L1 U-Net)",
           "ae_mean": "ceiling: HR autoencoder, mean decoder (sees the HR)",
           "ae_sample": "ceiling: HR autoencoder, sample decoder (sees the HR)"}
 SHOWN = ("bicubic", "regression", "pixel_regression", "pixel_diffusion", "reference", "default", "mean8")  # columns of the side-by-side images
+SET_NOTES = {"real": "Held-out photograph, LR by the paper recipe.\n",
+             "sim": "Held-out sim build, LR = its registered simulated-webcam view (the set issue 3's sim targets are judged on).\n",
+             "sim_paper": "Diagnostic: the same sim crops, LR remade from their HR by the paper recipe (what the model does "
+                          "on sim content when the LR carries the band the simulated webcam loses).\n"}
 WPH = CVDSettings(size=128, j=3, l_angles=4)
 
 
@@ -67,6 +73,23 @@ def real_crops(photo: Path, n: int, lr: int, seed: int) -> list[tuple[str, np.nd
             continue
         out.append((f"{photo.name}@{y},{x}", paper_degrade(hr, 4, 3), hr))
     return out
+
+
+def paper_lr(crops: list[tuple[str, np.ndarray, np.ndarray]]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The same (name, LR, HR) crops with the LR remade from the HR by the paper recipe (n=4, k=3)."""
+    return [(name, paper_degrade(hr, 4, 3), hr) for name, _, hr in crops]
+
+
+def carry_over(res: dict, path: Path) -> None:
+    """Fill methods this run did not compute from an earlier JSON of the same crops, marked as carried (in place)."""
+    old = json.loads(path.read_text())
+    for set_name, r in res.items():
+        prev = old.get(set_name, {})
+        if prev.get("crops") != r["crops"]:
+            continue  # other crops: nothing comparable to carry
+        for m in METHODS:
+            if m not in r and m in prev:
+                r[m] = {**prev[m], "carried_from": str(path)}
 
 
 def sim_crops(build: Path, n: int, lr: int, seed: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -260,12 +283,13 @@ def markdown(res: dict, manifest: dict, cmd: str, wall: float) -> str:
              "the paper's CVD at a smaller working size so it runs on the CPU). HF ratio: spectral energy above 1/4 "
              "Nyquist relative to the ground truth.", ""]
     for set_name, r in res.items():
-        lines += [f"## {set_name}", "", f"Crops: {', '.join(r['crops'])}", "",
+        lines += [f"## {set_name}", "", SET_NOTES.get(set_name, ""), f"Crops: {', '.join(r['crops'])}", "",
                   "| method | n | MAE | PSNR dB | SSIM | texture dist | HF ratio |", "|---|---|---|---|---|---|---|"]
         for m in METHODS:
             if m in r:
                 v = r[m]
-                lines.append(f"| {LABELS[m]} | {v['n']} | {v['mae']:.2f} | {v['psnr']:.2f} | {v['ssim']:.3f} | "
+                note = f" (carried over from `{v['carried_from']}`: same crops, checkpoint not given)" if "carried_from" in v else ""
+                lines.append(f"| {LABELS[m]}{note} | {v['n']} | {v['mae']:.2f} | {v['psnr']:.2f} | {v['ssim']:.3f} | "
                              f"{v['texture']:.3f} | {v['hf_ratio']:.2f} |")
         lines += ["", "| target (issue 3) | met | numbers |", "|---|---|---|"]
         lines += [f"| {t} | {'yes' if ok else '**no**'} | {n} |" for t, ok, n in targets(r)]
@@ -303,14 +327,23 @@ def main(argv: list[str] | None = None) -> int:
                     help="best.pt of `lpbf-edge train regression` (with --ae): the latent regression baseline from its "
                          "checkpoints, for bundles that do not ship regression.onnx")
     ap.add_argument("--ae", type=Path, default=None, help="ae.pt the --regression checkpoint was trained on")
+    ap.add_argument("--sim-paper", action="store_true",
+                    help="also the sim crops with LR by the paper recipe (set 'sim_paper'; diagnostic, not issue 3's sim set)")
+    ap.add_argument("--carry", type=Path, default=None,
+                    help="earlier --json of the same crops: rows for baselines whose checkpoints are not given this run "
+                         "are copied from it and marked as carried over")
     a = ap.parse_args(argv)
     if (a.regression is None) != (a.ae is None):
         ap.error("--regression and --ae go together")
     t0 = time.time()
     sets = {"real": real_crops(a.realdata / a.photo, a.crops, a.lr_size, a.seed),
             "sim": sim_crops(a.sim_build, a.crops, a.lr_size, a.seed)}
+    if a.sim_paper:
+        sets["sim_paper"] = paper_lr(sets["sim"])
     reg = TorchRegression(a.regression, a.ae) if a.regression else None
     res = evaluate(sets, a.model, a.img_dir, a.seed, a.tile, a.ref_crops, a.pixel_diffusion, reg)
+    if a.carry:
+        carry_over(res, a.carry)
     manifest = json.loads((a.model / "manifest.json").read_text())
     cmd = "nice -n 5 .venv/bin/python bench/sr_quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
     a.out.write_text(markdown(res, manifest, cmd, time.time() - t0))

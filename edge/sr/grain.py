@@ -1,16 +1,19 @@
 """Grain cap: never paint more fine detail than the LR supports.
 
 A sample's detail above the LR Nyquist frequency is the model's guess; its amount is learned from the training
-mix and overshoots on cameras whose powder looks smoother than that mix (docs/sr_quality.md). A ridge regression
-from the LR window's spectrum to the HR window's detail energy (fit on the training split, stored in the bundle
-manifest as `grain_cap`) predicts how much detail each region should carry; where the output carries more, its
-detail band is scaled down to the prediction. It only lowers detail, so a mean of samples (little detail left)
-passes almost unchanged. Numpy + OpenCV only: it runs after any backend.
+mix and overshoots on cameras whose powder looks smoother than that mix (docs/sr_quality.md). Ridge regressions
+from the LR window's spectrum to the HR window's detail energy in each of a few radial bands (fit on the training
+split, stored in the bundle manifest as `grain_cap`) predict how much detail each region should carry at each
+scale; where the output carries more in a band, that band is scaled down to the prediction. Per band, because the
+model's grain has its own characteristic scale: a camera can want less at one scale and as much at another. It only
+lowers detail, so a mean of samples (little detail left) passes almost unchanged. Numpy + OpenCV only: it runs
+after any backend.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import cv2
@@ -18,40 +21,71 @@ import numpy as np
 
 BAND_EDGES = (0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.5)  # radial bands of the LR spectrum, in units of LR Nyquist
 ENERGY_FLOOR = 1e-2  # gray levels^2, keeps the logs finite on flat regions
+# Gaussian low-pass sigmas (HR px per unit of scale) that split an HR output into base + detail bands: at x4
+# 2.0 / 1.5 / 1.0 / 0.6 px, half-amplitude at about 0.09 / 0.125 (the LR Nyquist) / 0.19 / 0.31 cycles per HR px.
+DEFAULT_SIGMAS_PER_SCALE = (0.5, 0.375, 0.25, 0.15)
+
+
+def default_sigmas(scale: int) -> tuple[float, ...]:
+    """The detail bands' split sigmas (HR px) for an SR scale."""
+    return tuple(round(s * scale, 4) for s in DEFAULT_SIGMAS_PER_SCALE)
+
+
+def check_sigmas(sigmas: Sequence[float]) -> None:
+    """Detail-band splits must be positive and strictly descending (coarse to fine)."""
+    if not sigmas or any(a <= b for a, b in zip(sigmas, sigmas[1:])) or sigmas[-1] <= 0:
+        raise ValueError(f"grain cap sigmas must be positive and strictly descending, got {list(sigmas)}")
 
 
 @dataclass(frozen=True)
 class GrainCap:
-    """A fitted grain-level predictor: log detail energy ~ weights . lr_features(window) + bias."""
+    """A fitted grain-level predictor: per band, log detail energy ~ weights[b] . lr_features(window) + bias[b]."""
 
-    weights: tuple[float, ...]
-    bias: float
+    weights: tuple[tuple[float, ...], ...]  # one row of n_features() per detail band
+    bias: tuple[float, ...]  # one per detail band
+    sigmas: tuple[float, ...] = (1.5,)  # descending Gaussian sigmas (HR px) splitting base | band 0 | band 1 | ...
     window: int = 32  # LR window side the features and the target are measured on
-    split_sigma: float = 1.5  # HR px: Gaussian low-pass that splits the output into base + detail
     max_gain: float = 1.0  # 1: only ever lower the detail
     margin: float = 1.0  # detail energy allowed = margin x predicted (the predictor's spread across cameras)
     validation: dict = field(default_factory=dict)  # fit statistics per source (docs, manifest)
 
+    def __post_init__(self) -> None:
+        """Shapes must agree: one weight row and one bias per band, sigmas strictly descending."""
+        if not self.sigmas or len(self.weights) != len(self.sigmas) or len(self.bias) != len(self.sigmas):
+            raise ValueError(f"grain cap has {len(self.sigmas)} bands (sigmas) but {len(self.weights)} weight rows "
+                             f"and {len(self.bias)} biases")
+        if any(len(w) != n_features() for w in self.weights):
+            raise ValueError(f"grain cap weight rows must have {n_features()} weights (this version's features), got "
+                             f"{sorted({len(w) for w in self.weights})}; re-fit it with `lpbf-edge train grain-cap`")
+        check_sigmas(self.sigmas)
+
+    @property
+    def bands(self) -> int:
+        """Number of detail bands."""
+        return len(self.sigmas)
+
     def to_json(self) -> dict:
         """Plain dict for the bundle manifest."""
         d = asdict(self)
-        d["weights"] = [float(w) for w in self.weights]
+        d["weights"] = [[float(w) for w in row] for row in self.weights]
+        d["bias"], d["sigmas"] = [float(b) for b in self.bias], [float(s) for s in self.sigmas]
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> "GrainCap":
-        """Inverse of to_json; a clear error for a malformed manifest entry."""
+        """Inverse of to_json (also reads the one-band format: flat weights, scalar bias, split_sigma); clear errors."""
         try:
-            cap = cls(weights=tuple(float(w) for w in d["weights"]), bias=float(d["bias"]),
-                      window=int(d.get("window", 32)), split_sigma=float(d.get("split_sigma", 1.5)),
-                      max_gain=float(d.get("max_gain", 1.0)), margin=float(d.get("margin", 1.0)),
-                      validation=dict(d.get("validation", {})))
+            w, b = d["weights"], d["bias"]
+            if w and not isinstance(w[0], (list, tuple)):  # one-band format of bundles before 2026-12-02 (later)
+                w, b, sigmas = [w], [b], [d.get("split_sigma", 1.5)]
+            else:
+                sigmas = d.get("sigmas", [1.5])
+            return cls(weights=tuple(tuple(float(x) for x in row) for row in w), bias=tuple(float(x) for x in b),
+                       sigmas=tuple(float(s) for s in sigmas), window=int(d.get("window", 32)),
+                       max_gain=float(d.get("max_gain", 1.0)), margin=float(d.get("margin", 1.0)),
+                       validation=dict(d.get("validation", {})))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"manifest grain_cap is malformed ({exc!r}); re-fit it with `lpbf-edge train grain-cap`") from exc
-        if len(cap.weights) != n_features():
-            raise ValueError(f"manifest grain_cap has {len(cap.weights)} weights, this version computes {n_features()} "
-                             "features; re-fit it with `lpbf-edge train grain-cap`")
-        return cap
+            raise ValueError(f"manifest grain_cap is malformed ({exc}); re-fit it with `lpbf-edge train grain-cap`") from exc
 
 
 def n_features() -> int:
@@ -77,44 +111,51 @@ def lr_features(lr: np.ndarray) -> np.ndarray:
     return np.concatenate([np.log(np.asarray(bands) + ENERGY_FLOOR), [x.mean() / 128.0, np.log(x.std() + 0.5)]])
 
 
-def split_detail(hr: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """(base, detail) float32 of an HR image: Gaussian low-pass and the rest."""
+def split_bands(hr: np.ndarray, sigmas: Sequence[float]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(base, detail bands) float32 of an HR image: base = low-pass at sigmas[0]; band k = low-pass at sigmas[k+1]
+    (the image itself after the last) minus low-pass at sigmas[k]. base + sum(bands) is the image."""
     x = np.asarray(hr, dtype=np.float32)
-    base = cv2.GaussianBlur(x, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT_101)
-    return base, x - base
+    lows = [cv2.GaussianBlur(x, (0, 0), sigmaX=float(s), borderType=cv2.BORDER_REFLECT_101) for s in sigmas] + [x]
+    return lows[0], [lows[k + 1] - lows[k] for k in range(len(sigmas))]
+
+
+def band_energies(hr: np.ndarray, sigmas: Sequence[float]) -> np.ndarray:
+    """Mean squared detail (gray levels^2) of an HR window in each band: the quantities the cap predicts."""
+    return np.array([np.mean(d.astype(np.float64) ** 2) for d in split_bands(hr, sigmas)[1]])
 
 
 def detail_energy(hr: np.ndarray, sigma: float) -> float:
-    """Mean squared detail (gray levels^2) of an HR window: the quantity the cap predicts."""
-    return float(np.mean(split_detail(hr, sigma)[1].astype(np.float64) ** 2))
+    """Mean squared detail above one Gaussian split (gray levels^2) of an HR window."""
+    return float(band_energies(hr, (sigma,))[0])
 
 
-def fit_grain_cap(lrs: list[np.ndarray], hrs: list[np.ndarray], sigma: float = 1.5, ridge: float = 1e-2,
+def fit_grain_cap(lrs: list[np.ndarray], hrs: list[np.ndarray], sigmas: Sequence[float] = (1.5,), ridge: float = 1e-2,
                   window: int | None = None) -> GrainCap:
-    """Ridge fit of log detail energy of each HR window on lr_features of its LR window (uint8 pairs)."""
+    """Ridge fit, per band, of the log detail energy of each HR window on lr_features of its LR window (uint8 pairs)."""
     if not lrs or len(lrs) != len(hrs):
         raise ValueError(f"fit_grain_cap needs matching non-empty LR/HR lists, got {len(lrs)} and {len(hrs)}")
     X = np.stack([lr_features(lr) for lr in lrs])
-    y = np.log(np.array([detail_energy(hr, sigma) for hr in hrs]) + ENERGY_FLOOR)
+    Y = np.log(np.stack([band_energies(hr, sigmas) for hr in hrs]) + ENERGY_FLOOR)
     Xa = np.hstack([X, np.ones((len(X), 1))])
     reg = ridge * np.eye(Xa.shape[1])
     reg[-1, -1] = 0.0  # no shrinkage on the bias
-    coef = np.linalg.solve(Xa.T @ Xa + reg, Xa.T @ y)
-    return GrainCap(weights=tuple(float(c) for c in coef[:-1]), bias=float(coef[-1]),
-                    window=int(window or lrs[0].shape[0]), split_sigma=float(sigma))
+    coef = np.linalg.solve(Xa.T @ Xa + reg, Xa.T @ Y)  # [features + 1, bands]
+    return GrainCap(weights=tuple(tuple(float(c) for c in coef[:-1, b]) for b in range(Y.shape[1])),
+                    bias=tuple(float(c) for c in coef[-1]), sigmas=tuple(float(s) for s in sigmas),
+                    window=int(window or lrs[0].shape[0]))
 
 
-def predict_log_energy(cap: GrainCap, lr: np.ndarray) -> float:
-    """Predicted log detail energy of the HR window under one LR window."""
-    return float(lr_features(lr) @ np.asarray(cap.weights) + cap.bias)
+def predict_log_energy(cap: GrainCap, lr: np.ndarray) -> np.ndarray:
+    """Predicted log detail energy of the HR window under one LR window, per band."""
+    return lr_features(lr) @ np.asarray(cap.weights).T + np.asarray(cap.bias)
 
 
 def apply_grain_cap(cap: GrainCap, lr_u8: np.ndarray, hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """(capped HR float32 in gray levels, gain map on the window grid) for an HR output of lr_u8 (any size).
+    """(capped HR float32 in gray levels, gain maps [bands, window rows, window cols]) for an HR output of lr_u8.
 
-    Windows of `cap.window` LR px at half-window stride (fewer for a small image); each gets
-    gain = min(max_gain, sqrt(margin x predicted / measured detail energy)); the gain grid is interpolated bilinearly
-    to HR size and multiplies the detail band.
+    Windows of `cap.window` LR px at half-window stride (fewer for a small image); in each window and band,
+    gain = min(max_gain, sqrt(margin x predicted / measured band energy)); each band's gain grid is interpolated
+    bilinearly to HR size and multiplies that band.
     """
     lr = np.asarray(lr_u8)
     H, W = lr.shape
@@ -125,24 +166,25 @@ def apply_grain_cap(cap: GrainCap, lr_u8: np.ndarray, hr: np.ndarray, scale: int
     step = max(1, win // 2)
     ys = _starts(H, win, step)
     xs = _starts(W, win, step)
-    base, detail = split_detail(out, cap.split_sigma)
-    gain = np.ones((len(ys), len(xs)), np.float32)
+    base, details = split_bands(out, cap.sigmas)
+    gain = np.ones((cap.bands, len(ys), len(xs)), np.float32)
     s = scale
     for i, y in enumerate(ys):
         for j, x in enumerate(xs):
             pred = cap.margin * (np.exp(predict_log_energy(cap, lr[y:y + win, x:x + win])) - ENERGY_FLOOR)
-            d = detail[y * s:(y + win) * s, x * s:(x + win) * s].astype(np.float64)
-            have = float(np.mean(d ** 2))
-            gain[i, j] = min(cap.max_gain, float(np.sqrt(max(pred, 0.0) / have))) if have > 1e-6 else 1.0
+            for b, d in enumerate(details):
+                have = float(np.mean(d[y * s:(y + win) * s, x * s:(x + win) * s].astype(np.float64) ** 2))
+                gain[b, i, j] = min(cap.max_gain, float(np.sqrt(max(pred[b], 0.0) / have))) if have > 1e-6 else 1.0
     # window centres in HR px -> bilinear gain over the whole image (clamped at the borders)
     cy = (np.asarray(ys) + win / 2) * s
     cx = (np.asarray(xs) + win / 2) * s
     gy = np.interp(np.arange(H * s) + 0.5, cy, np.arange(len(ys)))
     gx = np.interp(np.arange(W * s) + 0.5, cx, np.arange(len(xs)))
-    gmap = cv2.remap(gain, np.broadcast_to(gx[None, :], (H * s, W * s)).astype(np.float32),
-                     np.broadcast_to(gy[:, None], (H * s, W * s)).astype(np.float32),
-                     interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return base + gmap * detail, gain
+    map_x = np.broadcast_to(gx[None, :], (H * s, W * s)).astype(np.float32)
+    map_y = np.broadcast_to(gy[:, None], (H * s, W * s)).astype(np.float32)
+    for b, d in enumerate(details):
+        base += cv2.remap(gain[b], map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) * d
+    return base, gain
 
 
 def _starts(size: int, win: int, step: int) -> list[int]:

@@ -10,7 +10,8 @@ import pytest
 
 from edge.data.degrade import paper_degrade
 from edge.sr.bundle import Bundle, BundleError
-from edge.sr.grain import GrainCap, apply_grain_cap, detail_energy, fit_grain_cap, n_features, predict_log_energy
+from edge.sr.grain import (GrainCap, apply_grain_cap, band_energies, default_sigmas, detail_energy, fit_grain_cap,
+                           n_features, predict_log_energy, split_bands)
 from edge.sr.resolver import SuperResolver
 from edge.sr.samplers import SamplerSpec
 
@@ -28,18 +29,29 @@ def _grainy(amplitude: float, seed: int, size: int = 128) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def cap() -> GrainCap:
-    """A cap fitted on HR windows whose grain amplitude spans 1..16 gray levels."""
+    """A four-band cap fitted on HR windows whose grain amplitude spans 1..16 gray levels."""
     amps = np.exp(np.random.default_rng(0).uniform(np.log(1), np.log(16), 160))
     hrs = [_grainy(a, i) for i, a in enumerate(amps)]
-    return fit_grain_cap([paper_degrade(h, 4, 3) for h in hrs], hrs, sigma=1.5)
+    return fit_grain_cap([paper_degrade(h, 4, 3) for h in hrs], hrs, sigmas=default_sigmas(S))
+
+
+def test_bands_sum_to_the_image():
+    img = _grainy(6.0, 3)
+    base, bands = split_bands(img, default_sigmas(S))
+    assert len(bands) == 4 and np.allclose(base + sum(bands), img, atol=1e-3)
+    e = band_energies(img, default_sigmas(S))
+    assert e.shape == (4,) and (e > 0).all()
 
 
 def test_predictor_reads_the_grain_amount_from_the_lr(cap):
-    assert len(cap.weights) == n_features() and cap.window == 32
+    assert cap.bands == 4 and all(len(w) == n_features() for w in cap.weights) and cap.window == 32
     for amp, seed in ((2.0, 1000), (6.0, 1001), (14.0, 1002)):
         hr = _grainy(amp, seed)
         pred = np.exp(predict_log_energy(cap, paper_degrade(hr, 4, 3)))
-        assert 0.5 < pred / detail_energy(hr, 1.5) < 2.0  # held-out windows, within a factor of 2
+        true = band_energies(hr, cap.sigmas)
+        assert pred.shape == (4,)
+        assert 0.5 < pred.sum() / true.sum() < 2.0  # held-out windows, within a factor of 2
+        assert np.all((pred / true > 0.33) & (pred / true < 3.0))  # and in every band within a factor of 3
 
 
 def test_cap_only_lowers_detail_and_keeps_the_base(cap):
@@ -47,10 +59,11 @@ def test_cap_only_lowers_detail_and_keeps_the_base(cap):
     lr = paper_degrade(hr_true, 4, 3)
     painted = _grainy(12.0, 8, 256).astype(np.float32) - _grainy(0.0, 8, 256) + hr_true  # 4x the grain amplitude
     out, gain = apply_grain_cap(cap, lr, painted, S)
-    assert gain.max() <= 1.0 and gain.min() < 0.6
+    assert gain.shape[0] == 4 and gain.max() <= 1.0 and gain.min() < 0.6
     assert detail_energy(out, 1.5) < 0.5 * detail_energy(painted, 1.5)
-    base = cv2.GaussianBlur(painted, (0, 0), 1.5, borderType=cv2.BORDER_REFLECT_101)
-    assert np.abs(cv2.GaussianBlur(out, (0, 0), 1.5, borderType=cv2.BORDER_REFLECT_101) - base).mean() < 1.0
+    s0 = cap.sigmas[0]  # below the coarsest split the output is untouched
+    base = cv2.GaussianBlur(painted, (0, 0), s0, borderType=cv2.BORDER_REFLECT_101)
+    assert np.abs(cv2.GaussianBlur(out, (0, 0), s0, borderType=cv2.BORDER_REFLECT_101) - base).mean() < 1.0
     smooth = cv2.GaussianBlur(hr_true.astype(np.float32), (0, 0), 3.0)  # less detail than predicted: unchanged
     kept, g2 = apply_grain_cap(cap, lr, smooth, S)
     assert g2.min() == 1.0 and np.allclose(kept, smooth, atol=1e-3)
@@ -61,16 +74,34 @@ def test_cap_only_lowers_detail_and_keeps_the_base(cap):
 def test_cap_handles_images_smaller_than_its_window(cap):
     lr = paper_degrade(_grainy(4.0, 3, 40), 4, 3)  # 10x10 LR
     out, gain = apply_grain_cap(cap, lr, _grainy(12.0, 4, 40).astype(np.float32), S)
-    assert out.shape == (40, 40) and gain.shape == (1, 1)
+    assert out.shape == (40, 40) and gain.shape == (4, 1, 1)
 
 
 def test_cap_json_round_trip_and_clear_errors(cap):
     back = GrainCap.from_json(json.loads(json.dumps(cap.to_json())))
-    assert back.weights == pytest.approx(cap.weights) and back.bias == pytest.approx(cap.bias)
+    assert np.allclose(back.weights, cap.weights) and np.allclose(back.bias, cap.bias) and back.sigmas == cap.sigmas
     with pytest.raises(ValueError, match="grain_cap is malformed"):
         GrainCap.from_json({"bias": 1.0})
     with pytest.raises(ValueError, match="weights"):
-        GrainCap.from_json({**cap.to_json(), "weights": [1.0, 2.0]})
+        GrainCap.from_json({**cap.to_json(), "weights": [[1.0, 2.0]] * 4})
+    with pytest.raises(ValueError, match="4 bands"):
+        GrainCap.from_json({**cap.to_json(), "bias": [0.0]})
+    with pytest.raises(ValueError, match="descending"):
+        GrainCap.from_json({**cap.to_json(), "sigmas": [0.6, 1.0, 1.5, 2.0]})
+
+
+def test_one_band_manifest_format_still_loads_and_caps_the_same():
+    """Bundles written before the per-band cap (flat weights, scalar bias, split_sigma) load as a one-band cap."""
+    amps = np.exp(np.random.default_rng(1).uniform(np.log(1), np.log(16), 80))
+    hrs = [_grainy(a, 100 + i) for i, a in enumerate(amps)]
+    one = fit_grain_cap([paper_degrade(h, 4, 3) for h in hrs], hrs, sigmas=(1.5,))
+    old = {"weights": list(one.weights[0]), "bias": one.bias[0], "window": 32, "split_sigma": 1.5, "max_gain": 1.0,
+           "margin": 1.0}
+    back = GrainCap.from_json(old)
+    assert back.bands == 1 and back.sigmas == (1.5,) and np.allclose(back.weights, one.weights)
+    lr = paper_degrade(_grainy(3.0, 7, 128), 4, 3)
+    painted = _grainy(12.0, 8, 128).astype(np.float32)
+    assert np.allclose(apply_grain_cap(back, lr, painted, S)[0], apply_grain_cap(one, lr, painted, S)[0])
 
 
 class _GrainyRunner:
@@ -129,4 +160,4 @@ def test_set_grain_cap_puts_it_into_a_verified_bundle(cap, tmp_path):
     good.write_text(json.dumps({"grain_cap": cap.to_json()}))
     set_grain_cap(d, good)
     b = load_bundle(d)  # still verifies (re-hashed)
-    assert GrainCap.from_json(b.manifest["grain_cap"]).weights == pytest.approx(cap.weights)
+    assert np.allclose(GrainCap.from_json(b.manifest["grain_cap"]).weights, cap.weights)
