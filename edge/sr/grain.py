@@ -155,36 +155,49 @@ def apply_grain_cap(cap: GrainCap, lr_u8: np.ndarray, hr: np.ndarray, scale: int
 
     Windows of `cap.window` LR px at half-window stride (fewer for a small image); in each window and band,
     gain = min(max_gain, sqrt(margin x predicted / measured band energy)); each band's gain grid is interpolated
-    bilinearly to HR size and multiplies that band.
+    bilinearly to HR size and multiplies that band. Bands are made and applied one at a time, so a large plate
+    holds about six HR-sized float32 arrays whatever the number of bands.
     """
     lr = np.asarray(lr_u8)
     H, W = lr.shape
-    out = np.asarray(hr, dtype=np.float32)
-    if out.shape != (H * scale, W * scale):
-        raise ValueError(f"grain cap: HR shape {out.shape} is not {scale} x the LR shape {lr.shape}")
+    x = np.asarray(hr, dtype=np.float32)
+    if x.shape != (H * scale, W * scale):
+        raise ValueError(f"grain cap: HR shape {x.shape} is not {scale} x the LR shape {lr.shape}")
     win = min(cap.window, H, W)
     step = max(1, win // 2)
-    ys = _starts(H, win, step)
-    xs = _starts(W, win, step)
-    base, details = split_bands(out, cap.sigmas)
+    ys, xs = np.asarray(_starts(H, win, step)), np.asarray(_starts(W, win, step))
+    pred = np.stack([np.stack([np.exp(predict_log_energy(cap, lr[y:y + win, c:c + win])) for c in xs]) for y in ys])
+    pred = cap.margin * (pred.transpose(2, 0, 1) - ENERGY_FLOOR)  # [bands, rows, cols]
+    # bilinear interpolation from window centres to HR pixels (clamped at the borders) as two small matrices
+    ry = _interp_matrix(H * scale, (ys + win / 2) * scale)
+    rx = _interp_matrix(W * scale, (xs + win / 2) * scale)
     gain = np.ones((cap.bands, len(ys), len(xs)), np.float32)
-    s = scale
-    for i, y in enumerate(ys):
-        for j, x in enumerate(xs):
-            pred = cap.margin * (np.exp(predict_log_energy(cap, lr[y:y + win, x:x + win])) - ENERGY_FLOOR)
-            for b, d in enumerate(details):
-                have = float(np.mean(d[y * s:(y + win) * s, x * s:(x + win) * s].astype(np.float64) ** 2))
-                gain[b, i, j] = min(cap.max_gain, float(np.sqrt(max(pred[b], 0.0) / have))) if have > 1e-6 else 1.0
-    # window centres in HR px -> bilinear gain over the whole image (clamped at the borders)
-    cy = (np.asarray(ys) + win / 2) * s
-    cx = (np.asarray(xs) + win / 2) * s
-    gy = np.interp(np.arange(H * s) + 0.5, cy, np.arange(len(ys)))
-    gx = np.interp(np.arange(W * s) + 0.5, cx, np.arange(len(xs)))
-    map_x = np.broadcast_to(gx[None, :], (H * s, W * s)).astype(np.float32)
-    map_y = np.broadcast_to(gy[:, None], (H * s, W * s)).astype(np.float32)
-    for b, d in enumerate(details):
-        base += cv2.remap(gain[b], map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) * d
-    return base, gain
+    low = cv2.GaussianBlur(x, (0, 0), sigmaX=float(cap.sigmas[0]), borderType=cv2.BORDER_REFLECT_101)
+    out = low.copy()
+    for b in range(cap.bands):
+        finer = x if b + 1 == cap.bands else cv2.GaussianBlur(x, (0, 0), sigmaX=float(cap.sigmas[b + 1]),
+                                                                  borderType=cv2.BORDER_REFLECT_101)
+        d = finer - low
+        # mean squared detail per LR pixel (exact block means), then per window from its integral image
+        e = cv2.integral(cv2.resize(d * d, (W, H), interpolation=cv2.INTER_AREA).astype(np.float64))
+        have = (e[ys + win][:, xs + win] - e[ys][:, xs + win] - e[ys + win][:, xs] + e[ys][:, xs]) / win ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gain[b] = np.where(have > 1e-6, np.minimum(cap.max_gain, np.sqrt(np.maximum(pred[b], 0.0) / have)), 1.0)
+        out += (ry @ gain[b] @ rx.T) * d
+        low = finer
+    return out, gain
+
+
+def _interp_matrix(n: int, centres: np.ndarray) -> np.ndarray:
+    """[n, len(centres)] float32 weights of linear interpolation at pixel centres 0.5..n-0.5, clamped at the ends."""
+    pos = np.interp(np.arange(n) + 0.5, centres, np.arange(len(centres)))
+    i0 = np.floor(pos).astype(int)
+    i1 = np.minimum(i0 + 1, len(centres) - 1)
+    f = (pos - i0).astype(np.float32)
+    m = np.zeros((n, len(centres)), np.float32)
+    np.add.at(m, (np.arange(n), i0), 1 - f)
+    np.add.at(m, (np.arange(n), i1), f)
+    return m
 
 
 def _starts(size: int, win: int, step: int) -> list[int]:

@@ -161,3 +161,15 @@ def test_set_grain_cap_puts_it_into_a_verified_bundle(cap, tmp_path):
     set_grain_cap(d, good)
     b = load_bundle(d)  # still verifies (re-hashed)
     assert np.allclose(GrainCap.from_json(b.manifest["grain_cap"]).weights, cap.weights)
+
+
+def test_gain_interpolation_is_bilinear_between_window_centres_and_clamped():
+    from edge.sr.grain import _interp_matrix
+
+    centres = np.array([16.0, 48.0, 80.0])
+    m = _interp_matrix(96, centres)
+    assert m.shape == (96, 3) and np.allclose(m.sum(1), 1.0)
+    g = np.array([1.0, 0.5, 0.2], np.float32)
+    line = m @ g
+    assert np.allclose(line[:16], 1.0) and np.allclose(line[80:], 0.2)  # clamped outside the first/last centre
+    assert line[32] == pytest.approx(1.0 + (32.5 - 16) / 32 * (0.5 - 1.0), abs=1e-6)  # linear in between
