@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from sr_quality import paper_lr, real_crops, sim_crops  # noqa: E402
+from sr_quality import paper_lr, read_photo, real_crops, sim_crops  # noqa: E402
 
 from edge.analyze.metrics import psnr  # noqa: E402
 from edge.data.datasets import DEFAULT_HOLDOUT_PHOTOS, DEFAULT_VAL_PHOTOS, PHOTO_EXTS, read_gray  # noqa: E402
@@ -107,9 +107,7 @@ def fit_estimators(train_sims: list[Path], realdata: Path, radius: int, seed: in
         est["sim"].add(read_gray(f), hr)
         est["sim_paper"].add(paper_degrade(hr, S, 3), hr)
     for p in tqdm(training_photos(realdata), desc="fit photos"):
-        img = read_gray(p)
-        if p.parent.name.lower() == "pblm":  # as real_crops: PBLM photos are used at half size
-            img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        img = read_photo(p)
         h, w = img.shape[0] // S * S, img.shape[1] // S * S
         est["real"].add(paper_degrade(img[:h, :w], S, 3), img[:h, :w])
     for e in est.values():
@@ -125,7 +123,7 @@ def measure(sets: dict[str, list], est: dict[str, LinearMMSE]) -> dict[str, dict
                  "oracle_lr_nyquist": psnr(band_limit(hr, 0.5 / S), hr),
                  "oracle_half_lr_nyquist": psnr(band_limit(hr, 0.25 / S), hr),
                  "linear_mmse": psnr(est[name](lr), hr)} for _, lr, hr in crops]
-        out[name] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"n": len(rows)}
+        out[name] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"n": len(rows), "crops": [c[0] for c in crops]}
     return out
 
 
@@ -135,7 +133,7 @@ def add_quality(res: dict, quality: list[Path]) -> None:
         d = json.loads(q.read_text())
         for name, r in res.items():
             for m, key in (("pixel_regression", "pixel_cnn"), ("mean8", "mean8")):
-                if m in d.get(name, {}) and d[name]["bicubic"]["psnr"] == r["bicubic"]:  # same crops
+                if m in d.get(name, {}) and d[name].get("crops") == r["crops"]:
                     r[key] = d[name][m]["psnr"]
 
 

@@ -59,11 +59,17 @@ def texture_distance(img: np.ndarray, ref_stats: np.ndarray) -> float:
     return float(np.linalg.norm(texture_stats(img) - ref_stats) / np.linalg.norm(ref_stats))
 
 
-def real_crops(photo: Path, n: int, lr: int, seed: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, LR, HR) crops of a held-out photograph; LR by the paper recipe (n=4, k=3)."""
+def read_photo(photo: Path) -> np.ndarray:
+    """A shared photograph at the working size (the PBLM photographs are used at half size)."""
     img = read_gray(photo)
     if photo.parent.name.lower() == "pblm":
         img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def real_crops(photo: Path, n: int, lr: int, seed: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, LR, HR) crops of a held-out photograph; LR by the paper recipe (n=4, k=3)."""
+    img = read_photo(photo)
     rng = np.random.default_rng(seed)
     out, hs = [], lr * 4
     while len(out) < n:

@@ -13,7 +13,7 @@ after any backend.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import cv2
@@ -76,7 +76,7 @@ class GrainCap:
         """Inverse of to_json (also reads the one-band format: flat weights, scalar bias, split_sigma); clear errors."""
         try:
             w, b = d["weights"], d["bias"]
-            if w and not isinstance(w[0], (list, tuple)):  # one-band format of bundles before 2026-12-02 (later)
+            if w and not isinstance(w[0], (list, tuple)):  # one-band format (bundles before the per-band cap)
                 w, b, sigmas = [w], [b], [d.get("split_sigma", 1.5)]
             else:
                 sigmas = d.get("sigmas", [1.5])
@@ -111,12 +111,18 @@ def lr_features(lr: np.ndarray) -> np.ndarray:
     return np.concatenate([np.log(np.asarray(bands) + ENERGY_FLOOR), [x.mean() / 128.0, np.log(x.std() + 0.5)]])
 
 
+def _lowpasses(x: np.ndarray, sigmas: Sequence[float]) -> Iterator[np.ndarray]:
+    """Gaussian low-passes of a float32 image at each sigma (coarse to fine), then the image itself, one at a time."""
+    for s in sigmas:
+        yield cv2.GaussianBlur(x, (0, 0), sigmaX=float(s), borderType=cv2.BORDER_REFLECT_101)
+    yield x
+
+
 def split_bands(hr: np.ndarray, sigmas: Sequence[float]) -> tuple[np.ndarray, list[np.ndarray]]:
     """(base, detail bands) float32 of an HR image: base = low-pass at sigmas[0]; band k = low-pass at sigmas[k+1]
     (the image itself after the last) minus low-pass at sigmas[k]. base + sum(bands) is the image."""
-    x = np.asarray(hr, dtype=np.float32)
-    lows = [cv2.GaussianBlur(x, (0, 0), sigmaX=float(s), borderType=cv2.BORDER_REFLECT_101) for s in sigmas] + [x]
-    return lows[0], [lows[k + 1] - lows[k] for k in range(len(sigmas))]
+    lows = list(_lowpasses(np.asarray(hr, dtype=np.float32), sigmas))
+    return lows[0], [finer - coarser for coarser, finer in zip(lows, lows[1:])]
 
 
 def band_energies(hr: np.ndarray, sigmas: Sequence[float]) -> np.ndarray:
@@ -172,11 +178,10 @@ def apply_grain_cap(cap: GrainCap, lr_u8: np.ndarray, hr: np.ndarray, scale: int
     ry = _interp_matrix(H * scale, (ys + win / 2) * scale)
     rx = _interp_matrix(W * scale, (xs + win / 2) * scale)
     gain = np.ones((cap.bands, len(ys), len(xs)), np.float32)
-    low = cv2.GaussianBlur(x, (0, 0), sigmaX=float(cap.sigmas[0]), borderType=cv2.BORDER_REFLECT_101)
+    lows = _lowpasses(x, cap.sigmas)
+    low = next(lows)
     out = low.copy()
-    for b in range(cap.bands):
-        finer = x if b + 1 == cap.bands else cv2.GaussianBlur(x, (0, 0), sigmaX=float(cap.sigmas[b + 1]),
-                                                                  borderType=cv2.BORDER_REFLECT_101)
+    for b, finer in enumerate(lows):
         d = finer - low
         # mean squared detail per LR pixel (exact block means), then per window from its integral image
         e = cv2.integral(cv2.resize(d * d, (W, H), interpolation=cv2.INTER_AREA).astype(np.float64))

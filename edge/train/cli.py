@@ -218,11 +218,11 @@ def register(app: typer.Typer) -> None:
         from edge.train.grain_cap import train_grain_cap
 
         try:
-            split = tuple(float(v) for v in sigmas.split(",")) if sigmas else None
+            split_sigmas = tuple(float(v) for v in sigmas.split(",")) if sigmas else None
         except ValueError:
             raise typer.BadParameter(f"--sigmas wants a comma list of numbers, got {sigmas!r}") from None
         cap = train_grain_cap(_cfg(sims=sim, realdata=realdata, holdout_builds=holdout_build, seed=seed), out,
-                              window=window, per_unit=per_unit, sigmas=split)
+                              window=window, per_unit=per_unit, sigmas=split_sigmas)
         for split, rows in cap.validation.items():
             for k, v in rows.items():
                 typer.echo(f"{split:8s} {k:45s} n={v['n']:4d} predicted/true {v['median_ratio']:.2f} "
