@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.sr.fused import StepPlan
+from edge.sr.plan import StepPlan
 from edge.sr.runners import PositionalGraphRunner
 from trt_build.build import bucket_profiles, build_engine, device_facts, import_trt
 from trt_build.cache import EngineCache, EngineKey, sha256_file

@@ -46,7 +46,8 @@ def test_build_cache_and_parity(denoiser_onnx, tmp_path):
 def test_cuda_graph_loop_matches_cpu_loop(denoiser_onnx, tmp_path):
     import onnxruntime as ort
 
-    from edge.sr.fused import FusedOrtLoop, fuse_onnx, plan_steps
+    from edge.sr.fused import FusedOrtLoop, fuse_onnx
+    from edge.sr.plan import plan_steps
     from edge.sr.runners_trt import TrtEngine, TrtGraphLoop, engine_for
 
     acp = np.cumprod(1 - np.linspace(1e-4, 0.02, 200))
