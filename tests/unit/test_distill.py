@@ -145,7 +145,7 @@ def test_distill_add_copies_parts_into_the_manifest_and_names_the_fast_path(tmp_
     from typer.testing import CliRunner
 
     from edge.sr.bundle import load_bundle
-    from edge.sr.resolver import fast_path_settings
+    from edge.sr.profile import fast_path_settings
     from edge.train.distill import register_distill
     from tests.sr_fixtures import tiny_bundle
 
@@ -181,7 +181,8 @@ def test_light_encoder_distils_adds_to_the_bundle_and_runs_in_the_fast_path(tmp_
 
     from edge.bench_cli import _extras, plan_combos
     from edge.sr.bundle import BundleError, load_bundle
-    from edge.sr.resolver import SuperResolver, fast_path_settings
+    from edge.sr.profile import fast_path_settings
+    from edge.sr.resolver import SuperResolver
     from edge.train.bundle import add_distilled
     from edge.train.distill import distill_encoder_cmd, light_encoder
     from tests.sr_fixtures import tiny_bundle
