@@ -13,10 +13,12 @@ class SRConfig(Section):
     """Model bundle, backend and sampler settings for super-resolution."""
 
     model: str | None = Field(None, description="Model bundle directory; none uses the shipped default model.")
-    profile: Literal["quality", "fast"] = Field(
-        "quality", description="quality: the settings below; fast: the bundle's measured fast path (manifest fast_path: "
-                               "distilled student + light decoder on OpenVINO bf16 where the CPU has it, else fused ORT), "
-                               "overriding backend, sampler, decoder and fused.")
+    profile: Literal["fast", "quality"] = Field(
+        "fast", description="fast: every setting below that you leave unset comes from the bundle's measured fast path "
+                            "(manifest fast_path.box_config; models/default: 2-step distilled student + light encoder + "
+                            "light decoder on OpenVINO bf16 where the CPU reports bf16, else on the fused ONNX Runtime "
+                            "loop; a bundle without a fast path runs its own sampler); quality: the settings below as "
+                            "written (models/default: DPM-Solver++ 15 steps, full encoder and decoder, ONNX Runtime).")
     backend: Literal["ort", "openvino", "torch", "tensorrt"] = Field("ort", description="Inference backend.")
     steps: int | None = Field(None, ge=1, le=1000, description="Sampler steps; none uses the bundle's default.")
     samples: int = Field(1, ge=1, le=32, description="Samples per layer; >1 also gives the per-pixel spread.")
@@ -29,8 +31,10 @@ class SRConfig(Section):
     uncertainty: bool = Field(False, description="Compute the per-pixel spread of the samples (needs samples >= 2).")
     tile: int | None = Field(None, ge=4, le=1024, description="LR tile size in pixels; none uses the bundle's lr_patch.")
     overlap: int | None = Field(None, ge=0, le=512, description="LR tile overlap in pixels; none uses tile/4.")
-    batch: int = Field(8, ge=1, le=256, description="Tiles per backend call.")
-    fused: bool = Field(False, description="ort only: run each sampler step as one fused graph call (edge.sr.fused).")
+    batch: int = Field(64, ge=1, le=1024, description="Tiles x samples per backend call: tiles of a whole layer share "
+                       "fixed-size batches (docs/fast_inference.md measures the per-tile cost against the batch).")
+    fused: bool = Field(True, description="ort and openvino: run each sampler step as one fused graph call over "
+                        "preallocated buffers (edge.sr.fused); false: one denoiser call + a numpy update per step.")
     decoder: Literal["full", "light"] = Field(
         "full", description="HR decoder for single samples: full, or light (the bundle's distilled light decoder: "
                             "several times cheaper on a CPU; its quality cost is in docs/fast_inference.md).")
