@@ -195,7 +195,7 @@ def demo_config(out: Path, host: str, port: int, model: Path | None, build_dir: 
         "capture": {"webcam": "none", "grab_on": ["layer_complete"], "timeout_s": 5.0},
         "calib": {"file": str(calib_file) if calib_file else None},
         "analyze": {"expected_masks_dir": str(build_dir / "masks")},
-        "sr": {"model": str(model) if model else None, "backend": "ort", "samples": 1},
+        "sr": {"model": str(model) if model else None, "samples": 1},  # the box's default SR profile (fast)
         "store": {"root": str(out / "box"), "health_interval_s": 2.0},
         "mqtt": {"host": host, "port": port, "stats_interval_s": 5.0, "reconnect_min_s": 0.5, "reconnect_max_s": 5.0},
     })
@@ -309,7 +309,9 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
                   "broker": f"mqtt://{host}:{port}", "topics": f"{base}/#", "model": svc.pipeline.model_id,
                   "printer speed-up": speed, "wall time (s)": round(time.monotonic() - t_start, 1),
                   "mean SR time (s)": stats["latency"].get("sr", {}).get("mean_s"),
-                  "layers published LR-first (SR behind)": stats["counters"].get("layers_lr_first", 0)}
+                  "layers published LR-first (SR behind)": stats["counters"].get("layers_lr_first", 0),
+                  # a layer published LR-first is one whose predecessor's SR was not out before it started
+                  "sr_late_layers": stats["counters"].get("layers_lr_first", 0)}
         html_path = write_summary(out, Path(cfg.store.root) / "archive", cfg.node.job, rows, header)
     finally:
         if cap is not None:
@@ -318,7 +320,9 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
         if proc is not None:
             proc.terminate()
             proc.wait(5)
+    summary = {"html": str(html_path), **header, "rows": rows}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
     console.print(f"[bold green]done[/]: {header['published and verified over MQTT']}/{layers} layers published and verified "
                   f"over MQTT in {header['wall time (s)']} s. Summary: {html_path}  Archive: {Path(cfg.store.root) / 'archive'}  "
-                  f"Build: {build_dir}  Logs/config: {out}")
-    return {"html": str(html_path), **header, "rows": rows}
+                  f"Build: {build_dir}  Logs/config: {out}  SR late: {header['sr_late_layers']} layer(s)")
+    return summary

@@ -95,7 +95,11 @@ class BoxService:
         job, last = self.state.current()
         return {"node_id": self.cfg.node.node_id, "software_version": self.version, "model_id": self.pipeline.model_id,
                 "job": job, "job_active": self.state.active, "last_layer": last,
-                "devices": {"bridge": self.cfg.bridge.source, "webcam": self.cfg.capture.webcam, "sr_backend": self.cfg.sr.backend}}
+                "devices": {"bridge": self.cfg.bridge.source, "webcam": self.cfg.capture.webcam, "sr_backend": self._sr_backend()}}
+
+    def _sr_backend(self) -> str | None:
+        """The backend SR really runs on (the profile may choose it), else the configured one."""
+        return getattr(self.pipeline.stages.super_resolve, "backend", None) or self.cfg.sr.backend
 
     def stats_doc(self) -> dict:
         """`<p>/stats` body (the publisher adds its own counters)."""
@@ -201,12 +205,15 @@ def sr_stage(cfg: Config) -> Callable:
     from edge.sr.resolver import SuperResolver
 
     resolver = SuperResolver.from_config(cfg.sr)
+    log.info("super-resolution: %s (%s)", resolver.describe(), resolver.settings_note,
+             extra={"event": "sr_settings", "sr": resolver.describe(), "why": resolver.settings_note})
     sr = cfg.sr
 
     def run(reg):
         res = resolver.upscale(reg.lr, samples=sr.samples, reduce=sr.reduce, uncertainty=sr.uncertainty and sr.samples > 1)
         return SRLayer(reg.event, res.sr, res.std, res.model_id, dict(res.timings_s))
 
+    run.backend = resolver.runner.name  # type: ignore[attr-defined]
     return run
 
 

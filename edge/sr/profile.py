@@ -6,7 +6,7 @@ from edge.sr.bundle import Bundle, BundleError
 from edge.sr.config import SRConfig
 
 # settings a manifest fast_path.box_config entry may fill in
-PATH_FIELDS = ("backend", "openvino_precision", "sampler", "decoder", "encoder", "fused", "batch")
+PATH_FIELDS = ("backend", "openvino_precision", "sampler", "decoder", "encoder", "fused")
 
 
 def runnable_here(entry: dict) -> bool:
@@ -40,22 +40,30 @@ def fast_path_settings(bundle: Bundle, backend: str | None = None) -> dict:
     raise BundleError(f"{bundle.path}: none of the bundle's fast paths runs on this machine: {entries}")
 
 
-def effective_settings(cfg: SRConfig, bundle: Bundle) -> tuple[SRConfig, str]:
-    """(the settings that run, one line saying why) for a config's `sr` section and its bundle.
+# what a setting left null becomes when neither the fast path nor the config names it
+DEFAULTS = {"backend": "ort", "openvino_precision": "f32", "decoder": "full", "encoder": "full", "fused": True}
 
-    profile quality: the config as written. profile fast: every setting the config leaves unset is taken from the
-    bundle's fast path (manifest fast_path.box_config; the first entry this machine can run); settings written in the
-    config win. A bundle that names no fast path runs its own sampler, as profile quality does, and says so.
+
+def effective_settings(cfg: SRConfig, bundle: Bundle) -> tuple[SRConfig, str]:
+    """(the settings that run, one line saying where they came from) for a config's `sr` section and its bundle.
+
+    Settings written in the config always win. Those left null come, with profile fast, from the bundle's fast path
+    (manifest fast_path.box_config: the first entry this machine can run, on the configured backend if one is
+    written); a bundle that names no fast path runs its own sampler as profile quality does, and says so. The rest
+    take DEFAULTS (ort, f32, full encoder and decoder, fused loop) and the bundle's own sampler.
     """
+    given = {k for k in PATH_FIELDS if getattr(cfg, k, None) is not None}
+    entry: dict = {}
     if cfg.profile == "quality":
-        return cfg, "profile quality: the settings as configured"
-    if not (bundle.manifest.get("fast_path") or {}).get("box_config"):
+        note = "profile quality: the bundle's own sampler"
+    elif not (bundle.manifest.get("fast_path") or {}).get("box_config"):
         note = (f"profile fast: bundle {bundle.model_id} names no fast path (manifest fast_path.box_config), "
                 "so it runs its own sampler as profile quality does")
-        return cfg, note
-    given = cfg.model_fields_set
-    entry = fast_path_settings(bundle, cfg.backend if "backend" in given else None)
+    else:
+        entry = fast_path_settings(bundle, cfg.backend)
+        note = f"profile fast: the bundle's fast path {entry}"
     update = {k: v for k, v in entry.items() if k not in given}
-    return cfg.model_copy(update=update), f"profile fast: the bundle's fast path {entry} (config overrides: " \
-                                          f"{', '.join(sorted(given & set(PATH_FIELDS))) or 'none'})"
-
+    update.update({k: v for k, v in DEFAULTS.items() if k not in given and k not in update})
+    if given:
+        note += f"; set in the config: {', '.join(sorted(given))}"
+    return cfg.model_copy(update=update), note

@@ -24,7 +24,11 @@ def test_demo_two_layers_through_local_broker(tmp_path, tiny_bundle, capsys):
     assert res["published and verified over MQTT"] == 2
     assert [r["layer"] for r in res["rows"]] == [1, 2] and all(r["verified"] for r in res["rows"])
     assert res["model"].startswith("tiny-test")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sr_late_layers"] == res["sr_late_layers"] == res["layers published LR-first (SR behind)"]
+    assert isinstance(summary["sr_late_layers"], int)
     page = (out / "summary.html").read_text()
+    assert "sr_late_layers" in page
     assert page.count("data:image/png;base64,") >= 4 and not re.search(r"src=['\"]http", page)
     for n in (1, 2):
         d = out / "box/archive/demo-build" / f"{n:06d}"
