@@ -187,13 +187,14 @@ class SuperResolver:
 
     # ---------------------------------------------------------------- one batch
 
-    def condition(self, batch: TileBatch) -> np.ndarray:
-        """The denoiser's condition [T, C, t, t] for a batch's LR tiles: the bundle's (or its light) lr_encoder.
+    def condition(self, lr_tiles: np.ndarray, images: Sequence[TiledImage] | None = None) -> np.ndarray:
+        """The denoiser's condition [T, C, t, t] for LR tiles [T, 1, t, t] in [-1, 1]: the bundle's (or its light)
+        lr_encoder. images: the TiledImage each tile comes from (None outside a tiled run, e.g. distillation).
 
-        The one place the condition is computed: an extra condition input (say, a descriptor computed once per image,
-        reachable through batch.images) is added here and nowhere else.
+        The one place the condition is computed (the box, the bench and the distillation teachers all call it): an
+        extra condition input, say a descriptor computed once per image, is added here and nowhere else.
         """
-        return self.runner.encode_lr(batch.lr)
+        return self.runner.encode_lr(lr_tiles)
 
     def _start(self, batch: TileBatch, cond: np.ndarray) -> np.ndarray | None:
         """HR latent the chain starts from when the sampler starts from a noised estimate (None for pure noise)."""
@@ -213,7 +214,7 @@ class SuperResolver:
                    timings: dict[str, float]) -> np.ndarray:
         """Super-resolve one batch: condition, K chains per tile, decode, reduce -> [n, 1 or 2, th, th] float32."""
         t0 = time.perf_counter()
-        cond = self.condition(batch)
+        cond = self.condition(batch.lr, batch.images)
         init = self._start(batch, cond)
         t1 = time.perf_counter()
         cond_k = np.concatenate([cond] * samples) if samples > 1 else cond

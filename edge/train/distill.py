@@ -1,8 +1,10 @@
 """Distillation: a lighter HR decoder from the full one, and a 1-4 step deterministic student (SinSR-style).
 
-Teachers are given as plain callables (ONNX Runtime sessions of the bundle's graphs work), students are
-torch modules. The student regresses the teacher's deterministic DDIM ODE map noise -> x0 with the noise
-fixed per example (Wang et al. 2024, SinSR, eq. 7, without the inverse-consistency term).
+Teachers are plain callables; the commands take them from the runtime's SuperResolver over the teacher bundle
+(its runner's graphs and its condition), so a student learns from exactly what the box runs. Students are torch
+modules. The student regresses the teacher's deterministic DDIM ODE map noise -> x0 with the noise fixed per
+example (Wang et al. 2024, SinSR, eq. 7, without the inverse-consistency term); every sampler step, the teacher's
+and the student's own rollout, is the coefficient plan of edge.sr.plan.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.sr.fused import StepPlan, apply_step, plan_steps
+from edge.sr.plan import StepPlan, apply_step, plan_steps, trajectory
 
 Array = np.ndarray
 
@@ -157,12 +159,10 @@ def distill_encoder_cmd(model, out, minutes: float, width: int, blocks: int, til
 
     import torch
 
-    from edge.bench_cli import count_flops
-    from edge.sr.bundle import load_bundle
+    from edge.bench_measure import count_flops
 
-    b = load_bundle(model)
-    sess = _ort(b.graph("lr_encoder"))
-    teacher = _session_fn(sess)
+    res = _teacher(model)
+    b, sess, teacher = res.bundle, res.runner.sessions["lr_encoder"], res.condition
     lr, _ = _hr_tiles(tiles, b.lr_patch * b.scale, b.scale, seed=3000 + seed)
     x = _to_unit(lr)
     c = np.concatenate([teacher(x[i:i + 64]) for i in range(0, len(x), 64)])
@@ -200,13 +200,8 @@ def teacher_trajectory(denoise: Callable[[Array, Array, Array], Array], plan: St
     """Run the teacher's deterministic plan from x_T; returns (x0, {timestep: x_t}) for the timesteps in `keep`."""
     if plan.stochastic:
         raise ValueError("the teacher ODE must be deterministic (ddim eta=0 or dpmpp_2m)")
-    x, x0p, zero, states = x_T, np.zeros_like(x_T), np.zeros_like(x_T), {}
-    for i, t in enumerate(plan.timesteps):
-        if int(t) in keep:
-            states[int(t)] = x.copy()
-        m = denoise(x, np.full(len(x), t, np.float32), cond)
-        x, x0p = apply_step(plan.coefs[i], x, m, x0p, zero)
-    return x, states
+    x, states = trajectory(denoise, plan, x_T, cond, keep=keep)
+    return x.astype(np.float32), states
 
 
 def student_timesteps(T: int, steps: int) -> np.ndarray:
@@ -280,7 +275,7 @@ def distill_student(student, data: dict, alphas_cumprod: Array, prediction_type:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if time_budget_s and time.perf_counter() - t0 > time_budget_s:
             break
     return student.eval(), DistillLog(losses, time.perf_counter() - t0)
@@ -293,9 +288,8 @@ def _own_state(student, x_T, cond, timesteps: Array, coefs: Array, j: int):
     x, x0_prev = x_T, torch.zeros_like(x_T)
     with torch.no_grad():
         for k in range(j):
-            p0, p1, A, B, C, D = (float(c) for c in coefs[k])
-            x0 = p0 * x + p1 * student(x, torch.full((x.shape[0],), float(timesteps[k])), cond)
-            x, x0_prev = A * x + B * x0 + C * x0_prev, x0  # eta = 0: no fresh noise (D unused)
+            m = student(x, torch.full((x.shape[0],), float(timesteps[k])), cond)
+            x, x0_prev = apply_step(coefs[k], x, m, x0_prev)  # the plan's step; eta = 0: no fresh noise
     return x
 
 
@@ -308,14 +302,22 @@ def run_student(denoise, alphas_cumprod: Array, timesteps: Array, prediction_typ
 # ---------------------------------------------------------------- bundle wiring and CLI
 
 
-def _ort(path):
-    """ONNX Runtime CPU session with one intra-op thread per physical core."""
-    import os
+def _teacher(model):
+    """The teacher bundle as the runtime runs it: a SuperResolver on ONNX Runtime (its runner's graphs, its
+    condition), without the grain cap (distillation works on latents and decoded tiles)."""
+    from edge.sr.resolver import SuperResolver
 
+    return SuperResolver.from_bundle(model, backend="ort", grain_cap=False)
+
+
+def _ort(path):
+    """ONNX Runtime CPU session of a freshly exported student (the runtime's thread policy)."""
     import onnxruntime as ort
 
+    from edge.sr.runners import inference_threads
+
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = max(1, (os.cpu_count() or 2))
+    opts.intra_op_num_threads = inference_threads()
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
@@ -328,7 +330,7 @@ def _session_fn(sess):
 
 def _hr_tiles(n: int, hr_patch: int, scale: int, seed: int) -> tuple[Array, Array]:
     """(LR, HR) uint8 training tiles from the bench's data source (real photographs, else sim layers)."""
-    from edge.bench_cli import bench_pairs
+    from edge.data.tiles import bench_pairs
 
     return bench_pairs(n, hr_patch, scale, seed=seed)
 
@@ -390,11 +392,10 @@ def _hr_teacher(model, ae: Path | None):
         down = 2 ** (len(ck["arch"]["hr_ae"]["block_out_channels"]) - 1)
         skip = sf if ck["arch"]["hr_ae"].get("lowpass_skip") else None
         return fn(enc), fn(dec), 16 * down, down, {"ae_checkpoint": str(ae), "step": ck.get("step"), "skip_scale": skip}
-    from edge.sr.bundle import load_bundle
-
-    b = load_bundle(model)
+    res = _teacher(model)
+    b = res.bundle
     dec = b.decoder_for("sample")  # the light decoder stands in for the one that decodes single samples
-    return (_session_fn(_ort(b.graph("hr_encoder"))), _session_fn(_ort(b.graph(dec))), b.lr_patch * b.scale,
+    return (res.runner.encode_hr, lambda z: res.runner.decode(z, dec), b.lr_patch * b.scale,
             b.scale, {"bundle": str(model), "model_id": b.model_id, "decoder": dec,
                       "skip_scale": float(b.manifest["latent_scale_factor"])
                       if b.manifest.get("arch", {}).get("hr_ae", {}).get("lowpass_skip") else None})
@@ -433,7 +434,7 @@ def distill_decoder_cmd(model, out, minutes: float, width: int, tiles: int, seed
     light_fn = _session_fn(_ort(onnx_path))
     full, light = dec_fn(z_test), light_fn(z_test)
     one = z_test[:1]
-    from edge.bench_cli import count_flops
+    from edge.bench_measure import count_flops
 
     report = {
         "file": onnx_path.name, "width": width, "params": sum(p.numel() for p in student.parameters()),
@@ -464,17 +465,12 @@ def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: i
 
     import torch
 
-    from edge.sr.bundle import load_bundle
-    from edge.sr.schedule import Schedule
-
-    b = load_bundle(model)
-    man = b.manifest
-    sched = Schedule.from_manifest(man["schedule"])
-    acp, pred = sched.alphas_cumprod, man["prediction"]
-    den_sess, lr_enc = _ort(b.graph("denoiser")), _ort(b.graph("lr_encoder"))
-    teacher = _session_fn(den_sess)
+    res = _teacher(model)
+    b = res.bundle
+    acp, pred = res.schedule.alphas_cumprod, b.prediction
+    den_sess, teacher = res.runner.sessions["denoiser"], res.runner.denoise
     lr, _ = _hr_tiles(tiles, b.lr_patch * b.scale, b.scale, seed=2000 + seed)
-    conds = np.concatenate([_session_fn(lr_enc)(_to_unit(lr[i:i + 32])) for i in range(0, len(lr), 32)])
+    conds = np.concatenate([res.condition(_to_unit(lr[i:i + 32])) for i in range(0, len(lr), 32)])
     t0 = time.perf_counter()
     data = make_student_data(teacher, acp, conds, pred, student_steps, teacher_steps, seed=seed, progress=True)
     data_s = time.perf_counter() - t0

@@ -62,7 +62,7 @@ def test_batches_span_images_and_rows_with_static_shapes(resolver):
     seen = []
     r = SuperResolver(resolver.bundle, resolver.runner, resolver.spec, seed=3, batch=8)
     enc = r.runner.encode_lr
-    r.condition = lambda batch: seen.append(batch.lr.shape[0]) or enc(batch.lr)  # type: ignore[method-assign]
+    r.condition = lambda lr, images: seen.append(lr.shape[0]) or enc(lr)  # type: ignore[method-assign]
     imgs = [IMG, IMG[:9, :11], np.flipud(IMG).copy()]
     many = r.upscale_many(imgs)
     assert set(seen) <= {1, 2, 4, 8} and seen[:-1] == [8] * (len(seen) - 1)  # full batches, one bucketed remainder
