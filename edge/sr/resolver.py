@@ -108,6 +108,7 @@ class SuperResolver:
         self.schedule = Schedule.from_manifest(bundle.manifest["schedule"])
         self.plan = spec.plan(self.schedule, bundle.prediction)
         self._fused = _fused_sampler(bundle, runner) if fused else None
+        self._graph_loops: dict[int, object] = {}
         self.tile = int(tile or bundle.lr_patch)
         self.overlap = int(self.tile // 4 if overlap is None else overlap)
         self.batch = int(batch)
@@ -205,9 +206,15 @@ class SuperResolver:
         return self.runner.encode_hr(np.clip(batch.upsampled, -1, 1))
 
     def _sample(self, cond: np.ndarray, x: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
-        """Final latents of the plan from start x: the fused loop of the backend, else the numpy loop."""
+        """Final latents of the plan from start x: the backend's loop over the plan (the fused ORT / OpenVINO loop;
+        TensorRT's CUDA-graph loop for a batch it has an engine bucket for), else the numpy loop."""
         if self._fused is not None:
             return self._fused.loop(self.plan, x.shape[0], x.shape[1:]).run(x, cond, noise)
+        if hasattr(self.runner, "graph_loop") and x.shape[0] in getattr(self.runner, "buckets", ()):
+            loop = self._graph_loops.get(x.shape[0])
+            if loop is None:
+                loop = self._graph_loops[x.shape[0]] = self.runner.graph_loop(self.plan, x.shape[0])  # type: ignore
+            return loop.run(x, cond, noise)
         return run_plan(self.runner.denoise, self.plan, x, cond, noise)
 
     def _run_batch(self, batch: TileBatch, samples: int, reduce: Reduce, uncertainty: bool,

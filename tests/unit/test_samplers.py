@@ -20,6 +20,8 @@ from edge.sr.schedule import Schedule, timesteps_for, to_eps, to_v, to_x0  # noq
 from tests.sampler_oracle import ddim, ddpm, dpmpp_2m, oracle_sample  # noqa: E402
 from tests.sr_fixtures import tiny_unet  # noqa: E402
 
+# diffusers' DPM-Solver builds its sigmas with np.array(copy=False) semantics numpy 2 warns about (not ours)
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 T = 50
 SHAPE = (2, 4, 8, 8)
 PREDS = ("epsilon", "v_prediction", "sample")
