@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {p['wall_ms'] / n:.3f} ms/tile")
         for kind, v in list(p["ops"].items())[:8]:
             rate = f", {v['gflop'] / v['ms'] * 1e3:.0f} GFLOP/s" if v["gflop"] else ""
-            print(f"   {kind:14s} {v['ms'] / n:7.3f} ms/tile  n={v['n']:3d}  traffic {(v['read_mb'] + v['write_mb']) / n:6.2f}"
-                  f" MB/tile{rate}")
+            traffic = (v["read_mb"] + v["write_mb"]) / n
+            print(f"   {kind:14s} {v['ms'] / n:7.3f} ms/tile  n={v['n']:3d}  traffic {traffic:6.2f} MB/tile{rate}")
     from edge.data.tiles import synthetic_plate
 
     layer = synthetic_plate(256, 0, res.scale)

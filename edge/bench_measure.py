@@ -90,7 +90,7 @@ def texture_coeffs(images: Sequence[np.ndarray], size: int = 64) -> np.ndarray:
 
 def quality(outs: Sequence[np.ndarray], truth: Sequence[np.ndarray], texture_size: int = 64,
             truth_coeffs: np.ndarray | None = None) -> dict[str, float]:
-    """Mean PSNR (dB), SSIM and normalised texture distance (per-tile CVD / ||phi(truth)||) of outputs vs ground truth."""
+    """Mean PSNR (dB), SSIM and normalised texture distance (per-tile CVD / ||phi(truth)||) of outputs vs truth."""
     from edge.analyze.metrics import psnr, ssim
 
     co = texture_coeffs(outs, texture_size)

@@ -95,7 +95,8 @@ class BoxService:
         job, last = self.state.current()
         return {"node_id": self.cfg.node.node_id, "software_version": self.version, "model_id": self.pipeline.model_id,
                 "job": job, "job_active": self.state.active, "last_layer": last,
-                "devices": {"bridge": self.cfg.bridge.source, "webcam": self.cfg.capture.webcam, "sr_backend": self._sr_backend()}}
+                "devices": {"bridge": self.cfg.bridge.source, "webcam": self.cfg.capture.webcam,
+                            "sr_backend": self._sr_backend()}}
 
     def _sr_backend(self) -> str | None:
         """The backend SR really runs on (the profile may choose it), else the configured one."""

@@ -1,4 +1,4 @@
-"""`lpbf-edge sr`: super-resolve PNG/JPEG layers with a model bundle (DESIGN.md §4), the box's SR settings by default."""
+"""`lpbf-edge sr`: super-resolve PNG/JPEG layers with a model bundle (DESIGN.md §4) and the box's SR settings."""
 
 from __future__ import annotations
 

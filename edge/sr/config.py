@@ -33,7 +33,7 @@ class SRConfig(Section):
     reduce: Literal["sample", "mean"] = Field("sample", description="With samples > 1: publish the first sample or the "
                                                                     "mean.")
     uncertainty: bool = Field(False, description="Compute the per-pixel spread of the samples (needs samples >= 2).")
-    tile: int | None = Field(None, ge=4, le=1024, description="LR tile size in pixels; null uses the bundle's lr_patch.")
+    tile: int | None = Field(None, ge=4, le=1024, description="LR tile size in pixels; null: the bundle's lr_patch.")
     overlap: int | None = Field(None, ge=0, le=512, description="LR tile overlap in pixels; null uses tile/4.")
     batch: int = Field(64, ge=1, le=1024, description="Tiles x samples per backend call: tiles of a whole layer share "
                        "fixed-size batches (docs/fast_inference.md measures the per-tile cost against the batch).")
@@ -41,8 +41,9 @@ class SRConfig(Section):
                                "preallocated buffers (edge.sr.fused); false: one denoiser call + a numpy update per "
                                "step; null: the profile's (on unless the fast path says otherwise).")
     decoder: Literal["full", "light"] | None = Field(
-        None, description="HR decoder for single samples: full, or light (the bundle's distilled light decoder, several "
-                          "times cheaper on a CPU; its quality in docs/fast_inference.md); null: the profile's.")
+        None, description="HR decoder for single samples: full, or light (the bundle's distilled light decoder, "
+                          "several times cheaper on a CPU; its quality in docs/fast_inference.md); null: the "
+                          "profile's.")
     encoder: Literal["full", "light"] | None = Field(
         None, description="Condition encoder: full, or light (the bundle's distilled light encoder at LR resolution, a "
                           "fraction of the full one's work; its quality in docs/fast_inference.md); null: the "
@@ -50,5 +51,5 @@ class SRConfig(Section):
     grain_cap: bool = Field(True, description="Apply the bundle's grain cap (if it has one): lower a sample's fine "
                             "detail where it exceeds what the LR spectrum predicts (edge.sr.grain, docs/sr_quality.md).")
     openvino_precision: Literal["f32", "bf16"] | None = Field(
-        None, description="OpenVINO inference precision; bf16 only on CPUs that report it (~1e-2 difference); null: the "
-                          "profile's (the fast path's, else f32).")
+        None, description="OpenVINO inference precision; bf16 only on CPUs that report it (~1e-2 difference); "
+                          "null: the profile's (the fast path's, else f32).")

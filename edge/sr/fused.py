@@ -149,7 +149,8 @@ class FusedOvLoop:
             feeds = {x_name: self.x[a], t_name: self.t[i], c_name: self.cond, "coef": self.coefs[i],
                      "noise": self.noise[i], "x0_prev": self.x0[z]}
             ins = {k: ov.Tensor(v, shared_memory=True) for k, v in feeds.items()}
-            out = {outs[0]: ov.Tensor(self.x[z], shared_memory=True), outs[1]: ov.Tensor(self.x0[a], shared_memory=True)}
+            out = {outs[0]: ov.Tensor(self.x[z], shared_memory=True),
+                   outs[1]: ov.Tensor(self.x0[a], shared_memory=True)}
             self._steps.append((ins, out))
 
     def run(self, x_init: np.ndarray, cond: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:

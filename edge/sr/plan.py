@@ -60,7 +60,7 @@ def x0_coefs(abar: np.ndarray, prediction_type: str) -> np.ndarray:
 
 
 def ddim_update(ab: np.ndarray, ab_next: np.ndarray, eta: float) -> np.ndarray:
-    """DDIM (Song et al. 2021, Eq. 12) with sigma = eta * sqrt(beta-tilde) (Eq. 16): x_prev = a' x0 + c eps + sigma z."""
+    """DDIM (Song et al. 2021, Eq. 12), sigma = eta * sqrt(beta-tilde) (Eq. 16): x_prev = a' x0 + c eps + sigma z."""
     sigma = eta * np.sqrt((1 - ab_next) / (1 - ab)) * np.sqrt(1 - ab / ab_next) if eta else np.zeros_like(ab)
     c = np.sqrt(np.maximum(1.0 - ab_next - sigma**2, 0.0))
     a, s = np.sqrt(ab), np.sqrt(1.0 - ab)

@@ -58,7 +58,8 @@ class SamplerSpec:
     def plan(self, sched: Schedule, prediction: str) -> StepPlan:
         """This sampler's StepPlan on a schedule (DDPM always at eta 1)."""
         ts = timesteps_for(sched.T, self.steps, self.spacing, t_max=self.t_max(sched))
-        return plan_steps(sched.alphas_cumprod, ts, self.name, prediction, eta=None if self.name == "ddpm" else self.eta)
+        eta = None if self.name == "ddpm" else self.eta
+        return plan_steps(sched.alphas_cumprod, ts, self.name, prediction, eta=eta)
 
 
 def start_latent(spec: SamplerSpec, sched: Schedule, plan: StepPlan, noise0: np.ndarray,
