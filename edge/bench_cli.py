@@ -42,10 +42,10 @@ class PathResult:
     timings_s: dict = field(default_factory=dict)
 
 
-def time_resolver(res, lr: np.ndarray, repeats: int) -> tuple[np.ndarray, float, dict]:
+def time_resolver(res, lr: np.ndarray, repeats: int, warmup: int | None = None) -> tuple[np.ndarray, float, dict]:
     """(SR tiles, best seconds per tile over `repeats` passes, that pass's timings) of upscale_many over the tiles,
-    after one untimed pass over a batch (compiles the static shapes)."""
-    res.upscale_many(list(lr[: res.batch]))
+    after one untimed pass over `warmup` tiles (default a full batch: compiles the static shapes)."""
+    res.upscale_many(list(lr[: warmup or res.batch]))
     best, outs, timings = float("inf"), None, {}
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -57,9 +57,9 @@ def time_resolver(res, lr: np.ndarray, repeats: int) -> tuple[np.ndarray, float,
 
 
 def measure_path(name: str, res, lr: np.ndarray, hr: np.ndarray, hr_coeffs: np.ndarray, n_ref: int, repeats: int,
-                 modules: dict) -> tuple[PathResult, dict]:
+                 modules: dict, warmup: int | None = None) -> tuple[PathResult, dict]:
     """Time and score one resolver; returns (result, quality on the reference's tiles)."""
-    outs, s, timings = time_resolver(res, lr, repeats)
+    outs, s, timings = time_resolver(res, lr, repeats, warmup)
     q = quality(list(outs), list(hr[: len(outs)]), truth_coeffs=hr_coeffs)
     flops = flops_per_sample(res, modules)
     bf16 = getattr(res.runner, "precision", None) == "bf16"
@@ -68,21 +68,24 @@ def measure_path(name: str, res, lr: np.ndarray, hr: np.ndarray, hr_coeffs: np.n
     return r, quality(list(outs[:n_ref]), list(hr[:n_ref]), truth_coeffs=hr_coeffs)
 
 
-def reference_path(model, cfg, lr, hr, hr_coeffs, modules, echo) -> tuple[PathResult, int]:
+def reference_path(model, cfg, lr, hr, hr_coeffs, modules, echo, probe: int = 4) -> tuple[PathResult, int]:
     """The bundle's reference sampler (200-step DDPM) on torch eager through SuperResolver, at its fastest thread
-    count (torch's spinning threads can collapse on a busy machine; a slow reference would flatter every ratio)."""
+    count (probed on a few tiles: torch's spinning threads can collapse on a busy machine, and a slow reference would
+    flatter every ratio), then timed on all the reference tiles."""
     from edge.sr.resolver import SuperResolver
     from edge.sr.runners import inference_threads
 
-    best, best_threads = None, 1
+    def resolver(threads: int):
+        return SuperResolver.from_bundle(model, backend="torch", sampler="reference", seed=cfg.seed, batch=cfg.batch,
+                                         grain_cap=cfg.grain_cap, threads=threads)
+
+    speeds = {}
     for threads in sorted({1, inference_threads()}):
-        res = SuperResolver.from_bundle(model, backend="torch", sampler="reference", seed=cfg.seed, batch=cfg.batch,
-                                        grain_cap=cfg.grain_cap, threads=threads)
-        echo(f"reference: {res.describe()}, {len(lr)} tiles, torch threads {threads} ...")
-        r, _ = measure_path("reference", res, lr, hr, hr_coeffs, len(lr), 1, modules)
-        if best is None or r.s_per_sample < best.s_per_sample:
-            best, best_threads = r, threads
-    return best, best_threads
+        speeds[threads] = time_resolver(resolver(threads), lr[:probe], 1, warmup=1)[1]
+    threads = min(speeds, key=speeds.get)
+    res = resolver(threads)
+    echo(f"reference: {res.describe()}, {len(lr)} tiles, torch threads {threads} (probe s/tile {speeds}) ...")
+    return measure_path("reference", res, lr, hr, hr_coeffs, len(lr), 1, modules, warmup=1)[0], threads
 
 
 def plate_measure(cfg, lr_size: int, seed: int = 0, timeout_s: float = 1800) -> dict:
