@@ -2,7 +2,7 @@
 
 Every number comes from `SuperResolver` with the box's configuration (SRConfig defaults, or the `sr` section of
 --config): the fast path is what the box runs, the reference is the same bundle's paper-faithful DDPM (torch eager,
-full encoder and decoder) on the same tiles, and the plate is a whole LR plate through the same runtime in a fresh
+full encoder and decoder) on the same LR crops, and the plate is a whole LR plate through the same runtime in a fresh
 process (its peak RSS is the box runtime's, without the torch the reference needs).
 """
 
@@ -18,11 +18,12 @@ import numpy as np
 import typer
 
 from edge.bench_measure import flops_per_sample, floor_rate, matmul_rate, quality, texture_coeffs
+from edge.sr.tiling import tile_starts
 
 
 @dataclass
 class PathResult:
-    """Measured speed and quality of one SuperResolver configuration on the bench tiles."""
+    """Measured speed (per model tile) and quality of one SuperResolver configuration on the bench crops."""
 
     name: str
     settings: str
@@ -34,6 +35,7 @@ class PathResult:
     flops_per_sample: int
     flops_by_part: dict = field(default_factory=dict)
     bf16: bool = False
+    s_per_crop: float = float("nan")
     floor_s_per_sample: float = float("nan")
     floor_fraction: float = float("nan")
     speedup: float = float("nan")
@@ -42,10 +44,21 @@ class PathResult:
     timings_s: dict = field(default_factory=dict)
 
 
+def sub_tiles(images: np.ndarray, side: int) -> list[np.ndarray]:
+    """Non-overlapping side x side sub-tiles of HR crops [N, H, W] (quality is scored on the model's HR tile size)."""
+    return [im[y:y + side, x:x + side] for im in images for y in range(0, im.shape[0] - side + 1, side)
+            for x in range(0, im.shape[1] - side + 1, side)]
+
+
+def model_tiles(res, crop: int) -> int:
+    """Model tiles (samples) SuperResolver runs for one crop x crop LR image."""
+    return len(tile_starts(max(crop, res.tile), res.tile, res.overlap)) ** 2
+
+
 def time_resolver(res, lr: np.ndarray, repeats: int, warmup: int | None = None) -> tuple[np.ndarray, float, dict]:
-    """(SR tiles, best seconds per tile over `repeats` passes, that pass's timings) of upscale_many over the tiles,
-    after one untimed pass over `warmup` tiles (default a full batch: compiles the static shapes)."""
-    res.upscale_many(list(lr[: warmup or res.batch]))
+    """(SR crops, best seconds per crop over `repeats` passes, that pass's timings) of upscale_many over the crops,
+    after one untimed pass over `warmup` crops (default: enough for a full batch, which compiles the static shapes)."""
+    res.upscale_many(list(lr[: warmup or max(1, -(-res.batch // model_tiles(res, lr.shape[1])))]))
     best, outs, timings = float("inf"), None, {}
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -58,20 +71,26 @@ def time_resolver(res, lr: np.ndarray, repeats: int, warmup: int | None = None) 
 
 def measure_path(name: str, res, lr: np.ndarray, hr: np.ndarray, hr_coeffs: np.ndarray, n_ref: int, repeats: int,
                  modules: dict, warmup: int | None = None) -> tuple[PathResult, dict]:
-    """Time and score one resolver; returns (result, quality on the reference's tiles)."""
-    outs, s, timings = time_resolver(res, lr, repeats, warmup)
-    q = quality(list(outs), list(hr[: len(outs)]), truth_coeffs=hr_coeffs)
+    """Time and score one resolver on the LR crops; returns (result, quality on the reference's crops).
+
+    s_per_sample is per model tile (one LR tile through encoder, sampler and decoder): the crop's time over the
+    number of overlapping tiles SuperResolver runs for it, so it compares with the plate's time per tile."""
+    outs, s_crop, timings = time_resolver(res, lr, repeats, warmup)
+    side = res.tile * res.scale
+    q = quality(sub_tiles(outs, side), sub_tiles(hr[: len(outs)], side), truth_coeffs=hr_coeffs)
     flops = flops_per_sample(res, modules)
     bf16 = getattr(res.runner, "precision", None) == "bf16"
-    r = PathResult(name, res.describe(), s, len(outs), q["psnr_db"], q["ssim"], q["texture_distance"],
-                   flops["total"], flops, bf16, timings_s={k: round(v, 4) for k, v in timings.items()})
-    return r, quality(list(outs[:n_ref]), list(hr[:n_ref]), truth_coeffs=hr_coeffs)
+    r = PathResult(name, res.describe(), s_crop / model_tiles(res, lr.shape[1]), len(outs), q["psnr_db"], q["ssim"],
+                   q["texture_distance"], flops["total"], flops, bf16, s_crop,
+                   timings_s={k: round(v, 4) for k, v in timings.items()})
+    ref_q = quality(sub_tiles(outs[:n_ref], side), sub_tiles(hr[:n_ref], side), truth_coeffs=hr_coeffs)
+    return r, ref_q
 
 
-def reference_path(model, cfg, lr, hr, hr_coeffs, modules, echo, probe: int = 4) -> tuple[PathResult, int]:
+def reference_path(model, cfg, lr, hr, hr_coeffs, modules, echo, probe: int = 2) -> tuple[PathResult, int]:
     """The bundle's reference sampler (200-step DDPM) on torch eager through SuperResolver, at its fastest thread
-    count (probed on a few tiles: torch's spinning threads can collapse on a busy machine, and a slow reference would
-    flatter every ratio), then timed on all the reference tiles."""
+    count (probed on `probe` single tiles: torch's spinning threads can collapse on a busy machine, and a slow
+    reference would flatter every ratio), then timed on all the reference crops."""
     from edge.sr.resolver import SuperResolver
     from edge.sr.runners import inference_threads
 
@@ -81,10 +100,11 @@ def reference_path(model, cfg, lr, hr, hr_coeffs, modules, echo, probe: int = 4)
 
     speeds = {}
     for threads in sorted({1, inference_threads()}):
-        speeds[threads] = time_resolver(resolver(threads), lr[:probe], 1, warmup=1)[1]
+        res = resolver(threads)
+        speeds[threads] = time_resolver(res, lr[:probe, :res.tile, :res.tile], 1, warmup=1)[1]
     threads = min(speeds, key=speeds.get)
     res = resolver(threads)
-    echo(f"reference: {res.describe()}, {len(lr)} tiles, torch threads {threads} (probe s/tile {speeds}) ...")
+    echo(f"reference: {res.describe()}, {len(lr)} crops, torch threads {threads} (probe s/tile {speeds}) ...")
     return measure_path("reference", res, lr, hr, hr_coeffs, len(lr), 1, modules, warmup=1)[0], threads
 
 
@@ -115,10 +135,13 @@ def extra_paths(cfg) -> list[tuple[str, object]]:
     ]
 
 
-def run_bench(model: Path, quick: bool, tiles: int | None = None, ref_tiles: int | None = None, seed: int = 0,
+def run_bench(model: Path, quick: bool, crops: int | None = None, ref_crops: int | None = None, seed: int = 0,
               cfg=None, plate_lr: int = 1024, repeats: int | None = None, echo=print, modules: dict | None = None,
-              extra: bool | None = None) -> dict:
-    """Run the benchmark and return the JSON-able report (modules: the bundle's torch modules, if at hand)."""
+              extra: bool | None = None, crop: int = 64) -> dict:
+    """Run the benchmark and return the JSON-able report (modules: the bundle's torch modules, if at hand).
+
+    The bench images are `crop` x `crop` LR crops of the real photographs (LR by the paper's recipe): SuperResolver
+    cuts them into overlapping tiles, blends and grain-caps them as it does a layer (the cap's window is 32 LR px)."""
     import platform
 
     import torch
@@ -132,18 +155,19 @@ def run_bench(model: Path, quick: bool, tiles: int | None = None, ref_tiles: int
     bundle = load_bundle(model)  # verifies every file's sha256
     cfg = (cfg or SRConfig()).model_copy(update={"model": str(model)})
     modules = modules or load_torch_modules(bundle)
-    n = tiles or (128 if quick else 256)
-    n_ref = min(n, ref_tiles or (16 if quick else 64))
+    n = crops or (8 if quick else 32)
+    n_ref = min(n, ref_crops or (2 if quick else 8))
     repeats = repeats or (2 if quick else 3)
-    lr, hr = bench_pairs(n, bundle.lr_patch * bundle.scale, bundle.scale, seed=seed)
+    lr, hr = bench_pairs(n, crop * bundle.scale, bundle.scale, seed=seed)
     load0 = os.getloadavg()[0]
     rate, rate_bf16 = matmul_rate("float32"), matmul_rate("bfloat16")
     echo(f"matmul rate: {rate / 1e9:.1f} GFLOP/s fp32, {rate_bf16 / 1e9:.1f} bf16; load average {load0:.1f}")
-    hr_coeffs = texture_coeffs(list(hr))
+    side = bundle.lr_patch * bundle.scale
+    hr_coeffs = texture_coeffs(sub_tiles(hr, side))
     ref, torch_threads = reference_path(model, cfg, lr[:n_ref], hr[:n_ref], hr_coeffs, modules, echo)
     ref_q = {"psnr_db": ref.psnr_db, "texture_distance": ref.texture_distance}
     fast_res = SuperResolver.from_config(cfg)
-    echo(f"fast: {fast_res.describe()} [{fast_res.settings_note}], {n} tiles ...")
+    echo(f"fast: {fast_res.describe()} [{fast_res.settings_note}], {n} crops ...")
     fast, fast_q = measure_path("fast (box default)", fast_res, lr, hr, hr_coeffs, n_ref, repeats, modules)
     paths = [fast]
     if (not quick) if extra is None else extra:
@@ -171,7 +195,8 @@ def run_bench(model: Path, quick: bool, tiles: int | None = None, ref_tiles: int
                     "matmul_gflops_fp32": rate / 1e9, "matmul_gflops_bf16": rate_bf16 / 1e9,
                     "load_avg_1min_start": load0, "load_avg_1min_end": os.getloadavg()[0]},
         "model": {"path": str(model), "model_id": bundle.model_id, "lr_patch": bundle.lr_patch, "scale": bundle.scale},
-        "setup": {"quick": quick, "tiles": n, "reference_tiles": n_ref, "repeats": repeats, "seed": seed,
+        "setup": {"quick": quick, "crop": crop, "crops": n, "reference_crops": n_ref,
+                  "tiles_per_crop": model_tiles(fast_res, crop), "repeats": repeats, "seed": seed,
                   "torch_threads": torch_threads, "config": json.loads(cfg.model_dump_json()),
                   "fast_settings_note": fast_res.settings_note},
         "reference": asdict(ref),
@@ -189,7 +214,7 @@ def run_bench(model: Path, quick: bool, tiles: int | None = None, ref_tiles: int
 
 
 def _deltas(r: PathResult, q: dict, ref: PathResult, ref_q: dict) -> None:
-    """Speed-up and quality against the reference, on the tiles the reference saw."""
+    """Speed-up and quality against the reference, on the crops the reference saw."""
     r.speedup = ref.s_per_sample / r.s_per_sample
     r.psnr_delta_db = q["psnr_db"] - ref_q["psnr_db"]
     r.texture_ratio = q["texture_distance"] / ref_q["texture_distance"]
@@ -225,13 +250,14 @@ def _table(ref: PathResult, paths: list[PathResult], plate: dict):
 
 
 def bench_cmd(
-    quick: bool = typer.Option(False, "--quick", help="128 tiles (16 for the reference), no extra paths."),
+    quick: bool = typer.Option(False, "--quick", help="8 crops (2 for the reference), no extra paths."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report as JSON here."),
     model: Path | None = typer.Option(None, help="Model bundle (default: models/default or $LPBF_MODEL)."),
     config: Path | None = typer.Option(None, "--config", help="Box config whose `sr` section to measure (default: "
                                                               "the box defaults)."),
-    tiles: int | None = typer.Option(None, help="Tiles for the fast paths (default 128 quick / 256 full)."),
-    ref_tiles: int | None = typer.Option(None, help="Tiles for the slow reference (default 16 quick / 64 full)."),
+    crops: int | None = typer.Option(None, help="LR crops for the fast paths (default 8 quick / 32 full)."),
+    ref_crops: int | None = typer.Option(None, help="LR crops for the slow reference (default 2 quick / 8 full)."),
+    crop: int = typer.Option(64, help="Side of the LR crops (at least the grain cap's 32 px window)."),
     plate_lr: int = typer.Option(1024, "--plate-lr", help="Side of the LR plate run through the runtime."),
     repeats: int | None = typer.Option(None, help="Timed passes per fast path, best kept (default 2 quick / 3)."),
     seed: int = typer.Option(0, help="Tile selection and sampler seed."),
@@ -251,7 +277,7 @@ def bench_cmd(
             raise typer.Exit(2) from exc
     bundle = model or (Path(cfg.model) if cfg is not None and cfg.model else default_bundle_path())
     try:
-        report = run_bench(bundle, quick, tiles, ref_tiles, seed, cfg, plate_lr, repeats, echo=typer.echo)
+        report = run_bench(bundle, quick, crops, ref_crops, seed, cfg, plate_lr, repeats, echo=typer.echo, crop=crop)
     except (BundleError, BackendUnavailable) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
