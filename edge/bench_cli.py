@@ -55,39 +55,51 @@ def model_tiles(res, crop: int) -> int:
     return len(tile_starts(max(crop, res.tile), res.tile, res.overlap)) ** 2
 
 
-def time_resolver(res, lr: np.ndarray, repeats: int, warmup: int | None = None) -> tuple[np.ndarray, float, dict]:
-    """(SR crops, best seconds per crop over `repeats` passes, that pass's timings) of upscale_many over the crops,
-    after one untimed pass over `warmup` crops (default: enough for a full batch, which compiles the static shapes)."""
+def time_resolver(res, lr: np.ndarray, repeats: int, warmup: int | None = None,
+                  seeds: tuple[int, ...] = (0,)) -> tuple[list[np.ndarray], float, dict]:
+    """(SR crops per seed, best seconds per crop over all timed passes, that pass's timings) of upscale_many over the
+    crops: `repeats` passes with the first seed, one with each other seed, after one untimed pass over `warmup` crops
+    (default: enough for a full batch, which compiles the static shapes)."""
     res.upscale_many(list(lr[: warmup or max(1, -(-res.batch // model_tiles(res, lr.shape[1])))]))
-    best, outs, timings = float("inf"), None, {}
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = res.upscale_many(list(lr))
-        s = (time.perf_counter() - t0) / len(lr)
-        if s < best:
-            best, outs, timings = s, np.stack([r.sr for r in out]), dict(out[0].timings_s)
+    best, outs, timings = float("inf"), [], {}
+    for i, seed in enumerate(seeds):
+        res.seed = int(seed)
+        for _ in range(repeats if i == 0 else 1):
+            t0 = time.perf_counter()
+            out = res.upscale_many(list(lr))
+            s = (time.perf_counter() - t0) / len(lr)
+            if s < best:
+                best, timings = s, dict(out[0].timings_s)
+        outs.append(np.stack([r.sr for r in out]))
     return outs, best, timings
 
 
+def mean_quality(outs: list[np.ndarray], hr: np.ndarray, side: int, coeffs: np.ndarray) -> dict[str, float]:
+    """Quality of each seed's crops against ground truth (on side x side sub-tiles), averaged over the seeds: one
+    sample per seed is a noisy estimate of a sampler's quality (about 0.1 dB and 5% texture between seeds)."""
+    qs = [quality(sub_tiles(o, side), sub_tiles(hr[: len(o)], side), truth_coeffs=coeffs) for o in outs]
+    return {k: float(np.mean([q[k] for q in qs])) for k in qs[0]}
+
+
 def measure_path(name: str, res, lr: np.ndarray, hr: np.ndarray, hr_coeffs: np.ndarray, n_ref: int, repeats: int,
-                 modules: dict, warmup: int | None = None) -> tuple[PathResult, dict]:
+                 modules: dict, warmup: int | None = None, seeds: tuple[int, ...] = (0,)) -> tuple[PathResult, dict]:
     """Time and score one resolver on the LR crops; returns (result, quality on the reference's crops).
 
     s_per_sample is per model tile (one LR tile through encoder, sampler and decoder): the crop's time over the
     number of overlapping tiles SuperResolver runs for it, so it compares with the plate's time per tile."""
-    outs, s_crop, timings = time_resolver(res, lr, repeats, warmup)
+    outs, s_crop, timings = time_resolver(res, lr, repeats, warmup, seeds)
     side = res.tile * res.scale
-    q = quality(sub_tiles(outs, side), sub_tiles(hr[: len(outs)], side), truth_coeffs=hr_coeffs)
+    q = mean_quality(outs, hr, side, hr_coeffs)
     flops = flops_per_sample(res, modules)
     bf16 = getattr(res.runner, "precision", None) == "bf16"
-    r = PathResult(name, res.describe(), s_crop / model_tiles(res, lr.shape[1]), len(outs), q["psnr_db"], q["ssim"],
-                   q["texture_distance"], flops["total"], flops, bf16, s_crop,
+    r = PathResult(name, res.describe(), s_crop / model_tiles(res, lr.shape[1]), len(lr) * len(seeds), q["psnr_db"],
+                   q["ssim"], q["texture_distance"], flops["total"], flops, bf16, s_crop,
                    timings_s={k: round(v, 4) for k, v in timings.items()})
-    ref_q = quality(sub_tiles(outs[:n_ref], side), sub_tiles(hr[:n_ref], side), truth_coeffs=hr_coeffs)
-    return r, ref_q
+    return r, mean_quality([o[:n_ref] for o in outs], hr, side, hr_coeffs)
 
 
-def reference_path(model, cfg, lr, hr, hr_coeffs, modules, echo, probe: int = 2) -> tuple[PathResult, int]:
+def reference_path(model, cfg, lr, hr, hr_coeffs, modules, echo, seeds: tuple[int, ...] = (0,),
+                   probe: int = 2) -> tuple[PathResult, int]:
     """The bundle's reference sampler (200-step DDPM) on torch eager through SuperResolver, at its fastest thread
     count (probed on `probe` single tiles: torch's spinning threads can collapse on a busy machine, and a slow
     reference would flatter every ratio), then timed on all the reference crops."""
@@ -104,8 +116,9 @@ def reference_path(model, cfg, lr, hr, hr_coeffs, modules, echo, probe: int = 2)
         speeds[threads] = time_resolver(res, lr[:probe, :res.tile, :res.tile], 1, warmup=1)[1]
     threads = min(speeds, key=speeds.get)
     res = resolver(threads)
-    echo(f"reference: {res.describe()}, {len(lr)} crops, torch threads {threads} (probe s/tile {speeds}) ...")
-    return measure_path("reference", res, lr, hr, hr_coeffs, len(lr), 1, modules, warmup=1)[0], threads
+    echo(f"reference: {res.describe()}, {len(lr)} crops x {len(seeds)} seeds, torch threads {threads} "
+         f"(probe s/tile {speeds}) ...")
+    return measure_path("reference", res, lr, hr, hr_coeffs, len(lr), 1, modules, warmup=1, seeds=seeds)[0], threads
 
 
 def plate_measure(cfg, lr_size: int, seed: int = 0, timeout_s: float = 1800) -> dict:
@@ -137,7 +150,7 @@ def extra_paths(cfg) -> list[tuple[str, object]]:
 
 def run_bench(model: Path, quick: bool, crops: int | None = None, ref_crops: int | None = None, seed: int = 0,
               cfg=None, plate_lr: int = 1024, repeats: int | None = None, echo=print, modules: dict | None = None,
-              extra: bool | None = None, crop: int = 64) -> dict:
+              extra: bool | None = None, crop: int = 64, seeds: int | None = None) -> dict:
     """Run the benchmark and return the JSON-able report (modules: the bundle's torch modules, if at hand).
 
     The bench images are `crop` x `crop` LR crops of the real photographs (LR by the paper's recipe): SuperResolver
@@ -156,25 +169,27 @@ def run_bench(model: Path, quick: bool, crops: int | None = None, ref_crops: int
     cfg = (cfg or SRConfig()).model_copy(update={"model": str(model)})
     modules = modules or load_torch_modules(bundle)
     n = crops or (8 if quick else 32)
-    n_ref = min(n, ref_crops or (2 if quick else 8))
+    n_ref = min(n, ref_crops or (2 if quick else 16))
     repeats = repeats or (2 if quick else 3)
+    seed_list = tuple(range(seed, seed + (seeds or (1 if quick else 2))))
     lr, hr = bench_pairs(n, crop * bundle.scale, bundle.scale, seed=seed)
     load0 = os.getloadavg()[0]
     rate, rate_bf16 = matmul_rate("float32"), matmul_rate("bfloat16")
     echo(f"matmul rate: {rate / 1e9:.1f} GFLOP/s fp32, {rate_bf16 / 1e9:.1f} bf16; load average {load0:.1f}")
     side = bundle.lr_patch * bundle.scale
     hr_coeffs = texture_coeffs(sub_tiles(hr, side))
-    ref, torch_threads = reference_path(model, cfg, lr[:n_ref], hr[:n_ref], hr_coeffs, modules, echo)
+    ref, torch_threads = reference_path(model, cfg, lr[:n_ref], hr[:n_ref], hr_coeffs, modules, echo, seed_list)
     ref_q = {"psnr_db": ref.psnr_db, "texture_distance": ref.texture_distance}
     fast_res = SuperResolver.from_config(cfg)
     echo(f"fast: {fast_res.describe()} [{fast_res.settings_note}], {n} crops ...")
-    fast, fast_q = measure_path("fast (box default)", fast_res, lr, hr, hr_coeffs, n_ref, repeats, modules)
+    fast, fast_q = measure_path("fast (box default)", fast_res, lr, hr, hr_coeffs, n_ref, repeats, modules,
+                                seeds=seed_list)
     paths = [fast]
     if (not quick) if extra is None else extra:
         for name, c in extra_paths(cfg):
             res = SuperResolver.from_config(c)
             echo(f"{name}: {res.describe()} ...")
-            r, q = measure_path(name, res, lr, hr, hr_coeffs, n_ref, repeats, modules)
+            r, q = measure_path(name, res, lr, hr, hr_coeffs, n_ref, repeats, modules, seeds=seed_list)
             paths.append(r)
             _deltas(r, q, ref, ref_q)
     _deltas(fast, fast_q, ref, ref_q)
@@ -196,7 +211,7 @@ def run_bench(model: Path, quick: bool, crops: int | None = None, ref_crops: int
                     "load_avg_1min_start": load0, "load_avg_1min_end": os.getloadavg()[0]},
         "model": {"path": str(model), "model_id": bundle.model_id, "lr_patch": bundle.lr_patch, "scale": bundle.scale},
         "setup": {"quick": quick, "crop": crop, "crops": n, "reference_crops": n_ref,
-                  "tiles_per_crop": model_tiles(fast_res, crop), "repeats": repeats, "seed": seed,
+                  "tiles_per_crop": model_tiles(fast_res, crop), "repeats": repeats, "seeds": list(seed_list),
                   "torch_threads": torch_threads, "config": json.loads(cfg.model_dump_json()),
                   "fast_settings_note": fast_res.settings_note},
         "reference": asdict(ref),
@@ -256,11 +271,13 @@ def bench_cmd(
     config: Path | None = typer.Option(None, "--config", help="Box config whose `sr` section to measure (default: "
                                                               "the box defaults)."),
     crops: int | None = typer.Option(None, help="LR crops for the fast paths (default 8 quick / 32 full)."),
-    ref_crops: int | None = typer.Option(None, help="LR crops for the slow reference (default 2 quick / 8 full)."),
+    ref_crops: int | None = typer.Option(None, help="LR crops for the slow reference (default 2 quick / 16 full)."),
+    seeds: int | None = typer.Option(None, help="Samples (seeds) per crop whose quality is averaged (default 1 quick "
+                                                "/ 2 full)."),
     crop: int = typer.Option(64, help="Side of the LR crops (at least the grain cap's 32 px window)."),
     plate_lr: int = typer.Option(1024, "--plate-lr", help="Side of the LR plate run through the runtime."),
     repeats: int | None = typer.Option(None, help="Timed passes per fast path, best kept (default 2 quick / 3)."),
-    seed: int = typer.Option(0, help="Tile selection and sampler seed."),
+    seed: int = typer.Option(0, help="Crop selection seed and first sampler seed."),
 ) -> None:
     """Speed and quality of the box's SuperResolver against the 200-step reference, and a whole plate."""
     from edge.sr.bundle import BundleError, default_bundle_path
@@ -277,7 +294,8 @@ def bench_cmd(
             raise typer.Exit(2) from exc
     bundle = model or (Path(cfg.model) if cfg is not None and cfg.model else default_bundle_path())
     try:
-        report = run_bench(bundle, quick, crops, ref_crops, seed, cfg, plate_lr, repeats, echo=typer.echo, crop=crop)
+        report = run_bench(bundle, quick, crops, ref_crops, seed, cfg, plate_lr, repeats, echo=typer.echo, crop=crop,
+                           seeds=seeds)
     except (BundleError, BackendUnavailable) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -39,7 +39,7 @@ def test_bench_quick_on_tiny_bundle(short_ref_bundle, monkeypatch):
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # leave the process's thread count alone
     lines = []
     rep = run_bench(short_ref_bundle, quick=True, crops=3, ref_crops=2, plate_lr=24, repeats=1, echo=lines.append,
-                    modules=tiny_modules(), crop=16)
+                    modules=tiny_modules(), crop=16, seeds=2)
     assert rep["runtime"] == "SuperResolver"
     # the fast path is exactly what the box runs with its default config; the reference is the bundle's 10-step DDPM
     box = SuperResolver.from_config(SRConfig(model=str(short_ref_bundle)))
@@ -50,6 +50,7 @@ def test_bench_quick_on_tiny_bundle(short_ref_bundle, monkeypatch):
     assert rep["reference"]["s_per_sample"] > 0
     assert rep["speedup"] == pytest.approx(rep["reference"]["s_per_sample"] / rep["fast"]["s_per_sample"])
     assert rep["speedup"] > 1  # 4 fused steps on ORT beat 10 eager steps
+    assert rep["setup"]["seeds"] == [0, 1] and rep["fast"]["samples"] == 6  # quality averaged over 2 seeds
     assert rep["setup"]["tiles_per_crop"] == 9  # a 16-px crop is 3 x 3 overlapping tiles of 8 (overlap 2)
     assert rep["fast"]["s_per_sample"] == pytest.approx(rep["fast"]["s_per_crop"] / 9)
     assert rep["floor"]["s_per_sample"] > 0 and rep["floor"]["fraction_achieved"] > 0
