@@ -42,6 +42,7 @@ class PathResult:
     psnr_delta_db: float = float("nan")
     texture_ratio: float = float("nan")
     timings_s: dict = field(default_factory=dict)
+    per_seed: list = field(default_factory=list)
 
 
 def sub_tiles(images: np.ndarray, side: int) -> list[np.ndarray]:
@@ -78,7 +79,7 @@ def mean_quality(outs: list[np.ndarray], hr: np.ndarray, side: int, coeffs: np.n
     """Quality of each seed's crops against ground truth (on side x side sub-tiles), averaged over the seeds: one
     sample per seed is a noisy estimate of a sampler's quality (about 0.1 dB and 5% texture between seeds)."""
     qs = [quality(sub_tiles(o, side), sub_tiles(hr[: len(o)], side), truth_coeffs=coeffs) for o in outs]
-    return {k: float(np.mean([q[k] for q in qs])) for k in qs[0]}
+    return {**{k: float(np.mean([q[k] for q in qs])) for k in qs[0]}, "per_seed": qs}
 
 
 def measure_path(name: str, res, lr: np.ndarray, hr: np.ndarray, hr_coeffs: np.ndarray, n_ref: int, repeats: int,
@@ -94,7 +95,7 @@ def measure_path(name: str, res, lr: np.ndarray, hr: np.ndarray, hr_coeffs: np.n
     bf16 = getattr(res.runner, "precision", None) == "bf16"
     r = PathResult(name, res.describe(), s_crop / model_tiles(res, lr.shape[1]), len(lr) * len(seeds), q["psnr_db"],
                    q["ssim"], q["texture_distance"], flops["total"], flops, bf16, s_crop,
-                   timings_s={k: round(v, 4) for k, v in timings.items()})
+                   timings_s={k: round(v, 4) for k, v in timings.items()}, per_seed=q["per_seed"])
     return r, mean_quality([o[:n_ref] for o in outs], hr, side, hr_coeffs)
 
 
