@@ -95,6 +95,18 @@ def _reshaped(graph, shapes):
     return m
 
 
+def sweep(graphs: dict, batches: list[int], lat: list[int], runs: int) -> int:
+    """Per-tile wall time (best of `runs`) of each graph at each batch size (the shapes scaled to the batch)."""
+    for name, (g, shapes) in graphs.items():
+        row = []
+        for b in batches:
+            scaled = {k: [b, *v[1:]] if len(v) > 1 or k == "t" else v for k, v in shapes.items()}
+            scaled = {k: ([b] if k == "t" else v) for k, v in scaled.items()}
+            row.append(f"{b}: {profile_graph(g, scaled, runs)['wall_ms'] / b:.3f}")
+        print(f"{name} (ms per tile at batch): {', '.join(row)}", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Profile the fast path's graphs at the box's batch and one 256x256 layer; print and write JSON."""
     from edge.sr.config import SRConfig
@@ -104,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="model bundle (default: models/default)")
     ap.add_argument("--runs", type=int, default=10, help="inferences per graph, best kept")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--sweep", type=int, nargs="*", default=None,
+                    help="instead: per-tile wall time of each graph at these batch sizes")
     args = ap.parse_args(argv)
     res = SuperResolver.from_config(SRConfig(model=args.model))
     if res.runner.name != "openvino":
@@ -119,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         den_shapes.update({"coef": [6], "noise": lat, "x0_prev": lat})
     graphs["denoiser step (fused)" if res._fused else "denoiser step"] = (den, den_shapes)
     graphs["decoder"] = (res.runner.open(b.graph(b.decoder_for("sample"))), {"latent": lat})
+    if args.sweep:
+        return sweep(graphs, args.sweep, lat, args.runs)
     out = {"settings": res.describe(), "batch": n, "graphs": {}}
     for name, (g, shapes) in graphs.items():
         p = profile_graph(g, shapes, args.runs)

@@ -16,8 +16,10 @@ def render(rep: dict) -> str:
     m, s = rep["machine"], rep["setup"]
     out = [f"Machine: {m['cpu_count']} cores, torch {m['torch']}, matmul {m['matmul_gflops_fp32']:.0f} GFLOP/s fp32 / "
            f"{m['matmul_gflops_bf16']:.0f} bf16, load average {m['load_avg_1min_start']:.1f} at the start, "
-           f"{m['load_avg_1min_end']:.1f} at the end. Model `{rep['model']['model_id']}`, {s['tiles']} tiles "
-           f"({s['reference_tiles']} for the reference), best of {s['repeats']} passes.", "",
+           f"{m['load_avg_1min_end']:.1f} at the end. Model `{rep['model']['model_id']}`; {s['crops']} LR crops of "
+           f"{s['crop']}x{s['crop']} ({s['tiles_per_crop']} overlapping model tiles each; {s['reference_crops']} for "
+           f"the reference), {len(s['seeds'])} samples (seeds) per crop with their quality averaged; time per model "
+           f"tile, best of {s['repeats']} passes.", "",
            "| path (all through SuperResolver) | s/tile | speed-up | PSNR dB | dPSNR vs ref | texture / ref | "
            "GFLOP/tile | floor fraction |", "|---|---|---|---|---|---|---|---|"]
     for r in [rep["reference"], rep["fast"], *rep["paths"]]:
