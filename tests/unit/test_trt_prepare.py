@@ -142,3 +142,16 @@ def test_lint_names_what_the_10_3_parser_refuses():
     assert "Pad input 'axes' must be an initializer" in text
     assert "HannWindow: the parser supports it from TensorRT 10.4" in text
     assert "custom operator domain 'com.example'" in text
+
+
+def test_without_tensorrt_the_cli_says_where_engines_are_built(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here")
+    from typer.testing import CliRunner
+
+    from edge.cli import app
+
+    res = CliRunner().invoke(app, ["trt", "build", str(BUNDLE), "--engines", str(tmp_path)])
+    assert res.exit_code == 2 and "Jetson" in res.output
