@@ -70,7 +70,7 @@ def bucket_profiles(onnx_path: Path, buckets: Sequence[int]) -> list[Profile]:
 
 def fp32_layers(layers: Iterable[LayerInfo], marked_outputs: Iterable[str] = (),
                 keep_types: Iterable[str] = KEEP_FP32_TYPES) -> list[int]:
-    """Indices of the float layers to pin: made from an fp32.-marked node, writing a marked tensor, or of a kept type."""
+    """Indices of the float layers to pin: from an fp32.-marked node, writing a marked tensor, or of a kept type."""
     types = {t.upper() for t in keep_types}
     outs = set(marked_outputs)
     picked = []

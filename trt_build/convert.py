@@ -1,4 +1,4 @@
-"""Bundle graph -> a graph the TensorRT 10.3 ONNX parser takes: GroupNorm decomposed, opset lowered, FP32 islands marked.
+"""Bundle graph -> a graph the TensorRT 10.3 parser takes: GroupNorm decomposed, opset lowered, FP32 islands marked.
 
 The shipped graphs are dynamo exports at opset 21 with GroupNormalization-21 (per-channel scale/bias). The
 ONNX parser of TensorRT 10.3 (JetPack 6.1/6.2) documents opsets 9..20 and reads opset-21 GroupNorm only from

@@ -95,7 +95,8 @@ class TrtEngine:
                 raise TrtCallFailed(f"{self.path.name}: set_optimization_profile_async({idx}) refused")
             for name, shape in self.profile_shapes(idx).items():
                 if not ctx.set_input_shape(name, shape):
-                    raise TrtCallFailed(f"{self.path.name}: set_input_shape({name!r}, {shape}) refused by profile {idx}")
+                    raise TrtCallFailed(f"{self.path.name}: set_input_shape({name!r}, {shape}) refused by "
+                                        f"profile {idx}")
             shapes = {n: tuple(int(d) for d in ctx.get_tensor_shape(n)) for n in self.inputs + self.outputs}
             bad = {n: s for n, s in shapes.items() if any(d < 0 for d in s)}
             if bad:

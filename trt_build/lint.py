@@ -81,8 +81,9 @@ def lint_model(model, name: str = "model") -> list[Finding]:
     opsets = {o.domain or "ai.onnx": int(o.version) for o in model.opset_import}
     default = opsets.pop("ai.onnx", None)
     if default is None or not optable.OPSET_MIN <= default <= optable.OPSET_MAX:
-        out.append(Finding("error", name, f"opset {default} outside {optable.OPSET_MIN}..{optable.OPSET_MAX}, the range "
-                                          f"the TensorRT {optable.TARGET} parser takes (prepare the graph first)"))
+        span = f"{optable.OPSET_MIN}..{optable.OPSET_MAX}"
+        out.append(Finding("error", name, f"opset {default} outside {span}, the range the TensorRT {optable.TARGET} "
+                                          "parser takes (prepare the graph first)"))
     for domain in opsets:
         out.append(Finding("error", name, f"custom operator domain {domain!r}: no plugin is shipped for it"))
     if model.ir_version > optable.IR_MAX:

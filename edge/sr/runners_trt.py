@@ -94,7 +94,8 @@ class TrtRunner(PositionalGraphRunner):
     def estimate(self, cond: np.ndarray) -> np.ndarray:
         """Deterministic HR-latent estimate from the condition (the bundle's regression graph)."""
         if "regression" not in self.engines:
-            raise BackendUnavailable(f"{self.bundle.path}: bundle has no regression.onnx; use sampler estimate 'bicubic'")
+            raise BackendUnavailable(f"{self.bundle.path}: bundle has no regression.onnx; "
+                                     "use sampler estimate 'bicubic'")
         return self._run("regression", cond)
 
     def graph_sampler(self) -> TrtGraphSampler:

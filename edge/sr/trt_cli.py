@@ -1,4 +1,4 @@
-"""`lpbf-edge trt build|check|lint`: a bundle's TensorRT engines, built before the service starts (Ansible runs build)."""
+"""`lpbf-edge trt build|check|lint`: a bundle's TensorRT engines, built before the service starts (by Ansible)."""
 
 from __future__ import annotations
 

@@ -92,7 +92,8 @@ def spec_profiles(bundle: Bundle, spec: EngineSpec, buckets) -> list:
 
 def spec_key(bundle: Bundle, spec: EngineSpec, recipe: Recipe, facts: DeviceFacts) -> EngineKey:
     """The cache key of an engine (the same computation at build time and at run time)."""
-    return EngineKey.make(spec.name, bundle.sha256(spec.file), recipe, facts, spec_profiles(bundle, spec, recipe.buckets))
+    profiles = spec_profiles(bundle, spec, recipe.buckets)
+    return EngineKey.make(spec.name, bundle.sha256(spec.file), recipe, facts, profiles)
 
 
 def prepare_spec(bundle: Bundle, spec: EngineSpec, workdir: Path):

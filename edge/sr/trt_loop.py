@@ -6,8 +6,8 @@ to a static device buffer. For each sampler plan (edge.sr.fused.StepPlan) it upl
 coefficient tables and captures, on its own stream, N times:
 
     copy t_table[i] -> t, coef_table[i] -> coef, noise_table[i] -> noise   (device to device)
-    execute_async_v3                                                      (x, t, cond, coef, noise, x0_prev -> x_prev, x0)
-    copy x_prev -> x, x0 -> x0_prev                                       (device to device)
+    execute_async_v3                                         (x, t, cond, coef, noise, x0_prev -> x_prev, x0)
+    copy x_prev -> x, x0 -> x0_prev                          (device to device)
 
 so the captured enqueues all see the same addresses and the step's values arrive by copies inside the graph.
 One eager run of the same sequence precedes the capture (TensorRT finishes deferred work on its first
@@ -66,7 +66,8 @@ class TrtGraphLoop:
         self.x_shape = self.shapes["x"]
         for name in FUSED_INPUTS + FUSED_OUTPUTS:
             if self.engine.dtype(name) != np.float32:
-                raise ValueError(f"{engine_path}: tensor {name!r} is {self.engine.dtype(name)}, the loop needs float32 I/O")
+                raise ValueError(f"{engine_path}: tensor {name!r} is {self.engine.dtype(name)}, the loop needs "
+                                 "float32 I/O")
         self.buffers = {n: DeviceBuffer.like(self.shapes[n], np.float32) for n in FUSED_INPUTS + FUSED_OUTPUTS}
         for name, buf in self.buffers.items():  # the only set_tensor_address calls this context ever sees
             self.engine.bind(self.ctx, name, buf.ptr)

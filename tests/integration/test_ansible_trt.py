@@ -27,7 +27,7 @@ STANDINS = REPO / "tests" / "standins"
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not PLAYBOOK.exists(), reason="ansible-core is not installed in this venv (pip install '.[fleet]')"),
+    pytest.mark.skipif(not PLAYBOOK.exists(), reason="ansible-core is not in this venv (pip install '.[fleet]')"),
 ]
 
 

@@ -161,7 +161,8 @@ def test_runner_graphs_match_ort_with_bucket_padding(trt_env):
         z = rng.standard_normal((n, 4, h, h)).astype(np.float32)
         t = rng.uniform(0, 199, n).astype(np.float32)
         pairs = [(trt.encode_lr(lr), ort.encode_lr(lr)), (trt.denoise(z, t, z), ort.denoise(z, t, z).copy()),
-                 (trt.decode(z), ort.decode(z)), (trt.decode(z, "hr_decoder_sample"), ort.decode(z, "hr_decoder_sample"))]
+                 (trt.decode(z), ort.decode(z)),
+                 (trt.decode(z, "hr_decoder_sample"), ort.decode(z, "hr_decoder_sample"))]
         for got, want in pairs:
             assert got.shape == want.shape
             np.testing.assert_allclose(got, want, atol=1e-4 * max(1.0, float(np.abs(want).max())))

@@ -160,7 +160,8 @@ class IExecutionContext:
         return True
 
     def _nbytes(self, name: str) -> int:
-        return int(np.prod(self.get_tensor_shape(name), dtype=np.int64)) * _np(self._engine.get_tensor_dtype(name)).itemsize
+        size = _np(self._engine.get_tensor_dtype(name)).itemsize
+        return int(np.prod(self.get_tensor_shape(name), dtype=np.int64)) * size
 
     def execute_async_v3(self, stream_handle: int) -> bool:
         cuda, eng = _cuda(), self._engine

@@ -249,7 +249,9 @@ def cudaMemcpyAsync(dst, src, count: int, kind, stream):  # noqa: N802
 def cudaStreamBeginCapture(stream, mode):  # noqa: N802
     st = _stream(stream)
     if not st:
-        return (cudaError_t.cudaErrorStreamCaptureUnsupported if st is None else cudaError_t.cudaErrorInvalidResourceHandle,)
+        legacy = st is None  # the legacy default stream cannot be captured
+        err = cudaError_t.cudaErrorStreamCaptureUnsupported if legacy else cudaError_t.cudaErrorInvalidResourceHandle
+        return (err,)
     if st.capturing:
         return (cudaError_t.cudaErrorIllegalState,)
     st.capturing, st.invalidated, st.ops, st.thread = True, False, [], threading.get_ident()
