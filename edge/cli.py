@@ -24,7 +24,7 @@ COMMAND_MODULES = (
     "edge.train.cli",
     "edge.sr.cli",
     "edge.bench_cli",
-    "trt_build.cli",
+    "edge.sr.trt_cli",
     "edge.analyze.cli",
     "edge.service_cli",
 )

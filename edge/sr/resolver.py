@@ -113,7 +113,8 @@ class SuperResolver:
                 self.grain_cap = GrainCap.from_json(bundle.manifest["grain_cap"])
             except ValueError as exc:
                 raise BundleError(f"{bundle.path}: {exc}") from exc
-        self._fused = _fused_sampler(bundle, runner) if fused else None
+        graph_sampler = getattr(runner, "graph_sampler", None)  # tensorrt: the whole sampler as CUDA graphs
+        self._fused = graph_sampler() if graph_sampler else (_fused_sampler(bundle, runner) if fused else None)
         self.schedule = Schedule.from_manifest(bundle.manifest["schedule"])
         self.tile = int(tile or bundle.lr_patch)
         self.overlap = int(self.tile // 4 if overlap is None else overlap)
