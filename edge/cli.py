@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "trt_build.cli",
     "edge.analyze.cli",
     "edge.service_cli",
+    "edge.watch.cli",
 )
 
 
