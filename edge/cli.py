@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "edge.analyze.cli",
     "edge.service_cli",
     "edge.watch.cli",
+    "edge.web.cli",
 )
 
 

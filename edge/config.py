@@ -17,6 +17,7 @@ from edge.publish.config import MqttConfig
 from edge.sim.config import SimConfig
 from edge.sr.config import SRConfig
 from edge.store.config import StoreConfig
+from edge.web.config import WebConfig
 from firmware_bridge.config import BridgeConfig
 
 
@@ -38,6 +39,7 @@ class Config(Section):
     analyze: AnalyzeConfig = Field(default_factory=AnalyzeConfig, description="Segmentation and anomaly thresholds.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="Layer archive and publish spool.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker and topics.")
+    web: WebConfig = Field(default_factory=WebConfig, description="Read-only local web view of the archive.")
     sim: SimConfig = Field(default_factory=SimConfig, description="Synthetic build generator and simulated printer.")
 
 

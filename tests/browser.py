@@ -1,0 +1,143 @@
+"""Headless Chromium driven over the DevTools protocol on a pipe: open a page at a set width, measure it, screenshot it.
+
+Used by the page tests (does it fit 1400 px?) and scripts/page_shots.py (the screenshots in docs/). Debian's
+chromium at /usr/bin/chromium; no network beyond the pages given.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--remote-debugging-pipe"]
+
+
+def chromium_path() -> str | None:
+    """The chromium executable, or None."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class Chromium:
+    """One headless browser with one page; `open(url)` then `evaluate`, `fits`, `screenshot`."""
+
+    def __init__(self, width: int = 1400, height: int = 900, user_data_dir: Path | None = None):
+        exe = chromium_path()
+        if exe is None:
+            raise RuntimeError("chromium is not installed (apt-get install chromium)")
+        self._tmp = None if user_data_dir else tempfile.TemporaryDirectory(prefix="lpbf-chromium-")
+        udd = user_data_dir or Path(self._tmp.name)
+        to_child_r, self._w = os.pipe()
+        self._r, from_child_w = os.pipe()
+
+        def wire() -> None:  # the DevTools pipe is fd 3 (commands in) and fd 4 (replies out) in the child
+            os.dup2(to_child_r, 3)
+            os.dup2(from_child_w, 4)
+
+        self.proc = subprocess.Popen([exe, *FLAGS, f"--user-data-dir={udd}", f"--window-size={width},{height}", "about:blank"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=wire, pass_fds=(3, 4))
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self._id, self._buf, self.width, self.height = 0, b"", width, height
+        target = self._call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        self._session = self._call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        self._metrics(height)
+
+    def _call(self, method: str, params: dict | None = None, session: bool = False, timeout: float = 60.0) -> dict:
+        """Send one command and return its result (events in between are dropped)."""
+        self._id += 1
+        msg = {"id": self._id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = self._session
+        os.write(self._w, json.dumps(msg).encode() + b"\0")
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            while b"\0" not in self._buf:
+                chunk = os.read(self._r, 1 << 20)
+                if not chunk:
+                    raise RuntimeError("chromium closed the DevTools pipe")
+                self._buf += chunk
+            raw, self._buf = self._buf.split(b"\0", 1)
+            reply = json.loads(raw)
+            if reply.get("id") == self._id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+        raise TimeoutError(f"{method}: no reply in {timeout} s")
+
+    def _metrics(self, height: int) -> None:
+        """Fix the viewport to width x height CSS px at scale 1."""
+        self._call("Emulation.setDeviceMetricsOverride", {"width": self.width, "height": height, "deviceScaleFactor": 1,
+                                                          "mobile": False}, session=True)
+
+    def evaluate(self, expression: str):
+        """The JSON value of a JavaScript expression in the page."""
+        res = self._call("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}, session=True)
+        if "exceptionDetails" in res:
+            raise RuntimeError(f"{expression}: {res['exceptionDetails'].get('text')}")
+        return res["result"].get("value")
+
+    def open(self, url: str, timeout: float = 60.0) -> None:
+        """Navigate and wait until the document and all its images have loaded."""
+        self.evaluate("window.__lpbf_previous_page = true")  # gone once the new document is there
+        self._call("Page.navigate", {"url": url}, session=True)
+        end = time.monotonic() + timeout
+        done = ("window.__lpbf_previous_page === undefined && document.readyState === 'complete' && "
+                "Array.from(document.images).every(i => i.complete)")
+        while time.monotonic() < end:
+            time.sleep(0.2)
+            try:
+                if self.evaluate(done):
+                    return
+            except RuntimeError:
+                continue  # the old document went away mid-call
+        raise TimeoutError(f"{url} did not finish loading in {timeout} s")
+
+    def overflow_px(self) -> int:
+        """How many CSS px the page is wider than the window (0: no horizontal scrollbar)."""
+        return int(self.evaluate("Math.max(document.documentElement.scrollWidth, document.body ? document.body.scrollWidth : 0)"
+                                 " - document.documentElement.clientWidth"))
+
+    def screenshot(self, path: Path, full_page: bool = True, max_height: int = 6000) -> Path:
+        """PNG of the page at the window width (the whole page height with full_page, capped at max_height)."""
+        if full_page:
+            h = int(self.evaluate("document.documentElement.scrollHeight"))
+            self._metrics(min(max(h, 100), max_height))
+        data = self._call("Page.captureScreenshot", {"format": "png"}, session=True)["data"]
+        if full_page:
+            self._metrics(self.height)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(data))
+        return path
+
+    def close(self) -> None:
+        """Quit the browser."""
+        try:
+            self._call("Browser.close", timeout=5)
+        except (RuntimeError, TimeoutError, OSError):
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for fd in (self._r, self._w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> Chromium:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
