@@ -26,7 +26,7 @@ class _Analysis:
         self.flags = (AnomalyFlag("super_elevation", severity, score, (2, 2, 4, 4), 16),)
 
 
-def _box(root: Path, port: int, layers: int, sr_s: float):
+def _box(root: Path, port: int, layers: int, sr_s: float, **mqtt: object):
     """A BoxService with cheap stages: SR takes `sr_s` (so later layers go out LR-first); LR analysis says critical."""
     import cv2
 
@@ -47,7 +47,7 @@ def _box(root: Path, port: int, layers: int, sr_s: float):
         return SRLayer(reg.event, cv2.resize(reg.lr, (128, 128), interpolation=cv2.INTER_CUBIC), None, "cubic-test")
 
     cfg = Config.model_validate({"node": {"node_id": "wbox", "job": "W1"}, "store": {"root": str(root), "fsync": False},
-                                 "mqtt": {"port": port, "stats_interval_s": 0.5}})
+                                 "mqtt": {"port": port, "stats_interval_s": 0.5, **mqtt}})
     stages = Stages(capture, register, sr, lambda i, n, s: _Analysis(i, "minor", 1.4), lambda i, n, s: _Analysis(i, "critical", 2.3))
 
     def printer(submit, stop):
