@@ -190,7 +190,8 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
             got = watcher.finals.get((node, cfg.node.job, r["layer"]))
             r["verified"] = bool(got is not None and got.ok)
         rows.sort(key=lambda r: r["layer"])
-        summary = _summary_doc(svc.pipeline.stats_dict(), rows, svc.pipeline.model_id, speed, time.monotonic() - t_start)
+        wall = time.monotonic() - t_start
+        summary = _summary_doc(svc.pipeline.stats_dict(), rows, svc.pipeline.model_id, speed, wall)
         header = _header_lines(summary, f"mqtt://{host}:{port}", f"{base}/#", out)
         html_path = write_summary(out, Path(cfg.store.root) / "archive", cfg.node.job,
                                   {r["layer"]: r["verified"] for r in rows}, header)
@@ -224,7 +225,8 @@ def start_watcher(host: str, port: int, cfg, out: Path, console):
         if line.startswith("!!!"):
             console.print(line, style="bold red", markup=False, highlight=False)
 
-    w = Watcher(Broker(host, port), prefix=cfg.mqtt.prefix, node=cfg.node.node_id, out=out / "watched", echo=echo, settle_s=30.0)
+    w = Watcher(Broker(host, port), prefix=cfg.mqtt.prefix, node=cfg.node.node_id, out=out / "watched", echo=echo,
+                settle_s=30.0)
     try:
         w.start()
     except WatchError as exc:
@@ -251,10 +253,12 @@ def _header_lines(summary: dict, broker: str, topics: str, out: Path) -> dict[st
     return {
         "super-resolution model": summary["model"],
         "super-resolution time": f"{fmt_seconds(summary['sr_s_mean'])} per layer on average (2-core CPU)",
-        "sent early": (f"{early} of {summary['layers']} layers went out first with the webcam image and the flags found "
-                       "on it, because super-resolution was still busy with the layer before; their final state followed"
+        "sent early": (f"{early} of {summary['layers']} layers went out first with the webcam image and the flags "
+                       "found on it, because super-resolution was still busy with the layer before; their final "
+                       "state followed"
                        if early else "none: every layer's super-resolved image was ready before the next layer came"),
         "simulated printer": f"{summary['printer_speedup']:g}\u00d7 real time",
         "whole run": fmt_seconds(summary["wall_time_s"]),
-        "MQTT": f"{broker}, topics {topics}; the subscriber's copy and its log are in {out / 'watched'} and {out / 'watch.log'}",
+        "MQTT": f"{broker}, topics {topics}; the subscriber's copy and its log are in {out / 'watched'} and "
+                f"{out / 'watch.log'}",
     }

@@ -36,11 +36,16 @@ def state_strip(views: list) -> str:
         final = state_color(v.state)
         early = v.early["layer_state"] if v.early and v.anomaly else None
         bg = final if early in (None, v.state) else f"linear-gradient(to bottom,{state_color(early)} 50%,{final} 50%)"
-        tip = f"layer {v.layer}: {v.state}" + (f" (early, from the webcam image: {early})" if early not in (None, v.state) else "")
+        tip = f"layer {v.layer}: {v.state}" + (
+            f" (early, from the webcam image: {early})" if early not in (None, v.state) else ""
+        )
         cells.append(f"<a href='#layer-{v.layer}' title='{html.escape(tip)}' style='background:{bg}'>{v.layer}</a>")
-    return (f"<div class='strip'>{''.join(cells)}</div><p class='legend'>Layer states in print order (green ok, orange minor, "
-            "red critical). A two-colour cell: the top half is the early state from the webcam image, the bottom the final "
-            "state from the super-resolved image.</p>")
+    return (
+        f"<div class='strip'>{''.join(cells)}</div>"
+        "<p class='legend'>Layer states in print order (green ok, orange minor, "
+        "red critical). A two-colour cell: the top half is the early state from the webcam image, the bottom the final "
+        "state from the super-resolved image.</p>"
+    )
 
 
 def _verdict(views: list, verified: dict[int, bool | None]) -> str:
@@ -49,11 +54,17 @@ def _verdict(views: list, verified: dict[int, bool | None]) -> str:
     for v in views:
         counts[v.state] = counts.get(v.state, 0) + 1
     order = ["critical", "capture_failed", "segmentation_failed", "minor", "ok"]
-    parts = [f"<b style='color:{state_color(s)}'>{n} {html.escape(s.replace('_', ' '))}</b>"
-             for s in sorted(counts, key=lambda s: order.index(s) if s in order else 0) for n in [counts[s]]]
+    parts = [
+        f"<b style='color:{state_color(s)}'>{n} {html.escape(s.replace('_', ' '))}</b>"
+        for s in sorted(counts, key=lambda s: order.index(s) if s in order else 0)
+        for n in [counts[s]]
+    ]
     n_ok = sum(1 for v in verified.values() if v)
-    mqtt = (f"All {n_ok} arrived over MQTT with matching checksums." if n_ok == len(views)
-            else f"<span class='mqtt bad'>Only {n_ok} of {len(views)} arrived over MQTT with matching checksums.</span>")
+    mqtt = (
+        f"All {n_ok} arrived over MQTT with matching checksums."
+        if n_ok == len(views)
+        else f"<span class='mqtt bad'>Only {n_ok} of {len(views)} arrived over MQTT with matching checksums.</span>"
+    )
     return f"<p class='verdict'>{len(views)} layers: {', '.join(parts)}. {mqtt}</p>"
 
 
@@ -61,22 +72,36 @@ def _glossary(views: list) -> str:
     """Every state and flag type shown on the page, and the words the cards use."""
     states = sorted({v.state for v in views} | {e["layer_state"] for v in views for e in [v.early] if e})
     types = sorted({f["type"] for v in views for doc in (v.anomaly, v.early) if doc for f in doc["flags"]})
-    terms = [("LR", "the webcam image after registration onto the build plate (low resolution)"),
-             ("SR", "the super-resolved image: the LR turned by the diffusion model into an image on a 4\u00d7 finer grid"),
-             ("early / final state", "when super-resolution is still busy with an earlier layer, the box first sends the LR "
-                                     "and flags found on it (early), then the SR and the flags found on that (final); "
-                                     "the final state replaces the early one"),
-             ("\u00d7 threshold", "how far a flag's measurement is over the level at which it is reported; from 2\u00d7 "
-                                  "(configurable) a flag is critical, and a minor flag seen on 3 layers in a row becomes critical"),
-             ("checksums", "each image's sha256 in the layer's meta message, recomputed by the subscriber")]
+    terms = [
+        ("LR", "the webcam image after registration onto the build plate (low resolution)"),
+        ("SR", "the super-resolved image: the LR turned by the diffusion model into an image on a 4\u00d7 finer grid"),
+        (
+            "early / final state",
+            "when super-resolution is still busy with an earlier layer, the box first sends the LR "
+            "and flags found on it (early), then the SR and the flags found on that (final); "
+            "the final state replaces the early one",
+        ),
+        (
+            "\u00d7 threshold",
+            "how far a flag's measurement is over the level at which it is reported; from 2\u00d7 "
+            "(configurable) a flag is critical, and a minor flag seen on 3 layers in a row becomes critical",
+        ),
+        ("checksums", "each image's sha256 in the layer's meta message, recomputed by the subscriber"),
+    ]
     terms += [(s.replace("_", " "), STATE_MEANING.get(s, "")) for s in states]
     terms += [(t.replace("_", " "), FLAG_MEANING.get(t, "")) for t in types]
     items = "".join(f"<dt>{html.escape(a)}</dt><dd>{html.escape(b)}</dd>" for a, b in terms)
     return f"<section id='glossary'><h2>Words used here</h2><dl class='glossary'>{items}</dl></section>"
 
 
-def write_summary(out: Path, archive_root: Path, job: str, verified: dict[int, bool | None], header: dict[str, str],
-                  title: str = "lpbf-edge demo: simulated build") -> Path:
+def write_summary(
+    out: Path,
+    archive_root: Path,
+    job: str,
+    verified: dict[int, bool | None],
+    header: dict[str, str],
+    title: str = "lpbf-edge demo: simulated build",
+) -> Path:
     """Write out/summary.html from the archived layers of `job`; `header` is shown as label: value lines."""
     job_dir = Path(archive_root) / job
     views = []
@@ -88,13 +113,18 @@ def write_summary(out: Path, archive_root: Path, job: str, verified: dict[int, b
     cards = []
     for v in views:
         ok = verified.get(v.layer)
-        mqtt = ("<p class='mqtt ok'>Received over MQTT, checksums match.</p>" if ok else
-                "<p class='mqtt bad'>NOT received complete over MQTT.</p>" if ok is False else "")
+        mqtt = (
+            "<p class='mqtt ok'>Received over MQTT, checksums match.</p>"
+            if ok
+            else "<p class='mqtt bad'>NOT received complete over MQTT.</p>" if ok is False else ""
+        )
         cards.append(card_html(v, lambda which, v=v: _uri(render(v, which, 400 if which == "overview" else 256)), mqtt))
-    doc = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-           f"<meta name='viewport' content='width=device-width'><style>{PAGE_CSS}</style></head><body>"
-           f"<h1>{html.escape(title)}</h1>{_verdict(views, verified)}{state_strip(views)}<dl class='facts'>{facts}</dl>"
-           f"{''.join(cards)}{_glossary(views)}</body></html>")
+    doc = (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<meta name='viewport' content='width=device-width'><style>{PAGE_CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>{_verdict(views, verified)}{state_strip(views)}<dl class='facts'>{facts}</dl>"
+        f"{''.join(cards)}{_glossary(views)}</body></html>"
+    )
     path = Path(out) / "summary.html"
     path.write_text(doc, encoding="utf-8")
     return path

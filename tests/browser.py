@@ -15,8 +15,18 @@ import tempfile
 import time
 from pathlib import Path
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--remote-debugging-pipe"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--remote-debugging-pipe",
+]
 
 
 def chromium_path() -> str | None:
@@ -40,8 +50,13 @@ class Chromium:
             os.dup2(to_child_r, 3)
             os.dup2(from_child_w, 4)
 
-        self.proc = subprocess.Popen([exe, *FLAGS, f"--user-data-dir={udd}", f"--window-size={width},{height}", "about:blank"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=wire, pass_fds=(3, 4))
+        self.proc = subprocess.Popen(
+            [exe, *FLAGS, f"--user-data-dir={udd}", f"--window-size={width},{height}", "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=wire,
+            pass_fds=(3, 4),
+        )
         os.close(to_child_r)
         os.close(from_child_w)
         self._id, self._buf, self.width, self.height = 0, b"", width, height
@@ -73,12 +88,17 @@ class Chromium:
 
     def _metrics(self, height: int) -> None:
         """Fix the viewport to width x height CSS px at scale 1."""
-        self._call("Emulation.setDeviceMetricsOverride", {"width": self.width, "height": height, "deviceScaleFactor": 1,
-                                                          "mobile": False}, session=True)
+        self._call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": self.width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+            session=True,
+        )
 
     def evaluate(self, expression: str):
         """The JSON value of a JavaScript expression in the page."""
-        res = self._call("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}, session=True)
+        res = self._call(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}, session=True
+        )
         if "exceptionDetails" in res:
             raise RuntimeError(f"{expression}: {res['exceptionDetails'].get('text')}")
         return res["result"].get("value")
@@ -88,8 +108,10 @@ class Chromium:
         self.evaluate("window.__lpbf_previous_page = true")  # gone once the new document is there
         self._call("Page.navigate", {"url": url}, session=True)
         end = time.monotonic() + timeout
-        done = ("window.__lpbf_previous_page === undefined && document.readyState === 'complete' && "
-                "Array.from(document.images).every(i => i.complete)")
+        done = (
+            "window.__lpbf_previous_page === undefined && document.readyState === 'complete' && "
+            "Array.from(document.images).every(i => i.complete)"
+        )
         while time.monotonic() < end:
             time.sleep(0.2)
             try:
@@ -101,8 +123,12 @@ class Chromium:
 
     def overflow_px(self) -> int:
         """How many CSS px the page is wider than the window (0: no horizontal scrollbar)."""
-        return int(self.evaluate("Math.max(document.documentElement.scrollWidth, document.body ? document.body.scrollWidth : 0)"
-                                 " - document.documentElement.clientWidth"))
+        return int(
+            self.evaluate(
+                "Math.max(document.documentElement.scrollWidth, document.body ? document.body.scrollWidth : 0)"
+                " - document.documentElement.clientWidth"
+            )
+        )
 
     def screenshot(self, path: Path, full_page: bool = True, max_height: int = 6000) -> Path:
         """PNG of the page at the window width (the whole page height with full_page, capped at max_height)."""

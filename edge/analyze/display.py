@@ -11,7 +11,11 @@ import cv2
 import numpy as np
 
 SEVERITY_RANK = {"minor": 1, "critical": 2}
-STATE_COLORS = {"ok": "#1a7f37", "minor": "#b35900", "critical": "#c62828"}  # anything else (failures) is drawn critical
+STATE_COLORS = {
+    "ok": "#1a7f37",
+    "minor": "#b35900",
+    "critical": "#c62828",
+}  # anything else (failures) is drawn critical
 BOX_BGR = {"critical": (40, 40, 220), "minor": (0, 150, 255)}
 PART_BGR = (60, 190, 60)
 
@@ -57,8 +61,12 @@ class ShownFlag:
 
 def _touch(a: tuple, b: tuple, margin: int) -> bool:
     """Whether boxes (x, y, w, h) overlap once each is grown by `margin` px."""
-    return not (a[0] + a[2] + margin < b[0] or b[0] + b[2] + margin < a[0]
-                or a[1] + a[3] + margin < b[1] or b[1] + b[3] + margin < a[1])
+    return not (
+        a[0] + a[2] + margin < b[0]
+        or b[0] + b[2] + margin < a[0]
+        or a[1] + a[3] + margin < b[1]
+        or b[1] + b[3] + margin < a[1]
+    )
 
 
 def _part_of(bbox: tuple, labels: np.ndarray | None) -> int:
@@ -84,8 +92,11 @@ def merge_flags(flags: list[dict], mask: np.ndarray | None = None, margin: int |
         for g in groups:
             if g[0]["type"] != f["type"]:
                 continue
-            if any(_touch(tuple(o["bbox"]), tuple(f["bbox"]), margin) or (part and part == _part_of(tuple(o["bbox"]), labels))
-                   for o in g):
+            if any(
+                _touch(tuple(o["bbox"]), tuple(f["bbox"]), margin)
+                or (part and part == _part_of(tuple(o["bbox"]), labels))
+                for o in g
+            ):
                 g.append(f)
                 break
         else:
@@ -101,14 +112,24 @@ def _merge_group(g: list[dict]) -> ShownFlag:
     x1 = max(f["bbox"][0] + f["bbox"][2] for f in g)
     y1 = max(f["bbox"][1] + f["bbox"][3] for f in g)
     sev = max((f["severity"] for f in g), key=lambda s: SEVERITY_RANK.get(s, 0))
-    return ShownFlag(g[0]["type"], sev, max(float(f["score"]) for f in g), (x0, y0, x1 - x0, y1 - y0), len(g),
-                     max(int(f.get("layers_persisted", 1)) for f in g))
+    return ShownFlag(
+        g[0]["type"],
+        sev,
+        max(float(f["score"]) for f in g),
+        (x0, y0, x1 - x0, y1 - y0),
+        len(g),
+        max(int(f.get("layers_persisted", 1)) for f in g),
+    )
 
 
 def scale_flags(shown: list[ShownFlag], factor: float) -> list[ShownFlag]:
     """The same flags with boxes in another pixel grid (e.g. LR -> SR: factor = scale)."""
-    return [ShownFlag(s.type, s.severity, s.score, tuple(int(round(v * factor)) for v in s.bbox), s.count, s.layers_persisted)
-            for s in shown]
+    return [
+        ShownFlag(
+            s.type, s.severity, s.score, tuple(int(round(v * factor)) for v in s.bbox), s.count, s.layers_persisted
+        )
+        for s in shown
+    ]
 
 
 def _to_width(img: np.ndarray, width: int, nearest: bool = False) -> np.ndarray:
@@ -134,7 +155,16 @@ def draw_overview(gray: np.ndarray, mask: np.ndarray | None, shown: list[ShownFl
         cv2.rectangle(out, (x, y), (x + max(w, 2), y + max(h, 2)), c, 2)
         tx, ty = _tag_spot(x, y, out.shape, taken)
         cv2.rectangle(out, (tx, ty), (tx + 18, ty + 16), c, -1)
-        cv2.putText(out, str(i), (tx + 4 - 4 * (i > 9), ty + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            out,
+            str(i),
+            (tx + 4 - 4 * (i > 9), ty + 13),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
     return out
 
 
@@ -164,19 +194,21 @@ def focus_point(shown: list[ShownFlag], mask: np.ndarray | None, shape: tuple[in
     return shape[1] // 2, shape[0] // 2
 
 
-def zoom_pair(lr: np.ndarray, sr: np.ndarray, centre_sr: tuple[int, int], lr_side: int = 48,
-              out_px: int = 288) -> tuple[np.ndarray, np.ndarray]:
+def zoom_pair(
+    lr: np.ndarray, sr: np.ndarray, centre_sr: tuple[int, int], lr_side: int = 48, out_px: int = 288
+) -> tuple[np.ndarray, np.ndarray]:
     """The same plate window from LR (its pixels enlarged) and SR, both `out_px` square, centred on `centre_sr`."""
     scale = max(1, round(sr.shape[1] / lr.shape[1]))
     side = min(lr_side, lr.shape[0], lr.shape[1])
     cx, cy = centre_sr[0] // scale, centre_sr[1] // scale
     x0 = int(np.clip(cx - side // 2, 0, lr.shape[1] - side))
     y0 = int(np.clip(cy - side // 2, 0, lr.shape[0] - side))
-    lr_crop = lr[y0:y0 + side, x0:x0 + side]
-    sr_crop = sr[y0 * scale:(y0 + side) * scale, x0 * scale:(x0 + side) * scale]
+    lr_crop = lr[y0 : y0 + side, x0 : x0 + side]
+    sr_crop = sr[y0 * scale : (y0 + side) * scale, x0 * scale : (x0 + side) * scale]
     lr_big = cv2.resize(_u8(lr_crop), (out_px, out_px), interpolation=cv2.INTER_NEAREST)
-    sr_big = cv2.resize(_u8(sr_crop), (out_px, out_px), interpolation=cv2.INTER_AREA if sr_crop.shape[0] > out_px
-                        else cv2.INTER_NEAREST)
+    sr_big = cv2.resize(
+        _u8(sr_crop), (out_px, out_px), interpolation=cv2.INTER_AREA if sr_crop.shape[0] > out_px else cv2.INTER_NEAREST
+    )
     return lr_big, sr_big
 
 
@@ -222,13 +254,20 @@ def _why(early_flags: list[dict], final_flags: list[dict]) -> list[str]:
     for t in sorted(set(a) | set(b)):
         name = t.replace("_", " ")
         if t in a and t not in b:
-            out.append(f"{name} ({a[t]['severity']}, {a[t]['score']:.1f}\u00d7 threshold on the webcam image) "
-                       "was not found on the super-resolved image")
+            out.append(
+                f"{name} ({a[t]['severity']}, {a[t]['score']:.1f}\u00d7 threshold on the webcam image) "
+                "was not found on the super-resolved image"
+            )
         elif t in b and t not in a:
-            out.append(f"{name} ({b[t]['severity']}, {b[t]['score']:.1f}\u00d7 threshold) shows only on the super-resolved image")
+            out.append(
+                f"{name} ({b[t]['severity']}, {b[t]['score']:.1f}\u00d7 threshold) "
+                "shows only on the super-resolved image"
+            )
         elif a[t]["severity"] != b[t]["severity"]:
-            out.append(f"{name}: {a[t]['score']:.1f}\u00d7 threshold on the webcam image ({a[t]['severity']}), "
-                       f"{b[t]['score']:.1f}\u00d7 on the super-resolved image ({b[t]['severity']})")
+            out.append(
+                f"{name}: {a[t]['score']:.1f}\u00d7 threshold on the webcam image ({a[t]['severity']}), "
+                f"{b[t]['score']:.1f}\u00d7 on the super-resolved image ({b[t]['severity']})"
+            )
     return out
 
 

@@ -1,4 +1,4 @@
-"""One archived layer as people see it: images, merged flags on the SR grid, state history; rendered views and an HTML card.
+"""One archived layer as people see it: images, merged flags on the SR grid, state history, views, an HTML card.
 
 Reads the box archive's layer folder (`<root>/archive/<job>/<layer:06d>/`: lr.png, sr.png, mask.png, anomaly.json,
 anomaly_lr.json when the layer went out early from the webcam image, meta.json). Used by the demo summary and the
@@ -16,8 +16,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.analyze.display import (FLAG_MEANING, STATE_MEANING, ShownFlag, draw_overview, fmt_seconds, focus_point,
-                                  merge_flags, scale_flags, state_color, state_history, zoom_pair)
+from edge.analyze.display import (
+    FLAG_MEANING,
+    STATE_MEANING,
+    ShownFlag,
+    draw_overview,
+    fmt_seconds,
+    focus_point,
+    merge_flags,
+    scale_flags,
+    state_color,
+    state_history,
+    zoom_pair,
+)
 
 VIEWS = ("overview", "lr", "sr", "zoom_lr", "zoom_sr")
 TIMING_WORDS = {"capture": "capture", "register": "registration", "sr": "super-resolution", "analyze": "analysis"}
@@ -73,13 +84,17 @@ class LayerView:
     def history(self) -> dict:
         """State history (early webcam analysis -> final SR analysis) with reasons."""
         if self.anomaly is None:
-            return {"steps": [("early, from the webcam image (SR pending)", self.state)] if self.early else [], "changed": False,
-                    "why": []}
+            return {
+                "steps": [("early, from the webcam image (SR pending)", self.state)] if self.early else [],
+                "changed": False,
+                "why": [],
+            }
         return state_history(self.early, self.anomaly)
 
 
 def load_layer_view(folder: Path, job: str, layer: int) -> LayerView | None:
     """The layer in `folder`, or None when nothing readable is archived yet."""
+
     def read(name: str) -> dict | None:
         p = folder / name
         try:
@@ -113,7 +128,9 @@ def render(view: LayerView, which: str, width: int = 420) -> np.ndarray | None:
     if lr is None or sr is None:
         return None
     mask = view.image("mask")
-    centre = focus_point(view.flags(), mask if mask is not None and mask.shape[:2] == sr.shape[:2] else None, sr.shape[:2])
+    centre = focus_point(
+        view.flags(), mask if mask is not None and mask.shape[:2] == sr.shape[:2] else None, sr.shape[:2]
+    )
     scale = max(1, round(sr.shape[1] / lr.shape[1]))
     side = max(8, width // (2 * scale))  # SR crop shown at 2x, LR crop at 2*scale x: whole pixels, no blur
     pair = zoom_pair(_u8(lr), _u8(sr), centre, lr_side=side, out_px=width)
@@ -143,8 +160,10 @@ def zoom_caption(view: LayerView) -> str:
         return ""
     scale = max(1, round(sr.shape[1] / lr.shape[1]))
     where = "around flag 1" if view.flags() else "on the largest part"
-    return (f"Same plate window {where}: left the webcam image (each camera pixel drawn as a {2 * scale}\u00d7{2 * scale} "
-            f"block), right the super-resolved image ({scale}\u00d7 finer grid, drawn 2\u00d7).")
+    return (
+        f"Same plate window {where}: left the webcam image (each camera pixel drawn as a {2 * scale}\u00d7{2 * scale} "
+        f"block), right the super-resolved image ({scale}\u00d7 finer grid, drawn 2\u00d7)."
+    )
 
 
 def state_badge(state: str, small: bool = False) -> str:
@@ -170,8 +189,11 @@ def flag_list_html(view: LayerView) -> str:
     shown = view.flags()
     if not shown:
         return "<p class='noflags'>No flags.</p>"
-    items = "".join(f"<li><span class='sev {s.severity}'>{html.escape(s.label())}</span><br>"
-                    f"<small>{html.escape(FLAG_MEANING.get(s.type, ''))}</small></li>" for s in shown)
+    items = "".join(
+        f"<li><span class='sev {s.severity}'>{html.escape(s.label())}</span><br>"
+        f"<small>{html.escape(FLAG_MEANING.get(s.type, ''))}</small></li>"
+        for s in shown
+    )
     return f"<ol class='flags'>{items}</ol>"
 
 
@@ -186,34 +208,45 @@ def timings_html(meta: dict) -> str:
 
 def card_html(view: LayerView, src: Callable[[str], str], extra: str = "") -> str:
     """A layer card: state and history, the flagged overview, LR|SR zoom crops, the flag list, times, `extra` HTML."""
+
     def img(which: str, alt: str, cls: str) -> str:
         uri = src(which)
-        return f"<img class='{cls}' alt='{html.escape(alt)}' src='{uri}'>" if uri else f"<div class='{cls} missing'>no {alt}</div>"
+        return (
+            f"<img class='{cls}' alt='{html.escape(alt)}' src='{uri}'>"
+            if uri
+            else f"<div class='{cls} missing'>no {alt}</div>"
+        )
 
     zoom = ""
     if view.image("sr") is not None and view.image("lr") is not None:
-        zoom = (f"<figure class='zoom'><div class='pair'><div><div class='lab'>webcam (LR)</div>"
-                f"{img('zoom_lr', 'webcam (LR) crop', 'crop')}</div><div><div class='lab'>super-resolved (SR)</div>"
-                f"{img('zoom_sr', 'super-resolved (SR) crop', 'crop')}</div></div>"
-                f"<figcaption>{html.escape(zoom_caption(view))}</figcaption></figure>")
+        zoom = (
+            f"<figure class='zoom'><div class='pair'><div><div class='lab'>webcam (LR)</div>"
+            f"{img('zoom_lr', 'webcam (LR) crop', 'crop')}</div><div><div class='lab'>super-resolved (SR)</div>"
+            f"{img('zoom_sr', 'super-resolved (SR) crop', 'crop')}</div></div>"
+            f"<figcaption>{html.escape(zoom_caption(view))}</figcaption></figure>"
+        )
     meaning = STATE_MEANING.get(view.state, "")
-    return (f"<section class='card' id='layer-{view.layer}'><h2>Layer {view.layer} {state_badge(view.state)}"
-            f"<small>{html.escape(meaning)}</small></h2>{history_html(view)}"
-            f"<div class='row'><figure class='overview'>{img('overview', 'parts and flags', 'ov')}"
-            f"<figcaption>Whole plate{' (super-resolved)' if view.image('sr') is not None else ''}: parts outlined green, "
-            f"flags boxed and numbered.</figcaption></figure>{zoom}"
-            f"<div class='side'>{flag_list_html(view)}{timings_html(view.meta)}{extra}</div></div></section>")
+    return (
+        f"<section class='card' id='layer-{view.layer}'><h2>Layer {view.layer} {state_badge(view.state)}"
+        f"<small>{html.escape(meaning)}</small></h2>{history_html(view)}"
+        f"<div class='row'><figure class='overview'>{img('overview', 'parts and flags', 'ov')}"
+        f"<figcaption>Whole plate{' (super-resolved)' if view.image('sr') is not None else ''}: parts outlined green, "
+        f"flags boxed and numbered.</figcaption></figure>{zoom}"
+        f"<div class='side'>{flag_list_html(view)}{timings_html(view.meta)}{extra}</div></div></section>"
+    )
 
 
 CARD_CSS = (
     "body{font-family:system-ui,sans-serif;margin:20px;color:#222;max-width:1360px}"
     ".card{border:1px solid #ddd;border-radius:6px;padding:10px 14px;margin:14px 0}"
-    ".card h2{margin:0 0 6px;font-size:1.2em}.card h2 small{font-weight:normal;color:#555;margin-left:8px;font-size:.8em}"
+    ".card h2{margin:0 0 6px;font-size:1.2em}"
+    ".card h2 small{font-weight:normal;color:#555;margin-left:8px;font-size:.8em}"
     ".badge{color:#fff;border-radius:4px;padding:1px 8px;font-size:.85em;text-transform:uppercase;margin-left:6px}"
     ".badge.small{font-size:.75em;margin-left:2px}"
     ".row{display:flex;gap:14px;align-items:flex-start;flex-wrap:wrap}figure{margin:0}"
     "figcaption{font-size:.8em;color:#555;max-width:420px;margin-top:3px}"
-    ".ov{width:400px;display:block}.pair{display:flex;gap:6px}.crop{width:256px;height:256px;display:block;image-rendering:pixelated}"
+    ".ov{width:400px;display:block}.pair{display:flex;gap:6px}"
+    ".crop{width:256px;height:256px;display:block;image-rendering:pixelated}"
     ".missing{background:#eee;color:#777;display:flex;align-items:center;justify-content:center}"
     ".zoom figcaption{max-width:520px}.side{flex:1;min-width:230px;font-size:.9em}"
     "ol.flags{padding-left:1.4em;margin:0}ol.flags li{margin-bottom:4px}.sev.critical{color:#c62828;font-weight:bold}"

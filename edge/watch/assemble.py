@@ -96,8 +96,10 @@ class LayerAssembler:
             rec = self._layers[key] = _Layer(m.node, m.job, m.layer, m.t)
             self._evict()
         if (rec.job, rec.layer) != (m.job, m.layer):
-            rec.notes.append(f"{m.kind} for job {m.job} layer {m.layer} carries the CorrelationData of job {rec.job} "
-                             f"layer {rec.layer}")
+            rec.notes.append(
+                f"{m.kind} for job {m.job} layer {m.layer} carries the CorrelationData of job {rec.job} "
+                f"layer {rec.layer}"
+            )
             return []
         if m.correlation is None:
             rec.notes.append(f"{m.kind} came without MQTT 5 CorrelationData (grouped by topic)")

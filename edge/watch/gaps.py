@@ -111,11 +111,14 @@ class GapTracker:
         return out
 
     def due(self, now: float) -> list[tuple[str, str, int, int]]:
-        """(node, job, first, last) ranges to ask for now: gaps not asked for within retry_s, at most max_tries times."""
+        """(node, job, first, last) ranges to ask for now: gaps not asked within retry_s, at most max_tries times."""
         out = []
         for (node, job), j in self.jobs.items():
-            ask = [n for n in self.gaps(node, job, now)
-                   if j.tries.get(n, 0) < self.max_tries and now - j.last_asked.get(n, -1e18) >= self.retry_s]
+            ask = [
+                n
+                for n in self.gaps(node, job, now)
+                if j.tries.get(n, 0) < self.max_tries and now - j.last_asked.get(n, -1e18) >= self.retry_s
+            ]
             for lo, hi in _ranges(ask):
                 for n in range(lo, hi + 1):
                     j.tries[n] = j.tries.get(n, 0) + 1
@@ -125,8 +128,12 @@ class GapTracker:
 
     def missing(self) -> list[tuple[str, str, int]]:
         """(node, job, layer) not (yet) received complete, between the first layer seen and the highest final one."""
-        return [(node, job, n) for (node, job), j in self.jobs.items()
-                for lo, hi in missing_ranges(j.complete, j.first_seen, j.highest_final) for n in range(lo, hi + 1)]
+        return [
+            (node, job, n)
+            for (node, job), j in self.jobs.items()
+            for lo, hi in missing_ranges(j.complete, j.first_seen, j.highest_final)
+            for n in range(lo, hi + 1)
+        ]
 
 
 def _ranges(numbers: list[int]) -> list[tuple[int, int]]:

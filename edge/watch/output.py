@@ -18,7 +18,9 @@ def _flags_text(anomaly: dict | None, limit: int = 3) -> str:
     if not flags:
         return "no flags"
     shown = merge_flags(flags)
-    parts = [f"{s.type.replace('_', ' ')}{f' x{s.count}' if s.count > 1 else ''} {s.severity} {s.score:.1f}x" for s in shown]
+    parts = [
+        f"{s.type.replace('_', ' ')}{f' x{s.count}' if s.count > 1 else ''} {s.severity} {s.score:.1f}x" for s in shown
+    ]
     more = f", +{len(parts) - limit} more" if len(parts) > limit else ""
     return f"{len(flags)} flag{'s' * (len(flags) != 1)}: " + ", ".join(parts[:limit]) + more
 
@@ -32,8 +34,13 @@ def latency_s(d: StageDone) -> float | None:
 def layer_line(d: StageDone, early: StageDone | None = None) -> str:
     """One line per layer stage: job, layer, stage, state, flags, latency, checksums, state change."""
     state = (d.anomaly or {}).get("layer_state") or d.meta.get("layer_state") or "unknown"
-    bits = [f"{d.node}/{d.job} layer {d.layer}", STAGE_WORDS.get(d.stage, d.stage), state.upper(), _flags_text(d.anomaly),
-            f"latency {fmt_seconds(latency_s(d))}"]
+    bits = [
+        f"{d.node}/{d.job} layer {d.layer}",
+        STAGE_WORDS.get(d.stage, d.stage),
+        state.upper(),
+        _flags_text(d.anomaly),
+        f"latency {fmt_seconds(latency_s(d))}",
+    ]
     imgs = ", ".join(sorted(d.images)) or "no images"
     bits.append(f"sha256 ok ({imgs})" if d.ok else "INCOMPLETE: " + "; ".join(d.problems))
     if d.replayed:
@@ -68,9 +75,18 @@ def write_stage(out: Path, d: StageDone, early: StageDone | None = None) -> Path
         history = json.loads(hist_path.read_text(encoding="utf-8")) if hist_path.exists() else []
     except (OSError, json.JSONDecodeError):
         history = []
-    history.append({"stage": d.stage, "layer_state": (d.anomaly or {}).get("layer_state"), "flags": len((d.anomaly or {}).get("flags") or []),
-                    "t_received_unix": round(d.t_received, 3), "latency_s": latency_s(d), "verified": d.ok,
-                    "problems": d.problems, "replayed": d.replayed})
+    history.append(
+        {
+            "stage": d.stage,
+            "layer_state": (d.anomaly or {}).get("layer_state"),
+            "flags": len((d.anomaly or {}).get("flags") or []),
+            "t_received_unix": round(d.t_received, 3),
+            "latency_s": latency_s(d),
+            "verified": d.ok,
+            "problems": d.problems,
+            "replayed": d.replayed,
+        }
+    )
     if early is not None and early.anomaly is not None:
         write_json(folder / "anomaly_lr.json", early.anomaly, fsync=False)
     write_json(folder / "history.json", history, fsync=False)

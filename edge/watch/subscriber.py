@@ -39,8 +39,10 @@ def parse_broker_url(url: str) -> Broker:
     """mqtt://[USER@]HOST[:PORT] or mqtts://... -> Broker; WatchError for anything else."""
     u = urlparse(url)
     if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
-        raise WatchError(f"--broker {url!r}: expected mqtt://HOST:PORT or mqtts://HOST:PORT (user: mqtt://USER@HOST:PORT, "
-                         f"password in ${PASSWORD_ENV})")
+        raise WatchError(
+            f"--broker {url!r}: expected mqtt://HOST:PORT or mqtts://HOST:PORT (user: mqtt://USER@HOST:PORT, "
+            f"password in ${PASSWORD_ENV})"
+        )
     if u.password:
         raise WatchError(f"--broker {url!r}: put the password in ${PASSWORD_ENV}, not in the URL (it would show in ps)")
     tls = u.scheme == "mqtts"
@@ -59,11 +61,23 @@ class WatchSummary:
 
 
 class Watcher:
-    """paho MQTT 5 subscriber feeding a LayerAssembler; prints a line per layer stage, writes files, asks for replays."""
+    """paho MQTT 5 subscriber feeding a LayerAssembler: a line per layer stage, files, replay requests."""
 
-    def __init__(self, broker: Broker, *, prefix: str = "lpbf/v1", node: str | None = None, out: Path | None = None,
-                 replay_missing: bool = False, echo: Callable[[str], None] = print, settle_s: float = 20.0,
-                 gap_settle_s: float = 5.0, retry_s: float = 30.0, ca_file: str | None = None, client_id: str | None = None):
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        prefix: str = "lpbf/v1",
+        node: str | None = None,
+        out: Path | None = None,
+        replay_missing: bool = False,
+        echo: Callable[[str], None] = print,
+        settle_s: float = 20.0,
+        gap_settle_s: float = 5.0,
+        retry_s: float = 30.0,
+        ca_file: str | None = None,
+        client_id: str | None = None,
+    ):
         self.broker, self.prefix, self.node, self.out = broker, prefix.rstrip("/"), node, out
         self.replay_missing, self.echo = replay_missing, echo
         self.assembler = LayerAssembler(settle_s)
@@ -105,15 +119,22 @@ class Watcher:
         if self._client_id:  # a named subscriber keeps its session: the broker queues QoS 1 messages while it is away
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = 24 * 3600
-        c.connect_async(self.broker.host, self.broker.port, keepalive=30, clean_start=self._client_id is None, properties=props)
+        c.connect_async(
+            self.broker.host, self.broker.port, keepalive=30, clean_start=self._client_id is None, properties=props
+        )
         c.loop_start()
         self.client = c
         if not self._subscribed.wait(timeout):
             self.stop()
-            raise WatchError(f"no connection to the broker {self.broker.host}:{self.broker.port} within {timeout:.0f} s "
-                             "(is it running and reachable? user name and $LPBF_MQTT_PASSWORD right?)")
-        self.echo(f"watching {self.topic_filter} on {self.broker.host}:{self.broker.port}"
-                  + (f", files under {self.out}" if self.out else "") + (", asking for missed layers" if self.replay_missing else ""))
+            raise WatchError(
+                f"no connection to the broker {self.broker.host}:{self.broker.port} within {timeout:.0f} s "
+                "(is it running and reachable? user name and $LPBF_MQTT_PASSWORD right?)"
+            )
+        self.echo(
+            f"watching {self.topic_filter} on {self.broker.host}:{self.broker.port}"
+            + (f", files under {self.out}" if self.out else "")
+            + (", asking for missed layers" if self.replay_missing else "")
+        )
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         """(Re)subscribe on every connect."""
@@ -129,8 +150,9 @@ class Watcher:
             self.client.loop_stop()
 
     # ---- main loop ----------------------------------------------------------------------------------
-    def run(self, stop: threading.Event | None = None, max_layers: int | None = None,
-            duration_s: float | None = None) -> WatchSummary:
+    def run(
+        self, stop: threading.Event | None = None, max_layers: int | None = None, duration_s: float | None = None
+    ) -> WatchSummary:
         """Process messages until `stop` is set, `max_layers` final layers arrived or `duration_s` passed."""
         end = None if duration_s is None else time.monotonic() + duration_s
         while not (stop is not None and stop.is_set()) and (end is None or time.monotonic() < end):
@@ -141,7 +163,7 @@ class Watcher:
         return self.summary
 
     def step(self, timeout: float) -> None:
-        """Handle the messages that arrived (waiting up to `timeout` for the first), expire stalled layers, ask for gaps."""
+        """Handle arrived messages (waiting up to `timeout` for one), expire stalled layers, ask for gaps."""
         try:
             item = self._q.get(timeout=timeout)
             while True:
@@ -160,7 +182,7 @@ class Watcher:
         if isinstance(msg, str):
             self.echo(msg)
             return
-        rest = msg.topic[len(self.prefix) + 1:].split("/") if msg.topic.startswith(self.prefix + "/") else []
+        rest = msg.topic[len(self.prefix) + 1 :].split("/") if msg.topic.startswith(self.prefix + "/") else []
         if len(rest) < 2:
             return
         node, kind = rest[0], rest[1:]
@@ -190,8 +212,10 @@ class Watcher:
         key = (s.get("job"), s.get("job_active"), s.get("model_id"))
         if self._jobs.get(node) != key:
             self._jobs[node] = key
-            self.echo(f"box {node}: job {s.get('job')} ({'running' if s.get('job_active', True) else 'stopped'}), "
-                      f"last layer {s.get('last_layer')}, model {s.get('model_id')}, software {s.get('software_version')}")
+            self.echo(
+                f"box {node}: job {s.get('job')} ({'running' if s.get('job_active', True) else 'stopped'}), "
+                f"last layer {s.get('last_layer')}, model {s.get('model_id')}, software {s.get('software_version')}"
+            )
 
     def _on_layer(self, node: str, job: str, layer: int, kind: str, msg, t: float) -> None:
         """A per-layer message: into the assembler."""

@@ -25,17 +25,22 @@ TIMELINE_MAX = 500
 
 def _auth_plugin(username: str, password: str):
     """A Bottle plugin asking every request for HTTP basic auth with these credentials."""
+
     def plugin(callback):
         @functools.wraps(callback)
         def wrapper(*args, **kwargs):
             got = bottle.request.auth
-            if got is None or not (hmac.compare_digest(got[0].encode(), username.encode())
-                                   and hmac.compare_digest(got[1].encode(), password.encode())):
+            if got is None or not (
+                hmac.compare_digest(got[0].encode(), username.encode())
+                and hmac.compare_digest(got[1].encode(), password.encode())
+            ):
                 err = bottle.HTTPError(401, "the lpbf-edge web view needs a user name and password")
                 err.add_header("WWW-Authenticate", 'Basic realm="lpbf-edge", charset="UTF-8"')
                 return err
             return callback(*args, **kwargs)
+
         return wrapper
+
     return plugin
 
 
@@ -49,12 +54,21 @@ def _rendered_png(folder: str, job: str, layer: int, name: str, stamp: tuple) ->
 
 def _stamp(folder: Path) -> tuple:
     """Modification times of the files a rendered view depends on."""
-    return tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in
-                 (folder / n for n in ("meta.json", "anomaly.json", "anomaly_lr.json", "sr.png", "lr.png", "mask.png")))
+    return tuple(
+        p.stat().st_mtime_ns if p.exists() else 0
+        for p in (folder / n for n in ("meta.json", "anomaly.json", "anomaly_lr.json", "sr.png", "lr.png", "mask.png"))
+    )
 
 
-def make_app(root: str | Path, *, title: str = "lpbf-edge", refresh_s: float = 10.0, username: str = "lpbf",
-             password: str | None = None, health_max_age_s: float = 30.0) -> bottle.Bottle:
+def make_app(
+    root: str | Path,
+    *,
+    title: str = "lpbf-edge",
+    refresh_s: float = 10.0,
+    username: str = "lpbf",
+    password: str | None = None,
+    health_max_age_s: float = 30.0,
+) -> bottle.Bottle:
     """The WSGI app over store root `root` (read-only)."""
     root = Path(root)
     app = bottle.Bottle()
@@ -64,9 +78,11 @@ def make_app(root: str | Path, *, title: str = "lpbf-edge", refresh_s: float = 1
     @app.hook("after_request")
     def _headers() -> None:
         bottle.response.set_header("X-Content-Type-Options", "nosniff")
-        bottle.response.set_header("Content-Security-Policy",
-                                   "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
-                                   "connect-src 'self'; frame-ancestors 'none'")
+        bottle.response.set_header(
+            "Content-Security-Policy",
+            "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+            "connect-src 'self'; frame-ancestors 'none'",
+        )
 
     @app.get("/")
     def index():
@@ -91,7 +107,9 @@ def make_app(root: str | Path, *, title: str = "lpbf-edge", refresh_s: float = 1
         limit = int(q.get("limit")) if q.get("limit", "").isdigit() else 200
         bottle.response.content_type = "application/json"
         base = bottle.request.script_name.rstrip("/")
-        return json.dumps([e.to_json(base) for e in list_layers(root, job=q.get("job") or None, limit=max(1, min(limit, 5000)))])
+        return json.dumps(
+            [e.to_json(base) for e in list_layers(root, job=q.get("job") or None, limit=max(1, min(limit, 5000)))]
+        )
 
     @app.get("/api/health")
     def api_health():

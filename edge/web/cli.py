@@ -14,23 +14,36 @@ def register(app: typer.Typer) -> None:
 
     @app.command("serve")
     def serve(
-        store: Path = typer.Option(..., "--store", help="Store root of a box (store.root; the demo's is demo-out/box)."),
+        store: Path = typer.Option(
+            ..., "--store", help="Store root of a box (store.root; the demo's is demo-out/box)."
+        ),
         port: int = typer.Option(8088, "--port", min=0, max=65535, help="TCP port (0: any free port)."),
-        bind: str = typer.Option("127.0.0.1", "--bind", help="Address to listen on; anything but loopback needs "
-                                 "$LPBF_WEB_PASSWORD (user 'lpbf') or --password-file."),
-        password_file: Path | None = typer.Option(None, "--password-file", help="File whose first line is the password."),
+        bind: str = typer.Option(
+            "127.0.0.1",
+            "--bind",
+            help="Address to listen on; anything but loopback needs "
+            "$LPBF_WEB_PASSWORD (user 'lpbf') or --password-file.",
+        ),
+        password_file: Path | None = typer.Option(
+            None, "--password-file", help="File whose first line is the password."
+        ),
         title: str | None = typer.Option(None, "--title", help="Page title (default: lpbf-edge and the store folder)."),
     ) -> None:
-        """Serve a read-only page over the archive: latest layer, job timeline of states, health; JSON at /api/layers."""
+        """Serve a read-only page over the archive: latest layer, timeline of states, health; JSON /api/layers."""
         from edge.web.config import WebConfig
         from edge.web.server import WebError, WebServer
 
         if not (store / "archive").is_dir() and not (store / "health.json").is_file():
-            typer.echo(f"lpbf-edge serve: {store} is not a store root (no archive/ or health.json; the demo's is "
-                       "demo-out/box, a box's is store.root of its config)", err=True)
+            typer.echo(
+                f"lpbf-edge serve: {store} is not a store root (no archive/ or health.json; the demo's is "
+                "demo-out/box, a box's is store.root of its config)",
+                err=True,
+            )
             raise typer.Exit(2)
         try:
-            cfg = WebConfig(enabled=True, bind=bind, port=port, password_file=str(password_file) if password_file else None)
+            cfg = WebConfig(
+                enabled=True, bind=bind, port=port, password_file=str(password_file) if password_file else None
+            )
             server = WebServer(store, cfg, title or f"lpbf-edge: {store.resolve().name}").start()
         except (WebError, ValueError) as exc:
             typer.echo(f"lpbf-edge serve: {exc}", err=True)

@@ -40,10 +40,18 @@ class WebServer:
         self.root, self.cfg = Path(root), cfg
         password = cfg.password()
         if not is_loopback(cfg.bind) and not password:
-            raise WebError(f"web view on {cfg.bind}: anything but loopback needs a password (set ${cfg.password_env} or "
-                           "web.password_file), or keep bind 127.0.0.1 behind a reverse proxy (docs/operator.md)")
-        self.app = make_app(self.root, title=title, refresh_s=cfg.refresh_s, username=cfg.username, password=password,
-                            health_max_age_s=health_max_age_s)
+            raise WebError(
+                f"web view on {cfg.bind}: anything but loopback needs a password (set ${cfg.password_env} or "
+                "web.password_file), or keep bind 127.0.0.1 behind a reverse proxy (docs/operator.md)"
+            )
+        self.app = make_app(
+            self.root,
+            title=title,
+            refresh_s=cfg.refresh_s,
+            username=cfg.username,
+            password=password,
+            health_max_age_s=health_max_age_s,
+        )
         self._map: dict = {}
         self._server = None
         self._thread: threading.Thread | None = None
@@ -51,7 +59,11 @@ class WebServer:
     @property
     def url(self) -> str:
         """http://host:port/ actually listened on."""
-        host, port = (self._server.effective_host, self._server.effective_port) if self._server else (self.cfg.bind, self.cfg.port)
+        host, port = (
+            (self._server.effective_host, self._server.effective_port)
+            if self._server
+            else (self.cfg.bind, self.cfg.port)
+        )
         return f"http://{'[' + host + ']' if ':' in str(host) else host}:{port}/"
 
     def start(self) -> WebServer:
@@ -59,8 +71,15 @@ class WebServer:
         from waitress.server import create_server
 
         try:
-            self._server = create_server(self.app, map=self._map, host=self.cfg.bind, port=self.cfg.port, threads=4,
-                                         ident="lpbf-edge", clear_untrusted_proxy_headers=True)
+            self._server = create_server(
+                self.app,
+                map=self._map,
+                host=self.cfg.bind,
+                port=self.cfg.port,
+                threads=4,
+                ident="lpbf-edge",
+                clear_untrusted_proxy_headers=True,
+            )
         except (OSError, socket.gaierror) as exc:
             raise WebError(f"web view cannot listen on {self.cfg.bind}:{self.cfg.port}: {exc}") from exc
         self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)

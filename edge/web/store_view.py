@@ -35,8 +35,17 @@ class LayerEntry:
             images["overview"] = f"{u}/overview.png"
         if self.has_lr and self.has_sr:
             images.update(zoom_lr=f"{u}/zoom_lr.png", zoom_sr=f"{u}/zoom_sr.png")
-        return {"job": self.job, "layer": self.layer, "state": self.state, "stage": self.stage, "early_state": self.early_state,
-                "flag_count": self.flags, "t_unix": self.t_unix, "images": images, "page": f"{base_url}/?job={self.job}&layer={self.layer}"}
+        return {
+            "job": self.job,
+            "layer": self.layer,
+            "state": self.state,
+            "stage": self.stage,
+            "early_state": self.early_state,
+            "flag_count": self.flags,
+            "t_unix": self.t_unix,
+            "images": images,
+            "page": f"{base_url}/?job={self.job}&layer={self.layer}",
+        }
 
 
 def _read(p: Path) -> dict | None:
@@ -65,9 +74,17 @@ def read_entry(root: Path, job: str, layer: int) -> LayerEntry | None:
     doc = anomaly if final else early
     stage = "final" if final else "early" if early else "pending"
     t = (meta or {}).get("t_event_unix") or (event or {}).get("t_unix")
-    return LayerEntry(job, layer, doc["layer_state"] if doc else "pending", stage, early["layer_state"] if early else None,
-                      len(doc.get("flags", [])) if doc else 0, float(t) if isinstance(t, (int, float)) else None,
-                      (d / "sr.png").exists(), (d / "lr.png").exists())
+    return LayerEntry(
+        job,
+        layer,
+        doc["layer_state"] if doc else "pending",
+        stage,
+        early["layer_state"] if early else None,
+        len(doc.get("flags", [])) if doc else 0,
+        float(t) if isinstance(t, (int, float)) else None,
+        (d / "sr.png").exists(),
+        (d / "lr.png").exists(),
+    )
 
 
 def jobs(root: Path) -> list[tuple[str, list[int]]]:

@@ -31,6 +31,8 @@ def test_discovered_entities_receive_the_latest_sr_and_the_critical_state(tmp_pa
     assert srs and srs[-1] == (tmp_path / "box/archive/W1/000003/sr.png").read_bytes()
     assert srs[-1][:8] == b"\x89PNG\r\n\x1a\n" and image["content_type"] == "image/png"
     template = jinja2.Environment().from_string(problem["value_template"])
-    states = [template.render(value_json=json.loads(m.payload)) for m in sub.messages if m.topic == problem["state_topic"]]
+    states = [
+        template.render(value_json=json.loads(m.payload)) for m in sub.messages if m.topic == problem["state_topic"]
+    ]
     assert "ON" in states and states[-1] == "OFF"  # early critical from the webcam image, then the final minor state
     assert all(c["availability_topic"] == "lpbf/v1/wbox/availability" for c in configs.values())

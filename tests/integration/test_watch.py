@@ -1,4 +1,4 @@
-"""`lpbf-edge watch` against a real mosquitto: a real BoxService (cheap stages) and a scripted box for gaps and replays."""
+"""`lpbf-edge watch` against a real mosquitto: a BoxService (cheap stages) and a scripted box (gaps, replays)."""
 
 from __future__ import annotations
 
@@ -46,9 +46,16 @@ def _box(root: Path, port: int, layers: int, sr_s: float, **mqtt: object):
         time.sleep(sr_s)
         return SRLayer(reg.event, cv2.resize(reg.lr, (128, 128), interpolation=cv2.INTER_CUBIC), None, "cubic-test")
 
-    cfg = Config.model_validate({"node": {"node_id": "wbox", "job": "W1"}, "store": {"root": str(root), "fsync": False},
-                                 "mqtt": {"port": port, "stats_interval_s": 0.5, **mqtt}})
-    stages = Stages(capture, register, sr, lambda i, n, s: _Analysis(i, "minor", 1.4), lambda i, n, s: _Analysis(i, "critical", 2.3))
+    cfg = Config.model_validate(
+        {
+            "node": {"node_id": "wbox", "job": "W1"},
+            "store": {"root": str(root), "fsync": False},
+            "mqtt": {"port": port, "stats_interval_s": 0.5, **mqtt},
+        }
+    )
+    stages = Stages(
+        capture, register, sr, lambda i, n, s: _Analysis(i, "minor", 1.4), lambda i, n, s: _Analysis(i, "critical", 2.3)
+    )
 
     def printer(submit, stop):
         for n in range(1, layers + 1):
@@ -60,12 +67,29 @@ def _box(root: Path, port: int, layers: int, sr_s: float, **mqtt: object):
 
 
 def test_watch_cli_follows_a_box_verifies_writes_and_alerts(tmp_path, mosquitto):
-    """The CLI sees every layer, final ones verified and saved; early critical -> final minor is alerted and explained."""
+    """The CLI sees every layer, final ones verified and saved; early critical -> final minor alerted, explained."""
     broker = mosquitto()
     out = tmp_path / "watched"
     exe = Path(sys.executable).with_name("lpbf-edge")
-    w = subprocess.Popen([str(exe), "watch", "--broker", broker.url(), "--node", "wbox", "--out", str(out), "--layers", "4",
-                          "--duration", "90"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    w = subprocess.Popen(
+        [
+            str(exe),
+            "watch",
+            "--broker",
+            broker.url(),
+            "--node",
+            "wbox",
+            "--out",
+            str(out),
+            "--layers",
+            "4",
+            "--duration",
+            "90",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.5)  # subscribed before the box starts publishing
     svc = _box(tmp_path / "box", broker.port, 4, sr_s=0.6)
     svc.start()
@@ -96,7 +120,9 @@ def test_watch_cli_follows_a_box_verifies_writes_and_alerts(tmp_path, mosquitto)
     assert "4 final layers: 4 complete, 0 incomplete" in lines[-1]
 
 
-def _publish_layer(client, base: str, job: str, n: int, corr: str, replayed: bool = False, corrupt_sr: bool = False) -> None:
+def _publish_layer(
+    client, base: str, job: str, n: int, corr: str, replayed: bool = False, corrupt_sr: bool = False
+) -> None:
     """Publish one layer's final messages as the box would (layer_messages), optionally with a damaged SR image."""
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
@@ -105,13 +131,21 @@ def _publish_layer(client, base: str, job: str, n: int, corr: str, replayed: boo
     from edge.publish.topics import Topics
 
     lr, sr = f"lr-{n}".encode(), f"sr-{n}".encode()
-    meta = {"job": job, "layer": n, "stage": "final", "final": True, "t_event_unix": time.time(),
-            "images": {"lr": image_info(lr, (8, 8)), "sr": image_info(sr, (32, 32))}}
+    meta = {
+        "job": job,
+        "layer": n,
+        "stage": "final",
+        "final": True,
+        "t_event_unix": time.time(),
+        "images": {"lr": image_info(lr, (8, 8)), "sr": image_info(sr, (32, 32))},
+    }
     if replayed:
         meta["replayed"] = True
     anomaly = {"job": job, "layer": n, "layer_state": "ok", "flags": []}
     prefix, node = base.rsplit("/", 1)
-    for m in layer_messages(Topics(prefix, node), job, n, corr, meta, {"lr": lr, "sr": sr + b"X" if corrupt_sr else sr}, anomaly):
+    for m in layer_messages(
+        Topics(prefix, node), job, n, corr, meta, {"lr": lr, "sr": sr + b"X" if corrupt_sr else sr}, anomaly
+    ):
         p = Properties(PacketTypes.PUBLISH)
         p.ContentType, p.CorrelationData, p.UserProperty = m.content_type, m.correlation, [("stage", m.stage)]
         client.publish(m.topic, m.payload, qos=1, retain=m.retain, properties=p).wait_for_publish(5)
@@ -138,8 +172,16 @@ def test_watch_asks_for_missed_and_corrupt_layers_and_accepts_the_replay(tmp_pat
     box.loop_start()
     assert subscribed.wait(10)
     lines: list[str] = []
-    w = Watcher(Broker("127.0.0.1", broker.port), node="sbox", out=tmp_path / "w", replay_missing=True, echo=lines.append,
-                settle_s=0.3, gap_settle_s=1.0, retry_s=60.0)
+    w = Watcher(
+        Broker("127.0.0.1", broker.port),
+        node="sbox",
+        out=tmp_path / "w",
+        replay_missing=True,
+        echo=lines.append,
+        settle_s=0.3,
+        gap_settle_s=1.0,
+        retry_s=60.0,
+    )
     w.start()
     stop = threading.Event()
     t = threading.Thread(target=w.run, args=(stop,), daemon=True)
@@ -159,11 +201,15 @@ def test_watch_asks_for_missed_and_corrupt_layers_and_accepts_the_replay(tmp_pat
             assert rt.startswith(f"{base}/reply/") and "+" not in rt and "#" not in rt
             reply = Properties(PacketTypes.PUBLISH)
             reply.CorrelationData = r.properties.CorrelationData
-            box.publish(rt, json.dumps({"command": "replay", "ok": True, "layers": 1}).encode(), qos=1, properties=reply)
+            box.publish(
+                rt, json.dumps({"command": "replay", "ok": True, "layers": 1}).encode(), qos=1, properties=reply
+            )
         for n in (2, 4):
             _publish_layer(box, base, "J7", n, corr[n], replayed=True)
         end = time.monotonic() + 15
-        while not all(w.finals.get(("sbox", "J7", n)) is not None and w.finals[("sbox", "J7", n)].ok for n in range(1, 6)):
+        while not all(
+            w.finals.get(("sbox", "J7", n)) is not None and w.finals[("sbox", "J7", n)].ok for n in range(1, 6)
+        ):
             assert time.monotonic() < end, lines
             time.sleep(0.05)
     finally:

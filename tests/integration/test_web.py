@@ -1,4 +1,4 @@
-"""The web view: inside the box service (web.enabled) and as `lpbf-edge serve`, checked over HTTP and in headless Chromium."""
+"""The web view in the service (web.enabled) and as `lpbf-edge serve`, over HTTP and in headless Chromium."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class _Analysis:
 
         h, w = img.shape
         self.mask = np.zeros((h, w), bool)
-        self.mask[h // 4:h // 2, w // 4:w // 2] = True
+        self.mask[h // 4 : h // 2, w // 4 : w // 2] = True
         self.layer_state, self.timings_s = severity, {}
         self.flags = (AnomalyFlag("super_elevation", severity, score, (w // 4, h // 4, w // 8, h // 8), 40),)
 
@@ -55,9 +55,13 @@ def _service(root: Path, port: int, layers: int):
         time.sleep(0.5)
         return SRLayer(reg.event, cv2.resize(reg.lr, (192, 192), interpolation=cv2.INTER_CUBIC), None, "cubic-test")
 
-    stages = Stages(lambda ev: LayerFrames(ev, {"webcam": Frame("webcam", _plate(ev.layer), time.time())}),
-                    lambda fr: RegisteredLayer(fr.event, fr.frames["webcam"].image, 400.0), sr,
-                    lambda i, n, s: _Analysis(i, "minor", 1.4), lambda i, n, s: _Analysis(i, "critical", 2.3))
+    stages = Stages(
+        lambda ev: LayerFrames(ev, {"webcam": Frame("webcam", _plate(ev.layer), time.time())}),
+        lambda fr: RegisteredLayer(fr.event, fr.frames["webcam"].image, 400.0),
+        sr,
+        lambda i, n, s: _Analysis(i, "minor", 1.4),
+        lambda i, n, s: _Analysis(i, "critical", 2.3),
+    )
 
     def printer(submit, stop):
         for n in range(1, layers + 1):
@@ -65,9 +69,14 @@ def _service(root: Path, port: int, layers: int):
             if stop.wait(0.1):
                 return
 
-    cfg = Config.model_validate({"node": {"node_id": "webbox", "job": "W"}, "mqtt": {"enabled": False},
-                                 "store": {"root": str(root), "fsync": False, "health_interval_s": 0.5},
-                                 "web": {"enabled": True, "port": port}})
+    cfg = Config.model_validate(
+        {
+            "node": {"node_id": "webbox", "job": "W"},
+            "mqtt": {"enabled": False},
+            "store": {"root": str(root), "fsync": False, "health_interval_s": 0.5},
+            "web": {"enabled": True, "port": port},
+        }
+    )
     return BoxService(cfg, stages, printer)
 
 
@@ -84,7 +93,7 @@ def _get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, str, bytes
 
 
 def test_service_web_view_api_images_and_page(tmp_path):
-    """/api/layers lists the archive newest first with working image URLs; the page fits 1400 px and tells the history."""
+    """/api/layers lists the archive newest first, image URLs work; the page fits 1400 px, tells the history."""
     port = free_port()
     svc = _service(tmp_path / "box", port, 3)
     svc.start()
@@ -96,7 +105,9 @@ def test_service_web_view_api_images_and_page(tmp_path):
         layers = json.loads(body)
         assert [e["layer"] for e in layers] == [3, 2, 1] and {e["job"] for e in layers} == {"W"}
         assert all(e["state"] == "minor" and e["stage"] == "final" and e["flag_count"] == 1 for e in layers)
-        assert any(e["early_state"] == "critical" for e in layers)  # SR was busy: the early state came from the webcam image
+        assert any(
+            e["early_state"] == "critical" for e in layers
+        )  # SR was busy: the early state came from the webcam image
         for name in ("lr", "sr", "overview", "zoom_lr", "zoom_sr"):
             status, ctype, png = _get(base + layers[0]["images"][name])
             img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -140,12 +151,19 @@ def test_serve_cli_password_and_refusals(tmp_path):
     """`lpbf-edge serve`: basic auth when a password is set; no password off loopback and a wrong store are refused."""
     root = tmp_path / "box"
     (root / "archive" / "J" / "000001").mkdir(parents=True)
-    (root / "archive" / "J" / "000001" / "anomaly.json").write_text('{"job": "J", "layer": 1, "layer_state": "ok", "flags": []}')
+    (root / "archive" / "J" / "000001" / "anomaly.json").write_text(
+        '{"job": "J", "layer": 1, "layer_state": "ok", "flags": []}'
+    )
     exe = Path(sys.executable).with_name("lpbf-edge")
     port = free_port()
     env = dict(os.environ, LPBF_WEB_PASSWORD="s3cret")
-    p = subprocess.Popen([str(exe), "serve", "--store", str(root), "--port", str(port)], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [str(exe), "serve", "--store", str(root), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         end = time.monotonic() + 20
         while time.monotonic() < end:
@@ -162,8 +180,15 @@ def test_serve_cli_password_and_refusals(tmp_path):
         p.terminate()
         p.wait(10)
     env.pop("LPBF_WEB_PASSWORD")
-    r = subprocess.run([str(exe), "serve", "--store", str(root), "--bind", "0.0.0.0", "--port", str(port)], env=env,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [str(exe), "serve", "--store", str(root), "--bind", "0.0.0.0", "--port", str(port)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "needs a password" in r.stderr and "docs/operator.md" in r.stderr
-    r = subprocess.run([str(exe), "serve", "--store", str(tmp_path / "nothing")], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [str(exe), "serve", "--store", str(tmp_path / "nothing")], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 2 and "not a store root" in r.stderr

@@ -91,7 +91,8 @@ def test_home_assistant_critical_sensor_and_latest_sr_image():
         return env.from_string(template).render(value_json=doc)
 
     assert [render(crit["value_template"], s) for s in ("critical", "minor", "ok")] == ["ON", "OFF", "OFF"]
-    assert {render(crit["value_template"], "critical"), render(crit["value_template"], "ok")} == {crit["payload_on"], crit["payload_off"]}
+    on_off = {render(crit["value_template"], "critical"), render(crit["value_template"], "ok")}
+    assert on_off == {crit["payload_on"], crit["payload_off"]}
     attrs = json.loads(render(crit["json_attributes_template"], "critical"))
     assert attrs == {"job": "J", "layer": 7, "layer_state": "critical", "flags": ["super_elevation"]}
     img = msgs["homeassistant/image/lpbf_edge_b1/latest_sr/config"]

@@ -1,4 +1,4 @@
-"""The reference subscriber's logic: grouping by CorrelationData, sha256 checks, LR-first stages, gaps, replay requests."""
+"""The reference subscriber's logic: grouping by CorrelationData, sha256, LR-first stages, gaps, replays."""
 
 from __future__ import annotations
 
@@ -17,18 +17,34 @@ LR, SR = b"\x89PNG-lr-bytes", b"\x89PNG-sr-bytes"
 
 def _meta(stage: str, images: dict[str, bytes], **extra) -> bytes:
     info = {k: {"sha256": hashlib.sha256(v).hexdigest(), "bytes": len(v)} for k, v in images.items()}
-    return json.dumps({"stage": stage, "final": stage == "final", "images": info, "t_event_unix": 100.0, **extra}).encode()
+    return json.dumps(
+        {"stage": stage, "final": stage == "final", "images": info, "t_event_unix": 100.0, **extra}
+    ).encode()
 
 
 def _anomaly(state: str, flags: list[dict] | None = None) -> bytes:
     return json.dumps({"job": "J", "layer": 4, "layer_state": state, "flags": flags or []}).encode()
 
 
-def _msg(kind: str, payload: bytes, stage: str | None = "final", corr: bytes | None = b"uuid-4", layer: int = 4, t: float = 101.0):
+def _msg(
+    kind: str,
+    payload: bytes,
+    stage: str | None = "final",
+    corr: bytes | None = b"uuid-4",
+    layer: int = 4,
+    t: float = 101.0,
+):
     return LayerMessage("box", "J", layer, kind, payload, corr, stage, t)
 
 
-FLAG = {"type": "super_elevation", "severity": "critical", "score": 2.4, "bbox": [10, 10, 5, 5], "area_px": 20, "layers_persisted": 1}
+FLAG = {
+    "type": "super_elevation",
+    "severity": "critical",
+    "score": 2.4,
+    "bbox": [10, 10, 5, 5],
+    "area_px": 20,
+    "layers_persisted": 1,
+}
 
 
 def test_final_layer_completes_only_when_every_image_matches_meta():
@@ -98,7 +114,12 @@ def test_messages_are_grouped_by_correlation_data_not_arrival():
 
 def test_capture_failed_layer_has_no_images_and_alerts():
     a = LayerAssembler()
-    a.add(_msg("meta", json.dumps({"stage": "final", "final": True, "images": {}, "failure": "capture_failed: timeout"}).encode()))
+    a.add(
+        _msg(
+            "meta",
+            json.dumps({"stage": "final", "final": True, "images": {}, "failure": "capture_failed: timeout"}).encode(),
+        )
+    )
     done = a.add(_msg("anomaly", _anomaly("capture_failed")))
     assert done[0].ok and "capture_failed: timeout" in alert_line(done[0])
 
