@@ -14,7 +14,9 @@ import socket
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlparse
 
 import cv2
@@ -149,9 +151,11 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
     cfg = demo_config(out, host, port, model, build_dir, calib_file)
     (out / "config.json").write_text(cfg.model_dump_json(indent=1))
     base = f"{cfg.mqtt.prefix}/{cfg.node.node_id}"
-    watcher, watch_stop, watch_thread = start_watcher(host, port, cfg, out, console)
+    watch: DemoWatch | None = None
     cap = None
     try:
+        watch = start_watcher(host, port, cfg, out, console)
+        watcher = watch.watcher
         cap = LayerCapture([printer.camera("webcam")], cfg.capture.timeout_s)
         cap.open()
         with console.status("loading the super-resolution model..."):
@@ -200,9 +204,8 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
     finally:
         if cap is not None:
             cap.close()
-        watch_stop.set()
-        watch_thread.join(5)
-        watcher.stop()
+        if watch is not None:
+            watch.close()
         if proc is not None:
             proc.terminate()
             proc.wait(5)
@@ -213,7 +216,24 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
     return summary
 
 
-def start_watcher(host: str, port: int, cfg, out: Path, console):
+@dataclass
+class DemoWatch:
+    """The reference subscriber running in a thread for the demo, and its log file."""
+
+    watcher: object
+    stop: threading.Event
+    thread: threading.Thread
+    log: TextIO
+
+    def close(self) -> None:
+        """Stop the thread, disconnect, close the log."""
+        self.stop.set()
+        self.thread.join(5)
+        self.watcher.stop()
+        self.log.close()
+
+
+def start_watcher(host: str, port: int, cfg, out: Path, console) -> DemoWatch:
     """The reference subscriber (edge.watch) in a thread: lines to out/watch.log, alerts also on the console."""
     from edge.watch.subscriber import Broker, Watcher, WatchError
 
@@ -230,11 +250,12 @@ def start_watcher(host: str, port: int, cfg, out: Path, console):
     try:
         w.start()
     except WatchError as exc:
+        log.close()
         raise DemoError(f"the demo's subscriber: {exc}") from exc
     stop = threading.Event()
     t = threading.Thread(target=w.run, args=(stop,), name="demo-watch", daemon=True)
     t.start()
-    return w, stop, t
+    return DemoWatch(w, stop, t, log)
 
 
 def _summary_doc(stats: dict, rows: list[dict], model_id: str, speed: float, wall_s: float) -> dict:

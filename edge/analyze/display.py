@@ -280,7 +280,7 @@ def fmt_seconds(s: float | None) -> str:
         return "<0.01 s"
     if s < 10:
         return f"{s:.2f} s" if s < 1 else f"{s:.1f} s"
-    if s < 120:
+    if s < 60:
         return f"{s:.0f} s"
     m, r = divmod(int(round(s)), 60)
     return f"{m} min {r} s"
