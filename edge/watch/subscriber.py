@@ -88,6 +88,8 @@ class Watcher:
         self.earlies: dict[tuple[str, str, int], StageDone] = {}
         self._availability: dict[str, str] = {}
         self._jobs: dict[str, tuple] = {}
+        self._job_nodes: dict[str, str] = {}  # job -> the node whose files are under out/<job>/
+        self._warned: set[tuple[str, str]] = set()
         self._pending_replays: dict[bytes, tuple[str, str, int, int]] = {}
         self._q: queue.Queue = queue.Queue()
         self._subscribed = threading.Event()
@@ -238,7 +240,7 @@ class Watcher:
             self.summary.alerts += 1
             self.echo(alert)
         if self.out is not None:
-            write_stage(self.out, d, early if d.stage == "final" else None)
+            self._write(d, early if d.stage == "final" else None)
         if d.stage == "final":
             self.finals[key] = d
             self.gaps.finished(d.node, d.job, d.layer, d.ok, d.t_received)
@@ -248,6 +250,18 @@ class Watcher:
                     self.summary.final_incomplete.remove(key)
             elif key not in self.summary.final_incomplete:
                 self.summary.final_incomplete.append(key)
+
+    def _write(self, d: StageDone, early: StageDone | None) -> None:
+        """Files under out/<job>/<layer>/; a second box with the same job id is told once and not written."""
+        owner = self._job_nodes.setdefault(d.job, d.node)
+        if owner == d.node:
+            write_stage(self.out, d, early)
+        elif (d.node, d.job) not in self._warned:
+            self._warned.add((d.node, d.job))
+            self.echo(
+                f"box {d.node} also publishes job {d.job}: its layers are not written under {self.out} "
+                f"(those are {owner}'s); run one watcher per box with --node"
+            )
 
     # ---- replay of missed layers ------------------------------------------------------------------
     def _ask_for_gaps(self, now: float) -> None:

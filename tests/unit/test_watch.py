@@ -191,3 +191,20 @@ def test_broker_url():
         parse_broker_url("mqtt://u:secret@h")
     with pytest.raises(WatchError, match="mqtt://HOST:PORT"):
         parse_broker_url("http://h")
+
+
+def test_two_boxes_with_one_job_id_do_not_mix_their_files(tmp_path):
+    """Without --node, a second box publishing the same job is reported once and not written over the first."""
+    from edge.watch.assemble import StageDone
+    from edge.watch.subscriber import Broker, Watcher
+
+    lines: list[str] = []
+    w = Watcher(Broker("127.0.0.1", 1), out=tmp_path, echo=lines.append)
+    meta = {"stage": "final", "final": True, "images": {}}
+    for node, n in (("box-a", 1), ("box-b", 1), ("box-b", 2), ("box-a", 2)):
+        anomaly = {"job": "J", "layer": n, "layer_state": "ok", "flags": [], "from": node}
+        w._done(StageDone(node, "J", n, "final", meta, anomaly, {}, [], 0.0))
+    assert json.loads((tmp_path / "J/1/anomaly.json").read_text())["from"] == "box-a"
+    assert json.loads((tmp_path / "J/2/anomaly.json").read_text())["from"] == "box-a"
+    assert sum("box box-b also publishes job J" in line for line in lines) == 1
+    assert len(w.finals) == 4 and w.summary.final_ok == 4
