@@ -113,11 +113,12 @@ def _header(b, sr_note: str, exp_note: str, results: list[dict]) -> str:
     states = ", ".join(f"<b style='color:{state_color(k)}'>{v} {html.escape(k.replace('_', ' '))}</b>"
                        for k, v in sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 0))
     lr_px = b.hr_pitch_um * b.scale
-    return (f'<section id="summary"><h1>Build {html.escape(b.path.name)}</h1>{warn}'
+    return (f'<section id="summary"><h1>Build report: {html.escape(b.path.name)}</h1>{warn}'
             f"<p class='verdict'>{len(b.layers)} layers: {states}.</p>"
             f"<p>Webcam image (LR) pixel {lr_px:.0f} µm on the plate; super-resolved (SR) pixel {b.hr_pitch_um:.0f} µm "
             f"({b.scale}× finer); layers {b.layer_um:.0f} µm thick.</p>"
-            f"<p>Super-resolution: {html.escape(sr_note)}.<br>Parts compared against: {html.escape(exp_note)}.</p>"
+            f"<p>{html.escape(sr_note[:1].upper() + sr_note[1:])}.<br>"
+            f"Parts compared against: {html.escape(exp_note)}.</p>"
             "</section>")
 
 
@@ -220,14 +221,17 @@ def _roughness_section(b, masks: list[np.ndarray], up) -> str:
         tmp.write((Path(d) / "r.png").read_bytes())
     plt.close("all")
     uri = "data:image/png;base64," + base64.b64encode(tmp.getvalue()).decode("ascii")
-    rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{w}</td><td>{r.ra_um:.1f}</td><td>{r.rq_um:.1f}</td><td>{r.rz_um:.1f}</td></tr>"
-                   for n, c in curves.items() for w, r in c.items())
+    windows_all = sorted({w for c in curves.values() for w in c})
+    head = "".join(f"<th>{w}\u00b0 window</th>" for w in windows_all)
+    rows = "".join(f"<tr><td>{html.escape(n)}</td>" + "".join(
+        f"<td>Ra {c[w].ra_um:.0f} \u00b7 Rq {c[w].rq_um:.0f} \u00b7 Rz {c[w].rz_um:.0f}</td>" if w in c
+        else "<td>-</td>"
+        for w in windows_all) + "</tr>" for n, c in curves.items())
     return (f'<section id="roughness"><h2>Roughness of the largest part (\u00b5m)</h2>'
             '<p class="legend">How rough the part\'s outline is, per smoothing window, from the SR image and, '
             "where the build has them, from bicubic upscaling and the true high-resolution image (see Ra / Rq / Rz "
             "below).</p>"
-            f'<img alt="roughness vs window" src="{uri}"><table><tr><th>source</th><th>window (\u00b0)</th>'
-            f"<th>Ra</th><th>Rq</th><th>Rz</th></tr>{rows}</table></section>")
+            f'<img alt="roughness vs window" src="{uri}"><table><tr><th>source</th>{head}</tr>{rows}</table></section>')
 
 
 def _json_section(results: list[dict]) -> str:
