@@ -192,3 +192,30 @@ def test_serve_cli_password_and_refusals(tmp_path):
         [str(exe), "serve", "--store", str(tmp_path / "nothing")], capture_output=True, text=True, timeout=60
     )
     assert r.returncode == 2 and "not a store root" in r.stderr
+
+
+def test_empty_store_and_a_layer_still_in_sr(tmp_path):
+    """A store with no layers says so; a layer whose SR is pending shows its early state from the webcam image."""
+    from edge.web.config import WebConfig
+    from edge.web.server import WebError, WebServer
+
+    root = tmp_path / "box"
+    (root / "archive").mkdir(parents=True)
+    web = WebServer(root, WebConfig(enabled=True, port=free_port())).start()
+    try:
+        status, _, body = _get(web.url)
+        assert status == 200 and b"No layers archived yet" in body
+        assert json.loads(_get(web.url + "api/layers")[2]) == []
+        d = root / "archive" / "J" / "000001"
+        d.mkdir(parents=True)
+        cv2.imwrite(str(d / "lr.png"), _plate(1))
+        (d / "anomaly_lr.json").write_text(json.dumps({"job": "J", "layer": 1, "layer_state": "critical", "flags": []}))
+        (d / "meta.json").write_text(json.dumps({"stage": "lr", "final": False, "flags_image": "lr"}))
+        (entry,) = json.loads(_get(web.url + "api/layers")[2])
+        assert (entry["stage"], entry["state"], sorted(entry["images"])) == ("early", "critical", ["lr", "overview"])
+        status, _, body = _get(web.url)
+        assert status == 200 and b"SR pending" in body and b"critical" in body
+    finally:
+        web.stop()
+    with pytest.raises(WebError, match="needs a password"):
+        WebServer(root, WebConfig(enabled=True, bind="0.0.0.0", password_env=None))
