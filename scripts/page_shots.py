@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/page_shots.py --demo demo-out --report runs/report.html --out docs/img
 
-Opens each page in headless Chromium (tests/browser.py) at a 1400 x 1800 window, prints how far it overflows
+Opens each page in headless Chromium (tests/browser.py) at a 1400 x 1400 window, prints how far it overflows
 horizontally (0 = no horizontal scrollbar) and writes JPEG screenshots. Exits 1 when a page overflows.
 """
 
@@ -36,7 +36,7 @@ def _shot(c: Chromium, url: str, out: Path, name: str, scroll_to: str | None = N
         c.evaluate(f"(document.querySelector({json.dumps(scroll_to)}) || document.body).scrollIntoView()")
     png = c.screenshot(out / f".{name}.png", full_page=False)
     img = cv2.imread(str(png))
-    cv2.imwrite(str(out / f"{name}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 82])
+    cv2.imwrite(str(out / f"{name}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 75])
     png.unlink()
     print(f"{name:28s} {img.shape[1]}x{img.shape[0]}  horizontal overflow {over} px  {url}")
     return over
@@ -61,34 +61,24 @@ def main() -> int:
     from edge.web.config import WebConfig
     from edge.web.server import WebServer
 
+    changed = _changed_layer(args.demo / "box")
+    summary = (args.demo / "summary.html").resolve().as_uri()
+    shots = [(summary, "demo_summary", None),
+             (summary, "demo_summary_flagged", f"#layer-{changed[1]}" if changed else ".card:nth-of-type(3)")]
+    if args.report is not None:
+        report = args.report.resolve().as_uri()
+        shots += [(report, "report", None), (report, "report_layers", "#thumbnails")]
     worst = 0
-    with Chromium(1400, 1800) as c:
-        worst = max(worst, _shot(c, (args.demo / "summary.html").resolve().as_uri(), args.out, "demo_summary"))
-        worst = max(
-            worst,
-            _shot(
-                c,
-                (args.demo / "summary.html").resolve().as_uri(),
-                args.out,
-                "demo_summary_flagged",
-                scroll_to="#layer-3",
-            ),
-        )
-        web = WebServer(args.demo / "box", WebConfig(enabled=True, port=_free_port()), "lpbf-edge demo-box").start()
-        try:
-            worst = max(worst, _shot(c, web.url, args.out, "web_latest"))
-            changed = _changed_layer(args.demo / "box")
-            if changed:
-                worst = max(
-                    worst, _shot(c, f"{web.url}?job={changed[0]}&layer={changed[1]}", args.out, "web_state_history")
-                )
-        finally:
-            web.stop()
-        if args.report is not None:
-            worst = max(worst, _shot(c, args.report.resolve().as_uri(), args.out, "report"))
-            worst = max(
-                worst, _shot(c, args.report.resolve().as_uri(), args.out, "report_layers", scroll_to="#thumbnails")
-            )
+    web = WebServer(args.demo / "box", WebConfig(enabled=True, port=_free_port()), "lpbf-edge demo-box").start()
+    try:
+        shots.append((web.url, "web_latest", None))
+        if changed:
+            shots.append((f"{web.url}?job={changed[0]}&layer={changed[1]}", "web_state_history", None))
+        with Chromium(1400, 1400) as c:
+            for url, name, scroll in shots:
+                worst = max(worst, _shot(c, url, args.out, name, scroll_to=scroll))
+    finally:
+        web.stop()
     return 1 if worst > 0 else 0
 
 
