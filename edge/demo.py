@@ -155,7 +155,6 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
     cap = None
     try:
         watch = start_watcher(host, port, cfg, out, console)
-        watcher = watch.watcher
         cap = LayerCapture([printer.camera("webcam")], cfg.capture.timeout_s)
         cap.open()
         with console.status("loading the super-resolution model..."):
@@ -169,6 +168,7 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
         progress = Progress(TextColumn("[bold]layers"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
 
         def layer_done(job: str, n: int, meta: dict) -> None:
+            """The service's own hook, then a console line and a row for the summary."""
             svc._layer_done(job, n, meta)
             anomaly = json.loads((svc.archive.layer_dir(job, n) / "anomaly.json").read_text())
             rows.append({"layer": n, "state": anomaly["layer_state"], "flags": len(anomaly["flags"]),
@@ -186,16 +186,9 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
             svc.pipeline.drain(600)
             svc.publisher.wait_drained(60)
         svc.stop()
-        end = time.monotonic() + 30
-        while len(watcher.finals) < len(rows) and time.monotonic() < end:
-            time.sleep(0.1)
-        node = cfg.node.node_id
-        for r in rows:
-            got = watcher.finals.get((node, cfg.node.job, r["layer"]))
-            r["verified"] = bool(got is not None and got.ok)
-        rows.sort(key=lambda r: r["layer"])
-        wall = time.monotonic() - t_start
-        summary = _summary_doc(svc.pipeline.stats_dict(), rows, svc.pipeline.model_id, speed, wall)
+        _mark_verified(rows, watch.watcher, cfg.node.node_id, cfg.node.job)
+        wall_s = time.monotonic() - t_start
+        summary = _summary_doc(svc.pipeline.stats_dict(), rows, svc.pipeline.model_id, speed, wall_s)
         header = _header_lines(summary, f"mqtt://{host}:{port}", f"{base}/#", out)
         html_path = write_summary(out, Path(cfg.store.root) / "archive", cfg.node.job,
                                   {r["layer"]: r["verified"] for r in rows}, header)
@@ -240,6 +233,7 @@ def start_watcher(host: str, port: int, cfg, out: Path, console) -> DemoWatch:
     log = open(out / "watch.log", "w", encoding="utf-8")
 
     def echo(line: str) -> None:
+        """A subscriber line to the log; alerts also to the console."""
         log.write(line + "\n")
         log.flush()
         if line.startswith("!!!"):
@@ -256,6 +250,17 @@ def start_watcher(host: str, port: int, cfg, out: Path, console) -> DemoWatch:
     t = threading.Thread(target=w.run, args=(stop,), name="demo-watch", daemon=True)
     t.start()
     return DemoWatch(w, stop, t, log)
+
+
+def _mark_verified(rows: list[dict], watcher, node: str, job: str, wait_s: float = 30.0) -> None:
+    """Set each row's `verified` from what the subscriber received complete (waiting up to wait_s for the last ones)."""
+    end = time.monotonic() + wait_s
+    while len(watcher.finals) < len(rows) and time.monotonic() < end:
+        time.sleep(0.1)
+    for r in rows:
+        got = watcher.finals.get((node, job, r["layer"]))
+        r["verified"] = bool(got is not None and got.ok)
+    rows.sort(key=lambda r: r["layer"])
 
 
 def _summary_doc(stats: dict, rows: list[dict], model_id: str, speed: float, wall_s: float) -> dict:

@@ -23,6 +23,7 @@ from tests.browser import Chromium  # noqa: E402
 
 
 def _free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -52,6 +53,7 @@ def _changed_layer(store: Path) -> tuple[str, int] | None:
 
 
 def main() -> int:
+    """Take every screenshot; 1 when a page overflows 1400 px."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--demo", type=Path, default=Path("demo-out"), help="demo output folder (summary.html, box/)")
     ap.add_argument("--report", type=Path, default=None, help="an HTML report from `lpbf-edge report`")

@@ -46,7 +46,8 @@ class Chromium:
         to_child_r, self._w = os.pipe()
         self._r, from_child_w = os.pipe()
 
-        def wire() -> None:  # the DevTools pipe is fd 3 (commands in) and fd 4 (replies out) in the child
+        def wire() -> None:
+            """In the child: the DevTools pipe is fd 3 (commands in) and fd 4 (replies out)."""
             os.dup2(to_child_r, 3)
             os.dup2(from_child_w, 4)
 

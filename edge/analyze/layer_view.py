@@ -96,6 +96,7 @@ def load_layer_view(folder: Path, job: str, layer: int) -> LayerView | None:
     """The layer in `folder`, or None when nothing readable is archived yet."""
 
     def read(name: str) -> dict | None:
+        """A JSON file of the folder, or None."""
         p = folder / name
         try:
             return json.loads(p.read_text(encoding="utf-8")) if p.exists() else None
@@ -210,6 +211,7 @@ def card_html(view: LayerView, src: Callable[[str], str], extra: str = "") -> st
     """A layer card: state and history, the flagged overview, LR|SR zoom crops, the flag list, times, `extra` HTML."""
 
     def img(which: str, alt: str, cls: str) -> str:
+        """An <img> of one view, or a placeholder when it cannot be made."""
         uri = src(which)
         return (
             f"<img class='{cls}' alt='{html.escape(alt)}' src='{uri}'>"

@@ -56,6 +56,7 @@ def register(app: typer.Typer) -> None:
         from edge.watch.subscriber import WatchError, Watcher, parse_broker_url
 
         def echo(line: str) -> None:
+            """Print a line (alerts in bold red) and flush, so a pipe sees it at once."""
             typer.secho(line, fg="red", bold=True) if line.startswith("!!!") else typer.echo(line)
             sys.stdout.flush()
 

@@ -27,8 +27,10 @@ def _auth_plugin(username: str, password: str):
     """A Bottle plugin asking every request for HTTP basic auth with these credentials."""
 
     def plugin(callback):
+        """Wrap a route callback."""
         @functools.wraps(callback)
         def wrapper(*args, **kwargs):
+            """Answer 401 unless the request carries the credentials."""
             got = bottle.request.auth
             if got is None or not (
                 hmac.compare_digest(got[0].encode(), username.encode())
@@ -77,6 +79,7 @@ def make_app(
 
     @app.hook("after_request")
     def _headers() -> None:
+        """Headers on every response: no MIME sniffing, a strict content security policy."""
         bottle.response.set_header("X-Content-Type-Options", "nosniff")
         bottle.response.set_header(
             "Content-Security-Policy",
@@ -86,6 +89,7 @@ def make_app(
 
     @app.get("/")
     def index():
+        """The HTML page: health, the job's timeline, one layer (the latest unless ?job=&layer=)."""
         q = bottle.request.query
         layer_q = q.get("layer", "")
         all_jobs = [j for j, _ in jobs(root)]
@@ -103,6 +107,7 @@ def make_app(
 
     @app.get("/api/layers")
     def api_layers():
+        """Archived layers, newest first, as JSON (?job=, ?limit=)."""
         q = bottle.request.query
         limit = int(q.get("limit")) if q.get("limit", "").isdigit() else 200
         bottle.response.content_type = "application/json"
@@ -113,11 +118,13 @@ def make_app(
 
     @app.get("/api/health")
     def api_health():
+        """The service's health file with a verdict, as JSON."""
         bottle.response.content_type = "application/json"
         return json.dumps(health(root, health_max_age_s))
 
     @app.get("/layers/<job>/<layer:int>/<name>.png")
     def layer_png(job: str, layer: int, name: str):
+        """An archived image or a rendered view of a layer."""
         folder = layer_folder(root, job, layer)
         if folder is None or not folder.is_dir():
             return bottle.HTTPError(404, f"no layer {layer} of job {job!r} in the archive")
@@ -134,6 +141,7 @@ def make_app(
 
     @app.get("/layers/<job>/<layer:int>/<name>.json")
     def layer_json(job: str, layer: int, name: str):
+        """An archived JSON document of a layer."""
         folder = layer_folder(root, job, layer)
         if folder is None or name not in ARCHIVED_JSON or not (folder / f"{name}.json").is_file():
             return bottle.HTTPError(404, f"no {name}.json for layer {layer} of job {job!r}")
