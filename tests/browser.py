@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import select
 import shutil
 import subprocess
 import tempfile
@@ -45,19 +46,12 @@ class Chromium:
         udd = user_data_dir or Path(self._tmp.name)
         to_child_r, self._w = os.pipe()
         self._r, from_child_w = os.pipe()
-
-        def wire() -> None:
-            """In the child: the DevTools pipe is fd 3 (commands in) and fd 4 (replies out)."""
-            os.dup2(to_child_r, 3)
-            os.dup2(from_child_w, 4)
-
-        self.proc = subprocess.Popen(
-            [exe, *FLAGS, f"--user-data-dir={udd}", f"--window-size={width},{height}", "about:blank"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=wire,
-            pass_fds=(3, 4),
-        )
+        # the DevTools pipe is fd 3 (commands in) and fd 4 (replies out) in chromium; sh maps them (no preexec_fn,
+        # which is unsafe in a process with threads)
+        args = [exe, *FLAGS, f"--user-data-dir={udd}", f"--window-size={width},{height}", "about:blank"]
+        self.proc = subprocess.Popen(["/bin/sh", "-c", f'exec "$@" 3<&{to_child_r} 4>&{from_child_w}', "sh", *args],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     pass_fds=(to_child_r, from_child_w))
         os.close(to_child_r)
         os.close(from_child_w)
         self._id, self._buf, self.width, self.height = 0, b"", width, height
@@ -75,6 +69,8 @@ class Chromium:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             while b"\0" not in self._buf:
+                if not select.select([self._r], [], [], max(0.0, end - time.monotonic()))[0]:
+                    raise TimeoutError(f"{method}: no reply in {timeout} s")
                 chunk = os.read(self._r, 1 << 20)
                 if not chunk:
                     raise RuntimeError("chromium closed the DevTools pipe")
