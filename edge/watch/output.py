@@ -13,16 +13,23 @@ STAGE_WORDS = {"lr": "early (webcam image, SR pending)", "final": "final"}
 
 
 def _flags_text(anomaly: dict | None, limit: int = 3) -> str:
-    """'2 flags: super elevation x2 critical 2.4x, debris minor 1.3x' (overlapping flags of a type merged)."""
+    """'3 flags: super elevation \u00d72 (critical, 2.4\u00d7 threshold), debris (minor, 1.3\u00d7 threshold)'.
+
+    Touching flags of one type are merged (no part mask here, unlike the pages).
+    """
     flags = (anomaly or {}).get("flags") or []
     if not flags:
         return "no flags"
     shown = merge_flags(flags)
-    parts = [
-        f"{s.type.replace('_', ' ')}{f' x{s.count}' if s.count > 1 else ''} {s.severity} {s.score:.1f}x" for s in shown
-    ]
+    parts = [f"{s.type.replace('_', ' ')}{_times(s.count)} ({s.severity}, {s.score:.1f}\u00d7 threshold)"
+             for s in shown]
     more = f", +{len(parts) - limit} more" if len(parts) > limit else ""
     return f"{len(flags)} flag{'s' * (len(flags) != 1)}: " + ", ".join(parts[:limit]) + more
+
+
+def _times(count: int) -> str:
+    """' \u00d74' for four merged flags, '' for one."""
+    return f" \u00d7{count}" if count > 1 else ""
 
 
 def latency_s(d: StageDone) -> float | None:
