@@ -7,6 +7,7 @@ chromium at /usr/bin/chromium; no network beyond the pages given.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import select
@@ -35,6 +36,14 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def _high(fds: tuple[int, int]) -> tuple[int, int]:
+    """The same pipe ends moved to fds >= 10, so mapping them onto 3 and 4 in the child cannot clobber one another."""
+    out = tuple(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in fds)
+    for fd in fds:
+        os.close(fd)
+    return out  # type: ignore[return-value]
+
+
 class Chromium:
     """One headless browser with one page; `open(url)` then `evaluate`, `fits`, `screenshot`."""
 
@@ -44,12 +53,13 @@ class Chromium:
             raise RuntimeError("chromium is not installed (apt-get install chromium)")
         self._tmp = None if user_data_dir else tempfile.TemporaryDirectory(prefix="lpbf-chromium-")
         udd = user_data_dir or Path(self._tmp.name)
-        to_child_r, self._w = os.pipe()
-        self._r, from_child_w = os.pipe()
-        # the DevTools pipe is fd 3 (commands in) and fd 4 (replies out) in chromium; sh maps them (no preexec_fn,
-        # which is unsafe in a process with threads)
+        to_child_r, self._w = _high(os.pipe())
+        self._r, from_child_w = _high(os.pipe())
+        # the DevTools pipe is fd 3 (commands in) and fd 4 (replies out) in chromium; bash maps them (dash takes no
+        # fd numbers above 9; preexec_fn is unsafe in a process with threads)
         args = [exe, *FLAGS, f"--user-data-dir={udd}", f"--window-size={width},{height}", "about:blank"]
-        self.proc = subprocess.Popen(["/bin/sh", "-c", f'exec "$@" 3<&{to_child_r} 4>&{from_child_w}', "sh", *args],
+        wrap = [shutil.which("bash") or "/bin/bash", "-c", f'exec "$@" 3<&{to_child_r} 4>&{from_child_w}', "chromium"]
+        self.proc = subprocess.Popen([*wrap, *args],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      pass_fds=(to_child_r, from_child_w))
         os.close(to_child_r)
@@ -65,7 +75,10 @@ class Chromium:
         msg = {"id": self._id, "method": method, "params": params or {}}
         if session:
             msg["sessionId"] = self._session
-        os.write(self._w, json.dumps(msg).encode() + b"\0")
+        try:
+            os.write(self._w, json.dumps(msg).encode() + b"\0")
+        except BrokenPipeError as exc:
+            raise RuntimeError(f"chromium is not running (exit code {self.proc.poll()})") from exc
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             while b"\0" not in self._buf:

@@ -28,6 +28,14 @@ class Upscaler:
     note: str
 
 
+def _shown(path: Path) -> str:
+    """A path as people read it: relative to the working directory when it lies below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def make_upscaler(scale: int, bundle: str | Path | None = None, sr_cfg: SRConfig | None = None) -> Upscaler:
     """The box's SR (sr_cfg's settings, as edge.service.sr_stage runs them) over the bundle that --model, sr.model,
     $LPBF_MODEL or the shipped models/default names, in that order (edge.sr.bundle.resolve_bundle_path).
@@ -48,7 +56,7 @@ def make_upscaler(scale: int, bundle: str | Path | None = None, sr_cfg: SRConfig
             )
             return res.sr, res.std
 
-        return Upscaler(f"SR {sr.model_id}", True, run, f"super-resolved with model {sr.model_id} from {path}")
+        return Upscaler(f"SR {sr.model_id}", True, run, f"super-resolved with model {sr.model_id} from {_shown(path)}")
     if explicit:
         raise BundleError(
             f"{path}: no model bundle there (no manifest.json); fix --model / sr.model / $LPBF_MODEL "
