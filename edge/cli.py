@@ -27,6 +27,8 @@ COMMAND_MODULES = (
     "edge.sr.trt_cli",
     "edge.analyze.cli",
     "edge.service_cli",
+    "edge.watch.cli",
+    "edge.web.cli",
 )
 
 

@@ -17,6 +17,7 @@ from edge.publish.config import MqttConfig
 from edge.sim.config import SimConfig
 from edge.sr.config import SRConfig
 from edge.store.config import StoreConfig
+from edge.web.config import WebConfig
 from firmware_bridge.config import BridgeConfig
 
 
@@ -38,6 +39,7 @@ class Config(Section):
     analyze: AnalyzeConfig = Field(default_factory=AnalyzeConfig, description="Segmentation and anomaly thresholds.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="Layer archive and publish spool.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker and topics.")
+    web: WebConfig = Field(default_factory=WebConfig, description="Read-only local web view of the archive.")
     sim: SimConfig = Field(default_factory=SimConfig, description="Synthetic build generator and simulated printer.")
 
 
@@ -96,14 +98,45 @@ def parse_config(text: str, file: Path = Path("<string>")) -> Config:
             ConfigIssue(".".join(str(p) for p in err["loc"]) or "<root>", _line_of(doc, err["loc"]), _reason(err))
             for err in exc.errors()
         ]
+        issues.sort(key=lambda i: i.line if i.line is not None else 1 << 30)
         raise ConfigError(file, issues) from exc
 
 
 def _reason(err: dict) -> str:
-    """Human reason for one pydantic error."""
+    """Human reason for one pydantic error; an unknown key names the nearest valid one."""
     if err["type"] == "extra_forbidden":
-        return "unknown key (not a setting of this section; check spelling)"
+        near = nearest_key(tuple(str(p) for p in err["loc"]))
+        if near:
+            return f"unknown key; did you mean {near!r}?"
+        return "unknown key (not a setting of this section; `lpbf-edge config example` lists every setting)"
     return err["msg"]
+
+
+def section_at(loc: tuple[str, ...]) -> type[Section] | None:
+    """The config section a dotted key path leads to (Config for ()), or None when it leaves the sections."""
+    model: type[Section] = Config
+    for part in loc:
+        field = model.model_fields.get(part)
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, Section)):
+            return None
+        model = ann
+    return model
+
+
+def nearest_key(loc: tuple[str, ...]) -> str | None:
+    """The valid key of the enclosing section closest in spelling to loc[-1] (None when nothing is close)."""
+    import difflib
+
+    model = section_at(loc[:-1]) if loc else None
+    if model is None:
+        return None
+    keys = list(model.model_fields)
+    lowered = {k.lower(): k for k in keys}
+    if loc[-1].lower() in lowered:
+        return lowered[loc[-1].lower()]
+    near = difflib.get_close_matches(loc[-1].lower().replace("-", "_"), keys, n=1, cutoff=0.6)
+    return near[0] if near else None
 
 
 def _plain(node: object) -> object:

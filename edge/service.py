@@ -83,6 +83,7 @@ class BoxService:
                                       on_layer_done=self._layer_done)
         self.publisher = MqttPublisher(cfg.mqtt, cfg.node.node_id, self.spool, version=version, state_fn=self.state_doc,
                                        stats_fn=self.stats_doc, command_handler=self.handle_command) if cfg.mqtt.enabled else None
+        self.web = None  # the read-only web view (web.enabled), started with the service
         self.started = time.time()
         self.stopping = threading.Event()
         self.source_done = threading.Event()
@@ -140,12 +141,24 @@ class BoxService:
         if self.publisher:
             self.publisher.start()
         self.pipeline.start()
+        if self.cfg.web.enabled:
+            self._start_web()
         write_health(self.cfg.store.root, self.health_doc("running"))
         self._spawn(self._heartbeat, "health")
         if self.events is not None:
             self._spawn(self._run_events, "events")
         sd_notify("READY=1")
         log.info("service started", extra={"event": "service_started", "version": self.version, "root": self.cfg.store.root})
+
+    def _start_web(self) -> None:
+        """Start the read-only web view; a failure is logged and the box goes on without it."""
+        from edge.web.server import WebError, WebServer
+
+        try:
+            self.web = WebServer(self.cfg.store.root, self.cfg.web, f"lpbf-edge {self.cfg.node.node_id}",
+                                 self.cfg.store.health_max_age_s).start()
+        except (WebError, ValueError) as exc:
+            log.error("web view not started: %s", exc, extra={"event": "web_failed"})
 
     def _spawn(self, target, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -177,6 +190,8 @@ class BoxService:
         self.stopping.set()
         drained = self.pipeline.stop(drain_timeout)
         sent = self.publisher.stop(drain_timeout) if self.publisher else True
+        if self.web is not None:
+            self.web.stop()
         write_health(self.cfg.store.root, self.health_doc("stopped"))
         log.info("service stopped", extra={"event": "service_stopped", "drained": drained, "spool_sent": sent})
         return drained and sent

@@ -9,6 +9,9 @@ import typer
 
 from edge.config_cli import load_config_or_exit
 
+MODEL_HELP = ("SR model bundle (default: the config's sr.model, else $LPBF_MODEL, else the shipped models/default; "
+              "the SR runs with the config's sr settings, as on the box).")
+
 
 def register(app: typer.Typer) -> None:
     """Add the analysis commands."""
@@ -81,14 +84,17 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(None, "--config", help="Box config YAML (analyze and sr sections)."),
         max_layers: int = typer.Option(0, "--max-layers", help="Evaluate at most this many layers (0 = all)."),
         cvd_patches: int = typer.Option(4, "--cvd-patches", help="Patches per source for the (slow) wavelet covariance distance."),
+        model: Path | None = typer.Option(None, "--model", help=MODEL_HELP),
     ) -> None:
         """The paper's tables for a build: patch metrics, part metrics (IoU, Hausdorff, voxel mismatch), roughness."""
         from edge.analyze.evaluate import evaluate_build
+        from edge.sr.bundle import BundleError
 
         full = load_config_or_exit(config)
         try:
-            res = evaluate_build(build, out, full.analyze, max_layers=max_layers, cvd_patches=cvd_patches, echo=typer.echo)
-        except (FileNotFoundError, ValueError) as exc:
+            res = evaluate_build(build, out, full.analyze, max_layers=max_layers, cvd_patches=cvd_patches,
+                                 echo=typer.echo, bundle=model, sr_cfg=full.sr)
+        except (FileNotFoundError, ValueError, BundleError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc
         typer.echo(f"wrote {res}")
@@ -99,15 +105,18 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(None, "--out", help="HTML file to write (default BUILD/report.html)."),
         config: Path | None = typer.Option(None, "--config", help="Box config YAML."),
         max_layers: int = typer.Option(0, "--max-layers", help="Report at most this many layers (0 = all)."),
+        model: Path | None = typer.Option(None, "--model", help=MODEL_HELP),
     ) -> None:
         """One self-contained HTML report per build (images embedded; opens offline)."""
         from edge.analyze.report import write_report
+        from edge.sr.bundle import BundleError
 
         full = load_config_or_exit(config)
         target = out or (build / "report.html")
         try:
-            p = write_report(build, target, full.analyze, job=full.node.job, max_layers=max_layers, echo=typer.echo)
-        except (FileNotFoundError, ValueError) as exc:
+            p = write_report(build, target, full.analyze, job=full.node.job, max_layers=max_layers, echo=typer.echo,
+                             bundle=model, sr_cfg=full.sr)
+        except (FileNotFoundError, ValueError, BundleError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc
         typer.echo(f"wrote {p}")

@@ -9,6 +9,7 @@ import uuid
 
 from edge.publish.client import MqttPublisher
 from edge.publish.config import MqttConfig
+from edge.publish.discovery import discovery_messages
 from edge.publish.payloads import layer_messages, sha256_hex
 from edge.publish.topics import Topics
 from edge.store.spool import PublishSpool
@@ -57,7 +58,8 @@ def test_contract_and_lifecycle(tmp_path, mosquitto, subscribe):
     assert meta["images"]["sr"]["sha256"] == sha256_hex(by_topic[topics.layer("J1", 1, "sr")].payload)
     assert by_topic[topics.anomaly_latest].correlation == lid.encode()
     assert spool.counts() == {"pending": 0, "rejected": 0}
-    assert ha.wait_for(lambda ms: len({m.topic for m in ms}) == 4, 5)
+    n_entities = len(discovery_messages(topics, "homeassistant", "9.9"))  # sensors, problem sensor, SR image
+    assert n_entities == 6 and ha.wait_for(lambda ms: len({m.topic for m in ms}) == n_entities, 5)
     assert all(json.loads(m.payload)["availability_topic"] == topics.availability for m in ha.messages)
     # retained messages are there for a late subscriber
     late = subscribe(broker.port, "lpbf/v1/#")
