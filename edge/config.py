@@ -17,6 +17,7 @@ from edge.publish.config import MqttConfig
 from edge.sim.config import SimConfig
 from edge.sr.config import SRConfig
 from edge.store.config import StoreConfig
+from edge.store.jobs import JOB_ID_PATTERN
 from firmware_bridge.config import BridgeConfig
 
 
@@ -24,7 +25,8 @@ class NodeConfig(Section):
     """Identity of this box and the job it is watching."""
 
     node_id: str = Field("box-01", pattern=r"^[A-Za-z0-9_-]+$", description="Node id used in MQTT topics (letters, digits, _ and -).")
-    job: str = Field("job-0001", pattern=r"^[A-Za-z0-9_.-]+$", description="Current build job id (can be changed over MQTT).")
+    job: str = Field("job-0001", pattern=JOB_ID_PATTERN,
+                     description="Current build job id (1-64 of A-Z a-z 0-9 _ - ., not starting with '.'; can be changed over MQTT).")
 
 
 class Config(Section):

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import json
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-JOB_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+from edge.store.jobs import check_job_id
 
 
 class _Cmd(BaseModel):
-    """Base of a command payload: unknown keys are refused."""
+    """Base of a command payload: unknown keys are refused; a `job` field must be a valid job id."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("job", mode="before", check_fields=False)
+    @classmethod
+    def _job_id(cls, value: object) -> str:
+        """The store's one job-id rule (edge.store.jobs)."""
+        return check_job_id(value)
 
 
 class StartJob(_Cmd):
     """Start a new job: later layers are numbered and published under `job`."""
 
-    job: str = Field(..., pattern=JOB_PATTERN, description="Job id (letters, digits, . _ -).")
+    job: str = Field(..., description="Job id (1-64 of letters, digits, _ - ., not starting with '.').")
 
 
 class StopJob(_Cmd):
@@ -28,7 +34,7 @@ class StopJob(_Cmd):
 class SetJob(_Cmd):
     """Rename the job id used for the next layers without changing running state."""
 
-    job: str = Field(..., pattern=JOB_PATTERN, description="Job id (letters, digits, . _ -).")
+    job: str = Field(..., description="Job id (1-64 of letters, digits, _ - ., not starting with '.').")
 
 
 class RequeueRejected(_Cmd):
