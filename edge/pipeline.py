@@ -403,7 +403,8 @@ class LayerPipeline:
         meta = dict(meta, stage=stage, final=stage == "final", layer_state=anomaly["layer_state"],
                     timings_s={k: round(v, 4) for k, v in timings.items()}, t_meta_unix=time.time())
         self.archive.put_json(j.job, j.layer, f"anomaly_{stage}" if stage != "final" else "anomaly", anomaly)
-        msgs = layer_messages(self.topics, j.job, j.layer, j.layer_uuid, meta, images, anomaly, stage)
+        latest = self.state.advance_latest(j.job, j.layer)  # anomaly/latest never goes back within a job
+        msgs = layer_messages(self.topics, j.job, j.layer, j.layer_uuid, meta, images, anomaly, stage, latest)
         self.spool.put(msgs)
         self.archive.put_json(j.job, j.layer, "meta", meta)
         self.stats.time("store", time.monotonic() - t_store)
