@@ -14,6 +14,7 @@ from edge.analyze.config import AnalyzeConfig
 from edge.capture.config import CaptureConfig
 from edge.config_base import Section
 from edge.publish.config import MqttConfig
+from edge.service_config import ServiceConfig
 from edge.sim.config import SimConfig
 from edge.sr.config import SRConfig
 from edge.store.config import StoreConfig
@@ -40,6 +41,7 @@ class Config(Section):
     analyze: AnalyzeConfig = Field(default_factory=AnalyzeConfig, description="Segmentation and anomaly thresholds.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="Layer archive and publish spool.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker and topics.")
+    service: ServiceConfig = Field(default_factory=ServiceConfig, description="Stop budget, health limits, watchdog.")
     sim: SimConfig = Field(default_factory=SimConfig, description="Synthetic build generator and simulated printer.")
 
 

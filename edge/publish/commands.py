@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.store.jobs import check_job_id
 
@@ -41,11 +41,27 @@ class RequeueRejected(_Cmd):
     """Send again the messages the broker refused (after its ACL was fixed)."""
 
 
+class Replay(_Cmd):
+    """Publish archived layers `from`..`to` of `job` again (original CorrelationData, meta `replayed: true`)."""
+
+    job: str = Field(..., description="Job whose layers to send again.")
+    first: int = Field(..., alias="from", ge=1, description="First layer number (inclusive).")
+    last: int = Field(..., alias="to", ge=1, description="Last layer number (inclusive).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Replay":
+        """`to` may not lie before `from`."""
+        if self.last < self.first:
+            raise ValueError(f"'to' ({self.last}) is before 'from' ({self.first})")
+        return self
+
+
 COMMANDS: dict[str, type[_Cmd]] = {
     "start_job": StartJob,
     "stop_job": StopJob,
     "set_job": SetJob,
     "requeue_rejected": RequeueRejected,
+    "replay": Replay,
 }
 
 
