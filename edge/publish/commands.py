@@ -83,5 +83,6 @@ def parse_command(name: str, payload: bytes) -> _Cmd:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<payload>'}: {e['msg']}" for e in exc.errors())
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<payload>'}: {e['msg'].removeprefix('Value error, ')}"
+                            for e in exc.errors())
         raise CommandError(f"{name}: {reasons}") from exc
