@@ -27,7 +27,7 @@ class NodeConfig(Section):
 
     node_id: str = Field("box-01", pattern=r"^[A-Za-z0-9_-]+$", description="Node id used in MQTT topics (letters, digits, _ and -).")
     job: str = Field("job-0001", pattern=JOB_ID_PATTERN,
-                     description="Current build job id (1-64 of A-Z a-z 0-9 _ - ., not starting with '.'; can be changed over MQTT).")
+                     description="Current build job id (1-64 of A-Z a-z 0-9 _ - ., no leading '.'; set over MQTT too).")
 
 
 class Config(Section):

@@ -1,4 +1,4 @@
-"""Service health: a JSON file the running service rewrites every few seconds, what counts as degraded, and its check."""
+"""Service health: a JSON file the running service rewrites every few seconds, what is degraded, and its check."""
 
 from __future__ import annotations
 
@@ -34,14 +34,15 @@ def _age(now: float, since: float | None) -> float:
 
 
 def assess(doc: dict, limits, now: float) -> tuple[list[str], list[str]]:
-    """(degraded reasons, the subset a restart may fix) of a health document; limits: edge.service_config.ServiceConfig."""
+    """(degraded reasons, the subset a restart may fix) of a health document; limits: a ServiceConfig."""
     bad, restart = [], []
     broker = doc.get("broker") or {}
     if broker.get("enabled"):
         if not broker.get("network_loop_alive", True) or not broker.get("workers_alive", True):
             restart.append("broker: the MQTT network or spool-drain thread is not running")
         down = _age(now, broker.get("disconnected_since_unix"))
-        if not broker.get("connected") and broker.get("disconnected_since_unix") is not None and down > limits.broker_grace_s:
+        since = broker.get("disconnected_since_unix")
+        if not broker.get("connected") and since is not None and down > limits.broker_grace_s:
             bad.append(f"broker: not connected for {down:.0f} s ({broker.get('reason_code')}): "
                        f"{broker.get('last_error') or 'no reason given'}")
     src = doc.get("source") or {}
@@ -49,7 +50,8 @@ def assess(doc: dict, limits, now: float) -> tuple[list[str], list[str]]:
     if src.get("state") == "failed":
         restart.append(f"laser source: failed: {src.get('last_error')}")
     elif src.get("state") == "retrying" and failing > limits.source_grace_s:
-        restart.append(f"laser source: failing for {failing:.0f} s, {src.get('restarts')} reopen attempts: {src.get('last_error')}")
+        restart.append(f"laser source: failing for {failing:.0f} s, {src.get('restarts')} reopen attempts: "
+                       f"{src.get('last_error')}")
     expected, gap = src.get("expected_layer_s"), src.get("seconds_since_event")
     if doc.get("job_active") and src.get("state") == "running" and expected and gap is not None \
             and gap > limits.late_factor * expected:

@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 DEFAULT_MAX_MP = 64.0  # megapixels (10^6 px); an 8000x8000 input
+MAX_MP_HELP = "Refuse inputs over this many megapixels (read from the header, before decoding)."
 
 
 class ImageTooLarge(ValueError):

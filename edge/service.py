@@ -142,14 +142,16 @@ class BoxService:
         counts, depth = self.spool.counts(), self.pipeline.queue_depth()
         broker = {"enabled": False, "connected": False, "disconnected_since_unix": None, "last_error": None}
         if self.publisher:
-            broker = {"enabled": True, "host": f"{self.cfg.mqtt.host}:{self.cfg.mqtt.port}", **self.publisher.connection()}
+            broker = {"enabled": True, "host": f"{self.cfg.mqtt.host}:{self.cfg.mqtt.port}",
+                      **self.publisher.connection()}
         try:
             free_mb = round(shutil.disk_usage(self.cfg.store.root).free / 2**20, 1)
         except OSError:
             free_mb = None
         doc = {"status": status, "pid": os.getpid(), "version": self.version, "heartbeat_unix": now,
-               "started_unix": self.started, "root": str(self.cfg.store.root), "job": job, "job_active": self.state.active,
-               "last_layer": last, "broker": broker, "source": self.source.snapshot(now),
+               "started_unix": self.started, "root": str(self.cfg.store.root), "job": job,
+               "job_active": self.state.active, "last_layer": last, "broker": broker,
+               "source": self.source.snapshot(now),
                "sr": {"backlog": depth["sr"], "events_waiting": depth["events"], "max": self.cfg.service.max_sr_backlog,
                       "workers_alive": status != "running" or self.pipeline.workers_alive()},
                "spool": {**counts, "max": self.cfg.service.max_spool_pending},

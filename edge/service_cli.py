@@ -41,8 +41,10 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(code)
 
     @app.command("health")
-    def health(config: Path = typer.Option(..., "--config", help="Box YAML config (store.root locates the health file)."),
-               as_json: bool = typer.Option(False, "--json", help="Also print the whole health.json after the line.")) -> None:
+    def health(
+        config: Path = typer.Option(..., "--config", help="Box YAML config (store.root locates the health file)."),
+        as_json: bool = typer.Option(False, "--json", help="Also print the whole health.json after the line."),
+    ) -> None:
         """Exit 0 when the running service reports itself healthy, else 1 (also when degraded); one line saying why."""
         from edge.health import HEALTH_FILE, check_health
 

@@ -63,5 +63,5 @@ class SourceMonitor:
             return {"state": self._state, "alive": self._state in ("starting", "running"),
                     "state_since_unix": self._since, "last_error": self._error, "retry_in_s": self._retry_in,
                     "restarts": self._restarts, "events": self._events, "last_event_unix": self._last_event,
-                    "seconds_since_event": since_event, "expected_layer_s": None if expected is None else round(expected, 2),
-                    "expected_from": basis}
+                    "seconds_since_event": since_event,
+                    "expected_layer_s": None if expected is None else round(expected, 2), "expected_from": basis}

@@ -15,7 +15,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- reliability-table:begin -->", "<!-- reliability-table:end -->"
-AREAS = ["commands", "connection", "delivery", "replay", "shutdown", "laser source", "health", "derived files", "bad input"]
+AREAS = ["commands", "connection", "delivery", "replay", "shutdown", "laser source", "health", "derived files",
+         "bad input"]
 COLUMNS = ["area", "fault", "produced", "received", "lost", "duplicated", "exit code", "message (from the box)", "test"]
 
 

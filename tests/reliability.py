@@ -22,7 +22,7 @@ def out_dir() -> Path:
 
 
 def layer_counts(produced: list[int], received: list[int]) -> dict[str, int]:
-    """produced / received (distinct) / lost / duplicated from layer numbers (received: one entry per final delivery)."""
+    """produced / received (distinct) / lost / duplicated from layer numbers (received: one per final delivery)."""
     got = Counter(received)
     return {"produced": len(set(produced)), "received": len(set(received) & set(produced)),
             "lost": len(set(produced) - set(got)), "duplicated": sum(c - 1 for c in got.values() if c > 1)}

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from edge.config_cli import load_config_or_exit
-from edge.image_limits import DEFAULT_MAX_MP
+from edge.image_limits import DEFAULT_MAX_MP, MAX_MP_HELP
 
 
 def _each_file(paths: list[Path], work, read_error: type[Exception], what: str) -> None:
@@ -46,8 +46,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Output folder for 0/255 mask PNGs (same names)."),
         config: Path | None = typer.Option(None, "--config", help="Box config YAML (uses its analyze section)."),
         pixel_scale: float | None = typer.Option(None, "--pixel-scale", help="Fixed length scale of pixel thresholds (for crops)."),
-        max_mp: float = typer.Option(DEFAULT_MAX_MP, "--max-mp", min=0.001,
-                                     help="Refuse inputs over this many megapixels (read from the header, before decoding)."),
+        max_mp: float = typer.Option(DEFAULT_MAX_MP, "--max-mp", min=0.001, help=MAX_MP_HELP),
     ) -> None:
         """Write one 0/255 part mask PNG per input image, same size and name."""
         from edge.analyze.imageio import ImageReadError, read_gray, write_png
@@ -71,8 +70,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Output folder: <name>.json anomaly JSON and <name>.png with flags drawn."),
         config: Path | None = typer.Option(None, "--config", help="Box config YAML (analyze section and node.job)."),
         pixel_scale: float | None = typer.Option(None, "--pixel-scale", help="Fixed length scale of pixel thresholds (for crops)."),
-        max_mp: float = typer.Option(DEFAULT_MAX_MP, "--max-mp", min=0.001,
-                                     help="Refuse inputs over this many megapixels (read from the header, before decoding)."),
+        max_mp: float = typer.Option(DEFAULT_MAX_MP, "--max-mp", min=0.001, help=MAX_MP_HELP),
     ) -> None:
         """Single-layer analysis of each image (no build history)."""
         from edge.analyze.draw import draw_flags

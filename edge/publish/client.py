@@ -125,7 +125,8 @@ class MqttPublisher:
             except Exception as exc:  # noqa: BLE001
                 topic = getattr(args[0], "topic", None) if args else None
                 self.counters["callback_errors"] += 1
-                self.last_error = f"{callback.__name__} failed{f' on {topic}' if topic else ''}: {type(exc).__name__}: {exc}"
+                where = f" on {topic}" if topic else ""
+                self.last_error = f"{callback.__name__} failed{where}: {type(exc).__name__}: {exc}"
                 log.exception(self.last_error, extra={"event": "mqtt_callback_failed", "callback": callback.__name__,
                                                       "topic": topic})
                 return None
@@ -173,8 +174,8 @@ class MqttPublisher:
         self.reason_code = str(reason_code)
         if reason_code.is_failure:
             self._refused = True  # the disconnect that follows says nothing new
-            self._connect_failed(f"connect refused by {self.cfg.host}:{self.cfg.port}: {reason_code} ({reason_code.value})",
-                                 "mqtt_connect_refused")
+            self._connect_failed(f"connect refused by {self.cfg.host}:{self.cfg.port}: {reason_code} "
+                                 f"({reason_code.value})", "mqtt_connect_refused")
             return
         self.counters["connects"] += 1
         self.disconnected_since = None
@@ -253,7 +254,8 @@ class MqttPublisher:
             self.counters["commands_refused"] += 1
             log.warning("command refused: %s", refused, extra={"event": "command_refused", "command": name,
                                                                  "topic": msg.topic, "response_topic": asked})
-            result = {"command": name, "ok": False, "error": f"refused: {refused}; replies go under {self.reply_prefix}"}
+            error = f"refused: {refused}; replies go under {self.reply_prefix}"
+            result = {"command": name, "ok": False, "error": error}
             client.publish(self.topics.cmd_result, json.dumps(result, sort_keys=True).encode(), qos=1,
                            properties=_props("application/json", corr))
             return
@@ -301,8 +303,9 @@ class MqttPublisher:
     def connection(self) -> dict:
         """Broker connection as health reports it (from on_connect / on_disconnect / on_connect_fail)."""
         return {"connected": self.connected.is_set(), "disconnected_since_unix": self.disconnected_since,
-                "reason_code": self.reason_code, "last_error": self.last_error, "network_loop_alive": self.network_alive(),
-                "workers_alive": self.workers_alive(), "connects": self.counters["connects"],
+                "reason_code": self.reason_code, "last_error": self.last_error,
+                "network_loop_alive": self.network_alive(), "workers_alive": self.workers_alive(),
+                "connects": self.counters["connects"],
                 "connect_failures": self.counters["connect_failures"], "warnings": list(self.warnings)}
 
     def _stats_loop(self) -> None:
@@ -395,7 +398,8 @@ class MqttPublisher:
                 self.spool.reject(entry, f"cannot publish {m.topic}: {exc}")
                 self.counters["rejected"] += 1
                 self.last_error = str(exc)
-                log.error("cannot publish %s: %s (kept in spool/rejected)", m.topic, exc, extra={"event": "publish_rejected"})
+                log.error("cannot publish %s: %s (kept in spool/rejected)", m.topic, exc,
+                          extra={"event": "publish_rejected"})
                 continue
             self._inflight[info.mid] = entry
             self._inflight_names.add(name)

@@ -33,10 +33,14 @@ class MqttConfig(Section):
     stats_interval_s: float = Field(10.0, gt=0, description="Seconds between `<prefix>/<node_id>/stats` messages.")
     ha_discovery: bool = Field(False, description="Publish Home Assistant MQTT discovery configs (retained) on connect.")
     ha_prefix: str = Field("homeassistant", description="Home Assistant discovery topic prefix.")
-    reply_prefix: str | None = Field(None, pattern=r"^[^#+\x00]+/$",
-                                     description="Command replies go to a request's ResponseTopic only under this prefix (ends with '/'); none: `<prefix>/<node_id>/reply/`.")
-    replay_layers_per_s: float = Field(2.0, gt=0, le=100, description="Rate at which the `replay` command re-sends archived layers.")
-    replay_max_layers: int = Field(1000, ge=1, description="Most layers one `replay` command may ask for (split longer ranges).")
+    reply_prefix: str | None = Field(
+        None, pattern=r"^[^#+\x00]+/$",
+        description="Command replies go to a request's ResponseTopic only under this prefix (ends with '/'); "
+                    "none: `<prefix>/<node_id>/reply/`.")
+    replay_layers_per_s: float = Field(2.0, gt=0, le=100,
+                                       description="Rate at which the `replay` command re-sends archived layers.")
+    replay_max_layers: int = Field(1000, ge=1,
+                                   description="Most layers one `replay` command may ask for (split longer ranges).")
 
     @model_validator(mode="after")
     def _tls_pairs(self) -> MqttConfig:

@@ -27,8 +27,8 @@ def _json(obj: dict) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
-def layer_messages(topics: Topics, job: str, layer: int, layer_uuid: str, meta: dict,
-                   images: dict[str, bytes], anomaly: dict, stage: str = "final", latest: bool = True) -> list[SpoolMessage]:
+def layer_messages(topics: Topics, job: str, layer: int, layer_uuid: str, meta: dict, images: dict[str, bytes],
+                   anomaly: dict, stage: str = "final", latest: bool = True) -> list[SpoolMessage]:
     """meta, then each image (lr, sr, recoat...), then anomaly and (if `latest`) the retained anomaly/latest.
 
     All carry one CorrelationData. `stage` ("lr" when SR is behind and this is the early LR set, else

@@ -43,7 +43,8 @@ class LayerReplayer:
     def __init__(self, archive: LayerArchive, spool: PublishSpool, topics: Topics, layers_per_s: float = 2.0,
                  max_layers: int = 1000, max_requests: int = 16, high_water: int = 64):
         self.archive, self.spool, self.topics = archive, spool, topics
-        self.interval_s, self.max_layers, self.max_requests, self.high_water = 1.0 / layers_per_s, max_layers, max_requests, high_water
+        self.interval_s, self.max_layers = 1.0 / layers_per_s, max_layers
+        self.max_requests, self.high_water = max_requests, high_water
         self._queue: deque[_Request] = deque()
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -142,5 +143,6 @@ class LayerReplayer:
             if data is not None and (kind != "lr" or "lr" in meta.get("images", {})):
                 images[kind] = data
         meta = dict(meta, replayed=True)
-        self.spool.put(layer_messages(self.topics, job, n, meta["layer_uuid"], meta, images, anomaly, "final", latest=False))
+        msgs = layer_messages(self.topics, job, n, meta["layer_uuid"], meta, images, anomaly, "final", latest=False)
+        self.spool.put(msgs)
         self.replayed += 1

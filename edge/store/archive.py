@@ -87,7 +87,8 @@ class LayerArchive:
         """Every archived (job, layer, folder), jobs and layers in sorted order."""
         if not self.root.exists():
             return
-        for job_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink() and _valid_job(p.name)):
+        jobs = (p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink() and _valid_job(p.name))
+        for job_dir in sorted(jobs):
             for d in sorted(p for p in job_dir.iterdir() if p.is_dir() and not p.is_symlink() and p.name.isdigit()):
                 yield job_dir.name, int(d.name), d
 

@@ -60,7 +60,7 @@ class BoxState:
             self._save()
 
     def advance_latest(self, job: str, layer: int) -> bool:
-        """True (and remembered) when (job, layer) may go to `anomaly/latest`: a new job, or not behind in the same job."""
+        """True (and remembered) when (job, layer) may go to `anomaly/latest`: a new job, or not behind in this one."""
         with self._lock:
             if self.latest is not None and self.latest[0] == job and layer < self.latest[1]:
                 return False

@@ -12,8 +12,8 @@ from edge.publish.payloads import layer_messages, sha256_hex
 from edge.publish.topics import Topics
 
 
-def send_command(port: int, topic: str, payload: bytes, response_topic: str | None = None, correlation: bytes | None = None,
-                 username: str | None = None, password: str | None = None) -> None:
+def send_command(port: int, topic: str, payload: bytes, response_topic: str | None = None,
+                 correlation: bytes | None = None, username: str | None = None, password: str | None = None) -> None:
     """Publish one MQTT 5 command (QoS 1, optional ResponseTopic / CorrelationData) and wait for its PUBACK."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.packettypes import PacketTypes

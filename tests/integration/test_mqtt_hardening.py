@@ -110,19 +110,21 @@ def test_replies_only_under_the_reply_prefix(tmp_path, mosquitto, subscribe, cap
     pw = tmp_path / "pw"
     pw.write_text("pw-box\n")
     pw.chmod(0o600)
-    pub = MqttPublisher(_cfg(broker.port, username="box", password_file=str(pw)), NODE, PublishSpool(tmp_path, fsync=False),
+    pub = MqttPublisher(_cfg(broker.port, username="box", password_file=str(pw)), NODE,
+                        PublishSpool(tmp_path, fsync=False),
                         command_handler=lambda n, c: {"job": getattr(c, "job", None)})
     pub.start()
-    targets = [f"{TOPICS.base}/job/J/layer/999/anomaly", TOPICS.availability, f"{TOPICS.base}/reply", f"{TOPICS.base}/replyx/a",
-               f"{TOPICS.base}/reply/+", "lpbf/v1/other-box/reply/x"]
+    targets = [f"{TOPICS.base}/job/J/layer/999/anomaly", TOPICS.availability, f"{TOPICS.base}/reply",
+               f"{TOPICS.base}/replyx/a", f"{TOPICS.base}/reply/+", "lpbf/v1/other-box/reply/x"]
     try:
         assert pub.subscribed.wait(10)
         with caplog.at_level(logging.WARNING, logger="edge.publish"):
             for i, target in enumerate(targets):
                 send_command(broker.port, f"{TOPICS.base}/cmd/set_job", b'{"job": "X"}', response_topic=target,
                              correlation=f"c{i}".encode(), username="mallory", password="pw-m")
-            send_command(broker.port, f"{TOPICS.base}/cmd/set_job", b'{"job": "Y"}', response_topic=f"{TOPICS.base}/reply/mallory",
-                         correlation=b"ok", username="mallory", password="pw-m")
+            send_command(broker.port, f"{TOPICS.base}/cmd/set_job", b'{"job": "Y"}',
+                         response_topic=f"{TOPICS.base}/reply/mallory", correlation=b"ok", username="mallory",
+                         password="pw-m")
             assert sub.wait_for(lambda ms: any(m.topic == f"{TOPICS.base}/reply/mallory" for m in ms), 10)
     finally:
         pub.stop()

@@ -22,7 +22,8 @@ def _service(root, port: int) -> BoxService:
     cfg = Config.model_validate({
         "node": {"node_id": NODE, "job": "J"},
         "store": {"root": str(root), "fsync": False, "health_interval_s": 0.2},
-        "mqtt": {"port": port, "reconnect_min_s": 0.5, "reconnect_max_s": 1, "keepalive_s": 5, "replay_layers_per_s": 10},
+        "mqtt": {"port": port, "reconnect_min_s": 0.5, "reconnect_max_s": 1, "keepalive_s": 5,
+                 "replay_layers_per_s": 10},
     })
     svc = BoxService(cfg, _stages(), None)
     svc.start()
@@ -71,7 +72,8 @@ def _replay_missing(sub, port: int, produced: list[int], answers) -> tuple[list[
                      response_topic=REPLY, correlation=corr)
         assert answers.wait_for(lambda ms: any(m.correlation == corr for m in ms), 10)
         replies.append(json.loads(next(m.payload for m in answers.messages if m.correlation == corr)))
-    assert sub.wait_for(lambda ms: set(final_layers(ms, "J")) >= set(produced), 30), sorted(set(final_layers(sub.messages, "J")))
+    got = lambda ms: set(final_layers(ms, "J"))  # noqa: E731
+    assert sub.wait_for(lambda ms: got(ms) >= set(produced), 30), sorted(got(sub.messages))
     return replies, time.monotonic() - t0
 
 
@@ -138,7 +140,7 @@ def test_replay_after_the_subscriber_queue_overflowed(tmp_path, mosquitto, subsc
     try:
         assert svc.publisher.subscribed.wait(10)
         _offline(sub)
-        _layers(svc, produced)  # 14 layers x 4 messages: the broker queues 30 for the offline subscriber, drops the rest
+        _layers(svc, produced)  # 14 layers x 4 messages: the broker queues 30 for the offline subscriber, drops more
         _online(sub)
         time.sleep(1.0)
         before = sorted(set(final_layers(sub.messages, "J")))
@@ -163,8 +165,8 @@ def test_replay_reply_goes_only_under_the_reply_prefix(tmp_path, mosquitto, subs
     try:
         assert svc.publisher.subscribed.wait(10)
         _layers(svc, [1])
-        send_command(broker.port, f"{BASE}/cmd/replay", b'{"job": "J", "from": 1, "to": 1}', response_topic="historian/in",
-                     correlation=b"x")
+        send_command(broker.port, f"{BASE}/cmd/replay", b'{"job": "J", "from": 1, "to": 1}',
+                     response_topic="historian/in", correlation=b"x")
         assert sub.wait_for(lambda ms: any(m.topic == f"{BASE}/cmd/result" for m in ms), 10)
         time.sleep(0.5)
     finally:

@@ -140,7 +140,8 @@ def test_broken_replay_trace_exits_non_zero(tmp_path, mosquitto, caplog):
     broker = mosquitto()
     trace = tmp_path / "bad.csv"
     trace.write_text("time_s,laser_v\n0.0,0.1\n0.001,oops\n")
-    cfg = _cfg(tmp_path / "box", broker.port).model_copy(update={"bridge": _cfg(tmp_path, 1).bridge.model_copy(update={"source": "replay"})})
+    cfg = _cfg(tmp_path / "box", broker.port)
+    cfg = cfg.model_copy(update={"bridge": cfg.bridge.model_copy(update={"source": "replay"})})
     svc = BoxService(cfg, _stages(), BridgeEvents(cfg, lambda: TraceReplaySource(trace), restart=False))
     code = svc.run_forever(exit_when_source_ends=True)
     assert code == EXIT_SOURCE_FAILED
@@ -173,8 +174,8 @@ def test_end_of_build_with_broker_down_exits_3_then_delivers_everything(tmp_path
     assert "spooled messages" in stopped.getMessage()
     broker.start()
     assert sub.wait_for(lambda ms: sub.subscribes >= 2, 10)
-    svc = BoxService(cfg.model_copy(update={"service": cfg.service.model_copy(update={"stop_timeout_s": 20})}), _stages(),
-                     _printer([]))
+    cfg = cfg.model_copy(update={"service": cfg.service.model_copy(update={"stop_timeout_s": 20})})
+    svc = BoxService(cfg, _stages(), _printer([]))
     assert svc.run_forever(exit_when_source_ends=True) == EXIT_OK
     assert sub.wait_for(lambda ms: sorted(set(final_layers(ms, "J"))) == [1, 2, 3, 4], 10)
     counts = layer_counts([1, 2, 3, 4], final_layers(sub.messages, "J"))
@@ -191,7 +192,8 @@ def test_dotdot_job_id_over_mqtt_is_refused(tmp_path, mosquitto, subscribe):
     svc.start()
     try:
         assert svc.publisher.subscribed.wait(10)
-        send_command(broker.port, f"{BASE}/cmd/set_job", b'{"job": ".."}', response_topic=f"{BASE}/reply/t", correlation=b"1")
+        send_command(broker.port, f"{BASE}/cmd/set_job", b'{"job": ".."}', response_topic=f"{BASE}/reply/t",
+                     correlation=b"1")
         assert sub.wait_for(lambda ms: any(m.topic == f"{BASE}/reply/t" for m in ms), 10)
         for n in (1, 2):
             svc.pipeline.submit(LayerEvent("layer_complete", n, float(n), float(n)))
@@ -203,7 +205,7 @@ def test_dotdot_job_id_over_mqtt_is_refused(tmp_path, mosquitto, subscribe):
     assert sorted(p.name for p in (tmp_path / "box" / "archive").iterdir()) == ["J"]
     assert sorted(p.name for p in (tmp_path / "box").iterdir() if p.is_dir()) == ["archive", "spool"]
     assert not any("/job/../" in m.topic or "/job/./" in m.topic for m in sub.messages)
-    record("set_job {\"job\": \"..\"}", "commands", reply["error"], **layer_counts([1, 2], final_layers(sub.messages, "J")))
+    record('set_job {"job": ".."}', "commands", reply["error"], **layer_counts([1, 2], final_layers(sub.messages, "J")))
 
 
 def test_health_reports_every_part(tmp_path, mosquitto):
@@ -220,7 +222,8 @@ def test_health_reports_every_part(tmp_path, mosquitto):
     finally:
         svc.stop(5)
     assert not ok and "disk:" in line and doc["degraded"] and doc["restart_needed"] == []
-    assert doc["broker"]["connected"] and doc["broker"]["network_loop_alive"] and doc["broker"]["reason_code"] == "Success"
+    broker_part = doc["broker"]
+    assert broker_part["connected"] and broker_part["network_loop_alive"] and broker_part["reason_code"] == "Success"
     assert doc["source"]["state"] == "ended" and doc["source"]["events"] == 1
     assert {"backlog", "workers_alive"} <= set(doc["sr"]) and {"pending", "rejected"} <= set(doc["spool"])
     assert doc["disk"]["free_mb"] > 0

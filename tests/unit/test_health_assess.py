@@ -20,7 +20,8 @@ def _doc(**parts) -> dict:
     doc = {"job_active": True, "root": "/r",
            "broker": {"enabled": True, "connected": True, "disconnected_since_unix": None, "network_loop_alive": True,
                       "workers_alive": True},
-           "source": {"state": "running", "state_since_unix": NOW - 500, "seconds_since_event": 5.0, "expected_layer_s": 20.0},
+           "source": {"state": "running", "state_since_unix": NOW - 500, "seconds_since_event": 5.0,
+                      "expected_layer_s": 20.0},
            "sr": {"backlog": 1, "workers_alive": True}, "spool": {"pending": 3}, "disk": {"free_mb": 5000.0}}
     for k, v in parts.items():
         doc[k] = {**doc[k], **v} if isinstance(v, dict) else v
@@ -48,7 +49,8 @@ def test_restartable_problems():
     """Dead threads and a source failing past its grace are what a restart (the watchdog) may fix."""
     for doc, word in [(_doc(broker={"network_loop_alive": False}), "network"),
                       (_doc(sr={"workers_alive": False}), "worker"),
-                      (_doc(source={"state": "retrying", "state_since_unix": NOW - 61, "last_error": "no driver"}), "no driver"),
+                      (_doc(source={"state": "retrying", "state_since_unix": NOW - 61, "last_error": "no driver"}),
+                       "no driver"),
                       (_doc(source={"state": "failed", "last_error": "bad trace"}), "bad trace")]:
         bad, restart = assess(doc, LIMITS, NOW)
         assert restart and word in restart[0] and restart[0] in bad
@@ -82,12 +84,13 @@ def test_source_monitor_learns_the_layer_pace():
     assert basis == "learned" and 0.04 < exp < 0.5
     m.update("retrying", "device gone", 2.0)
     snap = m.snapshot()
-    assert snap["state"] == "retrying" and not snap["alive"] and snap["restarts"] == 1 and snap["last_error"] == "device gone"
+    assert snap["state"] == "retrying" and not snap["alive"] and snap["restarts"] == 1
+    assert snap["last_error"] == "device gone"
     assert SourceMonitor(expected_layer_s=30).expected() == (30, "config")
 
 
 def test_systemd_stop_budget_fits_timeout_stop_sec():
-    """The service's own stop budget (plus a margin for interpreter exit) stays inside TimeoutStopSec; exit 3 is a stop."""
+    """The service's stop budget (plus a margin for interpreter exit) stays inside TimeoutStopSec; exit 3 is a stop."""
     unit = Path(__file__).resolve().parents[2] / "packaging/systemd/lpbf-edge.service"
     cp = configparser.ConfigParser(strict=False, interpolation=None)
     cp.optionxform = str

@@ -59,7 +59,8 @@ def test_huge_input_refused_and_the_batch_goes_on(cmd, files, tmp_path):
     line = next(ln for ln in r.output.splitlines() if "00001.png" in ln)
     assert "20000x20000" in line and "64 MP" in line
     assert (tmp_path / "00002.png").exists() and "1 of 2 input(s) failed" in r.output
-    record(f"{cmd} on a 20000x20000 PNG (+1 good file)", "bad input", line, exit_code=r.exit_code, produced=2, received=1)
+    record(f"{cmd} on a 20000x20000 PNG (+1 good file)", "bad input", line, exit_code=r.exit_code, produced=2,
+           received=1)
 
 
 @pytest.mark.parametrize("cmd", ["analyze", "segment"])

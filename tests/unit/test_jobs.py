@@ -55,7 +55,7 @@ def test_state_file_with_bad_job_is_refused(tmp_path):
 
 
 def test_symlinked_job_folder_cannot_lead_outside(tmp_path):
-    """A job folder that is a symlink out of the archive is neither written through nor listed, nor deleted by retention."""
+    """A job folder that is a symlink out of the archive is not written through, listed or deleted by retention."""
     outside = tmp_path / "outside"
     (outside / "000001").mkdir(parents=True)
     (outside / "000001" / "precious.txt").write_text("keep")

@@ -31,5 +31,6 @@ def test_latest_never_goes_back_within_a_job(tmp_path):
     for job in ("J", "B"):
         seq = [n for j, n in latest if j == job]
         assert seq == sorted(seq)
-    finals = [json.loads(m.payload)["layer"] for m in msgs if m.kind == "anomaly" and m.stage == "final" and m.job == "J"]
+    finals = [json.loads(m.payload)["layer"] for m in msgs
+              if m.kind == "anomaly" and m.stage == "final" and m.job == "J"]
     assert finals == [1, 2, 3, 4]  # every layer still has its own final anomaly

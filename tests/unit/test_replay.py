@@ -54,7 +54,8 @@ def test_replay_republishes_archived_layers_with_their_ids(built):
         assert mine[0].kind == "meta" and meta == dict(archived, replayed=True)
         assert {m.correlation for m in mine} == {archived["layer_uuid"].encode()}
         assert next(m for m in mine if m.kind == "sr").payload == built.archive.get_bytes("J", n, "sr.png")
-        assert json.loads(next(m for m in mine if m.kind == "anomaly").payload) == built.archive.get_json("J", n, "anomaly")
+        anomaly = next(m for m in mine if m.kind == "anomaly")
+        assert json.loads(anomaly.payload) == built.archive.get_json("J", n, "anomaly")
         assert all(m.stage == "final" and m.qos == 1 and not m.retain for m in mine)
 
 
@@ -92,8 +93,8 @@ def test_replay_requests_are_bounded(built):
 def test_replay_command_payload():
     cmd = parse_command("replay", b'{"job": "J", "from": 3, "to": 5}')
     assert (cmd.job, cmd.first, cmd.last) == ("J", 3, 5)
-    for payload, word in [(b'{"job": "J", "from": 5, "to": 3}', "before"), (b'{"job": "..", "from": 1, "to": 2}', "job"),
-                          (b'{"job": "J", "from": 0, "to": 2}', "from"), (b'{"job": "J", "first": 1, "to": 2}', "first"),
-                          (b'{"job": "J", "from": 1}', "to")]:
+    for payload, word in [(b'{"job": "J", "from": 5, "to": 3}', "before"),
+                          (b'{"job": "..", "from": 1, "to": 2}', "job"), (b'{"job": "J", "from": 0, "to": 2}', "from"),
+                          (b'{"job": "J", "first": 1, "to": 2}', "first"), (b'{"job": "J", "from": 1}', "to")]:
         with pytest.raises(CommandError, match=word):
             parse_command("replay", payload)
