@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from typing import Optional
 
 from edge.messages import LayerEvent
 from firmware_bridge.detector import Fault, LayerDetector
@@ -15,7 +16,7 @@ log = logging.getLogger(__name__)
 
 # on_state(state, error, retry_in_s): "running" (first samples of a (re)opened source), "retrying" (failed,
 # reopened after retry_in_s), "failed" (failed, not retried: the error is raised), "ended" (source finished)
-StateCallback = Callable[[str, "str | None", "float | None"], None]
+StateCallback = Callable[[str, Optional[str], Optional[float]], None]
 
 
 def run_bridge(

@@ -12,7 +12,7 @@ from edge.publish.commands import CommandError, parse_command
 from edge.store.archive import LayerArchive
 from edge.store.jobs import InvalidJobId, check_job_id
 from edge.store.retention import apply_retention
-from edge.store.spool import PublishSpool
+from edge.store.spool import PublishSpool, SpoolMessage
 from edge.store.state import BoxState
 
 BAD = ["..", ".", ".hidden", "a/b", "a\\b", "", "x" * 65, "a b", "J+1", "a#", "x\x00y", "../../etc"]
@@ -33,6 +33,9 @@ def test_bad_job_ids_refused_everywhere(job, tmp_path):
         BoxState(tmp_path, "J", fsync=False).set_job(job)
     with pytest.raises(ValueError):
         LayerArchive(tmp_path, fsync=False).layer_dir(job, 1)
+    with pytest.raises(ValueError):
+        PublishSpool(tmp_path, fsync=False).put([SpoolMessage("t", b"x", "text/plain", b"u", job, 1, "meta")])
+    assert not [p for p in tmp_path.rglob("*.msg")]
 
 
 @pytest.mark.parametrize("job", GOOD)
