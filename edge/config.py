@@ -14,10 +14,12 @@ from edge.analyze.config import AnalyzeConfig
 from edge.capture.config import CaptureConfig
 from edge.config_base import Section
 from edge.publish.config import MqttConfig
+from edge.service_config import ServiceConfig
 from edge.sim.config import SimConfig
 from edge.sr.config import SRConfig
 from edge.store.config import StoreConfig
 from edge.web.config import WebConfig
+from edge.store.jobs import JOB_ID_PATTERN
 from firmware_bridge.config import BridgeConfig
 
 
@@ -25,7 +27,8 @@ class NodeConfig(Section):
     """Identity of this box and the job it is watching."""
 
     node_id: str = Field("box-01", pattern=r"^[A-Za-z0-9_-]+$", description="Node id used in MQTT topics (letters, digits, _ and -).")
-    job: str = Field("job-0001", pattern=r"^[A-Za-z0-9_.-]+$", description="Current build job id (can be changed over MQTT).")
+    job: str = Field("job-0001", pattern=JOB_ID_PATTERN,
+                     description="Current build job id (1-64 of A-Z a-z 0-9 _ - ., no leading '.'; set over MQTT too).")
 
 
 class Config(Section):
@@ -40,6 +43,7 @@ class Config(Section):
     store: StoreConfig = Field(default_factory=StoreConfig, description="Layer archive and publish spool.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker and topics.")
     web: WebConfig = Field(default_factory=WebConfig, description="Read-only local web view of the archive.")
+    service: ServiceConfig = Field(default_factory=ServiceConfig, description="Stop budget, health limits, watchdog.")
     sim: SimConfig = Field(default_factory=SimConfig, description="Synthetic build generator and simulated printer.")
 
 

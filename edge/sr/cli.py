@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from edge.image_limits import DEFAULT_MAX_MP, MAX_MP_HELP
+
 
 def register(app: typer.Typer) -> None:
     """Add the `sr` command."""
@@ -31,6 +33,7 @@ def sr_command(
     encoder: str = typer.Option("full", "--encoder", help="full | light (the bundle's distilled light condition encoder, ONNX backends)."),
     grain_cap: bool = typer.Option(True, "--grain-cap/--no-grain-cap",
                                    help="Apply the bundle's grain cap (lower detail the LR does not support) when it has one."),
+    max_mp: float = typer.Option(DEFAULT_MAX_MP, "--max-mp", min=0.001, help=MAX_MP_HELP),
 ) -> None:
     """Super-resolve each INPUT into OUT/<name>.png, `scale` times larger, 8-bit gray."""
     from edge.sr.bundle import BundleError
@@ -60,7 +63,7 @@ def sr_command(
         try:
             if name in seen:
                 raise InputImageError(f"output {name} already written for an earlier input with the same name")
-            lr = read_gray8(src)
+            lr = read_gray8(src, max_mp)
             res = resolver.upscale(lr, samples=samples, reduce=reduce, uncertainty=uncertainty)  # type: ignore[arg-type]
             write_png(out / name, res.sr)
             if res.std is not None:
@@ -71,6 +74,10 @@ def sr_command(
         except InputImageError as exc:
             failed += 1
             print(f"{src}: {exc}", file=sys.stderr)
+        except MemoryError:
+            failed += 1
+            print(f"{src}: out of memory during super-resolution (lower --max-mp or use a smaller --tile)",
+                  file=sys.stderr)
         except OSError as exc:
             failed += 1
             print(f"{src}: cannot write output ({exc})", file=sys.stderr)

@@ -57,24 +57,30 @@ def resolve_sampler(bundle: Bundle, sampler: str | dict | SamplerSpec | None, st
 
 
 def _fused_sampler(bundle: Bundle, runner: Runner):
-    """FAST's FusedSampler over the bundle's denoiser with the sampler update appended (cached by the graph's sha256)."""
-    import os
-    import tempfile
+    """FAST's FusedSampler over the bundle's denoiser with the sampler update appended.
 
-    from edge.sr.fused import FusedSampler, fuse_onnx
+    The fused graph is a derived file (edge.derived_cache): keyed by the denoiser's sha256 and the fusing code's,
+    verified by its own sha256 before use, rebuilt with a warning when changed or corrupt.
+    """
+    from edge import derived_cache
+    from edge.sr import fused
     from edge.sr.runners import OrtRunner
 
     if not isinstance(runner, OrtRunner):
         raise ValueError(f"the fused sampler runs on ONNX Runtime only (backend {runner.name!r}); use backend 'ort'")
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lpbf-edge" / "fused"
-    cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"denoiser-{bundle.sha256(bundle.graph_file('denoiser'))[:20]}.fused.onnx"
-    if not path.exists():
-        fd, tmp = tempfile.mkstemp(dir=cache, suffix=".onnx")
-        os.close(fd)
-        fuse_onnx(bundle.graph("denoiser"), Path(tmp))
-        os.replace(tmp, path)
-    return FusedSampler(runner.open(path))
+    cache, src = derived_cache.DerivedCache.default("fused"), bundle.sha256(bundle.graph_file("denoiser"))
+    recipe = derived_cache.sha256_file(Path(fused.__file__))
+
+    def path(force: bool = False) -> Path:
+        return cache.get("denoiser", src, lambda tmp: fused.fuse_onnx(bundle.graph("denoiser"), tmp), recipe,
+                         ".fused.onnx", force=force)
+
+    try:
+        return fused.FusedSampler(runner.open(path()))
+    except Exception as exc:  # noqa: BLE001 - hashes matched but ONNX Runtime refused it: rebuild once
+        derived_cache.log.warning("cached fused graph does not load (%s); rebuilding it", exc,
+                                  extra={"event": "cache_rebuild"})
+        return fused.FusedSampler(runner.open(path(force=True)))
 
 
 def fast_path_settings(bundle: Bundle) -> dict:
