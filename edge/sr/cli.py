@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from edge.image_limits import DEFAULT_MAX_MP, MAX_MP_HELP
+
 SR_HELP = " ".join((
     "Super-resolve each INPUT into OUT/<name>.png, `scale` times larger, 8-bit gray, with the box's SR settings.",
     "\n\n--profile fast (the default, as on the box): every option you leave out comes from the bundle's measured",
@@ -49,6 +51,7 @@ def sr_command(
                                                                "encoder)."),
     grain_cap: bool = typer.Option(True, "--grain-cap/--no-grain-cap",
                                    help="Apply the bundle's grain cap (lower detail the LR does not support)."),
+    max_mp: float = typer.Option(DEFAULT_MAX_MP, "--max-mp", min=0.001, help=MAX_MP_HELP),
 ) -> None:
     """Super-resolve each INPUT into OUT/<name>.png, `scale` times larger, 8-bit gray (help: SR_HELP)."""
     from edge.sr.bundle import BundleError
@@ -72,7 +75,7 @@ def sr_command(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         _die(f"{out}: cannot create output directory ({exc.strerror})")
-    failed = _run_all(resolver, inputs, out, samples, reduce, uncertainty)
+    failed = _run_all(resolver, inputs, out, samples, reduce, uncertainty, max_mp)
     if failed:
         print(f"{failed} of {len(inputs)} input(s) failed", file=sys.stderr)
         raise typer.Exit(1)
@@ -91,13 +94,15 @@ def _config(options: dict):
         _die(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']} (got {err.get('input')!r})")
 
 
-def _run_all(resolver, inputs: list[Path], out: Path, samples: int, reduce: str, uncertainty: bool) -> int:
-    """Super-resolve every input (a progress bar per tile batch on a terminal); returns how many failed."""
+def _run_all(resolver, inputs: list[Path], out: Path, samples: int, reduce: str, uncertainty: bool,
+             max_mp: float = DEFAULT_MAX_MP) -> int:
+    """Super-resolve every input (a progress bar per tile batch on a terminal); returns how many failed.
+
+    A file that fails (unreadable, over --max-mp, out of memory, a backend error, an unwritable output, or an output
+    name an earlier input already took) gets one line on stderr naming it and the reason; the rest go on.
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from edge.sr.imageio import InputImageError, read_gray8, write_png
-    from edge.sr.resolver import STD_PNG_GAIN
 
     failed, seen = 0, set()
     console = Console(stderr=True)
@@ -105,33 +110,45 @@ def _run_all(resolver, inputs: list[Path], out: Path, samples: int, reduce: str,
                    TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
     with bar:
         for src in inputs:
-            name = src.stem + ".png"
             task = bar.add_task(src.name, total=None)
             try:
-                if name in seen:
-                    raise InputImageError(f"output {name} already written for an earlier input with the same name")
-                lr = read_gray8(src)
-                res = resolver.upscale(lr, samples=samples, reduce=reduce, uncertainty=uncertainty,
-                                       progress=lambda done, total, t=task: bar.update(t, completed=done, total=total))
-                write_png(out / name, res.sr)
-                if res.std is not None:
-                    write_png(out / f"{src.stem}.std.png",
-                              (res.std * STD_PNG_GAIN).clip(0, 255).round().astype("uint8"))
-                seen.add(name)
-                typer.echo(f"{src} -> {out / name} ({lr.shape[1]}x{lr.shape[0]} -> {res.sr.shape[1]}x"
-                           f"{res.sr.shape[0]}, {res.timings_s['total']:.2f} s)")
-            except InputImageError as exc:
-                failed += 1
-                print(f"{src}: {exc}", file=sys.stderr)
-            except OSError as exc:
-                failed += 1
-                print(f"{src}: cannot write output ({exc})", file=sys.stderr)
-            except Exception as exc:  # noqa: BLE001 - a backend failure on one file must not stop the others
-                failed += 1
-                print(f"{src}: super-resolution failed ({type(exc).__name__}: {exc})", file=sys.stderr)
+                why = _one(resolver, src, out, seen, (samples, reduce, uncertainty), max_mp,
+                           lambda done, total, t=task: bar.update(t, completed=done, total=total))
             finally:
                 bar.remove_task(task)
+            if why:
+                failed += 1
+                print(f"{src}: {why}", file=sys.stderr)
     return failed
+
+
+def _one(resolver, src: Path, out: Path, seen: set[str], how: tuple, max_mp: float, progress) -> str | None:
+    """Super-resolve one file into out/<stem>.png (and .std.png); None when written, else why it failed."""
+    from edge.sr.imageio import InputImageError, read_gray8, write_png
+    from edge.sr.resolver import STD_PNG_GAIN
+
+    samples, reduce, uncertainty = how
+    name = src.stem + ".png"
+    try:
+        if name in seen:
+            raise InputImageError(f"output {name} already written for an earlier input with the same name")
+        lr = read_gray8(src, max_mp)
+        res = resolver.upscale(lr, samples=samples, reduce=reduce, uncertainty=uncertainty, progress=progress)
+        write_png(out / name, res.sr)
+        if res.std is not None:
+            write_png(out / f"{src.stem}.std.png", (res.std * STD_PNG_GAIN).clip(0, 255).round().astype("uint8"))
+    except InputImageError as exc:
+        return str(exc)
+    except MemoryError:
+        return "out of memory during super-resolution (lower --max-mp or use a smaller --tile)"
+    except OSError as exc:
+        return f"cannot write output ({exc})"
+    except Exception as exc:  # noqa: BLE001 - a backend failure on one file must not stop the others
+        return f"super-resolution failed ({type(exc).__name__}: {exc})"
+    seen.add(name)
+    typer.echo(f"{src} -> {out / name} ({lr.shape[1]}x{lr.shape[0]} -> {res.sr.shape[1]}x{res.sr.shape[0]}, "
+               f"{res.timings_s['total']:.2f} s)")
+    return None
 
 
 def _die(msg: str) -> None:

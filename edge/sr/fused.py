@@ -179,20 +179,12 @@ def _fill(loop, x_init: np.ndarray, cond: np.ndarray, noise: np.ndarray | None) 
         raise ValueError(f"sampler {loop.plan.sampler} adds noise each step: pass noise of shape {loop.noise.shape}")
 
 
-class FusedSampler:
-    """A fused step graph opened on a backend (ORT session or OpenVINO graph); hands out one loop per plan and batch."""
+class LoopSampler:
+    """A backend's preallocated plan loops behind samplers.sample's contract; subclasses supply loop()."""
 
-    def __init__(self, graph):
-        self.graph = graph
-        self._loops: dict[tuple, FusedOrtLoop | FusedOvLoop] = {}
-
-    def loop(self, plan: StepPlan, batch: int, latent_shape: tuple[int, ...]) -> FusedOrtLoop | FusedOvLoop:
-        """The (cached) loop running `plan` at this static batch and latent shape."""
-        key = (tuple(plan.timesteps.tolist()), plan.coefs.tobytes(), batch, tuple(latent_shape))
-        if key not in self._loops:
-            cls = FusedOrtLoop if hasattr(self.graph, "io_binding") else FusedOvLoop
-            self._loops[key] = cls(self.graph, plan, batch, tuple(latent_shape))
-        return self._loops[key]
+    def loop(self, plan: StepPlan, batch: int, latent_shape: tuple[int, ...]):
+        """An object whose run(x_init, cond, noise) runs `plan` over `batch` rows of this latent shape."""
+        raise NotImplementedError
 
     def sample(self, sched, cond: np.ndarray, spec, prediction: str, rng: np.random.Generator | None = None,
                noise: np.ndarray | None = None, x_init: np.ndarray | None = None) -> np.ndarray:
@@ -206,4 +198,21 @@ class FusedSampler:
             noise = draw_noise(rng, plan.steps, cond.shape)
         x = start_latent(spec, sched, plan, noise[0], x_init)
         loop = self.loop(plan, cond.shape[0], cond.shape[1:])
-        return loop.run(x, np.asarray(cond, np.float32), noise[1:] if plan.stochastic else None).copy()
+        return np.array(loop.run(x, np.asarray(cond, np.float32), noise[1:] if plan.stochastic else None),
+                        np.float32)
+
+
+class FusedSampler(LoopSampler):
+    """A fused step graph opened on a backend (ORT session or OpenVINO graph); hands out one loop per plan and batch."""
+
+    def __init__(self, graph):
+        self.graph = graph
+        self._loops: dict[tuple, FusedOrtLoop | FusedOvLoop] = {}
+
+    def loop(self, plan: StepPlan, batch: int, latent_shape: tuple[int, ...]) -> FusedOrtLoop | FusedOvLoop:
+        """The (cached) loop running `plan` at this static batch and latent shape."""
+        key = (tuple(plan.timesteps.tolist()), plan.coefs.tobytes(), batch, tuple(latent_shape))
+        if key not in self._loops:
+            cls = FusedOrtLoop if hasattr(self.graph, "io_binding") else FusedOvLoop
+            self._loops[key] = cls(self.graph, plan, batch, tuple(latent_shape))
+        return self._loops[key]

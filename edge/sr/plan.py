@@ -8,7 +8,7 @@ previous x0 estimate, fresh noise z), so one step is
 
 with a per-step vector coef = [p0, p1, A, B, C, D] (COEF_NAMES). A `StepPlan` holds those vectors for one run
 (timesteps [N] int64, noisiest first; coefs [N, 6] float32). The numpy loop here (`run_plan`), the fused ONNX
-Runtime / OpenVINO loops (edge.sr.fused) and the TensorRT CUDA-graph loop (edge.sr.runners_trt.TrtGraphLoop) all
+Runtime / OpenVINO loops (edge.sr.fused) and the TensorRT CUDA-graph loop (edge.sr.trt_loop.TrtGraphLoop) all
 consume the same plan; the float64 step-by-step samplers they are checked against live in tests/sampler_oracle.py.
 
 A new sampler is one update function (abar at each step's t and at the next one -> [N, 4] of A, B, C, D) in

@@ -70,24 +70,31 @@ def resolve_sampler(bundle: Bundle, sampler: str | dict | SamplerSpec | None, st
 
 
 def _fused_sampler(bundle: Bundle, runner: Runner):
-    """FAST's FusedSampler over the bundle's denoiser with the sampler update appended (cached by the graph's sha256)."""
-    import os
-    import tempfile
+    """FusedSampler over the bundle's denoiser with the sampler update appended, opened on ONNX Runtime or OpenVINO.
 
-    from edge.sr.fused import FusedSampler, fuse_onnx
+    The fused graph is a derived file (edge.derived_cache): keyed by the denoiser's sha256 and the fusing code's,
+    verified by its own sha256 before use, rebuilt with a warning when changed or corrupt. Both CPU backends open
+    the same cached file.
+    """
+    from edge import derived_cache
+    from edge.sr import fused
 
     if not hasattr(runner, "open"):
         raise ValueError(f"the fused sampler runs on ONNX Runtime or OpenVINO only (backend {runner.name!r}); "
                          "use backend 'ort' or 'openvino'")
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lpbf-edge" / "fused"
-    cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"denoiser-{bundle.sha256(bundle.graph_file('denoiser'))[:20]}.fused.onnx"
-    if not path.exists():
-        fd, tmp = tempfile.mkstemp(dir=cache, suffix=".onnx")
-        os.close(fd)
-        fuse_onnx(bundle.graph("denoiser"), Path(tmp))
-        os.replace(tmp, path)
-    return FusedSampler(runner.open(path))  # type: ignore[attr-defined]
+    cache, src = derived_cache.DerivedCache.default("fused"), bundle.sha256(bundle.graph_file("denoiser"))
+    recipe = derived_cache.sha256_file(Path(fused.__file__))
+
+    def path(force: bool = False) -> Path:
+        return cache.get("denoiser", src, lambda tmp: fused.fuse_onnx(bundle.graph("denoiser"), tmp), recipe,
+                         ".fused.onnx", force=force)
+
+    try:
+        return fused.FusedSampler(runner.open(path()))  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001 - hashes matched but the backend refused it: rebuild once
+        derived_cache.log.warning("cached fused graph does not load on %s (%s); rebuilding it", runner.name, exc,
+                                  extra={"event": "cache_rebuild"})
+        return fused.FusedSampler(runner.open(path(force=True)))  # type: ignore[attr-defined]
 
 
 class SuperResolver:
@@ -107,8 +114,8 @@ class SuperResolver:
         self.grain_cap = _grain_cap(bundle) if grain_cap else None
         self.schedule = Schedule.from_manifest(bundle.manifest["schedule"])
         self.plan = spec.plan(self.schedule, bundle.prediction)
-        self._fused = _fused_sampler(bundle, runner) if fused else None
-        self._graph_loops: dict[int, object] = {}
+        graph_sampler = getattr(runner, "graph_sampler", None)  # tensorrt: the whole sampler as CUDA graphs
+        self._fused = graph_sampler() if graph_sampler else (_fused_sampler(bundle, runner) if fused else None)
         self.tile = int(tile or bundle.lr_patch)
         self.overlap = int(self.tile // 4 if overlap is None else overlap)
         self.batch = int(batch)
@@ -181,8 +188,9 @@ class SuperResolver:
         files["decoder"] = self.bundle.graph_file(self.bundle.decoder_for("sample"))
         s = self.spec
         start = f", from the noised estimate at t={self.plan.timesteps[0]}" if s.init == "noised_estimate" else ""
+        loop = "numpy" if self._fused is None else ("CUDA graph" if r.name == "tensorrt" else "fused")
         return (f"{self.model_id} on {backend}: {s.name} {s.steps} steps{start} "
-                f"({'fused' if self._fused else 'numpy'} loop), encoder {files['lr_encoder']}, denoiser "
+                f"({loop} loop), encoder {files['lr_encoder']}, denoiser "
                 f"{files['denoiser']}, decoder {files['decoder']}; tiles {self.tile} LR px (overlap {self.overlap}), "
                 f"{self.batch} per call; grain cap {'on' if self.grain_cap else 'off'}")
 
@@ -206,15 +214,10 @@ class SuperResolver:
         return self.runner.encode_hr(np.clip(batch.upsampled, -1, 1))
 
     def _sample(self, cond: np.ndarray, x: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
-        """Final latents of the plan from start x: the backend's loop over the plan (the fused ORT / OpenVINO loop;
-        TensorRT's CUDA-graph loop for a batch it has an engine bucket for), else the numpy loop."""
+        """Final latents of the plan from start x: the backend's loop over the plan (the fused ORT / OpenVINO loop,
+        or TensorRT's CUDA graph per engine bucket), else the numpy loop."""
         if self._fused is not None:
             return self._fused.loop(self.plan, x.shape[0], x.shape[1:]).run(x, cond, noise)
-        if hasattr(self.runner, "graph_loop") and x.shape[0] in getattr(self.runner, "buckets", ()):
-            loop = self._graph_loops.get(x.shape[0])
-            if loop is None:
-                loop = self._graph_loops[x.shape[0]] = self.runner.graph_loop(self.plan, x.shape[0])  # type: ignore
-            return loop.run(x, cond, noise)
         return run_plan(self.runner.denoise, self.plan, x, cond, noise)
 
     def _run_batch(self, batch: TileBatch, samples: int, reduce: Reduce, uncertainty: bool,

@@ -293,11 +293,11 @@ def _need_regression(bundle: Bundle, loaded: dict) -> None:
 
 
 def tensorrt_unavailable_reason() -> str | None:
-    """None when TensorRT and pycuda import here, else a sentence saying what is missing."""
-    for mod in ("tensorrt", "pycuda"):
+    """None when TensorRT and cuda-python import here, else a sentence saying what is missing."""
+    for mod, what in (("tensorrt", "TensorRT (JetPack's python3-libnvinfer)"), ("cuda", "cuda-python")):
         if importlib.util.find_spec(mod) is None:
-            return (f"--backend tensorrt needs TensorRT with CUDA ({mod} is not installed on this machine); "
-                    "it runs on a Jetson/CUDA box. Use --backend ort or --backend openvino here.")
+            return (f"--backend tensorrt needs {what}, which is not installed on this machine; it runs on the "
+                    "Jetson/CUDA box. Use --backend ort or --backend openvino here.")
     return None
 
 
@@ -313,9 +313,7 @@ def make_runner(bundle: Bundle, backend: str = "ort", **options) -> Runner:
         reason = tensorrt_unavailable_reason()
         if reason:
             raise BackendUnavailable(reason)
-        from edge.sr import runners_trt  # FAST's module; imported only here
+        from edge.sr.runners_trt import TrtRunner  # TensorRT + cuda-python; imported only here
 
-        if not hasattr(runners_trt, "TrtRunner"):
-            raise BackendUnavailable("edge.sr.runners_trt has no TrtRunner(bundle) with encode_lr/encode_hr/denoise/decode yet")
-        return runners_trt.TrtRunner.from_bundle(bundle, **options)
+        return TrtRunner.from_bundle(bundle, **options)
     raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")

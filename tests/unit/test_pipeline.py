@@ -121,7 +121,7 @@ def test_capture_failure_is_published_and_next_layer_continues(tmp_path):
     assert p.stop(10)
     msgs = _spooled(p)
     l2 = [m for m in msgs if m.layer == 2]
-    assert [m.kind for m in l2] == ["meta", "anomaly", "latest"]
+    assert [m.kind for m in l2][:2] == ["meta", "anomaly"]  # + latest unless layer 3 went out LR-first before it
     assert json.loads(l2[1].payload)["layer_state"] == "capture_failed"
     assert "no frame" in json.loads(l2[0].payload)["failure"]
     assert [m.layer for m in msgs if m.kind == "sr"] == [1, 3]
