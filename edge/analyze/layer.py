@@ -69,7 +69,8 @@ class LayerHistory:
             for p in self.flags:
                 if p.type == f.type and (f.type in IMAGE_WIDE or _box_iou(p.bbox, f.bbox) >= cfg.persist_iou):
                     n = max(n, p.layers_persisted + 1)
-            sev = "critical" if (n >= cfg.critical_persist_layers and f.type not in ("sr_uncertain",)) else f.severity
+            escalate = n >= cfg.critical_persist_layers and f.type not in ("sr_uncertain",) and f.severity != "info"
+            sev = "critical" if escalate else f.severity
             out.append(replace(f, layers_persisted=n, severity=sev))
         return out
 
@@ -80,16 +81,17 @@ class LayerHistory:
         self.last_layer = layer
 
 
-def _state(flags: list[AnomalyFlag]) -> LayerState:
-    """Layer state from flags: special states first, then the worst severity."""
+def layer_state(flags: list[AnomalyFlag]) -> LayerState:
+    """Layer state from flags: special states first, then the worst severity (info flags never count)."""
     types = {f.type for f in flags}
     if "laser_in_image" in types:
         return "laser_in_image"
     if "segmentation_failed" in types:
         return "segmentation_failed"
-    if any(f.severity == "critical" for f in flags if f.type != "sr_uncertain"):
+    counted = [f for f in flags if f.severity != "info" and f.type != "sr_uncertain"]
+    if any(f.severity == "critical" for f in counted):
         return "critical"
-    return "minor" if flags else "ok"
+    return "minor" if any(f.severity != "info" for f in flags) else "ok"
 
 
 class LayerAnalyzer:
@@ -193,4 +195,4 @@ class LayerAnalyzer:
         flags = self.history.persist(flags, cfg)
         self.history.push(layer, mask, tuple(flags))
         timings["total"] = time.perf_counter() - t0
-        return LayerAnalysis(_state(flags), tuple(flags), mask, timings)
+        return LayerAnalysis(layer_state(flags), tuple(flags), mask, timings)
