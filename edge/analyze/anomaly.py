@@ -23,6 +23,7 @@ class LayerContext:
     parts: np.ndarray  # part mask
     s: float  # length scale of pixel thresholds
     cfg: AnalyzeConfig
+    axis: int = 0  # recoater travel axis (0: along image y, streaks vertical; 1: along x)
 
 
 def robust_sigma(x: np.ndarray) -> tuple[float, float]:
@@ -77,7 +78,7 @@ def detect_laser(gray: np.ndarray, cfg: AnalyzeConfig, s: float) -> list[Anomaly
 def detect_streaks(ctx: LayerContext) -> list[AnomalyFlag]:
     """Recoater streaks: long thin lines along the recoater travel, found on a cross-travel high-pass image."""
     cfg, s = ctx.cfg, ctx.s
-    axis = 0 if cfg.recoater_travel == "y" else 1  # streaks run along the travel axis
+    axis = ctx.axis  # streaks run along the travel axis
     z = np.where(ctx.powder, ctx.z, 0.0)
     hp = z - ndimage.gaussian_filter1d(z, max(2.0, 6 * s), axis=1 - axis)
     length = max(5, int(cfg.streak_min_len_frac * z.shape[axis]))
@@ -152,7 +153,7 @@ def detect_hopping(ctx: LayerContext) -> list[AnomalyFlag]:
     import cv2
 
     cfg, s = ctx.cfg, ctx.s
-    axis = 0 if cfg.recoater_travel == "y" else 1  # bands vary along the travel axis
+    axis = ctx.axis  # bands vary along the travel axis
     lo, hi = (max(3.0, p * s) for p in cfg.hopping_period_px)
     periods = np.geomspace(lo, max(hi, lo), max(2, int(np.ceil(np.log(max(hi, lo) / lo) / np.log(1.35))) + 1))
     width = max(3, int(cfg.hopping_width_px * s))

@@ -10,8 +10,67 @@ import typer
 from edge.config_cli import load_config_or_exit
 
 
+def _calib_group(app: typer.Typer) -> typer.Typer:
+    """The `calib` command group (registered by calib.cli, which must not import edge), or a new one."""
+    for group in app.registered_groups:
+        if group.name == "calib" and group.typer_instance is not None:
+            return group.typer_instance
+    calib_app = typer.Typer(help="Camera calibration and the printer's baseline.", no_args_is_help=True)
+    app.add_typer(calib_app, name="calib")
+    return calib_app
+
+
+def load_baseline_or_exit(path: Path | str | None):
+    """The baseline at path (None: none), or exit 1 with the reason."""
+    if not path:
+        return None
+    from edge.analyze.baseline import BaselineError, load_baseline
+
+    try:
+        return load_baseline(path)
+    except BaselineError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def register_baseline(app: typer.Typer) -> None:
+    """Add `calib baseline`."""
+
+    @_calib_group(app).command("baseline")
+    def baseline(
+        frames: list[Path] = typer.Argument(..., help="Clean frames of this printer and camera (3 or more recommended): recoat or layer images."),
+        out: Path = typer.Option(..., "--out", help="Baseline JSON to write."),
+        config: Path | None = typer.Option(None, "--config", help="Box config YAML (analyze section)."),
+    ) -> None:
+        """Learn the printer's normal (expected powder image, plate region, recoater axis, clean scores) from clean frames."""
+        from edge.analyze.baseline import BaselineError, learn_baseline, save_baseline
+        from edge.analyze.imageio import ImageReadError, read_gray
+        from edge.analyze.recoat import clean_scores
+
+        cfg = load_config_or_exit(config).analyze
+        images, failed = [], 0
+        for p in frames:
+            try:
+                images.append(read_gray(p))
+            except ImageReadError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                failed += 1
+        try:
+            base = learn_baseline(images, cfg, lambda g, b: clean_scores(g, b, cfg))
+        except BaselineError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        save_baseline(base, out)
+        scores = ", ".join(f"{k} {v:.1f}" for k, v in sorted(base.clean_scores.items())) or "none (one frame)"
+        typer.echo(f"{out}: {base.n_frames} frames, recoater travel along {'y' if base.travel_axis == 0 else 'x'}, "
+                   f"clean scores (robust sigmas, leave-one-out): {scores}")
+        if failed:
+            raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add the analysis commands."""
+    register_baseline(app)
 
     @app.command("segment")
     def segment(
@@ -47,14 +106,18 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Output folder: <name>.json anomaly JSON and <name>.png with flags drawn."),
         config: Path | None = typer.Option(None, "--config", help="Box config YAML (analyze section and node.job)."),
         pixel_scale: float | None = typer.Option(None, "--pixel-scale", help="Fixed length scale of pixel thresholds (for crops)."),
+        baseline: Path | None = typer.Option(None, "--baseline", help="Printer baseline (`lpbf-edge calib baseline`); default: the config's analyze.baseline_path, else zero-config."),
     ) -> None:
         """Single-layer analysis of each image (no build history)."""
         from edge.analyze.draw import draw_flags
         from edge.analyze.imageio import ImageReadError, layer_number, read_gray, write_png
         from edge.analyze.layer import LayerAnalyzer
 
+        from edge.analyze.baseline import BaselineError
+
         full = load_config_or_exit(config)
         cfg = full.analyze if not pixel_scale else full.analyze.model_copy(update={"pixel_scale": pixel_scale})
+        base = load_baseline_or_exit(baseline or cfg.baseline_path)
         failed = 0
         out.mkdir(parents=True, exist_ok=True)
         for i, p in enumerate(images, start=1):
@@ -65,7 +128,12 @@ def register(app: typer.Typer) -> None:
                 failed += 1
                 continue
             layer = layer_number(p, i)
-            res = LayerAnalyzer(cfg).analyze(img, layer)
+            try:
+                res = LayerAnalyzer(cfg, baseline=base).analyze(img, layer)
+            except BaselineError as exc:
+                typer.echo(f"error: {p}: {exc}", err=True)
+                failed += 1
+                continue
             doc = res.anomaly_json(full.node.job, layer)
             (out / (p.stem + ".json")).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
             write_png(out / (p.stem + ".png"), draw_flags(img, res.mask, res.flags, res.layer_state))

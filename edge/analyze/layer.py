@@ -11,7 +11,9 @@ import numpy as np
 from scipy import ndimage
 
 from edge.analyze import anomaly as an
+from edge.analyze.baseline import Baseline
 from edge.analyze.config import AnalyzeConfig
+from edge.analyze.recoat import PowderJudge
 from edge.analyze.segment import SegmentationError, Segmenter, as_gray, corner_mask, flat_field, scale_of
 from edge.messages import AnomalyFlag, LayerState
 
@@ -97,11 +99,13 @@ def layer_state(flags: list[AnomalyFlag]) -> LayerState:
 class LayerAnalyzer:
     """Analyse layer images one by one (LR or SR size); keeps a LayerHistory for persistence and geometry."""
 
-    def __init__(self, cfg: AnalyzeConfig | None = None, expected_masks: Mapping[int, np.ndarray] | Sequence[np.ndarray] | None = None):
+    def __init__(self, cfg: AnalyzeConfig | None = None, expected_masks: Mapping[int, np.ndarray] | Sequence[np.ndarray] | None = None,
+                 baseline: Baseline | None = None):
         self.cfg = cfg or AnalyzeConfig()
         self.expected = expected_masks
         self.history = LayerHistory()
         self.segmenter = Segmenter(self.cfg)
+        self.powder = PowderJudge(self.cfg, baseline)
 
     def expected_mask(self, layer: int, shape: tuple[int, int]) -> np.ndarray | None:
         """Expected part mask of a layer (1-based) resized to the image grid; clear error for another aspect ratio."""
@@ -170,22 +174,20 @@ class LayerAnalyzer:
             powder = ~sat
         corr = gray / flat_field(gray, cfg, ~powder)
         med, sig = an.robust_sigma(corr[powder])
-        ctx = an.LayerContext(gray, (corr - med) / sig, powder, mask, s, cfg)
+        powder_flags, _, axis = self.powder.judge(gray, ~powder)  # streaks, marks, uneven powder vs the printer's normal
+        ctx = an.LayerContext(gray, (corr - med) / sig, powder, mask, s, cfg, axis)
         zs = an.smoothed_z(ctx)
-        explained = np.zeros(gray.shape, bool)
+        explained = an.box_mask(gray.shape, [f for f in powder_flags if f.severity != "info"], 2 * margin)
         geometry: list[AnomalyFlag] = []
         if powder.any():
-            spreading = an.detect_spreading(ctx)
-            if spreading:  # the bare region and its (blurred, wavy) edge are explained: keep other powder detectors out
-                explained |= an.box_mask(gray.shape, spreading, 2 * margin + int(3 * an.spreading_sigma(gray.shape)))
-                ctx = replace(ctx, powder=ctx.powder & ~explained)
-            streaks = an.detect_streaks(ctx)
+            ctx = replace(ctx, powder=ctx.powder & ~explained)
             hopping = an.detect_hopping(ctx)
-            explained |= an.box_mask(gray.shape, streaks + hopping, 0)
+            explained |= an.box_mask(gray.shape, hopping, 0)
             if expected is not None:
                 geometry = an.detect_additions(ctx, expected, explained)
-            debris = an.drop_overlapping(an.detect_debris_spatter(ctx, zs), ("debris",), streaks + hopping + geometry, margin)
-            flags += spreading + streaks + hopping + debris
+            # debris comes from the powder judge's marks (against the printer's normal); spatter counts small particles
+            spatter = [f for f in an.detect_debris_spatter(ctx, zs) if f.type == "spatter"]
+            flags += powder_flags + hopping + spatter
         reference = expected if expected is not None else prev
         flags += an.detect_elevation(ctx, zs, reference)
         flags += geometry + an.detect_geometry(mask, reference, cfg, s, seg.feature, cad=expected is not None, additions=expected is None)
@@ -194,5 +196,8 @@ class LayerAnalyzer:
         timings["detect"] = time.perf_counter() - t
         flags = self.history.persist(flags, cfg)
         self.history.push(layer, mask, tuple(flags))
+        state = layer_state(flags)
+        if state == "ok":
+            self.powder.remember_clean(gray)
         timings["total"] = time.perf_counter() - t0
-        return LayerAnalysis(layer_state(flags), tuple(flags), mask, timings)
+        return LayerAnalysis(state, tuple(flags), mask, timings)

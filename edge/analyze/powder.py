@@ -7,6 +7,7 @@ smooth illumination field) or from a printer baseline (edge.analyze.baseline: th
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import cv2
@@ -99,7 +100,9 @@ def illumination(g: np.ndarray, roi: np.ndarray, window_frac: float) -> np.ndarr
     small = np.array([[np.nanmedian(b) if np.isfinite(b).any() else np.nan for b in np.array_split(r, shape[1], axis=1)]
                       for r in np.array_split(cells, shape[0], axis=0)], np.float32)
     k = max(3, int(round(window_frac * n)) | 1)
-    med = ndimage.generic_filter(small, np.nanmedian, size=k, mode="nearest")
+    with warnings.catch_warnings():  # windows wholly outside the plate are filled below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = ndimage.generic_filter(small, np.nanmedian, size=k, mode="nearest")
     med = np.where(np.isfinite(med), med, np.nanmedian(small) if np.isfinite(small).any() else 1.0).astype(np.float32)
     med = cv2.GaussianBlur(med, (0, 0), k / 4.0, borderType=cv2.BORDER_REFLECT)
     return np.maximum(sep * cv2.resize(med, (w, h), interpolation=cv2.INTER_CUBIC), 1e-3)

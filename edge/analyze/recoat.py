@@ -215,8 +215,9 @@ class PowderJudge:
         self.cfg = cfg
         self.running = RunningBaseline(baseline, cfg.baseline_running_frames) if baseline is not None else None
 
-    def judge(self, gray: np.ndarray, exclude: np.ndarray | None = None) -> tuple[list[AnomalyFlag], dict[str, float]]:
-        """Powder flags of one frame (exclude: full-size mask of pixels that are not powder, e.g. parts)."""
+    def judge(self, gray: np.ndarray, exclude: np.ndarray | None = None) -> tuple[list[AnomalyFlag], dict[str, float], int]:
+        """Powder flags of one frame (exclude: full-size mask of pixels that are not powder, e.g. parts), each
+        detector's statistic and the recoater travel axis used."""
         cfg = self.cfg
         g = np.asarray(gray, np.float32)
         base = self.running.current if self.running is not None else None
@@ -226,7 +227,8 @@ class PowderJudge:
         else:
             view = baseline_view(g, base, cfg, exclude)
             axis = base.travel_axis if cfg.recoater_travel == "auto" else (0 if cfg.recoater_travel == "y" else 1)
-        return powder_flags(view, axis, thresholds(cfg, base), cfg)
+        flags, stats = powder_flags(view, axis, thresholds(cfg, base), cfg)
+        return flags, stats, axis
 
     def remember_clean(self, gray: np.ndarray) -> None:
         """A frame judged clean joins the running baseline."""
@@ -256,7 +258,7 @@ class RecoatAnalyzer:
             return LayerAnalysis("capture_failed", (), np.zeros((0, 0), bool), {"total": time.perf_counter() - t0})
         if float(gray.mean()) < self.cfg.dark_frame_max:
             return LayerAnalysis("capture_failed", (), np.zeros(gray.shape, bool), {"total": time.perf_counter() - t0})
-        flags, _ = self.judge.judge(gray, parts)
+        flags, _, _ = self.judge.judge(gray, parts)
         flags = self.history.persist(flags, self.cfg)
         self.history.push(layer, np.zeros(gray.shape, bool), tuple(flags))
         state = layer_state(flags)
