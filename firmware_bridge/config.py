@@ -35,7 +35,15 @@ class BridgeConfig(Section):
         0.004, ge=0, description="While a layer end is pending, an on burst shorter than this after an off gap of spike_gap_s or more is a spike and does not resume the layer."
     )
     spike_gap_s: float = Field(0.02, ge=0, description="Off gaps shorter than this are galvo jumps: the burst after them always continues the layer.")
-    recoat_delay_s: float = Field(8.0, ge=0, description="Delay after layer_complete before the recoat_done event.")
+    recoat_delay_s: float = Field(8.0, ge=0, description="Longest delay after layer_complete before the recoat_done event (without a recoater signal).")
+    recoat_source: Literal["delay", "signal"] = Field(
+        "delay", description="signal: recoat_done when the recoater-motion channel goes on and then off after a layer end; delay: recoat_delay_s, shortened to fit the gaps this printer leaves between layers."
+    )
+    recoat_gap_fraction: float = Field(0.8, gt=0, le=1, description="The recoat delay is at most this fraction of the shortest recent gap from a layer end to the next layer start.")
+    recoat_gap_layers: int = Field(5, ge=1, description="Recent layer gaps remembered for the recoat delay.")
+    recoater_on_v: float = Field(2.0, description="Recoater-motion signal above this (volts) means the blade moves (recoat_source signal).")
+    recoater_off_v: float = Field(1.0, description="Recoater-motion signal below this (volts) means the blade has stopped.")
+    recoat_settle_s: float = Field(0.5, ge=0, description="Wait after the blade stops before recoat_done (powder and dust settle).")
     emit_recoat: bool = Field(True, description="Emit the recoat_done event (for a post-spreading capture).")
     max_sample_gap_s: float = Field(0.1, gt=0, description="A jump in sample time larger than this is a gap (overrun or lost data): fault record and flag.")
     stuck_high_s: float = Field(300.0, gt=0, description="Continuous on time after which the signal is reported stuck high.")
