@@ -48,8 +48,6 @@ class AnalyzeConfig(Section):
     )
     hopping_width_px: int = Field(40, ge=3, description="Blade width (px at ref_width_px) over which hopping bands must be coherent.")
     dark_frame_max: float = Field(8.0, ge=0, description="Mean grey level below which a frame is treated as a failed (black) capture.")
-    streak_min_len_frac: float = Field(0.25, gt=0, le=1, description="A recoater streak spans at least this fraction of the plate width.")
-    streak_contrast: float = Field(5.0, gt=0, description="Column-profile deviation (robust sigmas) for a recoater streak.")
     hopping_contrast: float = Field(8.0, gt=0, description="Periodic band energy along the travel (robust sigmas above the powder's) for recoater hopping.")
     hopping_purity: float = Field(
         0.5, gt=0, le=1, description="Share of the local along-travel profile variance a hopping period must hold (1 = a pure sinusoid; a single blob or edge holds much less)."
@@ -57,15 +55,11 @@ class AnalyzeConfig(Section):
     hopping_period_px: tuple[float, float] = Field(
         (10.0, 30.0), description="Shortest and longest repeat (px at ref_width_px) of recoater chatter bands along the travel (blade bounce, about 1-3 mm)."
     )
-    spreading_contrast: float = Field(2.0, gt=0, description="Shift of the low-passed powder level (in pixel-noise robust sigmas) for incomplete spreading.")
-    spreading_min_area_frac: float = Field(0.01, gt=0, lt=1, description="Smallest incomplete-spreading region as a fraction of the plate area.")
     blob_contrast: float = Field(4.0, gt=0, description="Local brightness deviation (robust sigmas) for debris / super-elevation blobs.")
     part_margin_px: int = Field(6, ge=0, description="Margin (px at ref_width_px) around parts excluded from powder-texture detectors.")
     elevation_rim_px: int = Field(6, ge=1, description="Width (px at ref_width_px) of the part-edge band searched for super-elevation.")
     elevation_contrast: float = Field(3.0, gt=0, description="Brightness (robust sigmas above powder) of proud material on a part for super_elevation.")
     elevation_min_area_px: int = Field(80, ge=1, description="Smallest bright edge region (px^2 at ref_width_px) flagged as super_elevation.")
-    debris_contrast: float = Field(3.5, gt=0, description="Smoothed brightness deviation (robust sigmas) of a debris blob on powder.")
-    debris_min_area_px: int = Field(60, ge=1, description="Smallest debris blob (px^2 at ref_width_px).")
     spatter_max_area_px: int = Field(12, ge=1, description="Largest spatter particle (px^2 at ref_width_px).")
     spatter_per_mpx: float = Field(1200.0, gt=0, description="Spatter particles per powder megapixel (at ref_width_px) above which spatter is flagged.")
     geometry_area_tol: float = Field(0.2, gt=0, lt=1, description="Relative part-area change (vs expected or previous layer) for part_geometry_deviation.")

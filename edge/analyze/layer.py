@@ -186,7 +186,7 @@ class LayerAnalyzer:
             if expected is not None:
                 geometry = an.detect_additions(ctx, expected, explained)
             # debris comes from the powder judge's marks (against the printer's normal); spatter counts small particles
-            spatter = [f for f in an.detect_debris_spatter(ctx, zs) if f.type == "spatter"]
+            spatter = an.detect_spatter(ctx, zs)
             flags += powder_flags + hopping + spatter
         reference = expected if expected is not None else prev
         flags += an.detect_elevation(ctx, zs, reference)

@@ -120,6 +120,13 @@ def plate_roi(expected: np.ndarray, border_frac: float, dark_frac: float, edge_c
     gy, gx = np.gradient(sm)
     step = np.hypot(gx, gy) * 3.0 / np.maximum(sm, 1e-3)  # relative change over ~3 px
     edges = step > edge_contrast
+    if edges.any():  # walls, plate edges and fixtures are long; a compact bright or dark blob is a defect to judge
+        from scipy import ndimage
+
+        lab, _ = ndimage.label(edges)
+        long = [i for i, sl in enumerate(ndimage.find_objects(lab), start=1)
+                if max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start) >= 0.25 * max(h, w)]
+        edges = np.isin(lab, long)
     if edges.any():
         r = max(2, int(round(0.02 * max(h, w))))
         edges = cv2.dilate(edges.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
