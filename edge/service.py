@@ -235,7 +235,9 @@ def analyzers(cfg: Config) -> tuple[Callable, Callable]:
     folder = cfg.analyze.expected_masks_dir
     expected = ExpectedMaskDir(folder) if folder else None
     base = load_baseline(cfg.analyze.baseline_path) if cfg.analyze.baseline_path else None
-    return LayerAnalyzer(cfg.analyze, expected, base).analyze, LayerAnalyzer(cfg.analyze, expected, base).analyze
+    # the box analyses frames registered to the plate (calib): nothing outside the plate is in view
+    return (LayerAnalyzer(cfg.analyze, expected, base, registered=True).analyze,
+            LayerAnalyzer(cfg.analyze, expected, base, registered=True).analyze)
 
 
 def recoat_analyzer(cfg: Config) -> Callable:
@@ -244,7 +246,7 @@ def recoat_analyzer(cfg: Config) -> Callable:
     from edge.analyze.recoat import RecoatAnalyzer
 
     base = load_baseline(cfg.analyze.baseline_path) if cfg.analyze.baseline_path else None
-    analyzer = RecoatAnalyzer(cfg.analyze, base)
+    analyzer = RecoatAnalyzer(cfg.analyze, base, registered=True)
     return lambda image, layer, _std=None: analyzer.analyze(image, layer)
 
 

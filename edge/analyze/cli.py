@@ -41,6 +41,7 @@ def register_baseline(app: typer.Typer) -> None:
         frames: list[Path] = typer.Argument(..., help="Clean frames of this printer and camera (3 or more recommended): recoat or layer images."),
         out: Path = typer.Option(..., "--out", help="Baseline JSON to write."),
         config: Path | None = typer.Option(None, "--config", help="Box config YAML (analyze section)."),
+        registered: bool = typer.Option(False, "--registered", help="Frames registered to the plate (the box's own frames); default: photographs that may show walls and fixtures."),
     ) -> None:
         """Learn the printer's normal (expected powder image, plate region, recoater axis, clean scores) from clean frames."""
         from edge.analyze.baseline import BaselineError, learn_baseline, save_baseline
@@ -56,7 +57,7 @@ def register_baseline(app: typer.Typer) -> None:
                 typer.echo(f"error: {exc}", err=True)
                 failed += 1
         try:
-            base = learn_baseline(images, cfg, lambda g, b: clean_scores(g, b, cfg))
+            base = learn_baseline(images, cfg, lambda g, b: clean_scores(g, b, cfg, registered))
         except BaselineError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc
@@ -107,6 +108,7 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(None, "--config", help="Box config YAML (analyze section and node.job)."),
         pixel_scale: float | None = typer.Option(None, "--pixel-scale", help="Fixed length scale of pixel thresholds (for crops)."),
         baseline: Path | None = typer.Option(None, "--baseline", help="Printer baseline (`lpbf-edge calib baseline`); default: the config's analyze.baseline_path, else zero-config."),
+        registered: bool = typer.Option(False, "--registered", help="Images registered to the plate (the box's frames, sim builds): nothing outside the plate is in view. Default: photographs, whose walls, plate edges and fixtures are found and left out."),
     ) -> None:
         """Single-layer analysis of each image (no build history)."""
         from edge.analyze.draw import draw_flags
@@ -129,7 +131,7 @@ def register(app: typer.Typer) -> None:
                 continue
             layer = layer_number(p, i)
             try:
-                res = LayerAnalyzer(cfg, baseline=base).analyze(img, layer)
+                res = LayerAnalyzer(cfg, baseline=base, registered=registered).analyze(img, layer)
             except BaselineError as exc:
                 typer.echo(f"error: {p}: {exc}", err=True)
                 failed += 1

@@ -17,6 +17,7 @@ from edge.analyze.recoat import PowderJudge
 from edge.analyze.segment import SegmentationError, Segmenter, as_gray, corner_mask, flat_field, scale_of
 from edge.messages import AnomalyFlag, LayerState
 
+MARKS = ("debris", "scratch")
 IMAGE_WIDE = ("spatter", "recoater_hopping", "sr_uncertain", "laser_in_image", "segmentation_failed")
 
 
@@ -100,12 +101,13 @@ class LayerAnalyzer:
     """Analyse layer images one by one (LR or SR size); keeps a LayerHistory for persistence and geometry."""
 
     def __init__(self, cfg: AnalyzeConfig | None = None, expected_masks: Mapping[int, np.ndarray] | Sequence[np.ndarray] | None = None,
-                 baseline: Baseline | None = None):
+                 baseline: Baseline | None = None, registered: bool = False):
         self.cfg = cfg or AnalyzeConfig()
+        self.registered = registered  # frames registered to the plate (the box, sim builds) rather than photographs
         self.expected = expected_masks
         self.history = LayerHistory()
         self.segmenter = Segmenter(self.cfg)
-        self.powder = PowderJudge(self.cfg, baseline)
+        self.powder = PowderJudge(self.cfg, baseline, registered)
 
     def expected_mask(self, layer: int, shape: tuple[int, int]) -> np.ndarray | None:
         """Expected part mask of a layer (1-based) resized to the image grid; clear error for another aspect ratio."""
@@ -177,7 +179,9 @@ class LayerAnalyzer:
         powder_flags, _, axis = self.powder.judge(gray, ~powder)  # streaks, marks, uneven powder vs the printer's normal
         ctx = an.LayerContext(gray, (corr - med) / sig, powder, mask, s, cfg, axis)
         zs = an.smoothed_z(ctx)
-        explained = an.box_mask(gray.shape, [f for f in powder_flags if f.severity != "info"], 2 * margin)
+        # streaks and uneven powder explain their regions; marks (debris, scratches) do not: a periodic band or a
+        # bulge next to a part reads as a mark too, and the more specific detectors below decide what it is
+        explained = an.box_mask(gray.shape, [f for f in powder_flags if f.severity != "info" and f.type not in MARKS], 2 * margin)
         geometry: list[AnomalyFlag] = []
         if powder.any():
             ctx = replace(ctx, powder=ctx.powder & ~explained)
@@ -187,6 +191,7 @@ class LayerAnalyzer:
                 geometry = an.detect_additions(ctx, expected, explained)
             # debris comes from the powder judge's marks (against the printer's normal); spatter counts small particles
             spatter = an.detect_spatter(ctx, zs)
+            powder_flags = an.drop_overlapping(powder_flags, MARKS, hopping + geometry, margin)
             flags += powder_flags + hopping + spatter
         reference = expected if expected is not None else prev
         flags += an.detect_elevation(ctx, zs, reference)

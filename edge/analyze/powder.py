@@ -81,14 +81,18 @@ def _profile(g: np.ndarray, roi: np.ndarray, axis: int, sigma: float) -> np.ndar
     return cv2.GaussianBlur(vals.reshape(1, -1), (0, 0), max(0.5, sigma), borderType=cv2.BORDER_REFLECT).ravel()
 
 
-def illumination(g: np.ndarray, roi: np.ndarray, window_frac: float) -> np.ndarray:
+def illumination(g: np.ndarray, roi: np.ndarray, window_frac: float, outlier_rel: float = 0.2,
+                 edge_contrast: float = 0.15) -> np.ndarray:
     """Robust smooth illumination over roi pixels: a separable row x column median profile (smoothed over 1 % of the
-    side, so thin streaks stay out of it), times a coarse masked median of what remains (window_frac of the side)."""
+    side, so thin streaks stay out of it), times a coarse masked median of what remains (window_frac of the side).
+    Only pixels whose local level lies within outlier_rel of a robust low-order fit of the whole plate feed it, so a
+    large dark or bright defect (a short-feed band across the whole width) is not taken for illumination."""
     from scipy import ndimage
 
     h, w = g.shape
     if roi.sum() < 64:
         roi = np.ones_like(roi)
+    roi = roi & ~gross_departures(g, roi, outlier_rel, edge_contrast)
     rows = _profile(g, roi, 1, 0.01 * h)  # one value per row
     cols = _profile(g / rows[:, None], roi, 0, 0.01 * w)
     sep = np.maximum(rows[:, None] * cols[None, :], 1e-3)
@@ -106,6 +110,34 @@ def illumination(g: np.ndarray, roi: np.ndarray, window_frac: float) -> np.ndarr
     med = np.where(np.isfinite(med), med, np.nanmedian(small) if np.isfinite(small).any() else 1.0).astype(np.float32)
     med = cv2.GaussianBlur(med, (0, 0), k / 4.0, borderType=cv2.BORDER_REFLECT)
     return np.maximum(sep * cv2.resize(med, (w, h), interpolation=cv2.INTER_CUBIC), 1e-3)
+
+
+def gross_departures(g: np.ndarray, roi: np.ndarray, outlier_rel: float, edge_contrast: float = 0.15) -> np.ndarray:
+    """Pixels that are defects, not light: regions whose local level (1 % of the side) departs by more than outlier_rel
+    from a robust low-order illumination surface of the plate (edge.analyze.illum) AND that are bounded by a step
+    (edge_contrast relative change over ~3 px along at least 30 % of their boundary inside the plate; light fades,
+    a short-feed band or a bare patch has an edge). Empty when they would be most of roi."""
+    from scipy import ndimage
+
+    from edge.analyze.illum import smooth_illumination
+
+    surf = smooth_illumination(g, roi)
+    lv, den = masked_blur(np.log(np.maximum(g, 1e-3) / surf), roi, 0.01 * max(g.shape))
+    cand = roi & (den > 0.3) & (np.abs(lv) > np.log1p(outlier_rel))
+    if not cand.any():
+        return cand
+    sm = blur(g, 1.5)
+    gy, gx = np.gradient(sm)
+    step = ndimage.maximum_filter(np.hypot(gx, gy) * 3.0 / np.maximum(sm, 1e-3), size=7) > edge_contrast
+    lab, n = ndimage.label(cand)
+    out = np.zeros_like(cand)
+    for i, sl in enumerate(ndimage.find_objects(lab), start=1):
+        pad = tuple(slice(max(0, a.start - 2), a.stop + 2) for a in sl)
+        comp = lab[pad] == i
+        rim = ndimage.binary_dilation(comp, iterations=2) & ~comp & roi[pad]  # its boundary inside the plate
+        if rim.any() and step[pad][rim].mean() >= 0.3:
+            out[pad] |= comp
+    return out if out.sum() < 0.5 * roi.sum() else np.zeros_like(roi)
 
 
 def plate_roi(expected: np.ndarray, border_frac: float, dark_frac: float, edge_contrast: float) -> np.ndarray:
@@ -146,28 +178,52 @@ def zscore(x: np.ndarray, roi: np.ndarray) -> np.ndarray:
     return np.where(roi, (x - med) / sig, 0.0).astype(np.float32)
 
 
-def line_map(r: np.ndarray, roi: np.ndarray, axis: int, width: float, length: int) -> np.ndarray:
-    """Thin lines along `axis` (0 = vertical lines): a band-pass across the axis averaged over `length` px along it,
-    in robust sigmas of its own distribution over roi."""
+def line_map(r: np.ndarray, roi: np.ndarray, axis: int, bands: tuple[tuple[float, float], ...], length: int) -> np.ndarray:
+    """Thin lines along `axis` (0 = vertical lines): for each (fine, coarse) Gaussian pair a band-pass across the axis
+    (over roi pixels only, so walls and parts do not leak in), then the running median over `length` px along the axis
+    (a streak holds its contrast along the travel; grain, spatter and single particles do not), in robust sigmas of
+    its own distribution; the signed value of the band that reads strongest."""
     across = 1 - axis
-    band = blur(r, max(0.7, width / 2.0), across) - blur(r, 4.0 * width, across)
-    k = (1, length) if axis == 0 else (length, 1)
-    m = roi.astype(np.float32)
-    num = _box_along(np.where(roi, band, 0), length, axis)
-    den = _box_along(m, length, axis)
-    avg = np.where(den > 0.5, num / np.maximum(den, 1e-6), 0.0)
-    return zscore(avg, roi & (den > 0.5))
+    best = np.zeros(r.shape, np.float32)
+    for s1, s2 in bands:
+        band = masked_blur(r, roi, s1, across)[0] - masked_blur(r, roi, s2, across)[0]
+        b = np.where(roi, band, np.nan).astype(np.float32)
+        med, ok = _running_median(b if axis == 0 else b.T, length)
+        if axis == 1:
+            med, ok = med.T, ok.T
+        z = zscore(med, roi & ok)
+        best = np.where(np.abs(z) > np.abs(best), z, best)
+    return best
 
 
-def _box_along(x: np.ndarray, length: int, axis: int) -> np.ndarray:
-    """Mean over `length` px along axis (0 = down the columns)."""
-    ksize = (1, length) if axis == 0 else (length, 1)  # cv2 sizes are (cols, rows)
-    return cv2.blur(x.astype(np.float32), ksize, borderType=cv2.BORDER_REFLECT)
+def _running_median(b: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Median of the finite values of each column over windows of `length` rows (evaluated every length / 8 rows,
+    held in between); (medians, where at least half the window was finite)."""
+    h = b.shape[0]
+    step = max(1, length // 8)
+    out = np.zeros(b.shape, np.float32)
+    ok = np.zeros(b.shape, bool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows (outside the plate)
+        for y0 in range(0, h, step):
+            lo, hi = max(0, y0 + step // 2 - length // 2), min(h, y0 + step // 2 + length // 2)
+            seg = b[lo:hi]
+            good = np.isfinite(seg).sum(axis=0) >= max(3, length // 2)
+            m = np.nanmedian(seg, axis=0)
+            out[y0 : y0 + step] = np.where(good, m, 0.0)
+            ok[y0 : y0 + step] = good
+    return out, ok
 
 
-def mark_map(r: np.ndarray, roi: np.ndarray, sigma: float) -> np.ndarray:
-    """Small marks (scratches, deformation, debris): difference of Gaussians at sigma and 4 sigma, robust sigmas."""
-    return zscore(blur(r, sigma) - blur(r, 4.0 * sigma), roi)
+def mark_map(r: np.ndarray, roi: np.ndarray, sigmas: tuple[float, ...]) -> np.ndarray:
+    """Marks (scratches, deformation scars, debris): difference of Gaussians at each sigma and 4 sigma over roi pixels,
+    each in robust sigmas of its own distribution, signed value of the scale that reads strongest."""
+    best = np.zeros(r.shape, np.float32)
+    for s in sigmas:
+        dog = masked_blur(r, roi, s)[0] - masked_blur(r, roi, 4.0 * s)[0]
+        z = zscore(blur(dog, s), roi)
+        best = np.where(np.abs(z) > np.abs(best), z, best)
+    return best
 
 
 def level_map(r: np.ndarray, roi: np.ndarray, sigma: float) -> np.ndarray:

@@ -71,7 +71,7 @@ def write_report(build_dir: str | Path, target: str | Path, cfg: AnalyzeConfig, 
     up = make_upscaler(b.scale, bundle)
     echo(up.note)
     exp, exp_note = expected_masks(b)
-    analyzer = LayerAnalyzer(cfg, exp)
+    analyzer = LayerAnalyzer(cfg, exp, registered=True)  # build layers are plate frames, as the box sees them
     results, thumbs, masks = [], [], []
     show = set(b.layers[:: max(1, len(b.layers) // 6)][:6])
     for L in b.layers:
