@@ -163,16 +163,22 @@ class RunningBaseline:
         """The baseline to judge the next frame against."""
         return self._current
 
-    def add_clean(self, gray: np.ndarray, work_px: int) -> None:
-        """Add a frame judged clean; the expected image becomes the median of install and recent frames."""
+    def add_clean(self, gray: np.ndarray, work_px: int, exclude: np.ndarray | None = None) -> None:
+        """Add a frame judged clean (exclude: full-size mask of pixels that are not powder, e.g. parts, which do not
+        vote); the expected image becomes the per-pixel median of the install and recent frames' powder."""
         if self.recent.maxlen == 0:
             return
         g = work_grid(np.asarray(gray, np.float32), work_px)[0]
         if g.shape != self.install.expected.shape:
             return
-        self.recent.append(exposure_normalise(g, self.install.expected, self.install.roi) * 1.0)
+        g = exposure_normalise(g, self.install.expected, self.install.roi)
+        if exclude is not None and np.any(exclude):
+            ex = work_grid(np.asarray(exclude, np.float32), work_px)[0] > 0
+            if ex.shape == g.shape:
+                g = np.where(ex, np.nan, g).astype(np.float32)
+        self.recent.append(g)
         weight = min(self.install.n_frames, len(self.recent) + 1)  # the install median stands for its frames
         stack = [self.install.expected] * weight + list(self.recent)
-        exp = np.median(np.stack(stack), axis=0).astype(np.float32)
+        exp = np.nanmedian(np.stack(stack), axis=0).astype(np.float32)  # install frames fill what parts covered
         b = self.install
         self._current = Baseline(exp, b.roi, b.source_shape, b.travel_axis, b.clean_scores, b.n_frames + len(self.recent))

@@ -203,6 +203,6 @@ class LayerAnalyzer:
         self.history.push(layer, mask, tuple(flags))
         state = layer_state(flags)
         if state == "ok":
-            self.powder.remember_clean(gray)
+            self.powder.remember_clean(gray, ~powder)  # parts and their margins do not become "normal powder"
         timings["total"] = time.perf_counter() - t0
         return LayerAnalysis(state, tuple(flags), mask, timings)

@@ -273,10 +273,10 @@ class PowderJudge:
         flags, stats = powder_flags(view, axis, thresholds(cfg, base), cfg)
         return flags, stats, axis
 
-    def remember_clean(self, gray: np.ndarray) -> None:
-        """A frame judged clean joins the running baseline."""
+    def remember_clean(self, gray: np.ndarray, exclude: np.ndarray | None = None) -> None:
+        """A frame judged clean joins the running baseline (its powder only: exclude marks parts and the like)."""
         if self.running is not None:
-            self.running.add_clean(gray, self.cfg.powder_work_px)
+            self.running.add_clean(gray, self.cfg.powder_work_px, exclude)
 
 
 class RecoatAnalyzer:
@@ -312,5 +312,5 @@ class RecoatAnalyzer:
         self.history.push(layer, np.zeros(gray.shape, bool), tuple(flags))
         state = layer_state(flags)
         if state == "ok":
-            self.judge.remember_clean(gray)
+            self.judge.remember_clean(gray, skip)
         return LayerAnalysis(state, tuple(flags), np.zeros(gray.shape, bool), {"total": time.perf_counter() - t0})
