@@ -43,8 +43,8 @@ def install_baseline(plan, k: int, source: str, hr: int, cfg: AnalyzeConfig):
     return learn_baseline(frames, cfg, lambda g, b: clean_scores(g, b, cfg, registered=True))
 
 
-def run(seeds: list[int], layers: int, hr: int, source: str, cfg: AnalyzeConfig, defect_rate: float, use_expected: bool = True,
-        install_frames: int = 3) -> Score:
+def run(seeds: list[int], layers: int, hr: int, source: str, cfg: AnalyzeConfig, defect_rate: float,
+        use_expected: bool = True, install_frames: int = 3) -> Score:
     """Analyse every layer of each seed's build as the box does (registered frames, install baseline of
     install_frames clean frames, 0 = zero-config) and score flags against the labels."""
     from edge.sim.build import plan_build, render_layer
@@ -76,7 +76,7 @@ def main() -> None:
     ap.add_argument("--source", choices=("hr", "lr", "bicubic"), default="hr")
     ap.add_argument("--no-expected", action="store_true", help="Compare geometry with the previous layer only (no CAD masks).")
     ap.add_argument("--install-frames", type=int, default=3,
-                    help="Clean spread frames the box learns its baseline from at install (0 = zero-config, no baseline).")
+                    help="Clean spread frames the box learns its baseline from at install (0 = zero-config).")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     t = time.time()

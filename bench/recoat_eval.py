@@ -2,7 +2,7 @@
 and with printer baselines made from clean frames that are not scored.
 
 Usage: .venv/bin/python bench/recoat_eval.py [--realdata ../shared/realdata] [--path recoat|analyze] [--sensitivity]
-       [--json F] [--plot F]
+       [--json F] [--plot F.png]
 Paths: `recoat` = the box's recoat-frame analyser (RecoatAnalyzer), `analyze` = what `lpbf-edge analyze` runs
 (LayerAnalyzer: segmentation, then the same powder judge on the powder outside any parts). Default config.
 Protocols: zero-config (each plate by itself); leave-one-out (each clean plate against a baseline of the other 7;
@@ -30,9 +30,16 @@ from edge.analyze.recoat import clean_scores
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ("No_Defect", "Powder_Uneven", "Deformation_With_Scratch", "Powder_Uneven_With_Scratch")
-OTHER = ("risheng_slm/10002.png", "risheng_slm/10018.png", "risheng_slm/10448.png", "pblm/PowderRecoat_20210909_143308.jpg",
-         "pblm/PowderRecoat_20210913_103813.jpg", "pblm/PowderRecoat_20210915_111858.jpg",
-         "pblm/PowderRecoat_20210916_103848.jpg", "pblm/PowderRecoat_20211125_135551.jpg")
+OTHER = (
+    "risheng_slm/10002.png",
+    "risheng_slm/10018.png",
+    "risheng_slm/10448.png",
+    "pblm/PowderRecoat_20210909_143308.jpg",
+    "pblm/PowderRecoat_20210913_103813.jpg",
+    "pblm/PowderRecoat_20210915_111858.jpg",
+    "pblm/PowderRecoat_20210916_103848.jpg",
+    "pblm/PowderRecoat_20211125_135551.jpg",
+)
 
 
 def load(realdata: Path) -> dict[str, list[tuple[str, np.ndarray]]]:
@@ -66,10 +73,11 @@ def baselines(clean: list[np.ndarray], cfg: AnalyzeConfig, k: int) -> list[tuple
     return out
 
 
-def protocol(plates: dict, cfg: AnalyzeConfig, path: str, k: int | None) -> dict:
-    """Flag rates per class for one protocol (k None: zero-config; else k-frame baselines)."""
+def protocol(plates: dict, cfg: AnalyzeConfig, path: str, k: int | None, rots: list | None = None) -> dict:
+    """Flag rates per class for one protocol (k None: zero-config; else k-frame baselines, learned here unless given:
+    a baseline holds raw detector statistics, so one set serves every threshold setting)."""
     clean = [im for _, im in plates["No_Defect"]]
-    rots = baselines(clean, cfg, k) if k else None
+    rots = (rots or baselines(clean, cfg, k)) if k else None
     res: dict[str, dict] = {}
     jobs = []
     for c in CLASSES:
@@ -91,23 +99,85 @@ def protocol(plates: dict, cfg: AnalyzeConfig, path: str, k: int | None) -> dict
         r["rate"] = r["flagged"] / r["n"]
         r["types"] = dict(r["types"])
     defective = [res[c] for c in CLASSES[1:]]
-    return {"per_class": res, "clean_false_alarm_rate": res["No_Defect"]["rate"],
-            "defective_recall": sum(r["flagged"] for r in defective) / sum(r["n"] for r in defective)}
+    return {
+        "per_class": res,
+        "clean_false_alarm_rate": res["No_Defect"]["rate"],
+        "defective_recall": sum(r["flagged"] for r in defective) / sum(r["n"] for r in defective),
+    }
+
+
+SENSITIVITY = {  # protocol -> thresholds scaled one at a time
+    "leave_one_out": (
+        "powder_line_contrast",
+        "powder_mark_contrast",
+        "powder_level_contrast",
+        "powder_level_min_rel",
+        "baseline_clean_margin",
+    ),
+    "zero_config": (
+        "powder_line_contrast",
+        "powder_mark_contrast",
+        "powder_level_contrast",
+        "zero_config_level_min_rel",
+        "zero_config_margin",
+    ),
+}
+FACTORS = (0.67, 0.8, 1.25, 1.5)
 
 
 def sensitivity(plates: dict, cfg: AnalyzeConfig, path: str) -> list[dict]:
-    """Leave-one-out numbers with each powder threshold scaled by 0.8 and 1.25 (one at a time)."""
+    """Clean false alarms and defective recall with each main threshold scaled by FACTORS (one at a time), for the
+    leave-one-out baselines and for zero-config; margins are floored at 1."""
     rows = []
-    for key in ("powder_line_contrast", "powder_mark_contrast", "powder_level_contrast", "powder_level_min_rel",
-                "powder_mark_min_area_px", "baseline_clean_margin"):
-        for f in (0.8, 1.25):
-            v = getattr(cfg, key) * f
-            v = int(round(v)) if isinstance(getattr(cfg, key), int) else v
-            if key == "baseline_clean_margin":
-                v = max(1.0, v)
-            p = protocol(plates, cfg.model_copy(update={key: v}), path, 7)
-            rows.append({"key": key, "factor": f, "value": v, "fa": p["clean_false_alarm_rate"], "recall": p["defective_recall"]})
+    rots = baselines([im for _, im in plates["No_Defect"]], cfg, 7)
+    jobs = [(proto, key, f) for proto, keys in SENSITIVITY.items() for key in keys for f in FACTORS]
+    for proto, key, f in tqdm(jobs, desc="sensitivity", file=sys.stderr):
+        v = getattr(cfg, key) * f
+        if key.endswith("margin"):
+            v = max(1.0, v)
+        c = cfg.model_copy(update={key: v})
+        p = protocol(plates, c, path, 7, rots) if proto == "leave_one_out" else protocol(plates, c, path, None)
+        rows.append(
+            {
+                "protocol": proto,
+                "key": key,
+                "factor": f,
+                "value": v,
+                "fa": p["clean_false_alarm_rate"],
+                "recall": p["defective_recall"],
+            }
+        )
     return rows
+
+
+def plot_sensitivity(rows: list[dict], base: dict, path: Path) -> None:
+    """Recall and clean false alarms against the threshold factor, one panel per protocol."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, proto in zip(axes, SENSITIVITY):
+        for i, key in enumerate(SENSITIVITY[proto]):
+            pts = sorted(
+                [(1.0, base[proto]["defective_recall"], base[proto]["clean_false_alarm_rate"])]
+                + [(r["factor"], r["recall"], r["fa"]) for r in rows if r["protocol"] == proto and r["key"] == key]
+            )
+            x = [p[0] for p in pts]
+            line = ax.plot(x, [p[1] for p in pts], "o-", label=f"{key} recall")[0]
+            ax.plot(x, [p[2] for p in pts], "s--", color=line.get_color(), alpha=0.7, label=f"{key} clean FA")
+        ax.axhline(0.8, color="grey", lw=0.6)
+        ax.axhline(0.05 if proto == "leave_one_out" else 0.2, color="red", lw=0.6)
+        ax.set_title(f"pblm_classes, {proto.replace('_', '-')}")
+        ax.set_xlabel("threshold x factor (1 = default)")
+        ax.set_xscale("log")
+        ax.set_xticks(sorted(set(FACTORS) | {1.0}))
+        ax.set_xticklabels([f"{f:g}" for f in sorted(set(FACTORS) | {1.0})])
+    axes[0].set_ylabel("defective recall (solid) / clean false alarms (dashed)")
+    axes[1].legend(fontsize=6.5, loc="center right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def other_photos(realdata: Path, cfg: AnalyzeConfig, path: str) -> list[dict]:
@@ -121,17 +191,23 @@ def other_photos(realdata: Path, cfg: AnalyzeConfig, path: str) -> list[dict]:
         if im.shape[1] > 2048:
             im = cv2.resize(im, (im.shape[1] // 2, im.shape[0] // 2), interpolation=cv2.INTER_AREA)
         a = analyse(path, cfg, None, im)
-        rows.append({"photo": rel, "state": a.layer_state, "types": sorted({f.type for f in a.flags if f.severity != "info"})})
+        rows.append(
+            {"photo": rel, "state": a.layer_state, "types": sorted({f.type for f in a.flags if f.severity != "info"})}
+        )
     return rows
 
 
 def print_protocol(name: str, p: dict) -> None:
     """One Markdown table row per class."""
-    print(f"\n**{name}**: clean false alarms {p['clean_false_alarm_rate']:.1%}, defective recall {p['defective_recall']:.2f}\n")
+    print(
+        f"\n**{name}**: clean false alarms {p['clean_false_alarm_rate']:.1%}, "
+        f"defective recall {p['defective_recall']:.2f}\n"
+    )
     print("| class | scored | flagged | rate | flag types |\n|---|---|---|---|---|")
     for c in CLASSES:
         r = p["per_class"][c]
-        print(f"| {c} | {r['n']} | {r['flagged']} | {r['rate']:.2f} | {', '.join(f'{k} {v}' for k, v in sorted(r['types'].items()))} |")
+        types = ", ".join(f"{k} {v}" for k, v in sorted(r["types"].items()))
+        print(f"| {c} | {r['n']} | {r['flagged']} | {r['rate']:.2f} | {types} |")
 
 
 def main() -> None:
@@ -139,21 +215,35 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--realdata", type=Path, default=REPO.parent / "shared" / "realdata")
     ap.add_argument("--path", choices=("recoat", "analyze"), default="recoat")
-    ap.add_argument("--sensitivity", action="store_true", help="Also rerun leave-one-out with each threshold x0.8 / x1.25.")
+    ap.add_argument(
+        "--sensitivity",
+        action="store_true",
+        help="Also rerun leave-one-out and zero-config with each main threshold x0.67 .. x1.5.",
+    )
+    ap.add_argument("--plot", type=Path, default=None, help="PNG of the sensitivity curves (with --sensitivity).")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     cfg, t = AnalyzeConfig(), time.time()
     plates = load(a.realdata)
-    out = {"path": a.path, "zero_config": protocol(plates, cfg, a.path, None), "leave_one_out": protocol(plates, cfg, a.path, 7),
-           "three_frame": protocol(plates, cfg, a.path, 3)}
+    out = {
+        "path": a.path,
+        "zero_config": protocol(plates, cfg, a.path, None),
+        "leave_one_out": protocol(plates, cfg, a.path, 7),
+        "three_frame": protocol(plates, cfg, a.path, 3),
+    }
     print_protocol("zero-config", out["zero_config"])
     print_protocol("baseline of the other 7 clean plates (leave-one-out)", out["leave_one_out"])
     print_protocol("baseline of 3 clean plates (8 rotations)", out["three_frame"])
     if a.sensitivity:
         out["sensitivity"] = sensitivity(plates, cfg, a.path)
-        print("\n| key | x | value | clean FA | recall |\n|---|---|---|---|---|")
+        print("\n| protocol | key | x | value | clean FA | recall |\n|---|---|---|---|---|---|")
         for r in out["sensitivity"]:
-            print(f"| {r['key']} | {r['factor']} | {r['value']:.3g} | {r['fa']:.1%} | {r['recall']:.2f} |")
+            print(
+                f"| {r['protocol']} | {r['key']} | {r['factor']} | {r['value']:.3g} | {r['fa']:.1%} | "
+                f"{r['recall']:.2f} |"
+            )
+        if a.plot:
+            plot_sensitivity(out["sensitivity"], out, a.plot)
     out["other_photos"] = other_photos(a.realdata, cfg, a.path)
     print("\n| other photo (zero-config, no labels) | state | flag types |\n|---|---|---|")
     for r in out["other_photos"]:

@@ -288,7 +288,8 @@ class LayerPipeline:
             self.stats.time("analyze_recoat", time.monotonic() - t)
             doc = self._anomaly(job, n, analysis) | ({"analysis_error": err} if err else {})
             self.archive.put_json(job, n, "recoat_anomaly", doc)
-            msgs.append(SpoolMessage(self.topics.layer(job, n, "recoat_anomaly"), json.dumps(doc).encode(), "application/json",
+            msgs.append(SpoolMessage(self.topics.layer(job, n, "recoat_anomaly"), json.dumps(doc).encode(),
+                                     "application/json",
                                      lid.encode(), job, n, "recoat_anomaly"))
         self.spool.put(msgs)
 

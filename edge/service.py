@@ -254,7 +254,8 @@ def real_stages(cfg: Config, capture: Callable, register: Callable | None = None
     """The box's real stages around a capture callable (register defaults to the configured calibration)."""
     sr_an, lr_an = analyzers(cfg)
     return Stages(capture=capture, register=register or register_stage(cfg), super_resolve=sr_stage(cfg), analyze_sr=sr_an,
-                  analyze_lr=lr_an, capture_recoat="recoat_done" in cfg.capture.grab_on, analyze_recoat=recoat_analyzer(cfg))
+                  analyze_lr=lr_an, capture_recoat="recoat_done" in cfg.capture.grab_on,
+                  analyze_recoat=recoat_analyzer(cfg))
 
 
 def build_box(cfg: Config, trace: Path | None = None, speed: float | None = None,

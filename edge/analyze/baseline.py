@@ -43,7 +43,10 @@ class Baseline:
         """Raise BaselineError when a frame's aspect ratio differs from the baseline's frames."""
         h, w = self.source_shape
         if abs(shape[0] / shape[1] - h / w) > 0.01:
-            raise BaselineError(f"{where} is {shape[1]}x{shape[0]} px but the baseline was learned on {w}x{h} px frames: not the same camera view")
+            raise BaselineError(
+                f"{where} is {shape[1]}x{shape[0]} px but the baseline was learned on {w}x{h} px frames: "
+                "not the same camera view"
+            )
 
 
 def exposure_normalise(g: np.ndarray, ref: np.ndarray, roi: np.ndarray) -> np.ndarray:
@@ -74,7 +77,10 @@ def learn_baseline(images: list[np.ndarray], cfg, score_fn=None) -> Baseline:
     shape = images[0].shape[:2]
     for i, im in enumerate(images):
         if im.shape[:2] != shape:
-            raise BaselineError(f"frame {i + 1} is {im.shape[1]}x{im.shape[0]} px, frame 1 is {shape[1]}x{shape[0]} px: all frames must come from one camera view")
+            raise BaselineError(
+                f"frame {i + 1} is {im.shape[1]}x{im.shape[0]} px, frame 1 is {shape[1]}x{shape[0]} px: "
+                "all frames must come from one camera view"
+            )
     grids = [work_grid(np.asarray(im, np.float32), cfg.powder_work_px)[0] for im in images]
     exp = median_expected(grids)
     roi = expected_roi(exp, cfg.powder_border_frac, cfg.powder_dark_frac, cfg.powder_edge_contrast)
@@ -87,8 +93,14 @@ def learn_baseline(images: list[np.ndarray], cfg, score_fn=None) -> Baseline:
     scores: dict[str, float] = {}
     for i, im in enumerate(images):  # leave-one-out: each frame against the median of the others
         others = median_expected([g for j, g in enumerate(grids) if j != i])
-        loo = Baseline(others, expected_roi(others, cfg.powder_border_frac, cfg.powder_dark_frac, cfg.powder_edge_contrast),
-                       base.source_shape, axis, {}, len(images) - 1)
+        loo = Baseline(
+            others,
+            expected_roi(others, cfg.powder_border_frac, cfg.powder_dark_frac, cfg.powder_edge_contrast),
+            base.source_shape,
+            axis,
+            {},
+            len(images) - 1,
+        )
         for k, v in score_fn(np.asarray(im), loo).items():
             scores[k] = max(scores.get(k, 0.0), float(v))
     return Baseline(exp, roi, base.source_shape, axis, scores, len(images))
@@ -97,7 +109,11 @@ def learn_baseline(images: list[np.ndarray], cfg, score_fn=None) -> Baseline:
 def _pack(a: np.ndarray) -> dict:
     """Array -> JSON-safe dict (zlib + base64)."""
     raw = np.ascontiguousarray(a)
-    return {"dtype": str(raw.dtype), "shape": list(raw.shape), "zlib_b64": base64.b64encode(zlib.compress(raw.tobytes(), 6)).decode("ascii")}
+    return {
+        "dtype": str(raw.dtype),
+        "shape": list(raw.shape),
+        "zlib_b64": base64.b64encode(zlib.compress(raw.tobytes(), 6)).decode("ascii"),
+    }
 
 
 def _unpack(d: dict, where: str) -> np.ndarray:
@@ -134,11 +150,15 @@ def load_baseline(path: str | Path) -> Baseline:
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise BaselineError(f"{p}: no such file (make one with `lpbf-edge calib baseline FRAME... --out {p.name}`)") from exc
+        raise BaselineError(
+            f"{p}: no such file (make one with `lpbf-edge calib baseline FRAME... --out {p.name}`)"
+        ) from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BaselineError(f"{p}: not a baseline JSON file ({exc})") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise BaselineError(f"{p}: format is {doc.get('format') if isinstance(doc, dict) else None!r}, expected {FORMAT!r}")
+        raise BaselineError(
+            f"{p}: format is {doc.get('format') if isinstance(doc, dict) else None!r}, expected {FORMAT!r}"
+        )
     try:
         exp = _unpack(doc["expected"], f"{p} expected").astype(np.float32)
         roi = np.unpackbits(_unpack(doc["roi"], f"{p} roi"))[: exp.size].reshape(exp.shape).astype(bool)
@@ -181,4 +201,6 @@ class RunningBaseline:
         stack = [self.install.expected] * weight + list(self.recent)
         exp = np.nanmedian(np.stack(stack), axis=0).astype(np.float32)  # install frames fill what parts covered
         b = self.install
-        self._current = Baseline(exp, b.roi, b.source_shape, b.travel_axis, b.clean_scores, b.n_frames + len(self.recent))
+        self._current = Baseline(
+            exp, b.roi, b.source_shape, b.travel_axis, b.clean_scores, b.n_frames + len(self.recent)
+        )

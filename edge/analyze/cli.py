@@ -38,12 +38,15 @@ def register_baseline(app: typer.Typer) -> None:
 
     @_calib_group(app).command("baseline")
     def baseline(
-        frames: list[Path] = typer.Argument(..., help="Clean frames of this printer and camera (3 or more recommended): recoat or layer images."),
+        frames: list[Path] = typer.Argument(
+            ..., help="Clean frames of this printer and camera (3 or more recommended): recoat or layer images."),
         out: Path = typer.Option(..., "--out", help="Baseline JSON to write."),
         config: Path | None = typer.Option(None, "--config", help="Box config YAML (analyze section)."),
-        registered: bool = typer.Option(False, "--registered", help="Frames registered to the plate (the box's own frames); default: photographs that may show walls and fixtures."),
+        registered: bool = typer.Option(
+            False, "--registered",
+            help="Frames registered to the plate (the box's own frames); default: photographs that may show walls."),
     ) -> None:
-        """Learn the printer's normal (expected powder image, plate region, recoater axis, clean scores) from clean frames."""
+        """Learn the printer's normal (expected powder, plate region, recoater axis, clean scores) from clean frames."""
         from edge.analyze.baseline import BaselineError, learn_baseline, save_baseline
         from edge.analyze.imageio import ImageReadError, read_gray
         from edge.analyze.recoat import clean_scores
@@ -107,8 +110,14 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Output folder: <name>.json anomaly JSON and <name>.png with flags drawn."),
         config: Path | None = typer.Option(None, "--config", help="Box config YAML (analyze section and node.job)."),
         pixel_scale: float | None = typer.Option(None, "--pixel-scale", help="Fixed length scale of pixel thresholds (for crops)."),
-        baseline: Path | None = typer.Option(None, "--baseline", help="Printer baseline (`lpbf-edge calib baseline`); default: the config's analyze.baseline_path, else zero-config."),
-        registered: bool = typer.Option(False, "--registered", help="Images registered to the plate (the box's frames, sim builds): nothing outside the plate is in view. Default: photographs, whose walls, plate edges and fixtures are found and left out."),
+        baseline: Path | None = typer.Option(
+            None, "--baseline",
+            help="Printer baseline (`lpbf-edge calib baseline`); default: the config's analyze.baseline_path, "
+            "else zero-config."),
+        registered: bool = typer.Option(
+            False, "--registered",
+            help="Images registered to the plate (the box's frames, sim builds): nothing outside the plate is in "
+            "view. Default: photographs, whose walls, plate edges and fixtures are found and left out."),
     ) -> None:
         """Single-layer analysis of each image (no build history)."""
         from edge.analyze.draw import draw_flags

@@ -15,7 +15,9 @@ import numpy as np
 TUKEY_C = 4.685  # Tukey biweight constant (95 % efficiency for Gaussian residuals)
 
 
-def cell_medians(log_g: np.ndarray, roi: np.ndarray, cell: int, min_cover: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def cell_medians(
+    log_g: np.ndarray, roi: np.ndarray, cell: int, min_cover: float = 0.5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Median of log_g over roi pixels of each cell x cell block: (values, cell-centre y, cell-centre x); NaN where
     roi covers less than min_cover of the block."""
     h, w = log_g.shape
@@ -49,8 +51,9 @@ def tukey_weights(e: np.ndarray, floor: float) -> np.ndarray:
     return np.where(np.abs(u) < 1.0, (1.0 - u * u) ** 2, 0.0)
 
 
-def robust_surface(yy: np.ndarray, xx: np.ndarray, v: np.ndarray, degree: tuple[int, int], floor: float = 0.01,
-                   iters: int = 3) -> np.ndarray:
+def robust_surface(
+    yy: np.ndarray, xx: np.ndarray, v: np.ndarray, degree: tuple[int, int], floor: float = 0.01, iters: int = 3
+) -> np.ndarray:
     """Tensor Legendre coefficients (degree along y, along x) of a robust fit to samples v at (yy, xx) in [-1, 1]:
     Tukey-weighted least squares raised one degree at a time from a constant, each start weighted by the previous
     fit's residuals, so cells the smooth field cannot reach (a dark band at the end of the plate) never get a say."""

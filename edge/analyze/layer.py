@@ -100,7 +100,8 @@ def layer_state(flags: list[AnomalyFlag]) -> LayerState:
 class LayerAnalyzer:
     """Analyse layer images one by one (LR or SR size); keeps a LayerHistory for persistence and geometry."""
 
-    def __init__(self, cfg: AnalyzeConfig | None = None, expected_masks: Mapping[int, np.ndarray] | Sequence[np.ndarray] | None = None,
+    def __init__(self, cfg: AnalyzeConfig | None = None,
+                 expected_masks: Mapping[int, np.ndarray] | Sequence[np.ndarray] | None = None,
                  baseline: Baseline | None = None, registered: bool = False):
         self.cfg = cfg or AnalyzeConfig()
         self.registered = registered  # frames registered to the plate (the box, sim builds) rather than photographs
@@ -176,12 +177,13 @@ class LayerAnalyzer:
             powder = ~sat
         corr = gray / flat_field(gray, cfg, ~powder)
         med, sig = an.robust_sigma(corr[powder])
-        powder_flags, _, axis = self.powder.judge(gray, ~powder)  # streaks, marks, uneven powder vs the printer's normal
+        powder_flags, _, axis = self.powder.judge(gray, ~powder)  # streaks, marks, uneven powder vs the normal
         ctx = an.LayerContext(gray, (corr - med) / sig, powder, mask, s, cfg, axis)
         zs = an.smoothed_z(ctx)
         # streaks and uneven powder explain their regions; marks (debris, scratches) do not: a periodic band or a
         # bulge next to a part reads as a mark too, and the more specific detectors below decide what it is
-        explained = an.box_mask(gray.shape, [f for f in powder_flags if f.severity != "info" and f.type not in MARKS], 2 * margin)
+        strong = [f for f in powder_flags if f.severity != "info" and f.type not in MARKS]
+        explained = an.box_mask(gray.shape, strong, 2 * margin)
         geometry: list[AnomalyFlag] = []
         if powder.any():
             ctx = replace(ctx, powder=ctx.powder & ~explained)

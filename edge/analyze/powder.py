@@ -57,7 +57,9 @@ def blur(x: np.ndarray, sigma: float, axis: int | None = None) -> np.ndarray:
     return cv2.GaussianBlur(x, ksize, sigmaX=sx, sigmaY=sy, borderType=cv2.BORDER_REFLECT)
 
 
-def masked_blur(x: np.ndarray, mask: np.ndarray, sigma: float, axis: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def masked_blur(
+    x: np.ndarray, mask: np.ndarray, sigma: float, axis: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Normalised convolution: blur of x over mask pixels only, and the blurred mask weight."""
     w = mask.astype(np.float32)
     num = blur(np.where(mask, x, 0).astype(np.float32), sigma, axis)
@@ -81,8 +83,9 @@ def _profile(g: np.ndarray, roi: np.ndarray, axis: int, sigma: float) -> np.ndar
     return cv2.GaussianBlur(vals.reshape(1, -1), (0, 0), max(0.5, sigma), borderType=cv2.BORDER_REFLECT).ravel()
 
 
-def illumination(g: np.ndarray, roi: np.ndarray, window_frac: float, outlier_rel: float = 0.2,
-                 edge_contrast: float = 0.15) -> np.ndarray:
+def illumination(
+    g: np.ndarray, roi: np.ndarray, window_frac: float, outlier_rel: float = 0.2, edge_contrast: float = 0.15
+) -> np.ndarray:
     """Robust smooth illumination over roi pixels: a separable row x column median profile (smoothed over 1 % of the
     side, so thin streaks stay out of it), times a coarse masked median of what remains (window_frac of the side).
     Only pixels whose local level lies within outlier_rel of a robust low-order fit of the whole plate feed it, so a
@@ -101,8 +104,13 @@ def illumination(g: np.ndarray, roi: np.ndarray, window_frac: float, outlier_rel
     shape = (max(8, int(round(n * h / w))), n)
     f = (h / shape[0], w / shape[1])
     cells = q[: int(shape[0] * f[0]) // 1, :].copy()
-    small = np.array([[np.nanmedian(b) if np.isfinite(b).any() else np.nan for b in np.array_split(r, shape[1], axis=1)]
-                      for r in np.array_split(cells, shape[0], axis=0)], np.float32)
+    small = np.array(
+        [
+            [np.nanmedian(b) if np.isfinite(b).any() else np.nan for b in np.array_split(r, shape[1], axis=1)]
+            for r in np.array_split(cells, shape[0], axis=0)
+        ],
+        np.float32,
+    )
     k = max(3, int(round(window_frac * n)) | 1)
     with warnings.catch_warnings():  # windows wholly outside the plate are filled below
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -156,12 +164,17 @@ def plate_roi(expected: np.ndarray, border_frac: float, dark_frac: float, edge_c
         from scipy import ndimage
 
         lab, _ = ndimage.label(edges)
-        long = [i for i, sl in enumerate(ndimage.find_objects(lab), start=1)
-                if max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start) >= 0.25 * max(h, w)]
+        long = [
+            i
+            for i, sl in enumerate(ndimage.find_objects(lab), start=1)
+            if max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start) >= 0.25 * max(h, w)
+        ]
         edges = np.isin(lab, long)
     if edges.any():
         r = max(2, int(round(0.02 * max(h, w))))
-        edges = cv2.dilate(edges.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
+        edges = (
+            cv2.dilate(edges.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
+        )
         roi &= ~edges
     return roi
 
@@ -178,7 +191,9 @@ def zscore(x: np.ndarray, roi: np.ndarray) -> np.ndarray:
     return np.where(roi, (x - med) / sig, 0.0).astype(np.float32)
 
 
-def line_map(r: np.ndarray, roi: np.ndarray, axis: int, bands: tuple[tuple[float, float], ...], length: int) -> np.ndarray:
+def line_map(
+    r: np.ndarray, roi: np.ndarray, axis: int, bands: tuple[tuple[float, float], ...], length: int
+) -> np.ndarray:
     """Thin lines along `axis` (0 = vertical lines): for each (fine, coarse) Gaussian pair a band-pass across the axis
     (over roi pixels only, so walls and parts do not leak in), then the running median over `length` px along the axis
     (a streak holds its contrast along the travel; grain, spatter and single particles do not), in robust sigmas of

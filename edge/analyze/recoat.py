@@ -13,7 +13,16 @@ from scipy import ndimage
 from edge.analyze.baseline import Baseline, RunningBaseline, exposure_normalise
 from edge.analyze.config import AnalyzeConfig
 from edge.analyze.powder import (
-    PowderView, blur, fine_noise, illumination, level_map, line_map, mark_map, plate_roi, robust_stats, work_grid,
+    PowderView,
+    blur,
+    fine_noise,
+    illumination,
+    level_map,
+    line_map,
+    mark_map,
+    plate_roi,
+    robust_stats,
+    work_grid,
 )
 from edge.messages import AnomalyFlag
 
@@ -32,8 +41,9 @@ def frame_roi(g: np.ndarray, cfg: AnalyzeConfig, registered: bool) -> np.ndarray
     return roi
 
 
-def zero_config_view(gray: np.ndarray, cfg: AnalyzeConfig, exclude: np.ndarray | None = None,
-                     registered: bool = False) -> PowderView:
+def zero_config_view(
+    gray: np.ndarray, cfg: AnalyzeConfig, exclude: np.ndarray | None = None, registered: bool = False
+) -> PowderView:
     """The frame judged against itself: a robust smooth illumination field, plate region from its own image."""
     g, f = work_grid(gray, cfg.powder_work_px)
     roi = frame_roi(g, cfg, registered) & ~_to_grid(exclude, g.shape)
@@ -42,8 +52,9 @@ def zero_config_view(gray: np.ndarray, cfg: AnalyzeConfig, exclude: np.ndarray |
     return PowderView(r, roi, f, fine_noise(r, roi))
 
 
-def baseline_view(gray: np.ndarray, base: Baseline, cfg: AnalyzeConfig, exclude: np.ndarray | None = None,
-                  registered: bool = False) -> PowderView:
+def baseline_view(
+    gray: np.ndarray, base: Baseline, cfg: AnalyzeConfig, exclude: np.ndarray | None = None, registered: bool = False
+) -> PowderView:
     """The frame judged against the printer's expected image (pixel by pixel, after matching exposure)."""
     base.check_shape(gray.shape[:2])
     g, f = work_grid(gray, cfg.powder_work_px)
@@ -94,7 +105,9 @@ def travel_axis_of(rs: list[np.ndarray], roi: np.ndarray, cfg: AnalyzeConfig) ->
             across = 1 - axis
             band = blur(r, cfg.powder_line_width_px, across) - blur(r, 4.0 * cfg.powder_line_width_px, across)
             avg = blur(np.where(roi, band, 0.0), n / 2.0, axis)
-            energy[axis] += float(np.median(avg[roi] ** 2)) if roi.any() else 0.0  # median: a local defect does not vote
+            energy[axis] += (
+                float(np.median(avg[roi] ** 2)) if roi.any() else 0.0
+            )  # median: a local defect does not vote
     # too little anisotropy to tell (ratio < 1.2): the usual mounting, recoater moving along the image's y
     return 1 if energy[1] > 1.2 * energy[0] else 0
 
@@ -115,11 +128,20 @@ def thresholds(cfg: AnalyzeConfig, base: Baseline | None) -> Thresholds:
     baseline_clean_margin times the highest score this printer's clean frames reached (leave-one-out)."""
     if base is None:
         m = cfg.zero_config_margin
-        return Thresholds(cfg.powder_line_contrast * m, cfg.powder_mark_contrast * m, cfg.powder_level_contrast * m,
-                          cfg.zero_config_level_min_rel)
+        return Thresholds(
+            cfg.powder_line_contrast * m,
+            cfg.powder_mark_contrast * m,
+            cfg.powder_level_contrast * m,
+            cfg.zero_config_level_min_rel,
+        )
     c, k = base.clean_scores, cfg.baseline_clean_margin
-    return Thresholds(max(cfg.powder_line_contrast, k * c.get("line", 0.0)), max(cfg.powder_mark_contrast, k * c.get("mark", 0.0)),
-                      max(cfg.powder_level_contrast, k * c.get("level", 0.0)), cfg.powder_level_min_rel, True)
+    return Thresholds(
+        max(cfg.powder_line_contrast, k * c.get("line", 0.0)),
+        max(cfg.powder_mark_contrast, k * c.get("mark", 0.0)),
+        max(cfg.powder_level_contrast, k * c.get("level", 0.0)),
+        cfg.powder_level_min_rel,
+        True,
+    )
 
 
 def _bbox(sl: tuple[slice, slice], f: float, shape: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -138,8 +160,13 @@ def _severity(score: float, cfg: AnalyzeConfig) -> str:
 
 def _flag(kind: str, score: float, sl, area_work: int, view: PowderView, cfg: AnalyzeConfig) -> AnomalyFlag:
     """Flag in full-resolution coordinates."""
-    return AnomalyFlag(kind, _severity(score, cfg), round(float(score), 3), _bbox(sl, view.factor, view.r.shape),
-                       int(round(area_work * view.factor**2)))
+    return AnomalyFlag(
+        kind,
+        _severity(score, cfg),
+        round(float(score), 3),
+        _bbox(sl, view.factor, view.r.shape),
+        int(round(area_work * view.factor**2)),
+    )
 
 
 def detect_lines(view: PowderView, axis: int, thr: Thresholds, cfg: AnalyzeConfig) -> tuple[list[AnomalyFlag], float]:
@@ -154,7 +181,9 @@ def detect_lines(view: PowderView, axis: int, thr: Thresholds, cfg: AnalyzeConfi
     lab = np.where(hit, lab, 0)
     flags = []
     for i, sl in enumerate(ndimage.find_objects(lab), start=1):
-        if sl is None or sl[axis].stop - sl[axis].start < n // 4:  # the median window holds it over >= 1/4 of its length
+        if (
+            sl is None or sl[axis].stop - sl[axis].start < n // 4
+        ):  # the median window holds it over >= 1/4 of its length
             continue
         comp = lab[sl] == i
         score = float(a[sl][comp].max()) / thr.line
@@ -227,16 +256,24 @@ def _inside_frac(m: tuple[int, int, int, int], s: tuple[int, int, int, int], pad
     return max(0, x1 - x0) * max(0, y1 - y0) / max(1, m[2] * m[3])
 
 
-def drop_explained_marks(marks: list[AnomalyFlag], lines: list[AnomalyFlag], level: list[AnomalyFlag]) -> list[AnomalyFlag]:
+def drop_explained_marks(
+    marks: list[AnomalyFlag], lines: list[AnomalyFlag], level: list[AnomalyFlag]
+) -> list[AnomalyFlag]:
     """A scratch mark inside a streak's box is the streak itself; a mark mostly inside an uneven-powder region is its
     edge."""
     strong_lines = [s.bbox for s in lines if s.severity != "info"]
     strong_level = [s.bbox for s in level if s.severity != "info"]
-    return [m for m in marks if not (m.type == "scratch" and any(_inside_frac(m.bbox, s, 2) >= 1.0 for s in strong_lines))
-            and not any(_inside_frac(m.bbox, s, 2) >= 0.5 for s in strong_level)]
+    return [
+        m
+        for m in marks
+        if not (m.type == "scratch" and any(_inside_frac(m.bbox, s, 2) >= 1.0 for s in strong_lines))
+        and not any(_inside_frac(m.bbox, s, 2) >= 0.5 for s in strong_level)
+    ]
 
 
-def powder_flags(view: PowderView, axis: int, thr: Thresholds, cfg: AnalyzeConfig) -> tuple[list[AnomalyFlag], dict[str, float]]:
+def powder_flags(
+    view: PowderView, axis: int, thr: Thresholds, cfg: AnalyzeConfig
+) -> tuple[list[AnomalyFlag], dict[str, float]]:
     """All powder detectors on one view: flags and each detector's raw statistic (robust sigmas)."""
     lines, s_line = detect_lines(view, axis, thr, cfg)
     marks, s_mark = detect_marks(view, thr, cfg)
@@ -258,7 +295,9 @@ class PowderJudge:
         self.registered = registered  # frames registered to the plate (the box) rather than photographs
         self.running = RunningBaseline(baseline, cfg.baseline_running_frames) if baseline is not None else None
 
-    def judge(self, gray: np.ndarray, exclude: np.ndarray | None = None) -> tuple[list[AnomalyFlag], dict[str, float], int]:
+    def judge(
+        self, gray: np.ndarray, exclude: np.ndarray | None = None
+    ) -> tuple[list[AnomalyFlag], dict[str, float], int]:
         """Powder flags of one frame (exclude: full-size mask of pixels that are not powder, e.g. parts), each
         detector's statistic and the recoater travel axis used."""
         cfg = self.cfg
@@ -306,7 +345,9 @@ class RecoatAnalyzer:
         if self.registered:  # registration marks sit in the corners of a registered plate frame
             from edge.analyze.segment import corner_mask
 
-            skip = corner_mask(gray.shape, self.cfg.ignore_corner_frac) | (False if parts is None else np.asarray(parts, bool))
+            skip = corner_mask(gray.shape, self.cfg.ignore_corner_frac) | (
+                False if parts is None else np.asarray(parts, bool)
+            )
         flags, _, _ = self.judge.judge(gray, skip)
         flags = self.history.persist(flags, self.cfg)
         self.history.push(layer, np.zeros(gray.shape, bool), tuple(flags))

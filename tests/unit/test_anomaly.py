@@ -29,7 +29,8 @@ def clean():
 
 
 def _analyze(img, lab=None, layer_no=1, std=None, analyzer=None):
-    a = analyzer or LayerAnalyzer(CFG, None if lab is None else {layer_no: lab > 0}, registered=True)  # plate frames, as the box
+    # synthetic layers are plate frames, as the box sees them
+    a = analyzer or LayerAnalyzer(CFG, None if lab is None else {layer_no: lab > 0}, registered=True)
     return a.analyze(img, layer_no, std)
 
 
@@ -64,7 +65,8 @@ def test_incomplete_spreading(clean):
     bad = img.astype(float)
     bad[450:, :] = 0.55 * bad[450:, :].mean()
     res = _analyze(np.clip(bad, 0, 255).astype(np.uint8), lab)
-    assert res.layer_state == "critical" and _hit(res, "incomplete_spreading", 256, 480), [f.to_json_dict() for f in res.flags]
+    flags = [f.to_json_dict() for f in res.flags]
+    assert res.layer_state == "critical" and _hit(res, "incomplete_spreading", 256, 480), flags
     band = [f for f in res.flags if f.type == "incomplete_spreading"]
     assert min(f.bbox[1] for f in band) >= 430 and max(f.bbox[2] for f in band) >= 400  # the band, the whole width
 

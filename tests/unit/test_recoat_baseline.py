@@ -52,7 +52,8 @@ def test_baseline_learns_axis_scores_and_round_trips(base, tmp_path):
     assert np.allclose(loaded.expected, base.expected, rtol=1e-3) and (loaded.roi == base.roi).all()
 
 
-@pytest.mark.parametrize("defect,kind", [("streak", "recoater_streak"), ("patch", "incomplete_spreading"), ("mark", "scratch")])
+@pytest.mark.parametrize("defect,kind", [("streak", "recoater_streak"), ("patch", "incomplete_spreading"),
+                                         ("mark", "scratch")])
 def test_baseline_flags_defects_and_not_a_clean_frame(base, defect, kind):
     assert RecoatAnalyzer(CFG, base).analyze(plate(100, noise=4.0), 1).layer_state == "ok"  # noisier, still clean
     res = RecoatAnalyzer(CFG, base).analyze(plate(101, defect=defect), 1)
@@ -115,4 +116,5 @@ def test_real_plates_leave_one_out():
     b = learn_baseline([cv2.imread(str(f), 0) for f in clean[1:]], CFG, lambda g, bb: clean_scores(g, bb, CFG))
     assert RecoatAnalyzer(CFG, b).analyze(cv2.imread(str(clean[0]), 0), 1).layer_state == "ok"
     scratch = cv2.imread(str(sorted((REAL / "Deformation_With_Scratch").glob("*.jpg"))[0]), 0)
-    assert "recoater_streak" in {f.type for f in RecoatAnalyzer(CFG, b).analyze(scratch, 1).flags if f.severity != "info"}
+    flags = RecoatAnalyzer(CFG, b).analyze(scratch, 1).flags
+    assert "recoater_streak" in {f.type for f in flags if f.severity != "info"}

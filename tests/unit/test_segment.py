@@ -28,11 +28,18 @@ def test_segments_synthetic_layer_much_better_than_plain_sauvola():
 
 
 def test_faint_part_and_vignetting():
+    """A part fused at under half the contrast of the others: the classifier reads it as an earlier layer showing
+    through unless the expected (CAD) area says otherwise; the prompt pipeline grows it from its own prompt."""
     img, lab = layer(seed=2, faint_square=True)
-    seg = Segmenter(AnalyzeConfig()).segment(img)
-    assert iou(seg.mask[300:390, 320:410], lab[300:390, 320:410] > 0) > 0.7
-    # corners are dark from vignetting but are powder
-    assert seg.mask[:60, :60].mean() < 0.05
+    faint = (slice(300, 390), slice(320, 410))
+    alone = Segmenter(AnalyzeConfig()).segment(img)
+    assert iou(alone.mask[faint], lab[faint] > 0) < 0.5
+    seg = Segmenter(AnalyzeConfig()).segment(img, expected_area_px=float((lab > 0).sum()))
+    assert iou(seg.mask[faint], lab[faint] > 0) > 0.7 and not seg.failed
+    prompted = Segmenter(AnalyzeConfig(segment_method="prompts")).segment(img)
+    assert iou(prompted.mask[faint], lab[faint] > 0) > 0.7
+    for m in (seg.mask, prompted.mask):  # corners are dark from vignetting but are powder
+        assert m[:60, :60].mean() < 0.05
 
 
 def test_area_loop_fails_on_impossible_expected_area_and_succeeds_on_true_one():
@@ -93,18 +100,29 @@ def test_sim_layer_iou_against_ground_truth():
     assert ours >= iou(plain_sauvola_segment(li.hr, AnalyzeConfig()), gt) + 0.3
 
 
-def test_real_photograph_rings_against_reference_mask(realdata):
-    """S01.jpg crop with 7 rings; reference made by fitting circles to the ring walls (see docs/analysis.md)."""
+def test_real_photograph_rings_against_reference_masks(realdata):
+    """The tuning crops of S01/S03 (references: bench/ring_reference.py, docs/analysis.md) with this camera's
+    settings: the self-fitted classifier finds the fused ring walls; plain Sauvola does not."""
+    import sys
     from pathlib import Path
 
-    im = cv2.imread(str(realdata / "risheng_slm" / "S01.jpg"), cv2.IMREAD_GRAYSCALE)
-    crop = im[720:2064, 3180:3848]
-    crop = cv2.resize(crop, (crop.shape[1] // 2, crop.shape[0] // 2), interpolation=cv2.INTER_AREA)
-    ref = cv2.imread(str(Path(__file__).resolve().parents[1] / "data" / "real_s01_rings_ref.png"), cv2.IMREAD_GRAYSCALE) > 0
-    assert ref.shape == crop.shape
-    cfg = AnalyzeConfig(pixel_scale=1.5, feature_min=2.0)  # settings for this camera (docs/analysis.md)
-    ours, base = iou(Segmenter(cfg).segment(crop).mask, ref), iou(plain_sauvola_segment(crop, cfg), ref)
-    assert ours >= 0.45 and ours >= 3 * base, (ours, base)
+    repo = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(repo / "bench"))
+    from ring_reference import CROPS, HOLD_OUT
+
+    cfg = AnalyzeConfig(pixel_scale=1.5, ignore_corner_frac=0.0)  # settings for this camera (docs/analysis.md)
+    scores = []
+    for name in ("real_s01_rings_ref", "real_s03_left_low_rings_ref", "real_s03_right_rings_ref"):
+        assert name not in HOLD_OUT
+        photo, (r0, r1), (c0, c1) = CROPS[name]
+        im = cv2.imread(str(realdata / "risheng_slm" / f"{photo}.jpg"), cv2.IMREAD_GRAYSCALE)[r0:r1, c0:c1]
+        crop = cv2.resize(im, (im.shape[1] // 2, im.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        ref = cv2.imread(str(repo / "tests" / "data" / f"{name}.png"), cv2.IMREAD_GRAYSCALE) > 0
+        assert ref.shape == crop.shape
+        ours, base = iou(Segmenter(cfg).segment(crop).mask, ref), iou(plain_sauvola_segment(crop, cfg), ref)
+        assert ours >= 0.6 and ours >= base + 0.4, (name, ours, base)
+        scores.append(ours)
+    assert np.mean(scores) >= 0.68, scores
 
 
 def test_segment_cli_writes_same_size_masks_and_reports_bad_files(tmp_path):
