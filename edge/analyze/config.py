@@ -65,6 +65,10 @@ class AnalyzeConfig(Section):
         description=("Classifier: pixels departing from powder by this many robust sigmas in either feature seed the "
         "fused class.")
     )
+    fused_powder_sigma: float = Field(
+        2.0, gt=0,
+        description=("Classifier: a fused pixel lies at least this many powder sigmas (along the discriminant) off the "
+        "powder, whatever the class midpoint."))
     fused_min_significance: float = Field(
         3.0, gt=0,
         description=("Classifier: a part's summed evidence (mean excess over the decision level in powder sigmas x "

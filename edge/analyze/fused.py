@@ -125,7 +125,10 @@ def fused_mask(
     sign = 1.0 if model.fused_mean > model.powder_mean else -1.0
     proj = sign * (f @ model.w).astype(np.float32)
     model = TwoClass(model.w * sign, sign * model.level, sign * model.fused_mean, sign * model.powder_mean)
-    level = model.level + 0.25 * offset * model.separation()
+    # the midpoint between the classes, and never within fused_powder_sigma of the powder's own spread (with a small
+    # fused class the classes' midpoint can sink into the powder's texture)
+    pmed, noise = _powder_stats(proj, proj <= model.level if valid is None else valid & (proj <= model.level))
+    level = max(model.level, pmed + cfg.fused_powder_sigma * noise) + 0.25 * offset * model.separation()
     mask = proj > level
     if valid is not None:
         mask &= valid
