@@ -145,3 +145,34 @@ def test_sam_checkpoint_missing_is_a_clear_error(tmp_path):
 
     with pytest.raises(SamUnavailableError, match="does not exist"):
         Segmenter(AnalyzeConfig(sam_checkpoint=str(tmp_path / "sam_vit_b.pth")))
+
+
+def _disk_layer(seed: int, dark: float, rough: float, ghost: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Powder (grain) with two fused disks whose brightness is x dark and grain x rough; ghost: a third disk at that
+    brightness and plain powder texture (an earlier layer showing through the fresh powder)."""
+    rng = np.random.default_rng(seed)
+    n = 384
+    yy, xx = np.mgrid[0:n, 0:n]
+    parts = ((xx - 110) ** 2 + (yy - 120) ** 2 <= 50**2) | ((xx - 270) ** 2 + (yy - 250) ** 2 <= 60**2)
+    grain = cv2.GaussianBlur(rng.standard_normal((n, n)).astype(np.float32), (0, 0), 0.8) * 10
+    img = 120 + grain * np.where(parts, rough, 1.0)
+    img = np.where(parts, img * dark, img)
+    if ghost is not None:
+        g = (xx - 290) ** 2 + (yy - 90) ** 2 <= 45**2
+        img = np.where(g, img * ghost, img)
+    return np.clip(img, 0, 255).astype(np.uint8), parts
+
+
+@pytest.mark.parametrize("dark,rough", [(0.8, 2.0), (1.2, 0.4), (0.85, 1.0)])
+def test_classifier_reads_polarity_from_the_image_and_has_no_edge_bias(dark, rough):
+    img, parts = _disk_layer(1, dark, rough)
+    seg = Segmenter(AnalyzeConfig(ignore_corner_frac=0.0)).segment(img)
+    assert iou(seg.mask, parts) > 0.9, iou(seg.mask, parts)
+    assert 0.9 < seg.mask.sum() / parts.sum() <= 1.02  # never grown; at most a pixel or two inside the edge
+    assert seg.polarity == (-1 if dark < 1 else 1)
+
+
+def test_classifier_leaves_out_a_faint_earlier_layer():
+    img, parts = _disk_layer(2, 0.75, 1.5, ghost=0.95)  # the ghost is a fifth as dark as the fresh parts
+    seg = Segmenter(AnalyzeConfig(ignore_corner_frac=0.0)).segment(img)
+    assert iou(seg.mask, parts) > 0.85 and seg.mask[60:120, 260:320].mean() < 0.05
