@@ -113,6 +113,33 @@ def print_real(rows: list[dict]) -> None:
                 )
 
 
+def plot_real(realdata: Path, names: list[str], path: Path) -> None:
+    """Rows of crop | reference | plain Sauvola | classifier (camera settings), outlines in colour."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from ring_reference import CROPS
+
+    cfg = AnalyzeConfig(pixel_scale=1.5, ignore_corner_frac=0.0)
+    rows = []
+    for name in names:
+        photo, (r0, r1), (c0, c1) = CROPS[name]
+        im = cv2.imread(str(realdata / "risheng_slm" / f"{photo}.jpg"), cv2.IMREAD_GRAYSCALE)[r0:r1, c0:c1]
+        crop = cv2.resize(im, (im.shape[1] // 2, im.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        ref = cv2.imread(str(REPO / "tests" / "data" / f"{name}.png"), cv2.IMREAD_GRAYSCALE) > 0
+        tiles = [cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)]
+        for m in (ref, plain_sauvola_segment(crop, cfg), Segmenter(cfg).segment(crop).mask):
+            t = cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)
+            t[m & ref], t[m & ~ref], t[~m & ref] = (60, 200, 60), (40, 40, 230), (230, 120, 40)
+            tiles.append(t)
+        rows.append(np.hstack(tiles))
+    w = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 6), (0, w - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    img = np.vstack(rows)
+    img = cv2.resize(img, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)  # a docs figure, not data
+    cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 85] if str(path).endswith(".jpg") else [])
+
+
 def main() -> None:
     """CLI entry."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -122,6 +149,7 @@ def main() -> None:
     ap.add_argument("--hr", type=int, default=512)
     ap.add_argument("--realdata", type=Path, default=REPO.parent / "shared" / "realdata")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--plot", type=Path, default=None, help="PNG: real crops | reference | plain Sauvola | classifier.")
     a = ap.parse_args()
     rows = sim_rows(a.seeds, a.layers, a.every, a.hr) if a.layers > 0 else []
     print("| source | layers | IoU classifier (default) | IoU prompts | IoU plain Sauvola |\n|---|---|---|---|---|")
@@ -136,6 +164,8 @@ def main() -> None:
     real = real_rows(a.realdata) if (a.realdata / "README.md").exists() else []
     if real:
         print_real(real)
+        if a.plot:
+            plot_real(a.realdata, ["real_s01_rings_ref", "real_s05_right_rings_ref", "real_s05_left_top_rings_ref"], a.plot)
     if a.json:
         Path(a.json).write_text(json.dumps({"sim": rows, "real": real}, indent=1))
 
