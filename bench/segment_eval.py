@@ -1,5 +1,6 @@
-"""Segmentation IoU: the default classifier, the paper's prompt pipeline and plain Sauvola, on sim layers (HR, LR,
-bicubic) and on every real reference crop (tests/data, made by bench/ring_reference.py; S05 crops held out).
+"""Segmentation IoU: the default (auto), the self-fitted classifier, the paper's prompt pipeline and plain Sauvola, on
+sim layers (HR, LR, bicubic: registered plate frames, as the box sees them) and on every real reference crop
+(tests/data, made by bench/ring_reference.py; S05 crops held out).
 
 Usage: .venv/bin/python bench/segment_eval.py --seeds 31 32 --layers 20 --every 4 --hr 512
        [--realdata ../shared/realdata] [--json F]
@@ -45,7 +46,10 @@ def sim_rows(seeds: list[int], layers: int, every: int, hr: int) -> list[dict]:
                         "seed": seed,
                         "layer": L,
                         "source": name,
-                        "ours": iou(Segmenter(cfg).segment(img).mask, g),
+                        "ours": iou(Segmenter(cfg, registered=True).segment(img).mask, g),
+                        "classifier": iou(
+                            Segmenter(cfg.model_copy(update={"segment_method": "classifier"})).segment(img).mask, g
+                        ),
                         "prompts": iou(
                             Segmenter(cfg.model_copy(update={"segment_method": "prompts"})).segment(img).mask, g
                         ),
@@ -82,6 +86,9 @@ def real_rows(realdata: Path) -> list[dict]:
                     "held_out": name in HOLD_OUT,
                     "config": label,
                     "ours": iou(Segmenter(cfg).segment(crop).mask, ref),
+                    "classifier": iou(
+                        Segmenter(cfg.model_copy(update={"segment_method": "classifier"})).segment(crop).mask, ref
+                    ),
                     "prompts": iou(
                         Segmenter(cfg.model_copy(update={"segment_method": "prompts"})).segment(crop).mask, ref
                     ),
@@ -94,7 +101,8 @@ def real_rows(realdata: Path) -> list[dict]:
 def print_real(rows: list[dict]) -> None:
     """Per-crop table and means over the tuning and held-out crops."""
     print(
-        "\n| crop | held out | config | IoU classifier (default) | IoU prompts | IoU plain Sauvola |"
+        "\n| crop | held out | config | IoU default (auto: classifier on photographs) | IoU prompts "
+        "| IoU plain Sauvola |"
         "\n|---|---|---|---|---|---|"
     )
     for r in rows:
@@ -152,12 +160,14 @@ def main() -> None:
     ap.add_argument("--plot", type=Path, default=None, help="PNG: real crops | reference | plain Sauvola | classifier.")
     a = ap.parse_args()
     rows = sim_rows(a.seeds, a.layers, a.every, a.hr) if a.layers > 0 else []
-    print("| source | layers | IoU classifier (default) | IoU prompts | IoU plain Sauvola |\n|---|---|---|---|---|")
+    print("| source | layers | IoU default (auto: prompts on registered frames) | IoU classifier | IoU prompts | "
+          "IoU plain Sauvola |\n|---|---|---|---|---|---|")
     for src in ("HR", "LR", "bicubic"):
         r = [x for x in rows if x["source"] == src]
         if r:
             print(
                 f"| {src} | {len(r)} | {np.mean([x['ours'] for x in r]):.3f} | "
+                f"{np.mean([x['classifier'] for x in r]):.3f} | "
                 f"{np.mean([x['prompts'] for x in r]):.3f} | "
                 f"{np.mean([x['sauvola'] for x in r]):.3f} |"
             )
@@ -165,7 +175,8 @@ def main() -> None:
     if real:
         print_real(real)
         if a.plot:
-            plot_real(a.realdata, ["real_s01_rings_ref", "real_s05_right_rings_ref", "real_s05_left_top_rings_ref"], a.plot)
+            names = ["real_s01_rings_ref", "real_s05_right_rings_ref", "real_s05_left_top_rings_ref"]
+            plot_real(a.realdata, names, a.plot)
     if a.json:
         Path(a.json).write_text(json.dumps({"sim": rows, "real": real}, indent=1))
 

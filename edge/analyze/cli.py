@@ -82,6 +82,9 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Output folder for 0/255 mask PNGs (same names)."),
         config: Path | None = typer.Option(None, "--config", help="Box config YAML (uses its analyze section)."),
         pixel_scale: float | None = typer.Option(None, "--pixel-scale", help="Fixed length scale of pixel thresholds (for crops)."),
+        registered: bool = typer.Option(
+            False, "--registered",
+            help="Images registered to the plate (the box's frames, sim builds); default: photographs."),
     ) -> None:
         """Write one 0/255 part mask PNG per input image, same size and name."""
         from edge.analyze.imageio import ImageReadError, read_gray, write_png
@@ -90,7 +93,7 @@ def register(app: typer.Typer) -> None:
         cfg = load_config_or_exit(config).analyze
         if pixel_scale:
             cfg = cfg.model_copy(update={"pixel_scale": pixel_scale})
-        seg, failed = Segmenter(cfg), 0
+        seg, failed = Segmenter(cfg, registered=registered), 0
         for p in images:
             try:
                 img = read_gray(p)

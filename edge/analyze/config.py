@@ -40,12 +40,12 @@ class AnalyzeConfig(Section):
     area_high: float = Field(1.2, gt=1, description="Above this multiple of the expected area the prompt loop retries.")
     max_prompt_iterations: int = Field(10, ge=1, description="Prompt-loop iterations before the layer is flagged segmentation_failed.")
     seed: int = Field(0, description="Seed of the random interior prompt points (reproducible masks).")
-    segment_method: Literal["classifier", "prompts"] = Field(
-        "classifier",
+    segment_method: Literal["auto", "classifier", "prompts"] = Field(
+        "auto",
         description=("Fused-area segmentation: 'classifier' = a two-class brightness/roughness discriminant the image "
-        "fits to itself (edge.analyze.fused); 'prompts' = the paper's Sauvola -> prompts -> mask "
-        "proposals (needed for Segment Anything).")
-    )
+        "fits to itself (edge.analyze.fused); 'prompts' = the paper's Sauvola -> prompts -> mask proposals (needed "
+        "for Segment Anything); 'auto' = prompts on frames registered to the plate (the box's frames, where its "
+        "thresholds were set), the classifier on photographs of unknown printers."))
     fused_median_px: float = Field(
         2.0, gt=0,
         description=("Classifier: radius (px at ref_width_px) of the median that takes bright specks out of the "

@@ -87,18 +87,22 @@ def _powder_stats(proj: np.ndarray, powder: np.ndarray) -> tuple[float, float]:
 
 
 def clean_components(mask: np.ndarray, proj: np.ndarray, level: float, s: float, cfg: AnalyzeConfig) -> np.ndarray:
-    """Fill pin holes, drop small components and those whose summed evidence is not significant."""
+    """Fill holes that are small or not powder, drop small components and those whose summed evidence is not
+    significant."""
+    pmed, noise = _powder_stats(proj, ~mask)
     holes = ndimage.binary_fill_holes(mask) & ~mask
     lab, n = ndimage.label(holes)
     if n:
-        small = np.bincount(lab.ravel()) < (cfg.fused_hole_px * s) ** 2
-        small[0] = False
-        mask = mask | small[lab]
+        # a hole is powder (a ring's inside) when it reads like powder; a patch of weaker scan texture inside a solid
+        # part lies between the classes and is part of it
+        fill = np.bincount(lab.ravel()) < (cfg.fused_hole_px * s) ** 2
+        fill[1:] |= np.asarray(ndimage.median(proj, lab, np.arange(1, n + 1))) > pmed + cfg.fused_powder_sigma * noise
+        fill[0] = False
+        mask = mask | fill[lab]
     lab, n = ndimage.label(mask)
     if n == 0:
         return mask
     sizes = np.bincount(lab.ravel())
-    noise = _powder_stats(proj, ~mask)[1]
     excess = np.asarray(ndimage.mean(proj, lab, np.arange(1, n + 1))) - level
     # mean excess over the decision level in powder sigmas times the square root of its independent samples (area
     # over the correlation area of the features): spatter clusters are small and barely above the level

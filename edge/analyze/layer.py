@@ -107,7 +107,7 @@ class LayerAnalyzer:
         self.registered = registered  # frames registered to the plate (the box, sim builds) rather than photographs
         self.expected = expected_masks
         self.history = LayerHistory()
-        self.segmenter = Segmenter(self.cfg)
+        self.segmenter = Segmenter(self.cfg, registered=registered)
         self.powder = PowderJudge(self.cfg, baseline, registered)
 
     def expected_mask(self, layer: int, shape: tuple[int, int]) -> np.ndarray | None:

@@ -173,7 +173,7 @@ def _roughness_section(b, masks: list[np.ndarray], up) -> str:
 
     windows = [3, 6, 12, 24, 48]
     curves = {up.name: rg.roughness_vs_window(track(masks), windows, pitch)}
-    seg = Segmenter(AnalyzeConfig())
+    seg = Segmenter(AnalyzeConfig(), registered=True)  # build layers are plate frames
     if up.is_model:
         curves["bicubic"] = rg.roughness_vs_window(track([seg.segment(bicubic(b.image("lr", L), b.scale)).mask for L in b.layers]), windows, pitch)
     if b.has("hr"):

@@ -282,10 +282,15 @@ def make_proposer(cfg: AnalyzeConfig) -> MaskProposer:
 class Segmenter:
     """The paper's segmentation pipeline with a pluggable mask proposer."""
 
-    def __init__(self, cfg: AnalyzeConfig | None = None, proposer: MaskProposer | None = None):
+    def __init__(self, cfg: AnalyzeConfig | None = None, proposer: MaskProposer | None = None,
+                 registered: bool = False):
         self.cfg = cfg or AnalyzeConfig()
-        # the paper's prompt pipeline when asked for, when Segment Anything or another proposer is given
-        self.prompted = proposer is not None or self.cfg.segment_method == "prompts" or bool(self.cfg.sam_checkpoint)
+        # the paper's prompt pipeline when asked for (or 'auto' on registered plate frames), for Segment Anything and
+        # for any other given proposer; else the self-fitted classifier
+        method = self.cfg.segment_method
+        if method == "auto":
+            method = "prompts" if registered else "classifier"
+        self.prompted = proposer is not None or method == "prompts" or bool(self.cfg.sam_checkpoint)
         self.proposer = proposer or make_proposer(self.cfg)
 
     def candidates(self, feature: np.ndarray, s: float) -> tuple[np.ndarray, int]:

@@ -176,3 +176,11 @@ def test_classifier_leaves_out_a_faint_earlier_layer():
     img, parts = _disk_layer(2, 0.75, 1.5, ghost=0.95)  # the ghost is a fifth as dark as the fresh parts
     seg = Segmenter(AnalyzeConfig(ignore_corner_frac=0.0)).segment(img)
     assert iou(seg.mask, parts) > 0.85 and seg.mask[60:120, 260:320].mean() < 0.05
+
+
+def test_auto_method_prompts_on_registered_frames_classifier_on_photographs():
+    cfg = AnalyzeConfig()
+    assert cfg.segment_method == "auto"
+    assert Segmenter(cfg, registered=True).prompted and not Segmenter(cfg).prompted
+    assert not Segmenter(AnalyzeConfig(segment_method="classifier"), registered=True).prompted
+    assert Segmenter(AnalyzeConfig(segment_method="prompts")).prompted
