@@ -169,9 +169,15 @@ def plot_sensitivity(rows: list[dict], base: dict, path: Path) -> None:
             ax.plot(x, [p[2] for p in pts], "s--", color=line.get_color(), alpha=0.7, label=f"{key} clean FA")
         ax.axhline(0.8, color="grey", lw=0.6)
         ax.axhline(0.05 if proto == "leave_one_out" else 0.2, color="red", lw=0.6)
-        ax.set_title(f"pblm_classes, {proto.replace('_', '-')}")
+        flat = all(
+            r["recall"] == base[proto]["defective_recall"] and r["fa"] == base[proto]["clean_false_alarm_rate"]
+            for r in rows
+            if r["protocol"] == proto
+        )
+        ax.set_title(f"pblm_classes, {proto.replace('_', '-')}" + (" (every curve flat)" if flat else ""))
         ax.set_xlabel("threshold x factor (1 = default)")
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks(sorted(set(FACTORS) | {1.0}))
         ax.set_xticklabels([f"{f:g}" for f in sorted(set(FACTORS) | {1.0})])
     axes[0].set_ylabel("defective recall (solid) / clean false alarms (dashed)")
