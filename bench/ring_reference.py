@@ -88,6 +88,7 @@ def refine(
     and just outside it."""
 
     def score(x: float, y: float) -> float:
+        """Annulus contrast of the maps about (x, y)."""
         tot = 0.0
         for t in maps:
             p = radial_profile(t, (x, y), int(r_out + 12))
@@ -112,6 +113,7 @@ def radii(maps: list[np.ndarray], centres: list[tuple[float, float]]) -> tuple[f
     peak = int(np.argmax(p[30:85])) + 30
 
     def cross(level: float, idx: range) -> float:
+        """First radius along idx where the profile crosses level (linear interpolation)."""
         for i in idx:
             a, b = p[i], p[i + idx.step]
             if (a - level) * (b - level) <= 0 and a != b:

@@ -156,6 +156,12 @@ def register(app: typer.Typer) -> None:
         if failed:
             raise typer.Exit(1)
 
+    register_reports(app)
+
+
+def register_reports(app: typer.Typer) -> None:
+    """Add `evaluate` and `report`."""
+
     @app.command("evaluate")
     def evaluate(
         build: Path = typer.Argument(..., help="Sim build folder (build.json, hr/, lr/, masks/)."),
