@@ -9,6 +9,7 @@ unbounded on disk and bounded in memory: no event is ever dropped.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -54,6 +55,7 @@ class Stages:
     analyze_lr: Callable[[np.ndarray, int, np.ndarray | None], Analysis] | None = None
     primary_camera: str = WEBCAM
     capture_recoat: bool = True
+    analyze_recoat: Callable[[np.ndarray, int, np.ndarray | None], Analysis] | None = None
 
 
 @dataclass
@@ -291,7 +293,17 @@ class LayerPipeline:
             log.error("recoat registration failed: %s", exc, extra={"event": "recoat_register_failed", "layer": n})
             return
         data = self.archive.put_png(job, n, "recoat_lr", reg.lr)
-        self.spool.put([SpoolMessage(self.topics.layer(job, n, "recoat"), data, "image/png", lid.encode(), job, n, "recoat")])
+        msgs = [SpoolMessage(self.topics.layer(job, n, "recoat"), data, "image/png", lid.encode(), job, n, "recoat")]
+        if self.stages.analyze_recoat is not None:  # spreading flags, published like the layer's anomaly JSON
+            t = time.monotonic()
+            analysis, err = self._analyze(self.stages.analyze_recoat, reg.lr, n, None)
+            self.stats.time("analyze_recoat", time.monotonic() - t)
+            doc = self._anomaly(job, n, analysis) | ({"analysis_error": err} if err else {})
+            self.archive.put_json(job, n, "recoat_anomaly", doc)
+            msgs.append(SpoolMessage(self.topics.layer(job, n, "recoat_anomaly"), json.dumps(doc).encode(),
+                                     "application/json",
+                                     lid.encode(), job, n, "recoat_anomaly"))
+        self.spool.put(msgs)
 
     # ---- SR worker ----------------------------------------------------------------------------------
     def _sr_loop(self) -> None:

@@ -317,19 +317,34 @@ def register_stage(cfg: Config, camera: str = "webcam") -> Callable:
 
 def analyzers(cfg: Config) -> tuple[Callable, Callable]:
     """(SR analyser, LR analyser): separate LayerAnalyzer instances so their layer histories stay in order."""
+    from edge.analyze.baseline import load_baseline
     from edge.analyze.expected import ExpectedMaskDir
     from edge.analyze.layer import LayerAnalyzer
 
     folder = cfg.analyze.expected_masks_dir
     expected = ExpectedMaskDir(folder) if folder else None
-    return LayerAnalyzer(cfg.analyze, expected).analyze, LayerAnalyzer(cfg.analyze, expected).analyze
+    base = load_baseline(cfg.analyze.baseline_path) if cfg.analyze.baseline_path else None
+    # the box analyses frames registered to the plate (calib): nothing outside the plate is in view
+    return (LayerAnalyzer(cfg.analyze, expected, base, registered=True).analyze,
+            LayerAnalyzer(cfg.analyze, expected, base, registered=True).analyze)
+
+
+def recoat_analyzer(cfg: Config) -> Callable:
+    """The recoat-frame analyser (spreading defects against the printer's baseline, or zero-config)."""
+    from edge.analyze.baseline import load_baseline
+    from edge.analyze.recoat import RecoatAnalyzer
+
+    base = load_baseline(cfg.analyze.baseline_path) if cfg.analyze.baseline_path else None
+    analyzer = RecoatAnalyzer(cfg.analyze, base, registered=True)
+    return lambda image, layer, _std=None: analyzer.analyze(image, layer)
 
 
 def real_stages(cfg: Config, capture: Callable, register: Callable | None = None) -> Stages:
     """The box's real stages around a capture callable (register defaults to the configured calibration)."""
     sr_an, lr_an = analyzers(cfg)
     return Stages(capture=capture, register=register or register_stage(cfg), super_resolve=sr_stage(cfg), analyze_sr=sr_an,
-                  analyze_lr=lr_an, capture_recoat="recoat_done" in cfg.capture.grab_on)
+                  analyze_lr=lr_an, capture_recoat="recoat_done" in cfg.capture.grab_on,
+                  analyze_recoat=recoat_analyzer(cfg))
 
 
 def build_box(cfg: Config, trace: Path | None = None, speed: float | None = None,

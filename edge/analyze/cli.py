@@ -36,12 +36,76 @@ def _each_file(paths: list[Path], work, read_error: type[Exception], what: str) 
         typer.echo(f"{failed} of {len(paths)} input(s) failed", err=True)
         raise typer.Exit(1)
 
+
 MODEL_HELP = ("SR model bundle (default: the config's sr.model, else $LPBF_MODEL, else the shipped models/default; "
               "the SR runs with the config's sr settings, as on the box).")
 
 
+def _calib_group(app: typer.Typer) -> typer.Typer:
+    """The `calib` command group (registered by calib.cli, which must not import edge), or a new one."""
+    for group in app.registered_groups:
+        if group.name == "calib" and group.typer_instance is not None:
+            return group.typer_instance
+    calib_app = typer.Typer(help="Camera calibration and the printer's baseline.", no_args_is_help=True)
+    app.add_typer(calib_app, name="calib")
+    return calib_app
+
+
+def load_baseline_or_exit(path: Path | str | None):
+    """The baseline at path (None: none), or exit 1 with the reason."""
+    if not path:
+        return None
+    from edge.analyze.baseline import BaselineError, load_baseline
+
+    try:
+        return load_baseline(path)
+    except BaselineError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def register_baseline(app: typer.Typer) -> None:
+    """Add `calib baseline`."""
+
+    @_calib_group(app).command("baseline")
+    def baseline(
+        frames: list[Path] = typer.Argument(
+            ..., help="Clean frames of this printer and camera (3 or more recommended): recoat or layer images."),
+        out: Path = typer.Option(..., "--out", help="Baseline JSON to write."),
+        config: Path | None = typer.Option(None, "--config", help="Box config YAML (analyze section)."),
+        registered: bool = typer.Option(
+            False, "--registered",
+            help="Frames registered to the plate (the box's own frames); default: photographs that may show walls."),
+    ) -> None:
+        """Learn the printer's normal (expected powder, plate region, recoater axis, clean scores) from clean frames."""
+        from edge.analyze.baseline import BaselineError, learn_baseline, save_baseline
+        from edge.analyze.imageio import ImageReadError, read_gray
+        from edge.analyze.recoat import clean_scores
+
+        cfg = load_config_or_exit(config).analyze
+        images, failed = [], 0
+        for p in frames:
+            try:
+                images.append(read_gray(p))
+            except ImageReadError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                failed += 1
+        try:
+            base = learn_baseline(images, cfg, lambda g, b: clean_scores(g, b, cfg, registered))
+        except BaselineError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        save_baseline(base, out)
+        scores = ", ".join(f"{k} {v:.1f}" for k, v in sorted(base.clean_scores.items())) or "none (one frame)"
+        typer.echo(f"{out}: {base.n_frames} frames, recoater travel along {'y' if base.travel_axis == 0 else 'x'}, "
+                   f"clean scores (robust sigmas, leave-one-out): {scores}")
+        if failed:
+            raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add the analysis commands."""
+    register_baseline(app)
 
     @app.command("segment")
     def segment(
@@ -50,6 +114,9 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(None, "--config", help="Box config YAML (uses its analyze section)."),
         pixel_scale: float | None = typer.Option(None, "--pixel-scale", help="Fixed length scale of pixel thresholds (for crops)."),
         max_mp: float = typer.Option(DEFAULT_MAX_MP, "--max-mp", min=0.001, help=MAX_MP_HELP),
+        registered: bool = typer.Option(
+            False, "--registered",
+            help="Images registered to the plate (the box's frames, sim builds); default: photographs."),
     ) -> None:
         """Write one 0/255 part mask PNG per input image, same size and name."""
         from edge.analyze.imageio import ImageReadError, read_gray, write_png
@@ -58,7 +125,7 @@ def register(app: typer.Typer) -> None:
         cfg = load_config_or_exit(config).analyze
         if pixel_scale:
             cfg = cfg.model_copy(update={"pixel_scale": pixel_scale})
-        seg = Segmenter(cfg)
+        seg = Segmenter(cfg, registered=registered)
 
         def one(p: Path) -> None:
             res = seg.segment(read_gray(p, max_mp))
@@ -74,6 +141,14 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(None, "--config", help="Box config YAML (analyze section and node.job)."),
         pixel_scale: float | None = typer.Option(None, "--pixel-scale", help="Fixed length scale of pixel thresholds (for crops)."),
         max_mp: float = typer.Option(DEFAULT_MAX_MP, "--max-mp", min=0.001, help=MAX_MP_HELP),
+        baseline: Path | None = typer.Option(
+            None, "--baseline",
+            help="Printer baseline (`lpbf-edge calib baseline`); default: the config's analyze.baseline_path, "
+            "else zero-config."),
+        registered: bool = typer.Option(
+            False, "--registered",
+            help="Images registered to the plate (the box's frames, sim builds): nothing outside the plate is in "
+            "view. Default: photographs, whose walls, plate edges and fixtures are found and left out."),
     ) -> None:
         """Single-layer analysis of each image (no build history)."""
         from edge.analyze.draw import draw_flags
@@ -82,13 +157,14 @@ def register(app: typer.Typer) -> None:
 
         full = load_config_or_exit(config)
         cfg = full.analyze if not pixel_scale else full.analyze.model_copy(update={"pixel_scale": pixel_scale})
+        base = load_baseline_or_exit(baseline or cfg.baseline_path)
         out.mkdir(parents=True, exist_ok=True)
         index = {p: i for i, p in enumerate(images, start=1)}
 
         def one(p: Path) -> None:
             img = read_gray(p, max_mp)
             layer = layer_number(p, index[p])
-            res = LayerAnalyzer(cfg).analyze(img, layer)
+            res = LayerAnalyzer(cfg, baseline=base, registered=registered).analyze(img, layer)
             doc = res.anomaly_json(full.node.job, layer)
             (out / (p.stem + ".json")).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
             write_png(out / (p.stem + ".png"), draw_flags(img, res.mask, res.flags, res.layer_state))
@@ -96,6 +172,12 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{p.name}: {res.layer_state} ({kinds})")
 
         _each_file(images, one, ImageReadError, "analysis")
+
+    register_reports(app)
+
+
+def register_reports(app: typer.Typer) -> None:
+    """Add `evaluate` and `report`."""
 
     @app.command("evaluate")
     def evaluate(

@@ -82,7 +82,7 @@ def evaluate_build(build_dir: str | Path, out: str | Path, cfg: AnalyzeConfig, m
     out.mkdir(parents=True, exist_ok=True)
     up = make_upscaler(b.scale, bundle, sr_cfg)
     echo(up.note)
-    seg = Segmenter(cfg)
+    seg = Segmenter(cfg, registered=True)  # build layers are plate frames
     rng = np.random.default_rng(0)
     cvd_set = mt.CVDSettings(size=cfg.cvd_size, l_angles=cfg.cvd_angles)
     patch_rows, masks = [], {"ground truth": [], "HR": [], up.name: [], "bicubic": []}

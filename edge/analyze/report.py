@@ -65,7 +65,7 @@ def write_report(build_dir: str | Path, target: str | Path, cfg: AnalyzeConfig, 
     up = make_upscaler(b.scale, bundle, sr_cfg)
     echo(up.note)
     exp, exp_note = expected_masks(b)
-    analyzer = LayerAnalyzer(cfg, exp)
+    analyzer = LayerAnalyzer(cfg, exp, registered=True)  # build layers are plate frames, as the box sees them
     results, cards, masks = [], [], []
     show = set(b.layers[:: max(1, len(b.layers) // 4)][:4])  # a few layers always, every flagged one up to MAX_CARDS
     for L in b.layers:
@@ -206,7 +206,7 @@ def _roughness_section(b, masks: list[np.ndarray], up) -> str:
 
     windows = [3, 6, 12, 24, 48]
     curves = {up.name: rg.roughness_vs_window(track(masks), windows, pitch)}
-    seg = Segmenter(AnalyzeConfig())
+    seg = Segmenter(AnalyzeConfig(), registered=True)  # build layers are plate frames
     if up.is_model:
         curves["bicubic"] = rg.roughness_vs_window(track([seg.segment(bicubic(b.image("lr", L), b.scale)).mask for L in b.layers]), windows, pitch)
     if b.has("hr"):
