@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from edge.analyze import morph
 from edge.analyze.config import AnalyzeConfig
 
 
@@ -168,7 +169,7 @@ def segment_classifier(
         if region is not None and mask.any():
             lab, _ = ndimage.label(mask)
             touch = np.unique(
-                lab[ndimage.binary_dilation(region, iterations=max(1, int(round(cfg.dilation_px * s)))) & (lab > 0)]
+                lab[morph.dilate(region, iterations=max(1, int(round(cfg.dilation_px * s)))) & (lab > 0)]
             )
             mask = np.isin(lab, touch[touch > 0])
         if not expected_area_px:

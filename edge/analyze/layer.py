@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from edge.analyze import morph
 from edge.analyze import anomaly as an
 from edge.analyze.baseline import Baseline
 from edge.analyze.config import AnalyzeConfig
@@ -163,13 +164,13 @@ class LayerAnalyzer:
         tol = max(1, int(round(cfg.geometry_tol_px * s)))
         # with CAD the expected outline (plus what the segmentation found within its tolerance) is the part; anything
         # beyond it is judged on the image (geometry, hopping bands), not absorbed into the part by the segmentation
-        outline = expected | (mask & ndimage.binary_dilation(expected, iterations=tol)) if expected is not None else mask
+        outline = expected | (mask & morph.dilate(expected, iterations=tol)) if expected is not None else mask
         for m in self.history.masks[-3:] if expected is None else []:  # without CAD: a part seen lately is not powder
             if m.shape == mask.shape:
                 outline = outline | m
-        parts_grown = ndimage.binary_dilation(outline, iterations=margin) if outline.any() else outline
+        parts_grown = morph.dilate(outline, iterations=margin) if outline.any() else outline
         sat = gray >= cfg.laser_saturation
-        powder = ~parts_grown & ~ndimage.binary_dilation(sat, iterations=margin) & ~corner_mask(gray.shape, cfg.ignore_corner_frac)
+        powder = ~parts_grown & ~morph.dilate(sat, iterations=margin) & ~corner_mask(gray.shape, cfg.ignore_corner_frac)
         border = np.ones_like(powder)
         border[margin:-margin, margin:-margin] = False
         powder &= ~border

@@ -177,7 +177,7 @@ def detect_lines(view: PowderView, axis: int, thr: Thresholds, cfg: AnalyzeConfi
     stat = float(a[view.roi].max()) if view.roi.any() else 0.0
     hit = a > cfg.info_frac * thr.line
     bridge = np.ones((n // 4, 1) if axis == 0 else (1, n // 4), bool)  # one streak across the parts that interrupt it
-    lab, _ = ndimage.label(ndimage.binary_dilation(hit, bridge))
+    lab, _ = ndimage.label(ndimage.binary_dilation(hit, bridge))  # even-length element: scipy origin
     lab = np.where(hit, lab, 0)
     flags = []
     for i, sl in enumerate(ndimage.find_objects(lab), start=1):

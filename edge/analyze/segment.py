@@ -8,6 +8,7 @@ from typing import Protocol
 import numpy as np
 from scipy import ndimage
 
+from edge.analyze import morph
 from edge.analyze.config import AnalyzeConfig
 
 
@@ -57,7 +58,7 @@ def drop_faint(mask: np.ndarray, feature: np.ndarray, min_contrast: float, ring_
         ys, xs = sl
         b = slice(max(0, ys.start - 2 * ring_px), min(h, ys.stop + 2 * ring_px)), slice(max(0, xs.start - 2 * ring_px), min(w, xs.stop + 2 * ring_px))
         comp = lab[b] == i
-        ring = ndimage.binary_dilation(comp, iterations=2 * ring_px) & ~ndimage.binary_dilation(comp, iterations=ring_px) & ~mask[b]
+        ring = morph.dilate(comp, iterations=2 * ring_px) & ~morph.dilate(comp, iterations=ring_px) & ~mask[b]
         inside = float(np.median(feature[b][comp]))
         around = float(np.median(feature[b][ring])) if ring.any() else 0.0
         keep[i] = inside - around >= min_contrast
@@ -101,9 +102,9 @@ def flat_field(gray: np.ndarray, cfg: AnalyzeConfig, exclude: np.ndarray | None 
     small = cv2.resize(gray, (max(1, w_ // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
     wt = np.ones_like(small) if exclude is None else cv2.resize((~exclude).astype(np.float64), small.shape[::-1], interpolation=cv2.INTER_AREA)
     sigma = max(1.0, cfg.flat_sigma_frac * small.shape[1])
-    num = ndimage.gaussian_filter(small * wt, sigma, mode="reflect")
-    den = ndimage.gaussian_filter(wt, sigma, mode="reflect")
-    fallback = ndimage.gaussian_filter(small, sigma, mode="reflect")
+    num = morph.gaussian(small * wt, sigma)
+    den = morph.gaussian(wt, sigma)
+    fallback = morph.gaussian(small, sigma)
     flat = np.where(den > 0.05, num / np.maximum(den, 1e-3), fallback)
     return np.maximum(cv2.resize(flat, (w_, h), interpolation=cv2.INTER_LINEAR), 1.0)
 
@@ -122,7 +123,7 @@ def choose_polarity(corr: np.ndarray, cfg: AnalyzeConfig) -> int:
     """-1 when parts look darker than powder, +1 when brighter (config or the heavier smoothed tail)."""
     if cfg.part_polarity != "auto":
         return -1 if cfg.part_polarity == "dark" else 1
-    z = _robust_z(ndimage.gaussian_filter(corr, 2.0))
+    z = _robust_z(morph.gaussian(corr, 2.0))
     return -1 if float(np.mean(z < -3)) >= float(np.mean(z > 3)) else 1
 
 
@@ -138,12 +139,12 @@ def part_feature(gray: np.ndarray, cfg: AnalyzeConfig) -> tuple[np.ndarray, int]
         powder = None if exclude is None else ~exclude
         # each scale normalised by its own powder noise: small scales keep thin walls, large ones find faint parts
         z_int = np.max(
-            [pol * _robust_z(ndimage.gaussian_filter(corr, sg * max(s, 0.5)), powder) for sg in cfg.feature_scales_px],
+            [pol * _robust_z(morph.gaussian(corr, sg * max(s, 0.5)), powder) for sg in cfg.feature_scales_px],
             axis=0,
         )
         mean = ndimage.uniform_filter(corr, w)
         tex = np.sqrt(np.maximum(ndimage.uniform_filter(corr**2, w) - mean**2, 0))
-        z_tex = _robust_z(ndimage.gaussian_filter(tex, w / 4.0), powder)
+        z_tex = _robust_z(morph.gaussian(tex, w / 4.0), powder)
         feat = np.maximum(z_int, np.abs(z_tex))  # fused metal is smoother (sim, recoated) or rougher (spatter-rich) than powder
         exclude = feat > cfg.feature_min
     return feat, pol
@@ -184,7 +185,7 @@ class ClassicalProposer:
         ck = (key, round(t, 9))
         lab = self._cache.get(ck)
         if lab is None:
-            m = ndimage.binary_closing(roi > t, structure=np.ones((3, 3)), iterations=1)
+            m = morph.closing(roi > t, structure=np.ones((3, 3)), iterations=1)
             lab = ndimage.label(m)[0]
             if len(self._cache) > 256:
                 self._cache.clear()
@@ -253,9 +254,9 @@ def refine_boundary(mask: np.ndarray, fine: np.ndarray, band: int, polarity: int
         ys, xs = sl
         b = slice(max(0, ys.start - 3 * band), min(h, ys.stop + 3 * band)), slice(max(0, xs.start - 3 * band), min(w, xs.stop + 3 * band))
         m, f = lab[b] == i, fine[b]
-        inner = ndimage.binary_erosion(m, iterations=band)
-        grown = ndimage.binary_dilation(m, iterations=band)
-        ring = ndimage.binary_dilation(m, iterations=2 * band) & ~grown & ~(lab[b] > 0)
+        inner = morph.erode(m, iterations=band)
+        grown = morph.dilate(m, iterations=band)
+        ring = morph.dilate(m, iterations=2 * band) & ~grown & ~(lab[b] > 0)
         if inner.sum() < 4 or ring.sum() < 4:
             continue
         mu_in, mu_out = float(np.median(f[inner])), float(np.median(f[ring]))
@@ -265,7 +266,7 @@ def refine_boundary(mask: np.ndarray, fine: np.ndarray, band: int, polarity: int
         zone = grown & ~inner
         part_like = np.abs(f - mu_in) < np.abs(f - mu_out)
         new = inner | (zone & part_like)
-        new = ndimage.binary_opening(new, iterations=1) | inner
+        new = morph.opening(new, iterations=1) | inner
         out[b] = (out[b] & ~m) | new
     return out
 
@@ -307,7 +308,7 @@ class Segmenter:
         binary = drop_small(binary, max(1, int(self.cfg.min_part_area_px * s * s / 4)))
         r = int(round(self.cfg.dilation_px * s))
         if r > 0:
-            binary = ndimage.binary_dilation(binary, structure=disk(r))
+            binary = morph.dilate(binary, structure=disk(r))
         binary = drop_small(binary, max(1, int(self.cfg.min_part_area_px * s * s)))
         return ndimage.label(binary)
 
@@ -358,9 +359,9 @@ class Segmenter:
             mask = np.isin(lab, touching[touching > 0])
         if cfg.refine_boundary and mask.any():
             corr = gray / flat_field(gray, cfg, mask)
-            fine = ndimage.gaussian_filter(corr, 1.5 * max(s, 0.5))
+            fine = morph.gaussian(corr, 1.5 * max(s, 0.5))
             mask = refine_boundary(mask, fine, max(1, int(round(cfg.texture_window * s / 2 + 1))), pol)
-            mask = ndimage.gaussian_filter(mask.astype(np.float32), 1.5 * max(s, 0.5)) > 0.5  # majority smoothing
+            mask = morph.gaussian(mask.astype(np.float32), 1.5 * max(s, 0.5)) > 0.5  # majority smoothing
         mask = drop_faint(mask, feature, cfg.part_contrast_min, max(2, int(round(cfg.texture_window * s))))
         return drop_small(mask, max(1, int(cfg.min_part_area_px * s * s)))
 
@@ -379,7 +380,7 @@ class Segmenter:
         self.proposer.set_image(np.clip(gray, 0, 255).astype(np.uint8), feature)
         comps, n = self.candidates(feature, s)
         if region is not None:
-            region = ndimage.binary_dilation(region, iterations=max(1, int(round(cfg.dilation_px * s))))
+            region = morph.dilate(region, iterations=max(1, int(round(cfg.dilation_px * s))))
             keep = np.unique(comps[region & (comps > 0)])
             comps, n = ndimage.label(np.isin(comps, keep[keep > 0]))
         sensitivity, n_random, it, failed = 0.0, cfg.random_prompts, 0, False
