@@ -170,8 +170,8 @@ def frame_scores(frames: list[np.ndarray], cfg: AnalyzeConfig, registered: bool)
     grids = [work_grid(np.asarray(f, np.float32), cfg.powder_work_px)[0] for f in frames]
     shape = (int(frames[0].shape[0]), int(frames[0].shape[1]))
     full = median_expected(grids)
-    axis = travel_axis_of([g / np.maximum(full, 1e-3) - 1.0 for g in grids],
-                          expected_roi(full, cfg.powder_border_frac, cfg.powder_dark_frac, cfg.powder_edge_contrast), cfg)
+    full_roi = expected_roi(full, cfg.powder_border_frac, cfg.powder_dark_frac, cfg.powder_edge_contrast)
+    axis = travel_axis_of([g / np.maximum(full, 1e-3) - 1.0 for g in grids], full_roi, cfg)
     out = []
     for i, f in enumerate(frames):
         others = median_expected([g for j, g in enumerate(grids) if j != i])
