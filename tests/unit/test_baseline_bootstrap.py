@@ -119,3 +119,16 @@ def test_real_plates_bootstrap_refuses_a_defective_plate(tmp_path):
     assert s["state"] == "ready" and s["frames"] == 4 and s["rejected"] == 1
     assert all(st(im, 10 + n).layer_state == "ok" for n, im in enumerate(clean[4:]))
     assert sum(st(im, 20 + n).layer_state != "ok" for n, im in enumerate(bad[1:])) >= 4
+
+
+def test_health_says_where_the_baseline_comes_from(tmp_path):
+    from edge.config import Config
+    from edge.pipeline import Stages
+    from edge.service import BoxService
+
+    cfg = Config.model_validate({"store": {"root": str(tmp_path / "box")}, "mqtt": {"enabled": False}})
+    st, _ = stage(tmp_path / "self")
+    svc = BoxService(cfg, Stages(None, None, None, None, analyze_recoat=st), None)
+    doc = svc.health_doc("stopped")
+    assert doc["analysis_baseline"]["source"] == "self" and doc["analysis_baseline"]["state"] == "learning"
+    assert BoxService(cfg, Stages(None, None, None, None), None).health_doc("stopped")["analysis_baseline"] is None
