@@ -141,6 +141,11 @@ class BoxService:
         if self.publisher:
             self.publisher.publish_state()
 
+    def _baseline_status(self) -> dict | None:
+        """Where the powder judges' baseline comes from (install file, self-learned, none) and its progress."""
+        fn = getattr(self.pipeline.stages.analyze_recoat, "baseline_status", None)
+        return fn() if callable(fn) else None
+
     def health_doc(self, status: str) -> dict:
         """What `lpbf-edge health` reads: every part, what is degraded, and what a restart may fix."""
         now = time.time()
@@ -162,6 +167,7 @@ class BoxService:
                       "workers_alive": status != "running" or self.pipeline.workers_alive()},
                "spool": {**counts, "max": self.cfg.service.max_spool_pending},
                "disk": {"free_mb": free_mb, "min_free_mb": self.cfg.service.min_free_mb},
+               "analysis_baseline": self._baseline_status(),
                "warnings": list(broker.get("warnings", [])),
                # flat keys of the first health format (kept for existing readers)
                "mqtt_enabled": broker["enabled"], "broker_connected": broker["connected"],
@@ -315,36 +321,68 @@ def register_stage(cfg: Config, camera: str = "webcam") -> Callable:
     return run
 
 
-def analyzers(cfg: Config) -> tuple[Callable, Callable]:
-    """(SR analyser, LR analyser): separate LayerAnalyzer instances so their layer histories stay in order."""
+def analyzers(cfg: Config, base=None) -> tuple[Callable, Callable]:
+    """(SR analyser, LR analyser): separate LayerAnalyzer instances so their layer histories stay in order (base: the
+    printer baseline, default the configured analyze.baseline_path)."""
     from edge.analyze.baseline import load_baseline
     from edge.analyze.expected import ExpectedMaskDir
     from edge.analyze.layer import LayerAnalyzer
 
     folder = cfg.analyze.expected_masks_dir
     expected = ExpectedMaskDir(folder) if folder else None
-    base = load_baseline(cfg.analyze.baseline_path) if cfg.analyze.baseline_path else None
+    if base is None and cfg.analyze.baseline_path:
+        base = load_baseline(cfg.analyze.baseline_path)
     # the box analyses frames registered to the plate (calib): nothing outside the plate is in view
     return (LayerAnalyzer(cfg.analyze, expected, base, registered=True).analyze,
             LayerAnalyzer(cfg.analyze, expected, base, registered=True).analyze)
 
 
-def recoat_analyzer(cfg: Config) -> Callable:
-    """The recoat-frame analyser (spreading defects against the printer's baseline, or zero-config)."""
+def camera_identity(cfg: Config) -> dict:
+    """What a self-learned baseline is tied to: the calibration file's content, the webcam and its frame size."""
+    import hashlib
+
+    calib = None
+    if cfg.calib.file and Path(cfg.calib.file).is_file():
+        calib = hashlib.sha256(Path(cfg.calib.file).read_bytes()).hexdigest()
+    c = cfg.capture
+    return {"calib_sha256": calib, "webcam": c.webcam, "device": c.webcam_device,
+            "size": [c.webcam_width, c.webcam_height]}
+
+
+def recoat_analyzer(cfg: Config, base=None, judges: tuple = ()) -> Callable:
+    """The recoat-frame analyser (spreading defects against the printer's baseline, or zero-config). Without an
+    install baseline it learns one from the first clean recoat frames (analyze.baseline_bootstrap_frames) and hands it
+    to `judges` too (the layer analysers' powder judges)."""
     from edge.analyze.baseline import load_baseline
+    from edge.analyze.bootstrap import BaselineBootstrap, RecoatStage
     from edge.analyze.recoat import RecoatAnalyzer
 
-    base = load_baseline(cfg.analyze.baseline_path) if cfg.analyze.baseline_path else None
-    analyzer = RecoatAnalyzer(cfg.analyze, base, registered=True)
-    return lambda image, layer, _std=None: analyzer.analyze(image, layer)
+    a = cfg.analyze
+    if base is None and a.baseline_path:
+        base = load_baseline(a.baseline_path)
+    analyzer = RecoatAnalyzer(a, base, registered=True)
+    if base is not None:
+        return RecoatStage(analyzer, status={"source": "install", "state": "ready", "path": a.baseline_path})
+    if a.baseline_bootstrap_frames == 0 or "recoat_done" not in cfg.capture.grab_on:
+        why = "analyze.baseline_bootstrap_frames is 0" if a.baseline_bootstrap_frames == 0 else "no recoat frames"
+        return RecoatStage(analyzer, status={"source": "none", "state": f"zero-config ({why})"})
+    boot = BaselineBootstrap(a, Path(cfg.store.root) / "baseline_self", camera_identity(cfg), registered=True)
+    if not boot.ready:
+        log.info("no install baseline: learning one from the first clean recoat frames",
+                 extra={"event": "baseline_bootstrap", **boot.status()})
+    return RecoatStage(analyzer, boot, judges)
 
 
 def real_stages(cfg: Config, capture: Callable, register: Callable | None = None) -> Stages:
     """The box's real stages around a capture callable (register defaults to the configured calibration)."""
-    sr_an, lr_an = analyzers(cfg)
+    from edge.analyze.baseline import load_baseline
+
+    base = load_baseline(cfg.analyze.baseline_path) if cfg.analyze.baseline_path else None
+    sr_an, lr_an = analyzers(cfg, base)
+    judges = (sr_an.__self__.powder, lr_an.__self__.powder)
     return Stages(capture=capture, register=register or register_stage(cfg), super_resolve=sr_stage(cfg), analyze_sr=sr_an,
                   analyze_lr=lr_an, capture_recoat="recoat_done" in cfg.capture.grab_on,
-                  analyze_recoat=recoat_analyzer(cfg))
+                  analyze_recoat=recoat_analyzer(cfg, base, judges))
 
 
 def build_box(cfg: Config, trace: Path | None = None, speed: float | None = None,

@@ -132,6 +132,12 @@ class AnalyzeConfig(Section):
         description=("Recent clean frames merged into the baseline during a job (per-pixel median with the install "
         "frames; 0 = install frames only).")
     )
+    baseline_bootstrap_frames: int = Field(
+        5, ge=0,
+        description=("Without baseline_path the box learns its baseline itself from this many clean recoat frames "
+        "(zero-config judge, then checked against each other) and keeps it in store.root/baseline_self; "
+        "0 = stay zero-config.")
+    )
     baseline_clean_margin: float = Field(
         1.2, ge=1,
         description=("With a baseline, each powder threshold is at least this multiple of the highest score the "

@@ -5,7 +5,8 @@ walls do not lift it, then a Gaussian) and roughness (log of the Gaussian mean o
 metal departs from powder in either, with a sign that depends on the printer's light (darker and rougher in the
 melt photographs, darker and smoother in the sim). Pixels with strong evidence seed the fused class, plainly
 powder-like pixels seed the powder class; a linear discriminant (class means, pooled covariance) is refitted on its
-own labels a few times, and a pixel is fused when it lies on the fused side of the midpoint between the class means.
+own labels a few times, and a pixel is fused when it lies on the fused side of the midpoint between the class means
+and is connected to pixels clearly off the powder (hysteresis).
 Both features are symmetric local averages, so the midpoint sits on the true edge: no dilation bias. Components that
 never reach the fused class mean (faint earlier layers showing through fresh powder, shadows) and components that are
 thin along most of their length at the scale of a plate edge or fixture are dropped.
@@ -130,14 +131,28 @@ def fused_mask(
     sign = 1.0 if model.fused_mean > model.powder_mean else -1.0
     proj = sign * (f @ model.w).astype(np.float32)
     model = TwoClass(model.w * sign, sign * model.level, sign * model.fused_mean, sign * model.powder_mean)
-    # the midpoint between the classes, and never within fused_powder_sigma of the powder's own spread (with a small
-    # fused class the classes' midpoint can sink into the powder's texture)
+    # hysteresis: a fused region holds pixels at least fused_powder_sigma of the powder's own spread off the powder
+    # (with a small fused class the classes' midpoint can sink into the powder's texture), and grows from them to the
+    # midpoint between the classes, where the level crossing sits on the true edge; a faint part whose pixels mostly
+    # read between the two levels is kept whole instead of being cut down to its strongest specks
     pmed, noise = _powder_stats(proj, proj <= model.level if valid is None else valid & (proj <= model.level))
-    level = max(model.level, pmed + cfg.fused_powder_sigma * noise) + 0.25 * offset * model.separation()
-    mask = proj > level
+    shift = 0.25 * offset * model.separation()
+    level = max(model.level, pmed + cfg.fused_powder_sigma * noise) + shift
+    mask = hysteresis(proj, min(model.level + shift, level), level)
     if valid is not None:
         mask &= valid
     return clean_components(mask, proj, level, s, cfg), proj, model
+
+
+def hysteresis(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Pixels above low that are connected (8-neighbours) to a pixel above high."""
+    lab, n = ndimage.label(x > low, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return np.zeros(x.shape, bool)
+    keep = np.zeros(n + 1, bool)
+    keep[np.unique(lab[x > high])] = True
+    keep[0] = False
+    return keep[lab]
 
 
 def evidence_map(proj: np.ndarray, model: TwoClass | None, powder: np.ndarray) -> np.ndarray:

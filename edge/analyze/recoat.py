@@ -312,6 +312,10 @@ class PowderJudge:
         flags, stats = powder_flags(view, axis, thresholds(cfg, base), cfg)
         return flags, stats, axis
 
+    def use_baseline(self, base: Baseline) -> None:
+        """Judge from now on against base (e.g. one the box learned itself), kept current like an install one."""
+        self.running = RunningBaseline(base, self.cfg.baseline_running_frames)
+
     def remember_clean(self, gray: np.ndarray, exclude: np.ndarray | None = None) -> None:
         """A frame judged clean joins the running baseline (its powder only: exclude marks parts and the like)."""
         if self.running is not None:

@@ -368,6 +368,43 @@ def test_rollback_to_previous_and_named_release(fleet):
     assert fleet.current("box-b") == "2.0.0"
 
 
+def test_install_baseline_is_learned_from_clean_frames(fleet, tmp_path):
+    """lpbf_edge_baseline_frames: the frames go to the box, `calib baseline` learns baseline.json in the data dir, the
+    config names it; a second run changes nothing; a missing frame is refused with its name."""
+    import cv2
+
+    from edge.analyze.baseline import load_baseline
+    from edge.sim.build import plan_build, render_powder_frame
+    from edge.sim.config import SimConfig
+
+    plan = plan_build(2, 5, SimConfig(hr_size_px=512))
+    frames = []
+    for i in range(3):  # registered clean recoat frames, as the box archives them (recoat_lr.png)
+        frames.append(tmp_path / f"clean_{i}.png")
+        cv2.imwrite(str(frames[-1]), render_powder_frame(plan, i).lr)
+    host, version = "box-a", fleet.current("box-a")
+    hv = fleet.inventory / "host_vars"
+    hv.mkdir(exist_ok=True)
+    (hv / f"{host}.yml").write_text(json.dumps({"lpbf_edge_baseline_frames": [str(f) for f in frames]}))
+    try:
+        run = ("site.yml", "--limit", host, "-e", f"lpbf_edge_version={version}")
+        rc, out, recap = fleet.play(*run)
+        _assert_ok(rc, out, recap, hosts=(host,))
+        base_file = fleet.data(host) / "baseline" / "baseline.json"
+        base = load_baseline(base_file)
+        assert base.n_frames == 3 and set(base.clean_scores) == {"line", "mark", "level"}
+        assert f"baseline_path: {base_file}" in (fleet.root(host) / "releases" / version / "config.yaml").read_text()
+        mtime = base_file.stat().st_mtime_ns
+        rc, out, recap = fleet.play(*run)
+        _assert_ok(rc, out, recap, hosts=(host,))
+        assert recap[host]["changed"] == 0 and base_file.stat().st_mtime_ns == mtime, out[-3000:]
+        (hv / f"{host}.yml").write_text(json.dumps({"lpbf_edge_baseline_frames": [str(tmp_path / "gone.png")]}))
+        rc, out, recap = fleet.play(*run)
+        assert rc != 0 and recap[host]["failed"] == 1 and "gone.png" in out and "do not exist" in out
+    finally:
+        (hv / f"{host}.yml").unlink()
+
+
 def test_ansible_lint_production_profile():
     """The whole ansible/ tree is clean at ansible-lint's production profile."""
     lint = VENV_BIN / "ansible-lint"
