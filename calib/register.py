@@ -18,7 +18,7 @@ from calib.errors import CalibrationError
 from calib.fiducials import cyclic_candidates, detect_dots
 from calib.flatfield import fit_flat, gain_map
 from calib.homography import fit_homography, project, reprojection_rms
-from edge.messages import LayerFrames, RegisteredLayer
+from lpbf_common.messages import LayerFrames, RegisteredLayer
 
 FORMAT = "lpbf-edge-calib"
 VERSION = 1

@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Optional
 
-from edge.messages import LayerEvent
 from firmware_bridge.detector import Fault, LayerDetector
 from firmware_bridge.errors import SourceError
 from firmware_bridge.sources import SampleSource
+from lpbf_common.messages import LayerEvent
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from edge.config_base import Section
+from lpbf_common.config_base import Section
 
 
 class DaqConfig(Section):

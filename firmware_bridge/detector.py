@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.messages import LayerEvent
 from firmware_bridge.config import BridgeConfig
 from firmware_bridge.errors import BadSampleError
+from lpbf_common.messages import LayerEvent
 
 
 @dataclass(frozen=True)
