@@ -45,7 +45,7 @@ def main() -> int:
     from edge.pipeline import LayerPipeline, Stages
     from edge.publish.client import MqttPublisher
     from edge.publish.topics import Topics
-    from edge.service import register_stage
+    from edge.app import register_stage
     from edge.sim.build import generate_build
     from edge.sim.config import SimConfig
     from edge.store.archive import LayerArchive

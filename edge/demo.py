@@ -120,7 +120,8 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from edge.capture.capture import LayerCapture
-    from edge.service import BoxService, bridge_events, real_stages
+    from edge.app import bridge_events, real_stages
+    from edge.service import BoxService
     from edge.sim.build import generate_build
     from edge.sim.config import SimConfig
     from edge.sim.printer import SimPrinter

@@ -24,7 +24,8 @@ def register(app: typer.Typer) -> None:
         Exit 0: everything done and sent; 1: the laser-signal source failed (e.g. a broken trace);
         3: stopped with layers or spooled messages left for the next start (logged).
         """
-        from edge.service import BoxService, build_box, setup_json_logging
+        from edge.app import build_box
+        from edge.service import BoxService, setup_json_logging
 
         cfg = load_config_or_exit(config)
         setup_json_logging()
