@@ -39,17 +39,15 @@ def sr_stage(cfg: Config) -> Callable:
 
 
 def register_stage(cfg: Config, camera: str = "webcam") -> Callable:
-    """register callable: webcam frame -> LR plate via calib.register.Calibration."""
+    """register callable: a layer's webcam frame -> LR plate, by the configured calib.register.Calibration."""
     from calib.register import Calibration
-    from edge.messages import RegisteredLayer
 
     if cfg.calib.file is None:
         raise ValueError("calib.file is not set: run `lpbf-edge calib register` first (the box needs the webcam-to-plate map)")
     cal = Calibration.load(cfg.calib.file)
-    pitch = float(getattr(cal, "lr_pitch_um", getattr(cal, "pitch_um", 0.0)) or 0.0)
 
     def run(frames):
-        return RegisteredLayer(frames.event, cal.apply(frames.frames[camera].image), pitch, frames)
+        return cal.register_layer(frames, camera)
 
     return run
 
