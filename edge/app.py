@@ -10,13 +10,20 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.config import Config
 from edge.messages import LayerEvent, SRLayer
 from edge.pipeline import Stages
 from edge.service import EventSource
 from edge.source_monitor import SourceMonitor
+from firmware_bridge.config import BridgeConfig
+from firmware_bridge.sources.factory import SourceFactory, source_factory
+
+if TYPE_CHECKING:
+    from edge.sim.printer import SimPrinter
 
 log = logging.getLogger("edge.app")
 
@@ -76,53 +83,89 @@ def recoat_analyzer(cfg: Config) -> Callable:
     return lambda image, layer, _std=None: analyzer.analyze(image, layer)
 
 
-def real_stages(cfg: Config, capture: Callable, register: Callable | None = None) -> Stages:
-    """The box's real stages around a capture callable (register defaults to the configured calibration)."""
+def real_stages(cfg: Config, capture: Callable, register: Callable | None = None,
+                super_resolve: Callable | None = None) -> Stages:
+    """The box's real stages around a capture callable.
+
+    register defaults to the configured calibration and super_resolve to the configured model bundle (a bench may
+    pass a stand-in to time everything else).
+    """
     sr_an, lr_an = analyzers(cfg)
-    return Stages(capture=capture, register=register or register_stage(cfg), super_resolve=sr_stage(cfg), analyze_sr=sr_an,
-                  analyze_lr=lr_an, capture_recoat="recoat_done" in cfg.capture.grab_on,
+    return Stages(capture=capture, register=register or register_stage(cfg), super_resolve=super_resolve or sr_stage(cfg),
+                  analyze_sr=sr_an, analyze_lr=lr_an, capture_recoat="recoat_done" in cfg.capture.grab_on,
                   analyze_recoat=recoat_analyzer(cfg))
 
 
-def build_box(cfg: Config, trace: Path | None = None, speed: float | None = None,
-              sim_build: Path | None = None) -> tuple[Stages, EventSource, list[Callable]]:
-    """Real stages, the configured laser-signal source and what to close at exit, for `lpbf-edge run`.
+@dataclass(frozen=True)
+class LaserSource:
+    """The laser-signal sample source the box runs on, the bridge settings it was picked by, and the sim printer."""
 
-    bridge.source: daq (NI DAQ, the box), replay (a trace CSV, `trace`), sim (the simulated printer over a
-    sim build folder `sim_build`, whose webcam replaces the configured cameras).
+    bridge: BridgeConfig
+    make: SourceFactory
+    printer: SimPrinter | None = None
+
+    @property
+    def restartable(self) -> bool:
+        """A dead source is reopened forever only for the NI DAQ; a replayed trace or the sim ends the run."""
+        return self.bridge.source == "daq"
+
+
+def laser_source(cfg: Config, trace: Path | None = None, speed: float | None = None,
+                 sim_build: Path | None = None) -> LaserSource:
+    """The configured laser-signal source (bridge.source: daq, replay or sim), the one place it is picked.
+
+    trace replays that CSV whatever bridge.source says; speed overrides bridge.speedup (0: as fast as possible);
+    sim_build overrides bridge.sim_build_dir (the simulated printer's build folder, `lpbf-edge sim build`).
+    """
+    updates: dict[str, object] = {}
+    if trace is not None:
+        updates.update(source="replay", trace_file=str(trace))
+    if speed is not None:
+        updates["speedup"] = speed
+    bridge = cfg.bridge.model_copy(update=updates)
+    printer = None
+    folder = sim_build or bridge.sim_build_dir
+    if bridge.source == "sim" and folder is not None:
+        from edge.sim.printer import SimPrinter
+
+        printer = SimPrinter(folder, speedup=bridge.speedup or None)
+    return LaserSource(bridge, source_factory(bridge, printer.laser_source if printer else None), printer)
+
+
+@dataclass
+class Box:
+    """What `lpbf-edge run` runs: the stages, the event source, and what to close at exit."""
+
+    stages: Stages
+    events: EventSource
+    laser: LaserSource
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Release the cameras (and anything else opened for the box)."""
+        for close in self.closers:
+            close()
+
+
+def build_box(cfg: Config, trace: Path | None = None, speed: float | None = None, sim_build: Path | None = None,
+              super_resolve: Callable | None = None) -> Box:
+    """The real stages over the configured cameras and the configured laser source (see laser_source).
+
+    With the simulated printer, its webcam replaces the configured cameras.
     """
     from edge.capture.capture import LayerCapture
     from edge.capture.factory import build_cameras
 
-    src = cfg.bridge.source
-    cameras = None
-    if src == "replay":
-        if trace is None:
-            raise ValueError("bridge.source is 'replay': pass the laser trace with --trace FILE.csv")
-        from firmware_bridge.sources.replay import TraceReplaySource
-
-        def make_source():
-            return TraceReplaySource(trace, cfg.bridge.replay_chunk, speed)
-    elif src == "daq":
-        from firmware_bridge.sources.daq import DaqSource
-
-        def make_source():
-            return DaqSource(cfg.bridge.daq)
-    else:
-        if sim_build is None:
-            raise ValueError("bridge.source is 'sim': pass the sim build folder with --sim-build DIR (`lpbf-edge sim build`)")
-        from edge.sim.printer import SimPrinter
-
-        printer = SimPrinter(sim_build, speedup=speed)
-        make_source, cameras = printer.laser_source, [printer.camera("webcam")]
-    cap = LayerCapture(cameras if cameras is not None else build_cameras(cfg.capture), cfg.capture.timeout_s)
+    laser = laser_source(cfg, trace=trace, speed=speed, sim_build=sim_build)
+    cameras = [laser.printer.camera("webcam")] if laser.printer is not None else build_cameras(cfg.capture)
+    cap = LayerCapture(cameras, cfg.capture.timeout_s)
     cap.open()
     try:
-        stages = real_stages(cfg, cap.capture)
+        stages = real_stages(cfg, cap.capture, super_resolve=super_resolve)
     except Exception:
         cap.close()
         raise
-    return stages, bridge_events(cfg, make_source, restart=src == "daq"), [cap.close]
+    return Box(stages, bridge_events(cfg, laser.make, restart=laser.restartable), laser, [cap.close])
 
 
 class BridgeEvents:

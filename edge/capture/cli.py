@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from edge.config_cli import load_config_or_exit
+
 
 def register(app: typer.Typer) -> None:
     """Add the `capture` command group."""
@@ -22,10 +24,9 @@ def register(app: typer.Typer) -> None:
 
         from edge.capture.base import CaptureError, LayerAwareCamera
         from edge.capture.factory import build_cameras
-        from edge.config import load_config
         from edge.messages import LayerEvent
 
-        cfg = load_config(config).capture
+        cfg = load_config_or_exit(config).capture
         cams = {c.name: c for c in build_cameras(cfg)}
         if camera not in cams:
             typer.echo(f"error: camera {camera!r} is not configured (have: {', '.join(cams) or 'none'})", err=True)
@@ -51,28 +52,25 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(None, "--config", help="Box YAML config (bridge and capture sections)."),
     ) -> None:
         """Record both cameras' frames at every layer event (the paper's acquisition of training pairs)."""
+        from edge.app import laser_source
         from edge.capture.capture import LayerCapture
         from edge.capture.factory import build_cameras
         from edge.capture.paired import PairedWriter, run_paired
-        from edge.config import load_config
         from firmware_bridge.bridge import run_bridge
         from firmware_bridge.detector import LayerDetector
         from firmware_bridge.errors import BridgeError
 
-        cfg = load_config(config)
-        if trace is not None:
-            from firmware_bridge.sources.replay import TraceReplaySource
-
-            make = lambda: TraceReplaySource(trace, chunk=cfg.bridge.replay_chunk)  # noqa: E731
-        else:
-            from firmware_bridge.sources.factory import source_factory
-
-            make = source_factory(cfg.bridge)  # bridge.source: daq, replay or sim
-        restarts = -1 if trace is None and cfg.bridge.source == "daq" else 0
+        cfg = load_config_or_exit(config)
+        try:  # --trace replays as fast as possible; else bridge.source with its own speed-up
+            laser = laser_source(cfg, trace=trace, speed=0.0 if trace is not None else None)
+        except (ValueError, OSError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        restarts = -1 if laser.restartable else 0
         capture = LayerCapture(build_cameras(cfg.capture), timeout_s=cfg.capture.timeout_s)
         capture.open()
         try:
-            events = run_bridge(make, LayerDetector(cfg.bridge, source="paired"), max_restarts=restarts)
+            events = run_bridge(laser.make, LayerDetector(cfg.bridge, source="paired"), max_restarts=restarts)
             n = run_paired(events, capture, PairedWriter(out), cfg.capture.grab_on)
         except BridgeError as exc:
             typer.echo(f"error: {exc}", err=True)

@@ -43,3 +43,36 @@ def test_register_stage_names_the_missing_frame_and_why(tmp_path):
 def test_register_stage_needs_a_calibration_file():
     with pytest.raises(ValueError, match="calib.file is not set"):
         register_stage(Config())
+
+
+def test_laser_source_replays_the_configured_trace_or_the_one_given(tmp_path):
+    from edge.app import laser_source
+    from firmware_bridge.traces import generate_trace
+
+    a = generate_trace(1, seed=0).to_csv(tmp_path / "a.csv")
+    b = generate_trace(1, seed=1).to_csv(tmp_path / "b.csv")
+    cfg = Config.model_validate({"bridge": {"source": "replay", "trace_file": str(a)}})
+    laser = laser_source(cfg)
+    assert laser.make().name == "replay:a.csv" and not laser.restartable and laser.printer is None
+    assert laser_source(cfg, trace=b).make().name == "replay:b.csv"
+    over = laser_source(Config(), trace=b, speed=0.0)  # --trace replays even where bridge.source is daq
+    assert (over.bridge.source, over.bridge.speedup, over.restartable) == ("replay", 0.0, False)
+    assert laser_source(Config()).restartable  # the DAQ is reopened forever
+    with pytest.raises(ValueError, match="trace_file or --trace"):
+        laser_source(Config.model_validate({"bridge": {"source": "replay"}}))
+
+
+def test_laser_source_builds_the_sim_printer_from_the_config(tmp_path):
+    from edge.app import laser_source
+
+    sim_build = pytest.importorskip("edge.sim.build")
+    from edge.sim.config import SimConfig
+
+    folder = sim_build.generate_build(tmp_path / "b", 2, 5, SimConfig(hr_size_px=256, webcam_width_px=640,
+                                                                      webcam_height_px=360, webcam_focal_px=470.0))
+    cfg = Config.model_validate({"bridge": {"source": "sim", "sim_build_dir": str(folder), "speedup": 0}})
+    laser = laser_source(cfg)
+    assert laser.printer is not None and laser.printer.layers == 2 and laser.printer.speedup is None
+    assert laser.make().name == "sim-printer"
+    with pytest.raises(ValueError, match="sim_build_dir or --sim-build"):
+        laser_source(Config.model_validate({"bridge": {"source": "sim"}}))
