@@ -77,7 +77,7 @@ class SRLayer:
 
 @dataclass(frozen=True)
 class AnomalyFlag:
-    """One anomaly flag as published in the anomaly JSON (DESIGN.md section 4)."""
+    """One anomaly flag as published in the anomaly JSON (docs/mqtt.md#anomaly-json)."""
 
     type: str
     severity: Literal["info", "minor", "critical"]  # info: weak evidence, never changes a layer's state
@@ -115,7 +115,7 @@ class LayerResult:
     t_off_s: float = 0.0
 
     def anomaly_json(self) -> dict:
-        """The anomaly JSON of DESIGN.md section 4."""
+        """The anomaly JSON of docs/mqtt.md#anomaly-json."""
         return {
             "job": self.job,
             "layer": self.layer,
