@@ -1,7 +1,8 @@
 """Per-layer overhead of the box except super-resolution: event -> capture -> register -> analyse -> archive + spool -> PUBACK.
 
-Real parts: a simulated build's webcam frames through the directory-replay camera, the real calibration,
-the box's own stages (edge.app.real_stages: calibration, analysers), the on-disk archive and spool (fsync on), paho + a real mosquitto on loopback.
+Real parts: a simulated build's webcam frames through the directory-replay camera, the box's own stages
+(edge.app.real_stages: calibration, analysers), the on-disk archive and spool (fsync on), paho + a real
+mosquitto on loopback.
 SR is replaced by a bicubic x4 resize whose time is reported and subtracted. Layers are sent one at a
 time (no queueing), so each number is one layer's own latency.
 

@@ -38,7 +38,8 @@ def sr_stage(cfg: Config) -> Callable:
     sr = cfg.sr
 
     def run(reg):
-        res = resolver.upscale(reg.lr, samples=sr.samples, reduce=sr.reduce, uncertainty=sr.uncertainty and sr.samples > 1)
+        res = resolver.upscale(reg.lr, samples=sr.samples, reduce=sr.reduce,
+                               uncertainty=sr.uncertainty and sr.samples > 1)
         return SRLayer(reg.event, res.sr, res.std, res.model_id, dict(res.timings_s))
 
     run.backend = resolver.runner.name  # type: ignore[attr-defined]
@@ -50,7 +51,8 @@ def register_stage(cfg: Config, camera: str = "webcam") -> Callable:
     from calib.register import Calibration
 
     if cfg.calib.file is None:
-        raise ValueError("calib.file is not set: run `lpbf-edge calib register` first (the box needs the webcam-to-plate map)")
+        raise ValueError("calib.file is not set: run `lpbf-edge calib register` first "
+                         "(the box needs the webcam-to-plate map)")
     cal = Calibration.load(cfg.calib.file)
 
     def run(frames):
@@ -91,9 +93,9 @@ def real_stages(cfg: Config, capture: Callable, register: Callable | None = None
     pass a stand-in to time everything else).
     """
     sr_an, lr_an = analyzers(cfg)
-    return Stages(capture=capture, register=register or register_stage(cfg), super_resolve=super_resolve or sr_stage(cfg),
-                  analyze_sr=sr_an, analyze_lr=lr_an, capture_recoat="recoat_done" in cfg.capture.grab_on,
-                  analyze_recoat=recoat_analyzer(cfg))
+    return Stages(capture=capture, register=register or register_stage(cfg),
+                  super_resolve=super_resolve or sr_stage(cfg), analyze_sr=sr_an, analyze_lr=lr_an,
+                  capture_recoat="recoat_done" in cfg.capture.grab_on, analyze_recoat=recoat_analyzer(cfg))
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ def _echo_events(events, extra=None) -> None:
 def replay(
     trace: Annotated[Path, typer.Argument(help="CSV with a header and columns time_s, laser_v.")],
     config: BridgeConfigFile = None,
-    faults: Annotated[bool, typer.Option(help="Also print fault records (stuck signal, gaps) to stderr as JSON.")] = True,
+    faults: Annotated[bool, typer.Option(
+        help="Also print fault records (stuck signal, gaps) to stderr as JSON.")] = True,
 ) -> None:
     """Print one JSON line per detected layer event in TRACE.csv."""
     from firmware_bridge.bridge import run_bridge

@@ -61,7 +61,8 @@ def register_cmd(
     out: Annotated[Path, typer.Option("--out", help="Calibration JSON to write.")],
     reference: Annotated[OptionalPath, typer.Option(
         "--reference", help="HR or LR plate image: fiducials and ring parts to match.")] = None,
-    fiducials: Annotated[Optional[str], typer.Option("--fiducials", help="HR-grid fiducial centres 'x,y;x,y;...'.")] = None,
+    fiducials: Annotated[Optional[str], typer.Option(
+        "--fiducials", help="HR-grid fiducial centres 'x,y;x,y;...'.")] = None,
     build_json: Annotated[OptionalPath, typer.Option(
         "--build-json", help="Take HR fiducial centres (fiducials_hr) from a build.json.")] = None,
     corners: Annotated[Optional[str], typer.Option(

@@ -138,7 +138,8 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
             calib_file = calibrate(build_dir, out)
         except ValueError as exc:
             raise DemoError(f"calibration of the simulated webcam failed: {exc}") from exc
-    console.print(f"[green]build[/] {build_dir} ({layers} layers, LR {hr_size // 4}x{hr_size // 4}), calibration {calib_file}")
+    console.print(f"[green]build[/] {build_dir} ({layers} layers, LR {hr_size // 4}x{hr_size // 4}), "
+                  f"calibration {calib_file}")
     proc = None
     if broker is None:
         proc, port = start_local_broker(out / "mosquitto")

@@ -17,7 +17,9 @@ def register(app: typer.Typer) -> None:
         config: Path = typer.Option(..., "--config", help="Box YAML config."),
         trace: Path | None = typer.Option(None, "--trace", help="Replay this laser trace CSV (bridge.source replay)."),
         speed: float | None = typer.Option(None, "--speed", help="With --trace/--sim-build: this many times real time (default: as fast as possible)."),
-        sim_build: Path | None = typer.Option(None, "--sim-build", help="With bridge.source=sim: the sim build folder the simulated printer prints (else bridge.sim_build_dir)."),
+        sim_build: Path | None = typer.Option(
+            None, "--sim-build",
+            help="With bridge.source=sim: the sim build folder to print (default: bridge.sim_build_dir)."),
     ) -> None:
         """Run the box service until SIGTERM (systemd: Type=notify, JSON logs on stderr).
 

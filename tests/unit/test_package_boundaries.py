@@ -50,7 +50,8 @@ def test_walker_sees_imports_inside_functions_and_import_module_calls():
            "        def g(self):\n"
            "            import edge.sim.printer as p\n"
            "    return importlib.import_module('edge.config')\n")
-    assert sorted(imported_modules(src)) == [(1, "os"), (3, "edge.messages"), (6, "edge.sim.printer"), (7, "edge.config")]
+    expected = [(1, "os"), (3, "edge.messages"), (6, "edge.sim.printer"), (7, "edge.config")]
+    assert sorted(imported_modules(src)) == expected
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
