@@ -1,8 +1,9 @@
 """The composition root: the box's stages, laser-signal source and event source, built from one Config.
 
 `lpbf-edge run` (edge.service_cli), `lpbf-edge demo` (edge.demo), `lpbf-edge capture paired` and
-bench/overhead.py build the box here, so the laser source is picked, the calibration loaded and the model bundle
-resolved in one place each.
+bench/overhead.py build the box here, so each thing is decided in one place: the laser source (laser_source, over
+firmware_bridge's source_factory), the calibration (register_stage, Calibration.register_layer) and the model
+bundle (sr_stage: --model / sr.model, else $LPBF_MODEL, else models/default, by edge.sr.bundle).
 """
 
 from __future__ import annotations
