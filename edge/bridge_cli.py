@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from edge.config_cli import load_config_or_exit
 
 BridgeConfigFile = Annotated[
-    Optional[Path], typer.Option("--config", help="Box YAML config (its bridge section is used).")
+    Path | None, typer.Option("--config", help="Box YAML config (its bridge section is used).")
 ]
 
 
@@ -62,7 +62,7 @@ def trace(
     out: Annotated[Path, typer.Argument(help="CSV file to write (time_s, laser_v).")],
     layers: Annotated[int, typer.Option(min=1, help="Number of layers.")] = 5,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    truth: Annotated[Optional[Path], typer.Option(help="Also write the true layer-end times as JSON here.")] = None,
+    truth: Annotated[Path | None, typer.Option(help="Also write the true layer-end times as JSON here.")] = None,
 ) -> None:
     """Write a synthetic laser trace (vectors, jumps, pauses, recoat, spikes, noise, dropouts)."""
     from firmware_bridge.traces import generate_trace

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from edge.config_cli import load_config_or_exit
-
-OptionalPath = Optional[Path]
 
 
 def _points(text: str | None, what: str):
@@ -59,17 +57,17 @@ def register_cmd(
     hr_size: Annotated[int, typer.Option("--hr-size", help="Side of the HR plate grid in pixels.")],
     scale: Annotated[int, typer.Option("--scale", help="HR/LR scale; the registered image is hr_size/scale pixels.")],
     out: Annotated[Path, typer.Option("--out", help="Calibration JSON to write.")],
-    reference: Annotated[OptionalPath, typer.Option(
+    reference: Annotated[Path | None, typer.Option(
         "--reference", help="HR or LR plate image: fiducials and ring parts to match.")] = None,
-    fiducials: Annotated[Optional[str], typer.Option(
+    fiducials: Annotated[str | None, typer.Option(
         "--fiducials", help="HR-grid fiducial centres 'x,y;x,y;...'.")] = None,
-    build_json: Annotated[OptionalPath, typer.Option(
+    build_json: Annotated[Path | None, typer.Option(
         "--build-json", help="Take HR fiducial centres (fiducials_hr) from a build.json.")] = None,
-    corners: Annotated[Optional[str], typer.Option(
+    corners: Annotated[str | None, typer.Option(
         "--corners", help="Webcam pixels of the plate corners TL;TR;BR;BL (manual).")] = None,
-    flat: Annotated[OptionalPath, typer.Option(
+    flat: Annotated[Path | None, typer.Option(
         "--flat", help="Webcam frame of a uniform powder layer, for the flat field.")] = None,
-    config: Annotated[OptionalPath, typer.Option("--config", help="Box YAML config (calib section).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Box YAML config (calib section).")] = None,
 ) -> None:
     """Compute a calibration from WEBCAM_IMG and write it to --out."""
     from calib.errors import CalibrationError
@@ -125,14 +123,14 @@ def apply_cmd(
 
 def measure_cmd(
     build_dir: Annotated[Path, typer.Argument(help="Sim build folder (build.json, webcam/, hr/, lr/).")],
-    calib_file: Annotated[OptionalPath, typer.Option(
+    calib_file: Annotated[Path | None, typer.Option(
         "--calib", help="Calibration to check; default: register on the first layer.")] = None,
     k1: Annotated[float, typer.Option(
         help="Add radial lens distortion k1 to the webcam frames (tests the deformation map).")] = 0.0,
     hough: Annotated[str, typer.Option(help="Deformation refinement when registering: auto, on, off.")] = "auto",
-    overlay: Annotated[OptionalPath, typer.Option(
+    overlay: Annotated[Path | None, typer.Option(
         help="Write an overlay PNG (true LR vs registered, and the difference).")] = None,
-    json_out: Annotated[OptionalPath, typer.Option("--json", help="Write the numbers as JSON.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the numbers as JSON.")] = None,
 ) -> None:
     """Registration error on a sim build against its true homography and lr/ images (LR pixels)."""
     from calib.measure import measure_build
