@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 
 from calib.config import CalibConfig
-from calib.flatfield import fit_flat, gain_map, uniformity
 from calib.evaluate import Distortion, grid_error, image_error, overlay, true_homography
+from calib.flatfield import fit_flat, gain_map, uniformity
 from calib.register import Calibration, register
 
 

@@ -164,7 +164,7 @@ class Calibration:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Calibration":
+    def load(cls, path: str | Path) -> Calibration:
         """Read and validate a calibration file; CalibrationError names the file and the bad key."""
         path = Path(path)
         try:

@@ -134,7 +134,7 @@ class BridgeConfig(Section):
     )
 
     @model_validator(mode="after")
-    def _thresholds_ordered(self) -> "BridgeConfig":
+    def _thresholds_ordered(self) -> BridgeConfig:
         """The off threshold must lie below the on threshold (hysteresis band)."""
         if self.off_threshold_v >= self.on_threshold_v:
             raise ValueError("off_threshold_v must be below on_threshold_v")
