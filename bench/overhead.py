@@ -1,7 +1,8 @@
 """Per-layer overhead of the box except super-resolution: event -> capture -> register -> analyse -> archive + spool -> PUBACK.
 
-Real parts: a simulated build's webcam frames through the directory-replay camera, the real calibration,
-the real LayerAnalyzer, the on-disk archive and spool (fsync on), paho + a real mosquitto on loopback.
+Real parts: a simulated build's webcam frames through the directory-replay camera, the box's own stages
+(edge.app.real_stages: calibration, analysers), the on-disk archive and spool (fsync on), paho + a real
+mosquitto on loopback.
 SR is replaced by a bicubic x4 resize whose time is reported and subtracted. Layers are sent one at a
 time (no queueing), so each number is one layer's own latency.
 
@@ -11,6 +12,7 @@ time (no queueing), so each number is one layer's own latency.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -34,18 +36,16 @@ def main() -> int:
     args = ap.parse_args()
 
     from rich.console import Console
-    from rich.table import Table
 
-    from edge.analyze.layer import LayerAnalyzer
+    from edge.app import real_stages
     from edge.capture.capture import LayerCapture
     from edge.capture.replay import DirectoryReplayCamera
     from edge.config import Config
     from edge.demo import calibrate, start_local_broker
     from edge.messages import LayerEvent, SRLayer
-    from edge.pipeline import LayerPipeline, Stages
+    from edge.pipeline import LayerPipeline
     from edge.publish.client import MqttPublisher
     from edge.publish.topics import Topics
-    from edge.service import register_stage
     from edge.sim.build import generate_build
     from edge.sim.config import SimConfig
     from edge.store.archive import LayerArchive
@@ -75,8 +75,9 @@ def main() -> int:
         def __init__(self, img):
             self.mask = img[:0, :0]
 
-    an = (lambda img, n, std: _NoAnalysis(img)) if args.no_analysis else LayerAnalyzer(cfg.analyze).analyze
-    stages = Stages(cap.capture, register_stage(cfg), sr, an, None, capture_recoat=False)
+    stages = real_stages(cfg, cap.capture, super_resolve=sr)  # the box's stages, SR replaced by the stand-in
+    if args.no_analysis:
+        stages = dataclasses.replace(stages, analyze_sr=lambda img, n, std: _NoAnalysis(img), analyze_lr=None)
     root = tmp / "box"
     spool = PublishSpool(root, fsync=True)
     topics = Topics("lpbf/v1", "bench")
@@ -118,16 +119,24 @@ def main() -> int:
         proc.terminate()
     keys = ["capture", "register", "archive_images", "spool_to_puback", "analyze", "without_sr_and_analysis", "without_sr"]
     summary = {k: {"median_s": statistics.median(r[k] for r in rows), "max_s": max(r[k] for r in rows)} for k in keys}
-    table = Table(title=f"per-layer overhead except SR ({args.layers} layers, LR {args.hr_size // 4} px, fsync on, mosquitto loopback)")
-    table.add_column("stage")
-    table.add_column("median ms", justify="right")
-    table.add_column("max ms", justify="right")
-    for k in keys:
-        table.add_row(k, f"{summary[k]['median_s'] * 1e3:.1f}", f"{summary[k]['max_s'] * 1e3:.1f}")
-    console.print(table)
+    console.print(_table(summary, f"per-layer overhead except SR ({args.layers} layers, LR {args.hr_size // 4} px, "
+                                  "fsync on, mosquitto loopback)"))
     if args.json:
         args.json.write_text(json.dumps({"layers": args.layers, "hr_size": args.hr_size, "summary": summary, "rows": rows}, indent=1))
     return 0
+
+
+def _table(summary: dict, title: str):
+    """The summary as a rich table in milliseconds, one row per stage."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("stage")
+    table.add_column("median ms", justify="right")
+    table.add_column("max ms", justify="right")
+    for k, v in summary.items():
+        table.add_row(k, f"{v['median_s'] * 1e3:.1f}", f"{v['max_s'] * 1e3:.1f}")
+    return table
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     from edge.sr.resolver import SuperResolver
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None, help="model bundle (default: models/default)")
+    ap.add_argument("--model", default=None, help="model bundle (default: $LPBF_MODEL, else models/default)")
     ap.add_argument("--runs", type=int, default=10, help="inferences per graph, best kept")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--sweep", type=int, nargs="*", default=None,

@@ -315,7 +315,7 @@ def markdown(res: dict, manifest: dict, cmd: str, wall: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=REPO / "models" / "default")
+    ap.add_argument("--model", type=Path, default=None, help="model bundle (default: $LPBF_MODEL, else models/default)")
     ap.add_argument("--realdata", type=Path, default=REPO.parent / "shared" / "realdata")
     ap.add_argument("--photo", default="risheng_slm/S05.jpg", help="held-out photograph, relative to --realdata")
     ap.add_argument("--sim-build", type=Path, required=True, help="held-out sim build folder")
@@ -339,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="earlier --json of the same crops: rows for baselines whose checkpoints are not given this run "
                          "are copied from it and marked as carried over")
     a = ap.parse_args(argv)
+    from edge.sr.bundle import resolve_bundle_path
+
+    a.model, _ = resolve_bundle_path(a.model)
     if (a.regression is None) != (a.ae is None):
         ap.error("--regression and --ae go together")
     t0 = time.time()

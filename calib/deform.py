@@ -104,7 +104,8 @@ def dense_field(grid: np.ndarray, step: int, size: int) -> np.ndarray:
     mx, my = np.meshgrid(xs, xs)
     out = np.empty((size, size, 2), np.float32)
     for k in range(2):
-        out[..., k] = cv2.remap(grid[..., k].astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out[..., k] = cv2.remap(grid[..., k].astype(np.float32), mx, my, cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REPLICATE)
     return out
 
 
@@ -137,7 +138,8 @@ def estimate_deformation(
     ref_m, disp = ref_m[ok], disp[ok]
     info["matched"] = int(len(ref_m))
     if len(ref_m) < min_circles:
-        raise CalibrationError(f"too few circles for the deformation map: only {len(ref_m)} part patches correlate (need {min_circles})")
+        raise CalibrationError(f"too few circles for the deformation map: only {len(ref_m)} part patches correlate "
+                               f"(need {min_circles})")
     info["mean_shift_px"] = float(np.linalg.norm(disp, axis=1).mean())
     if anchors is not None and len(anchors[0]):  # fiducials: known residuals of the homography fit pin the corners
         ref_m = np.vstack([ref_m, np.asarray(anchors[0], dtype=np.float64).reshape(-1, 2)])

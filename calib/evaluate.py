@@ -87,8 +87,9 @@ def image_error(cal: Calibration, webcam: np.ndarray, lr_true: np.ndarray) -> di
 
 
 def overlay(cal: Calibration, webcam: np.ndarray, lr_true: np.ndarray) -> np.ndarray:
-    """Colour overlay: registered webcam in magenta, true LR in green (grey where they agree), side by side with the diff."""
+    """Colour overlay: registered webcam magenta, true LR green (grey where they agree), beside the difference."""
     reg = cal.apply(webcam, flat=False)
     rgb = np.dstack([lr_true, reg, lr_true])  # BGR: B=true, G=registered, R=true -> magenta/green misfit
-    diff = cv2.applyColorMap(np.clip(np.abs(reg.astype(np.int16) - lr_true) * 8, 0, 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
+    diff = cv2.applyColorMap(np.clip(np.abs(reg.astype(np.int16) - lr_true) * 8, 0, 255).astype(np.uint8),
+                             cv2.COLORMAP_INFERNO)
     return np.hstack([rgb, diff])

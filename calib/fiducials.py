@@ -22,7 +22,8 @@ def detect_dots(
     f = img.astype(np.float32)
     k = max(1, int(max_radius_px // 4))  # blur a downsampled copy: same background, 100x faster
     small = cv2.resize(f, (max(1, f.shape[1] // k), max(1, f.shape[0] // k)), interpolation=cv2.INTER_AREA)
-    bg = cv2.resize(cv2.GaussianBlur(small, (0, 0), 3 * max_radius_px / k), (f.shape[1], f.shape[0]), interpolation=cv2.INTER_LINEAR)
+    bg = cv2.resize(cv2.GaussianBlur(small, (0, 0), 3 * max_radius_px / k), (f.shape[1], f.shape[0]),
+                    interpolation=cv2.INTER_LINEAR)
     contrast = f - bg
     thr = max(min_contrast, 0.5 * float(np.percentile(contrast, 99.99)))  # half the brightest blobs' contrast
     mask = (contrast > thr).astype(np.uint8)

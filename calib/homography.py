@@ -27,8 +27,9 @@ def _spread_ok(pts: np.ndarray, what: str, min_area_px2: float) -> None:
         )
 
 
-def fit_homography(src: np.ndarray, dst: np.ndarray, ransac_px: float = 3.0, min_area_px2: float = 100.0) -> tuple[np.ndarray, np.ndarray]:
-    """Homography src -> dst (Nx2 each, N >= 4) with RANSAC; returns (H, inlier mask); CalibrationError if degenerate."""
+def fit_homography(src: np.ndarray, dst: np.ndarray, ransac_px: float = 3.0,
+                   min_area_px2: float = 100.0) -> tuple[np.ndarray, np.ndarray]:
+    """Homography src -> dst (Nx2 each, N >= 4) by RANSAC: (H, inlier mask); CalibrationError if degenerate."""
     src = np.asarray(src, dtype=np.float64).reshape(-1, 2)
     dst = np.asarray(dst, dtype=np.float64).reshape(-1, 2)
     if len(src) != len(dst):

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 
 from calib.config import CalibConfig
-from calib.flatfield import fit_flat, gain_map, uniformity
 from calib.evaluate import Distortion, grid_error, image_error, overlay, true_homography
+from calib.flatfield import fit_flat, gain_map, uniformity
 from calib.register import Calibration, register
 
 
@@ -33,7 +33,8 @@ def measure_build(build_dir: str | Path, calib_file: str | Path | None = None, k
         cal = Calibration.load(calib_file)
     else:
         cfg = CalibConfig(plate_mm=float(meta["plate_mm"][0]), hough=hough)
-        cal = register(webcam(layers[0]), n, scale, cfg, reference=cv2.imread(str(build / "hr" / first), cv2.IMREAD_GRAYSCALE))
+        reference = cv2.imread(str(build / "hr" / first), cv2.IMREAD_GRAYSCALE)
+        cal = register(webcam(layers[0]), n, scale, cfg, reference=reference)
     t_reg = time.perf_counter() - t0
     truth = Calibration(H_true, cal.webcam_size, n, scale, cal.plate_mm)
     per_layer, base = [], []
@@ -62,5 +63,6 @@ def measure_build(build_dir: str | Path, calib_file: str | Path | None = None, k
         "image_psnr_db": round(float(np.mean([r["psnr_db"] for r in per_layer])), 3),
         "flat_uniformity_before": round(flat_before, 4), "flat_uniformity_after": round(flat_after, 4),
         "true_H_image_mae": round(float(np.mean([r["mae"] for r in base])), 4),
-        "deformation": {k: v for k, v in deform.items() if k not in ("points", "shifts")} if isinstance(deform, dict) else deform,
+        "deformation": ({k: v for k, v in deform.items() if k not in ("points", "shifts")}
+                        if isinstance(deform, dict) else deform),
     }

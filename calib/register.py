@@ -18,7 +18,7 @@ from calib.errors import CalibrationError
 from calib.fiducials import cyclic_candidates, detect_dots
 from calib.flatfield import fit_flat, gain_map
 from calib.homography import fit_homography, project, reprojection_rms
-from edge.messages import LayerFrames, RegisteredLayer
+from lpbf_common.messages import LayerFrames, RegisteredLayer
 
 FORMAT = "lpbf-edge-calib"
 VERSION = 1
@@ -80,8 +80,9 @@ class Calibration:
             g = self.deformation
             x = np.clip(pts[:, 0] / self.deform_step, 0, g.shape[1] - 1)
             y = np.clip(pts[:, 1] / self.deform_step, 0, g.shape[0] - 1)
-            d = np.stack([cv2.remap(g[..., k].astype(np.float32), x.astype(np.float32)[None], y.astype(np.float32)[None],
-                                    cv2.INTER_LINEAR)[0] for k in range(2)], axis=1)
+            xs, ys = x.astype(np.float32)[None], y.astype(np.float32)[None]
+            d = np.stack([cv2.remap(g[..., k].astype(np.float32), xs, ys, cv2.INTER_LINEAR)[0] for k in range(2)],
+                         axis=1)
             pts = pts + d
         return project(self.H_hr_to_webcam @ lr_to_hr(self.scale), pts)
 
@@ -105,11 +106,12 @@ class Calibration:
     def apply(self, webcam: np.ndarray, flat: bool = True) -> np.ndarray:
         """Webcam frame (uint8 mono) -> registered LR image (uint8) on the plate grid."""
         if webcam is None or webcam.ndim != 2 or webcam.dtype != np.uint8:
-            raise CalibrationError(f"calibration applies to 8-bit mono webcam frames, got {getattr(webcam, 'shape', None)} "
-                                   f"{getattr(webcam, 'dtype', None)}")
+            raise CalibrationError("calibration applies to 8-bit mono webcam frames, got "
+                                   f"{getattr(webcam, 'shape', None)} {getattr(webcam, 'dtype', None)}")
         if (webcam.shape[1], webcam.shape[0]) != tuple(self.webcam_size):
             raise CalibrationError(f"frame is {webcam.shape[1]}x{webcam.shape[0]} but the calibration was made for "
-                                   f"{self.webcam_size[0]}x{self.webcam_size[1]}; recalibrate or fix the webcam resolution")
+                                   f"{self.webcam_size[0]}x{self.webcam_size[1]}; "
+                                   "recalibrate or fix the webcam resolution")
         m1, m2 = self._remap_maps()
         on_hr = cv2.remap(webcam, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         m = self.lr_size
@@ -148,7 +150,8 @@ class Calibration:
             "deformation": None if self.deformation is None else {
                 "step_lr_px": self.deform_step, "dx": self.deformation[..., 0].tolist(),
                 "dy": self.deformation[..., 1].tolist()},
-            "flat_field": None if self.flat_coef is None else {"degree": self.flat_degree, "coef": self.flat_coef.tolist()},
+            "flat_field": (None if self.flat_coef is None
+                           else {"degree": self.flat_degree, "coef": self.flat_coef.tolist()}),
             "fit": self.fit,
         }
 
@@ -161,7 +164,7 @@ class Calibration:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Calibration":
+    def load(cls, path: str | Path) -> Calibration:
         """Read and validate a calibration file; CalibrationError names the file and the bad key."""
         path = Path(path)
         try:
@@ -173,7 +176,8 @@ class Calibration:
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise CalibrationError(f"{path}: not an lpbf-edge calibration file (format must be {FORMAT!r})")
         if doc.get("version") != VERSION:
-            raise CalibrationError(f"{path}: calibration version {doc.get('version')!r} is not supported (this software reads {VERSION})")
+            raise CalibrationError(f"{path}: calibration version {doc.get('version')!r} is not supported "
+                                   f"(this software reads {VERSION})")
         try:
             H = np.array(doc["H_hr_to_webcam"], dtype=np.float64)
             if H.shape != (3, 3) or not np.isfinite(H).all():
@@ -208,7 +212,8 @@ class Calibration:
 def reference_points_hr(reference: np.ndarray, hr_size: int, cfg: CalibConfig) -> np.ndarray:
     """Fiducial centres detected in a reference image (HR or LR grid), in HR pixel coordinates."""
     if reference.shape[0] != reference.shape[1] or hr_size % reference.shape[0]:
-        raise CalibrationError(f"reference image must be square on the plate grid (HR {hr_size} px or a divisor), got {reference.shape}")
+        raise CalibrationError(f"reference image must be square on the plate grid (HR {hr_size} px or a divisor), "
+                               f"got {reference.shape}")
     k = hr_size // reference.shape[0]
     lo, hi = cfg.fiducial_radius_px
     pts = detect_dots(reference, min_radius_px=max(1.5, lo / k), max_radius_px=hi / k * 2)
@@ -270,7 +275,8 @@ def register(
                 raise CalibrationError("without HR points, exactly 4 webcam plate corners (TL, TR, BR, BL) are needed")
             points_hr = hr_corners(hr_size)
         H, inl = fit_homography(points_hr, points_webcam, cfg.ransac_px)
-        method, src, dst = "corners" if len(points_webcam) == 4 else "points", np.asarray(points_hr), np.asarray(points_webcam)
+        method = "corners" if len(points_webcam) == 4 else "points"
+        src, dst = np.asarray(points_hr), np.asarray(points_webcam)
     else:
         if points_hr is None:
             if reference is None:
@@ -280,9 +286,11 @@ def register(
         lo, hi = cfg.fiducial_radius_px
         found = detect_dots(webcam, min_radius_px=lo, max_radius_px=hi, count=len(points_hr))
         if len(found) < 4:
-            raise CalibrationError(f"found {len(found)} fiducial dots in the webcam image (need 4; check lighting and focus)")
+            raise CalibrationError(f"found {len(found)} fiducial dots in the webcam image "
+                                   "(need 4; check lighting and focus)")
         if len(found) < len(points_hr):
-            raise CalibrationError(f"found {len(found)} fiducial dots in the webcam image but the reference has {len(points_hr)}")
+            raise CalibrationError(f"found {len(found)} fiducial dots in the webcam image "
+                                   f"but the reference has {len(points_hr)}")
         best, last_err = None, None
         ref_lr = _to_lr(reference, hr_size // scale) if reference is not None else None
         for perm in cyclic_candidates(points_hr, found):
@@ -316,7 +324,8 @@ def register(
     return cal
 
 
-def _refine(cal: Calibration, webcam: np.ndarray, ref_lr: np.ndarray, cfg: CalibConfig, anchors: np.ndarray | None) -> None:
+def _refine(cal: Calibration, webcam: np.ndarray, ref_lr: np.ndarray, cfg: CalibConfig,
+            anchors: np.ndarray | None) -> None:
     """Add the paper's deformation map when circles allow it and it improves agreement with the reference."""
     px_mm = cal.lr_size / cal.plate_mm
     lo, hi = cfg.ring_radius_mm

@@ -268,7 +268,8 @@ def _table(ref: PathResult, paths: list[PathResult], plate: dict):
 def bench_cmd(
     quick: bool = typer.Option(False, "--quick", help="8 crops (2 for the reference), no extra paths."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report as JSON here."),
-    model: Path | None = typer.Option(None, help="Model bundle (default: models/default or $LPBF_MODEL)."),
+    model: Path | None = typer.Option(None, help="Model bundle (default: the config's sr.model, else $LPBF_MODEL, "
+                                                     "else the shipped models/default)."),
     config: Path | None = typer.Option(None, "--config", help="Box config whose `sr` section to measure (default: "
                                                               "the box defaults)."),
     crops: int | None = typer.Option(None, help="LR crops for the fast paths (default 8 quick / 32 full)."),
@@ -281,19 +282,12 @@ def bench_cmd(
     seed: int = typer.Option(0, help="Crop selection seed and first sampler seed."),
 ) -> None:
     """Speed and quality of the box's SuperResolver against the 200-step reference, and a whole plate."""
-    from edge.sr.bundle import BundleError, default_bundle_path
+    from edge.config_cli import load_config_or_exit
+    from edge.sr.bundle import BundleError, resolve_bundle_path
     from edge.sr.runners import BackendUnavailable
 
-    cfg = None
-    if config is not None:
-        from edge.config import ConfigError, load_config
-
-        try:
-            cfg = load_config(config).sr
-        except ConfigError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
-    bundle = model or (Path(cfg.model) if cfg is not None and cfg.model else default_bundle_path())
+    cfg = load_config_or_exit(config).sr if config is not None else None
+    bundle, _ = resolve_bundle_path(model or (cfg.model if cfg is not None else None))
     try:
         report = run_bench(bundle, quick, crops, ref_crops, seed, cfg, plate_lr, repeats, echo=typer.echo, crop=crop,
                            seeds=seeds)

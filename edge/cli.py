@@ -18,9 +18,9 @@ app = typer.Typer(
 COMMAND_MODULES = (
     "edge.config_cli",
     "edge.sim.cli",
-    "firmware_bridge.cli",
+    "edge.bridge_cli",
     "edge.capture.cli",
-    "calib.cli",
+    "edge.calib_cli",
     "edge.train.cli",
     "edge.sr.cli",
     "edge.bench_cli",

@@ -1,11 +1,7 @@
-"""Base class for every config section: unknown keys are errors, every field documented."""
+"""The config section base, under the name edge code imports it by; it is defined in lpbf_common.config_base."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from lpbf_common.config_base import Section
 
-
-class Section(BaseModel):
-    """A config section: frozen, extra keys forbidden, descriptions required on every field."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+__all__ = ["Section"]

@@ -71,13 +71,14 @@ def start_local_broker(folder: Path) -> tuple[subprocess.Popen, int]:
     raise DemoError(f"mosquitto did not listen on 127.0.0.1:{port}; see {folder / 'mosquitto.log'}")
 
 
-def demo_config(out: Path, host: str, port: int, model: Path | None, build_dir: Path, calib_file: Path | None):
-    """The box config the demo runs with (written to out/config.yaml for `lpbf-edge run` comparisons)."""
+def demo_config(out: Path, host: str, port: int, model: Path | None, build_dir: Path, calib_file: Path | None,
+                speed: float = 4.0):
+    """The box config the demo runs with (written to out/config.json for `lpbf-edge run` comparisons)."""
     from edge.config import Config
 
     return Config.model_validate({
         "node": {"node_id": "demo-box", "job": "demo-build"},
-        "bridge": {"source": "sim", "emit_recoat": False},
+        "bridge": {"source": "sim", "emit_recoat": False, "sim_build_dir": str(build_dir), "speedup": speed},
         "capture": {"webcam": "none", "grab_on": ["layer_complete"], "timeout_s": 5.0},
         "calib": {"file": str(calib_file) if calib_file else None},
         "analyze": {"expected_masks_dir": str(build_dir / "masks")},
@@ -119,11 +120,10 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from edge.capture.capture import LayerCapture
-    from edge.service import BoxService, bridge_events, real_stages
+    from edge.app import build_box
+    from edge.service import BoxService
     from edge.sim.build import generate_build
     from edge.sim.config import SimConfig
-    from edge.sim.printer import SimPrinter
 
     console = Console()
     out = Path(out)
@@ -134,13 +134,12 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
     t_start = time.monotonic()
     with console.status(f"simulating a {layers}-layer build..."):
         build_dir = generate_build(out / "build", layers, seed, SimConfig(hr_size_px=hr_size, scale=4), overwrite=True)
-        printer = SimPrinter(build_dir, speedup=speed, seed=seed)
         try:
             calib_file = calibrate(build_dir, out)
         except ValueError as exc:
             raise DemoError(f"calibration of the simulated webcam failed: {exc}") from exc
-    console.print(f"[green]build[/] {build_dir} ({layers} layers, LR {hr_size // 4}x{hr_size // 4}), calibration {calib_file}; "
-                  f"simulated printer: {printer.duration_s:.0f} s of printing at {speed:g}x")
+    console.print(f"[green]build[/] {build_dir} ({layers} layers, LR {hr_size // 4}x{hr_size // 4}), "
+                  f"calibration {calib_file}")
     proc = None
     if broker is None:
         proc, port = start_local_broker(out / "mosquitto")
@@ -148,22 +147,20 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
         console.print(f"[green]broker[/] local mosquitto on mqtt://{host}:{port} (config {out / 'mosquitto' / 'mosquitto.conf'})")
     else:
         host, port = parse_broker(broker)
-    cfg = demo_config(out, host, port, model, build_dir, calib_file)
+    cfg = demo_config(out, host, port, model, build_dir, calib_file, speed)
     (out / "config.json").write_text(cfg.model_dump_json(indent=1))
     base = f"{cfg.mqtt.prefix}/{cfg.node.node_id}"
     watch: DemoWatch | None = None
-    cap = None
+    box = None
     try:
         watch = start_watcher(host, port, cfg, out, console)
-        cap = LayerCapture([printer.camera("webcam")], cfg.capture.timeout_s)
-        cap.open()
         with console.status("loading the super-resolution model..."):
-            try:
-                stages = real_stages(cfg, cap.capture)
+            try:  # the same wiring as `lpbf-edge run` with bridge.source sim
+                box = build_box(cfg)
             except (RuntimeError, ValueError, OSError) as exc:
                 raise DemoError(f"cannot load the super-resolution model: {exc}") from exc
-        events = bridge_events(cfg, printer.laser_source, restart=False)
-        svc = BoxService(cfg, stages, events)
+        console.print(f"[green]simulated printer[/] {box.laser.printer.duration_s:.0f} s of printing at {speed:g}x")
+        svc = BoxService(cfg, box.stages, box.events)
         rows: list[dict] = []
         progress = Progress(TextColumn("[bold]layers"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
 
@@ -195,8 +192,8 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
         summary["html"] = str(html_path)
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     finally:
-        if cap is not None:
-            cap.close()
+        if box is not None:
+            box.close()
         if watch is not None:
             watch.close()
         if proc is not None:

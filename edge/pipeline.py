@@ -378,7 +378,7 @@ class LayerPipeline:
             return None, f"{type(exc).__name__}: {exc}"
 
     def _anomaly(self, job: str, n: int, analysis) -> dict:
-        """Anomaly JSON of DESIGN.md section 4, exactly its keys."""
+        """Anomaly JSON of docs/mqtt.md#anomaly-json, exactly its keys."""
         if analysis is None:
             return {"job": job, "layer": n, "layer_state": "segmentation_failed", "flags": []}
         flags = [f.to_json_dict() for f in analysis.flags]

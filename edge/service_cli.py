@@ -15,29 +15,31 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     def run(
         config: Path = typer.Option(..., "--config", help="Box YAML config."),
-        trace: Path | None = typer.Option(None, "--trace", help="With bridge.source=replay: the laser trace CSV to replay."),
+        trace: Path | None = typer.Option(None, "--trace", help="Replay this laser trace CSV (bridge.source replay)."),
         speed: float | None = typer.Option(None, "--speed", help="With --trace/--sim-build: this many times real time (default: as fast as possible)."),
-        sim_build: Path | None = typer.Option(None, "--sim-build", help="With bridge.source=sim: the sim build folder the simulated printer prints."),
+        sim_build: Path | None = typer.Option(
+            None, "--sim-build",
+            help="With bridge.source=sim: the sim build folder to print (default: bridge.sim_build_dir)."),
     ) -> None:
         """Run the box service until SIGTERM (systemd: Type=notify, JSON logs on stderr).
 
         Exit 0: everything done and sent; 1: the laser-signal source failed (e.g. a broken trace);
         3: stopped with layers or spooled messages left for the next start (logged).
         """
-        from edge.service import BoxService, build_box, setup_json_logging
+        from edge.app import build_box
+        from edge.service import BoxService, setup_json_logging
 
         cfg = load_config_or_exit(config)
         setup_json_logging()
-        try:
-            stages, events, closers = build_box(cfg, trace=trace, speed=speed, sim_build=sim_build)
+        try:  # no --speed: a replayed trace or the sim runs as fast as possible
+            box = build_box(cfg, trace=trace, speed=0.0 if speed is None else speed, sim_build=sim_build)
         except (ValueError, OSError, ImportError, RuntimeError) as exc:
             typer.echo(f"lpbf-edge run: cannot start: {exc}", err=True)
             raise typer.Exit(1) from exc
         try:
-            code = BoxService(cfg, stages, events).run_forever(exit_when_source_ends=cfg.bridge.source != "daq")
+            code = BoxService(cfg, box.stages, box.events).run_forever(exit_when_source_ends=not box.laser.restartable)
         finally:
-            for close in closers:
-                close()
+            box.close()
         raise typer.Exit(code)
 
     @app.command("health")

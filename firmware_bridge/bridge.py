@@ -5,18 +5,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Optional
 
-from edge.messages import LayerEvent
 from firmware_bridge.detector import Fault, LayerDetector
 from firmware_bridge.errors import SourceError
 from firmware_bridge.sources import SampleSource
+from lpbf_common.messages import LayerEvent
 
 log = logging.getLogger(__name__)
 
 # on_state(state, error, retry_in_s): "running" (first samples of a (re)opened source), "retrying" (failed,
 # reopened after retry_in_s), "failed" (failed, not retried: the error is raised), "ended" (source finished)
-StateCallback = Callable[[str, Optional[str], Optional[float]], None]
+StateCallback = Callable[[str, str | None, float | None], None]
 
 
 def run_bridge(

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from edge.config_base import Section
+from lpbf_common.config_base import Section
 
 
 class DaqConfig(Section):
@@ -134,7 +134,7 @@ class BridgeConfig(Section):
     )
 
     @model_validator(mode="after")
-    def _thresholds_ordered(self) -> "BridgeConfig":
+    def _thresholds_ordered(self) -> BridgeConfig:
         """The off threshold must lie below the on threshold (hysteresis band)."""
         if self.off_threshold_v >= self.on_threshold_v:
             raise ValueError("off_threshold_v must be below on_threshold_v")

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.messages import LayerEvent
 from firmware_bridge.config import BridgeConfig
 from firmware_bridge.errors import BadSampleError
+from lpbf_common.messages import LayerEvent
 
 
 @dataclass(frozen=True)
@@ -266,7 +266,8 @@ class LayerDetector:
         if on and self._run_start is not None and not self._stuck_high and t - self._run_start >= cfg.stuck_high_s:
             self._stuck_high = True
             self._flags.add("stuck_high")
-            self._faults.append(Fault("stuck_high", t, f"laser signal on for {t - self._run_start:.1f} s without a break"))
+            self._faults.append(Fault("stuck_high", t,
+                                      f"laser signal on for {t - self._run_start:.1f} s without a break"))
         if not on:
             self._stuck_high = False
             since = self._last_on_t if self._last_on_t is not None else self._first_t
@@ -283,7 +284,8 @@ class LayerDetector:
 
     def _event(self, kind: str, layer: int, t_off: float, t_det: float, flags: tuple[str, ...]) -> LayerEvent:
         """Build a LayerEvent from this detector."""
-        return LayerEvent(event=kind, layer=layer, t_off_s=t_off, t_detected_s=t_det, source=self.source, flags=tuple(flags))
+        return LayerEvent(event=kind, layer=layer, t_off_s=t_off, t_detected_s=t_det, source=self.source,
+                          flags=tuple(flags))
 
 
 def detect(t: np.ndarray, v: np.ndarray, cfg: BridgeConfig | None = None, source: str = "array") -> list[LayerEvent]:

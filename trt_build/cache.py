@@ -74,7 +74,7 @@ class EngineKey:
             have = other.get(k)
             if have != want:
                 short = k.endswith("sha256")
-                show = (lambda v: v[:12] if isinstance(v, str) and short else v)
+                show = (lambda v, short=short: v[:12] if isinstance(v, str) and short else v)
                 out.append(f"{k}: engine has {show(have)!r}, need {show(want)!r}")
         return out
 

@@ -223,7 +223,7 @@ def fp32_nodes(model, cones: Mapping[str, str] | None = None) -> dict[str, list[
             raise ValueError(f"cone mode for {name!r} must be 'only' or 'downstream', got {mode!r}")
         if name not in present:
             continue
-        hit = (lambda d: d == frozenset({name})) if mode == "only" else (lambda d: name in d)
+        hit = (lambda d, name=name: d == frozenset({name})) if mode == "only" else (lambda d, name=name: name in d)
         out[f"cone:{name}"] = [i for i, n in enumerate(model.graph.node)
                                if _is_float(n, types) and n.output and hit(deps.get(n.output[0], frozenset()))]
     stats: set[str] = set()

@@ -1,4 +1,4 @@
-"""Per-layer anomaly detectors on a flat-field-corrected layer image; each returns AnomalyFlags (DESIGN.md section 4)."""
+"""Per-layer anomaly detectors on a flat-field-corrected layer image; each returns AnomalyFlags (docs/mqtt.md)."""
 
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ MODEL_HELP = ("SR model bundle (default: the config's sr.model, else $LPBF_MODEL
 
 
 def _calib_group(app: typer.Typer) -> typer.Typer:
-    """The `calib` command group (registered by calib.cli, which must not import edge), or a new one."""
+    """The `calib` command group (registered by edge.calib_cli), or a new one."""
     for group in app.registered_groups:
         if group.name == "calib" and group.typer_instance is not None:
             return group.typer_instance

@@ -36,7 +36,7 @@ class LayerAnalysis:
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def anomaly_json(self, job: str, layer: int) -> dict:
-        """The anomaly JSON of DESIGN.md section 4."""
+        """The anomaly JSON of docs/mqtt.md#anomaly-json."""
         return {"job": job, "layer": layer, "layer_state": self.layer_state, "flags": [f.to_json_dict() for f in self.flags]}
 
 

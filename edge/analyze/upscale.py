@@ -37,7 +37,7 @@ def _shown(path: Path) -> str:
 
 
 def make_upscaler(scale: int, bundle: str | Path | None = None, sr_cfg: SRConfig | None = None) -> Upscaler:
-    """The box's SR (sr_cfg's settings, as edge.service.sr_stage runs them) over the bundle that --model, sr.model,
+    """The box's SR (sr_cfg's settings, as edge.app.sr_stage runs them) over the bundle that --model, sr.model,
     $LPBF_MODEL or the shipped models/default names, in that order (edge.sr.bundle.resolve_bundle_path).
 
     A bundle that was named (--model, sr.model, $LPBF_MODEL) and is missing is an error; a missing shipped default

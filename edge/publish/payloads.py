@@ -1,4 +1,4 @@
-"""The MQTT messages of one layer (meta, images, anomaly) built as spool messages per DESIGN.md section 4."""
+"""The MQTT messages of one layer (meta, images, anomaly) built as spool messages per docs/mqtt.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MQTT topic names of DESIGN.md section 4 (`<prefix>/<node_id>/...`)."""
+"""MQTT topic names of the box's contract, docs/mqtt.md (`<prefix>/<node_id>/...`)."""
 
 from __future__ import annotations
 

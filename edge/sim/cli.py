@@ -24,19 +24,15 @@ def register(app: typer.Typer) -> None:
         """Render N layers: build.json, hr/, webcam/, lr/, masks/, labels/ under OUT."""
         from pydantic import ValidationError
 
-        from edge.config import ConfigError, load_config
+        from edge.config_cli import load_config_or_exit
         from edge.sim.build import generate_build
         from edge.sim.config import SimConfig
 
+        cfg = load_config_or_exit(config).sim
         try:
-            cfg = load_config(config).sim
             overrides = {k: v for k, v in (("hr_size_px", hr_size), ("defect_rate", defect_rate)) if v is not None}
             if overrides:
                 cfg = SimConfig(**{**cfg.model_dump(), **overrides})
-        except ConfigError as exc:
-            for issue in exc.issues:
-                typer.echo(f"{exc.file}:{issue}", err=True)
-            raise typer.Exit(2) from exc
         except ValidationError as exc:
             err = exc.errors()[0]
             typer.echo(f"sim option {'.'.join(map(str, err['loc'])) or 'value'}: {err['msg']}", err=True)

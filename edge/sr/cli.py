@@ -1,4 +1,4 @@
-"""`lpbf-edge sr`: super-resolve PNG/JPEG layers with a model bundle (DESIGN.md §4) and the box's SR settings."""
+"""`lpbf-edge sr`: super-resolve PNG/JPEG layers with a model bundle (docs/sr_runtime.md) and the box's SR settings."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""`lpbf-edge watch`: the reference MQTT subscriber of the box's topic contract (DESIGN.md section 4)."""
+"""`lpbf-edge watch`: the reference MQTT subscriber of the box's MQTT contract (docs/mqtt.md)."""

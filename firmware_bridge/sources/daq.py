@@ -57,7 +57,8 @@ class DaqSource:
             if cfg.mode == "analog":
                 term = {"rse": "RSE", "nrse": "NRSE", "diff": "DIFF", "default": "DEFAULT"}[cfg.terminal]
                 task.ai_channels.add_ai_voltage_chan(
-                    cfg.channel, terminal_config=getattr(TerminalConfiguration, term), min_val=cfg.min_v, max_val=cfg.max_v
+                    cfg.channel, terminal_config=getattr(TerminalConfiguration, term), min_val=cfg.min_v,
+                    max_val=cfg.max_v,
                 )
                 task.timing.cfg_samp_clk_timing(
                     cfg.rate_hz, sample_mode=AcquisitionType.CONTINUOUS, samps_per_chan=int(cfg.rate_hz * cfg.buffer_s)

@@ -7,9 +7,14 @@ from collections.abc import Callable
 from firmware_bridge.config import BridgeConfig
 from firmware_bridge.sources import SampleSource
 
+SourceFactory = Callable[[], SampleSource]
 
-def source_factory(cfg: BridgeConfig, printer=None) -> Callable[[], SampleSource]:
-    """Factory for bridge.source: daq, replay (bridge.trace_file) or sim (a SimPrinter, or bridge.sim_build_dir)."""
+
+def source_factory(cfg: BridgeConfig, sim_source: SourceFactory | None = None) -> SourceFactory:
+    """Factory for bridge.source: daq, replay (bridge.trace_file) or sim (sim_source, built by the caller).
+
+    The bridge knows no simulated printer: whoever owns one (edge.app) passes its laser source as sim_source.
+    """
     speed = cfg.speedup or None
     if cfg.source == "daq":
         from firmware_bridge.sources.daq import DaqSource
@@ -19,12 +24,10 @@ def source_factory(cfg: BridgeConfig, printer=None) -> Callable[[], SampleSource
         from firmware_bridge.sources.replay import TraceReplaySource
 
         if cfg.trace_file is None:
-            raise ValueError("bridge.source is 'replay' but bridge.trace_file is not set")
-        return lambda: TraceReplaySource(cfg.trace_file, chunk=cfg.replay_chunk, speed=speed)
-    if printer is None:
-        if cfg.sim_build_dir is None:
-            raise ValueError("bridge.source is 'sim' but neither a printer nor bridge.sim_build_dir is given")
-        from edge.sim.printer import SimPrinter
-
-        printer = SimPrinter(cfg.sim_build_dir, speedup=speed)
-    return printer.laser_source
+            raise ValueError("bridge.source is 'replay' but no trace is given (bridge.trace_file or --trace FILE.csv)")
+        trace = cfg.trace_file
+        return lambda: TraceReplaySource(trace, chunk=cfg.replay_chunk, speed=speed)
+    if sim_source is None:
+        raise ValueError("bridge.source is 'sim' but no simulated printer is given (bridge.sim_build_dir or "
+                         "--sim-build DIR from `lpbf-edge sim build`)")
+    return sim_source

@@ -15,7 +15,8 @@ from edge.cli import app
 from edge.config import Config
 from edge.health import check_health
 from edge.messages import LayerEvent
-from edge.service import EXIT_LEFT_OVER, EXIT_OK, EXIT_SOURCE_FAILED, BoxService, BridgeEvents
+from edge.app import BridgeEvents
+from edge.service import EXIT_LEFT_OVER, EXIT_OK, EXIT_SOURCE_FAILED, BoxService
 from firmware_bridge.traces import generate_trace
 from tests.integration.mqtt_tools import final_layers, send_command
 from tests.reliability import layer_counts, record

@@ -31,7 +31,7 @@ def test_missing_folder_is_a_clear_error(tmp_path):
 
 
 def test_service_passes_the_configured_masks_to_both_analyzers(tmp_path):
-    from edge.service import analyzers
+    from edge.app import analyzers
 
     cfg = Config.model_validate({"analyze": {"expected_masks_dir": str(tmp_path)}})
     sr_an, lr_an = analyzers(cfg)

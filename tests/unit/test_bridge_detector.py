@@ -228,3 +228,12 @@ def test_end_of_stream_closes_pending_layer_flagged():
 def test_config_rejects_inverted_thresholds():
     with pytest.raises(ValueError, match="off_threshold_v"):
         BridgeConfig(on_threshold_v=1.0, off_threshold_v=2.0)
+
+
+def test_detector_accuracy_report_counts_layers_and_edge_error():
+    from firmware_bridge.accuracy import detector_accuracy
+
+    rep = detector_accuracy(layers=6, seeds=2)
+    assert (rep["traces"], rep["layers_per_trace"], rep["harsh"]) == (2, 6, False)
+    assert rep["traces_with_wrong_count"] == 0
+    assert 0 <= rep["t_off_err_ms_mean"] <= rep["t_off_err_ms_p99"] <= rep["t_off_err_ms_max"] < 20

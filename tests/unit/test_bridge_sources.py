@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from firmware_bridge import cli as bridge_cli
+from edge import bridge_cli
 from firmware_bridge.bridge import run_bridge
 from firmware_bridge.config import BridgeConfig, DaqConfig
 from firmware_bridge.detector import LayerDetector
@@ -44,6 +44,17 @@ def test_cli_replay_uses_config_file(tmp_path):
     res = CliRunner().invoke(_app(), ["bridge", "replay", str(csv), "--config", str(cfg)])
     assert res.exit_code == 0, res.output
     assert [json.loads(x)["layer"] for x in res.stdout.splitlines()] == [7, 8]
+
+
+@pytest.mark.parametrize("command", [["replay", "trace.csv"], ["daq"]])
+def test_cli_bad_config_names_line_and_key_without_traceback(tmp_path, command):
+    cfg = tmp_path / "box.yaml"
+    cfg.write_text("bridge:\n  emit_recoat: false\n  min_off_z: 2\n")
+    res = CliRunner().invoke(_app(), ["bridge", *command, "--config", str(cfg)])
+    assert res.exit_code == 2, res.output
+    assert f"{cfg}:line 3: bridge.min_off_z" in res.stderr
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    assert "Traceback" not in res.output
 
 
 @pytest.mark.parametrize(
@@ -179,4 +190,7 @@ def test_source_factory_from_config(tmp_path):
         source_factory(BridgeConfig(source="replay"))
     with pytest.raises(ValueError, match="sim_build_dir"):
         source_factory(BridgeConfig(source="sim"))
+    sim = lambda: TraceReplaySource(csv)  # noqa: E731  (the simulated printer's laser source, owned by edge)
+    assert source_factory(BridgeConfig(source="sim"), sim_source=sim) is sim
+    assert source_factory(BridgeConfig(source="replay", trace_file=str(csv)), sim_source=sim) is not sim
     assert type(source_factory(BridgeConfig(source="daq"))()).__name__ == "DaqSource"

@@ -10,13 +10,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from calib import cli as calib_cli
 from calib.config import CalibConfig
 from calib.errors import CalibrationError
 from calib.evaluate import Distortion, grid_error, image_error
 from calib.flatfield import fit_flat, gain_map, uniformity
 from calib.homography import fit_homography, project
 from calib.register import Calibration, lr_to_hr, register
+from edge import calib_cli
 
 N, S = 512, 4  # HR grid and scale of the hand-made plates below
 WEB = (800, 600)

@@ -131,3 +131,22 @@ def test_cli_grab_and_paired_with_replayed_cameras(frames, tmp_path):
     assert recs[0]["frames"] == {"webcam": "webcam/00001.png", "basler": "basler/00001.png"}
     layer4 = [x for x in recs if x["layer"] == 4][0]
     assert "no frame for layer 4" in layer4["failed"]["webcam"] or "00004.png" in layer4["failed"]["webcam"]
+
+
+def test_cli_bad_config_and_missing_sim_build_are_one_line_each(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from edge.capture.cli import grab, paired
+
+    app = typer.Typer()
+    app.command("grab")(grab)
+    app.command("paired")(paired)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("capture:\n  webcam: replay\n  timeout: 3\n")
+    r = CliRunner().invoke(app, ["grab", str(tmp_path / "g.png"), "--config", str(bad)])
+    assert r.exit_code == 2 and f"{bad}:line 3: capture.timeout" in r.stderr and "Traceback" not in r.output
+    sim = tmp_path / "sim.yaml"
+    sim.write_text("bridge:\n  source: sim\n")
+    r = CliRunner().invoke(app, ["paired", "--out", str(tmp_path / "p"), "--config", str(sim)])
+    assert r.exit_code == 2 and "no simulated printer is given" in r.stderr

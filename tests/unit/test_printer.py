@@ -89,3 +89,20 @@ def test_printer_bridge_capture_calib_end_to_end(build):
         truth = cv2.imread(str(build / "lr" / f"{r.event.layer:05d}.png"), cv2.IMREAD_GRAYSCALE)
         assert r.lr.shape == truth.shape == (64, 64)
         assert np.abs(r.lr.astype(int) - truth).mean() < 1.5
+
+
+def test_bridge_sim_command_prints_each_layer_with_its_true_end(build):
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from edge import bridge_cli
+
+    app = typer.Typer()
+    bridge_cli.register(app)
+    res = CliRunner().invoke(app, ["bridge", "sim", str(build), "--speedup", "0"])
+    assert res.exit_code == 0, res.output
+    done = [json.loads(line) for line in res.stdout.splitlines() if '"layer_complete"' in line]
+    assert [d["layer"] for d in done] == [1, 2, 3]
+    assert max(abs(d["t_off_s"] - d["true_t_off_s"]) for d in done) < 0.02

@@ -15,7 +15,7 @@ from edge.publish.topics import Topics
 
 
 def test_topics_follow_the_contract():
-    """Topic names of DESIGN.md section 4."""
+    """Topic names of docs/mqtt.md."""
     t = Topics("lpbf/v1/", "box-7")
     assert t.availability == "lpbf/v1/box-7/availability" and t.state == "lpbf/v1/box-7/state"
     assert t.layer("J1", 12, "sr") == "lpbf/v1/box-7/job/J1/layer/12/sr"

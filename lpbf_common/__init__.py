@@ -1,0 +1,1 @@
+"""What every lpbf-edge package shares: the stage messages and the config section base; imports no lpbf package."""
