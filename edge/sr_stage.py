@@ -1,0 +1,120 @@
+"""The box's super-resolution stage: LR layers -> the published sample, the estimate geometry reads, the spread.
+
+One code path for the box (edge.service.sr_stage) and for `lpbf-edge evaluate --paths ... sr` (edge.analyze.paths_eval),
+so what is measured is what the box runs. The sample is what people see (and what texture metrics read); the
+estimate is a posterior-mean-like image that segmentation, 3D and roughness read (never the grain of one sample);
+`sr.geometry` says which estimate (docs/analysis.md measures the candidates):
+
+- `regression`: the bundle's pixel regression CNN (the estimate the denoiser is conditioned on, trained with an L1
+  loss: a median/mean estimate), one call on the whole LR layer;
+- `mean`: the mean of `sr.samples` samples (the same chains as the spread);
+- `bicubic`: bicubic upscaling of the LR;
+- `sample`: the published sample itself (what the box did before).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from edge.sr.config import SRConfig
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class SROutput:
+    """One layer out of the SR stage: sample (uint8, published; the mean with sr.reduce mean), estimate (uint8, geometry), std (float32 gray
+    levels, after the grain cap; None with one sample), the model and the timings of the call."""
+
+    sample: np.ndarray
+    estimate: np.ndarray
+    std: np.ndarray | None
+    model_id: str
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def bicubic_up(lr: np.ndarray, scale: int) -> np.ndarray:
+    """Bicubic upscaling by an integer scale (uint8)."""
+    return cv2.resize(lr, (lr.shape[1] * scale, lr.shape[0] * scale), interpolation=cv2.INTER_CUBIC)
+
+
+class PixelRegression:
+    """The bundle's pixel regression graph (LR -> HR in one call, fully convolutional) on ONNX Runtime."""
+
+    def __init__(self, path, threads: int | None = None):
+        import onnxruntime as ort
+
+        from edge.sr.runners import inference_threads
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = inference_threads(threads)
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.name = self.session.get_inputs()[0].name
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        """uint8 LR -> uint8 HR estimate."""
+        x = (lr.astype(np.float32) / 127.5 - 1.0)[None, None]
+        y = self.session.run(None, {self.name: x})[0][0, 0]
+        return np.clip(np.rint((y + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+class SRStage:
+    """The configured SuperResolver plus the geometry estimate (`sr.geometry`) and the spread (`sr.samples` >= 2)."""
+
+    def __init__(self, cfg: SRConfig | None = None, resolver=None):
+        from edge.sr.resolver import SuperResolver
+
+        self.cfg = cfg = cfg or SRConfig()
+        self.resolver = resolver or SuperResolver.from_config(cfg)
+        self.scale = self.resolver.scale
+        self.regression = None
+        if cfg.geometry == "regression":
+            bundle = self.resolver.bundle
+            if not bundle.has_graph("pixel_regression"):
+                from edge.sr.bundle import BundleError
+
+                raise BundleError(f"{bundle.path}: sr.geometry 'regression' needs the bundle's pixel_regression.onnx; "
+                                  "set sr.geometry to 'mean' (with sr.samples >= 2), 'bicubic' or 'sample'")
+            self.regression = PixelRegression(bundle.graph("pixel_regression"))
+        if cfg.geometry == "mean" and cfg.samples < 2:
+            raise ValueError("sr.geometry 'mean' needs sr.samples >= 2 (the mean of one sample is its grain)")
+
+    def describe(self) -> str:
+        """What runs: the resolver line, the geometry estimate and the number of samples."""
+        return (f"{self.resolver.describe()}; geometry reads {self.cfg.geometry}; "
+                f"{self.cfg.samples} sample(s){', spread on' if self.spread else ''}")
+
+    @property
+    def spread(self) -> bool:
+        """Whether the per-pixel spread is computed (sr.uncertainty with sr.samples >= 2)."""
+        return self.cfg.uncertainty and self.cfg.samples > 1
+
+    def run(self, lr: np.ndarray) -> SROutput:
+        """One layer."""
+        return self.run_many([lr])[0]
+
+    def run_many(self, lrs: Sequence[np.ndarray], progress: Progress | None = None) -> list[SROutput]:
+        """Several layers, their tiles sharing batches (edge.sr.resolver.SuperResolver.upscale_many)."""
+        cfg = self.cfg
+        k = cfg.samples
+        res = self.resolver.upscale_many(lrs, samples=k, reduce=cfg.reduce, uncertainty=self.spread, progress=progress)
+        means = res
+        if cfg.geometry == "mean" and cfg.reduce != "mean":  # the same chains, reduced to their mean
+            means = self.resolver.upscale_many(lrs, samples=k, reduce="mean", progress=progress)
+        out = []
+        for i, (lr, r) in enumerate(zip(lrs, res)):
+            t = time.perf_counter()
+            if cfg.geometry == "regression":
+                est = self.regression(lr)
+            elif cfg.geometry == "bicubic":
+                est = bicubic_up(lr, self.scale)
+            else:
+                est = means[i].sr if cfg.geometry == "mean" else r.sr
+            timings = dict(r.timings_s, estimate=time.perf_counter() - t)
+            out.append(SROutput(r.sr, est, r.std, r.model_id, timings))
+        return out
