@@ -7,7 +7,7 @@ estimate is a posterior-mean-like image that segmentation, 3D and roughness read
 
 - `regression`: the bundle's pixel regression CNN (the estimate the denoiser is conditioned on, trained with an L1
   loss: a median/mean estimate), one call on the whole LR layer;
-- `mean`: the mean of `sr.samples` samples (the same chains as the spread);
+- `mean`: the mean of `sr.samples` grain-capped samples (the same ones the spread is taken over);
 - `bicubic`: bicubic upscaling of the LR;
 - `sample`: the published sample itself (what the box did before).
 """
@@ -24,6 +24,7 @@ import numpy as np
 from edge.sr.config import SRConfig
 
 Progress = Callable[[int, int], None]
+SEED_STRIDE = 7919  # sample j of a layer runs with seed sr.seed + j * SEED_STRIDE
 
 
 @dataclass(frozen=True)
@@ -99,22 +100,43 @@ class SRStage:
         return self.run_many([lr])[0]
 
     def run_many(self, lrs: Sequence[np.ndarray], progress: Progress | None = None) -> list[SROutput]:
-        """Several layers, their tiles sharing batches (edge.sr.resolver.SuperResolver.upscale_many)."""
+        """Several layers, their tiles sharing batches (edge.sr.resolver.SuperResolver.upscale_many).
+
+        With sr.samples K >= 2 (for the spread, the mean estimate or a published mean) the K samples are K calls
+        with seeds seed, seed + SEED_STRIDE, ..., each grain-capped as the published sample is: spread and mean are
+        taken over what the box would publish, after the grain cap (the resolver's own spread is taken before it).
+        """
         cfg = self.cfg
-        k = cfg.samples
-        res = self.resolver.upscale_many(lrs, samples=k, reduce=cfg.reduce, uncertainty=self.spread, progress=progress)
-        means = res
-        if cfg.geometry == "mean" and cfg.reduce != "mean":  # the same chains, reduced to their mean
-            means = self.resolver.upscale_many(lrs, samples=k, reduce="mean", progress=progress)
+        stacks = self._samples(lrs, progress)
         out = []
-        for i, (lr, r) in enumerate(zip(lrs, res)):
+        for i, lr in enumerate(lrs):
             t = time.perf_counter()
+            runs = [s[i] for s in stacks]
+            sample, std, mean = runs[0].sr, None, None
+            if len(runs) > 1:
+                stack = np.stack([r.sr for r in runs]).astype(np.float32)
+                mean = np.clip(np.rint(stack.mean(0)), 0, 255).astype(np.uint8)
+                std = stack.std(0) if self.spread else None
             if cfg.geometry == "regression":
                 est = self.regression(lr)
             elif cfg.geometry == "bicubic":
                 est = bicubic_up(lr, self.scale)
             else:
-                est = means[i].sr if cfg.geometry == "mean" else r.sr
-            timings = dict(r.timings_s, estimate=time.perf_counter() - t)
-            out.append(SROutput(r.sr, est, r.std, r.model_id, timings))
+                est = mean if cfg.geometry == "mean" else sample
+            published = mean if cfg.reduce == "mean" and mean is not None else sample
+            timings = dict(runs[0].timings_s, samples=float(len(runs)), estimate=time.perf_counter() - t)
+            out.append(SROutput(published, est, std, runs[0].model_id, timings))
         return out
+
+    def _samples(self, lrs: Sequence[np.ndarray], progress: Progress | None) -> list[list]:
+        """K lists of SRResults (one per sample seed); one list when a single sample is all that is needed."""
+        cfg, res = self.cfg, self.resolver
+        k = cfg.samples if (self.spread or cfg.geometry == "mean" or cfg.reduce == "mean") else 1
+        seed0, stacks = res.seed, []
+        try:
+            for j in range(k):
+                res.seed = seed0 + SEED_STRIDE * j
+                stacks.append(res.upscale_many(lrs, samples=1, reduce="sample", progress=progress))
+        finally:
+            res.seed = seed0
+        return stacks
