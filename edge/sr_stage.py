@@ -9,7 +9,8 @@ estimate is a posterior-mean-like image that segmentation, 3D and roughness read
   loss: a median/mean estimate), one call on the whole LR layer;
 - `mean`: the mean of `sr.samples` grain-capped samples (the same ones the spread is taken over);
 - `bicubic`: bicubic upscaling of the LR;
-- `sample`: the published sample itself (what the box did before).
+- `sample`: the published sample itself (what the box did before);
+- `auto` (default): regression when the bundle ships it, else mean with sr.samples >= 2, else bicubic.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ SEED_STRIDE = 7919  # sample j of a layer runs with seed sr.seed + j * SEED_STRI
 
 @dataclass(frozen=True)
 class SROutput:
-    """One layer out of the SR stage: sample (uint8, published; the mean with sr.reduce mean), estimate (uint8, geometry), std (float32 gray
-    levels, after the grain cap; None with one sample), the model and the timings of the call."""
+    """One layer out of the SR stage: sample (uint8, published; the mean with sr.reduce mean), estimate (uint8,
+    geometry), std (float32 gray levels, after the grain cap; None without the spread), model, timings."""
 
     sample: np.ndarray
     estimate: np.ndarray
@@ -42,6 +43,26 @@ class SROutput:
 def bicubic_up(lr: np.ndarray, scale: int) -> np.ndarray:
     """Bicubic upscaling by an integer scale (uint8)."""
     return cv2.resize(lr, (lr.shape[1] * scale, lr.shape[0] * scale), interpolation=cv2.INTER_CUBIC)
+
+
+def resolve_geometry(cfg: SRConfig, bundle) -> tuple[str, str]:
+    """(the estimate geometry reads, why when auto chose it) for sr.geometry and the bundle; clear errors."""
+    has_reg = bundle.has_graph("pixel_regression")
+    choice = cfg.geometry
+    if choice == "auto":
+        if has_reg:
+            return "regression", ""
+        if cfg.samples >= 2:
+            return "mean", " (auto: the bundle has no pixel_regression.onnx)"
+        return "bicubic", " (auto: the bundle has no pixel_regression.onnx and sr.samples is 1)"
+    if choice == "regression" and not has_reg:
+        from edge.sr.bundle import BundleError
+
+        raise BundleError(f"{bundle.path}: sr.geometry 'regression' needs the bundle's pixel_regression.onnx; "
+                          "set sr.geometry to auto, mean (with sr.samples >= 2), bicubic or sample")
+    if choice == "mean" and cfg.samples < 2:
+        raise ValueError("sr.geometry 'mean' needs sr.samples >= 2 (the mean of one sample is its grain)")
+    return choice, ""
 
 
 class PixelRegression:
@@ -73,21 +94,14 @@ class SRStage:
         self.cfg = cfg = cfg or SRConfig()
         self.resolver = resolver or SuperResolver.from_config(cfg)
         self.scale = self.resolver.scale
+        self.geometry, self.geometry_why = resolve_geometry(cfg, self.resolver.bundle)
         self.regression = None
-        if cfg.geometry == "regression":
-            bundle = self.resolver.bundle
-            if not bundle.has_graph("pixel_regression"):
-                from edge.sr.bundle import BundleError
-
-                raise BundleError(f"{bundle.path}: sr.geometry 'regression' needs the bundle's pixel_regression.onnx; "
-                                  "set sr.geometry to 'mean' (with sr.samples >= 2), 'bicubic' or 'sample'")
-            self.regression = PixelRegression(bundle.graph("pixel_regression"))
-        if cfg.geometry == "mean" and cfg.samples < 2:
-            raise ValueError("sr.geometry 'mean' needs sr.samples >= 2 (the mean of one sample is its grain)")
+        if self.geometry == "regression":
+            self.regression = PixelRegression(self.resolver.bundle.graph("pixel_regression"))
 
     def describe(self) -> str:
         """What runs: the resolver line, the geometry estimate and the number of samples."""
-        return (f"{self.resolver.describe()}; geometry reads {self.cfg.geometry}; "
+        return (f"{self.resolver.describe()}; geometry reads {self.geometry}{self.geometry_why}; "
                 f"{self.cfg.samples} sample(s){', spread on' if self.spread else ''}")
 
     @property
@@ -117,12 +131,12 @@ class SRStage:
                 stack = np.stack([r.sr for r in runs]).astype(np.float32)
                 mean = np.clip(np.rint(stack.mean(0)), 0, 255).astype(np.uint8)
                 std = stack.std(0) if self.spread else None
-            if cfg.geometry == "regression":
+            if self.geometry == "regression":
                 est = self.regression(lr)
-            elif cfg.geometry == "bicubic":
+            elif self.geometry == "bicubic":
                 est = bicubic_up(lr, self.scale)
             else:
-                est = mean if cfg.geometry == "mean" else sample
+                est = mean if self.geometry == "mean" else sample
             published = mean if cfg.reduce == "mean" and mean is not None else sample
             timings = dict(runs[0].timings_s, samples=float(len(runs)), estimate=time.perf_counter() - t)
             out.append(SROutput(published, est, std, runs[0].model_id, timings))
@@ -131,7 +145,7 @@ class SRStage:
     def _samples(self, lrs: Sequence[np.ndarray], progress: Progress | None) -> list[list]:
         """K lists of SRResults (one per sample seed); one list when a single sample is all that is needed."""
         cfg, res = self.cfg, self.resolver
-        k = cfg.samples if (self.spread or cfg.geometry == "mean" or cfg.reduce == "mean") else 1
+        k = cfg.samples if (self.spread or self.geometry == "mean" or cfg.reduce == "mean") else 1
         seed0, stacks = res.seed, []
         try:
             for j in range(k):

@@ -48,7 +48,8 @@ def _scaled(flag: AnomalyFlag, k: float) -> AnomalyFlag:
     return replace(flag, bbox=box, area_px=int(round(flag.area_px * k * k)))
 
 
-def laser_from_lr(lr: np.ndarray, image_shape: tuple[int, int], cfg: AnalyzeConfig, s_image: float) -> list[AnomalyFlag]:
+def laser_from_lr(lr: np.ndarray, image_shape: tuple[int, int], cfg: AnalyzeConfig,
+                  s_image: float) -> list[AnomalyFlag]:
     """laser_in_image as the LR shows it, on the image grid."""
     k = image_shape[1] / lr.shape[1]
     return [_scaled(f, k) for f in an.detect_laser(np.asarray(lr, dtype=np.float64), cfg, s_image / k)]

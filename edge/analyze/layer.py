@@ -158,7 +158,9 @@ class LayerAnalyzer:
             self.history.push(layer, res.mask, ())
             return res
         cfg, s = self.cfg, scale_of(gray.shape[1], self.cfg)
-        flags: list[AnomalyFlag] = an.detect_laser(gray, cfg, s) if lr is None else laser_from_lr(lr, gray.shape, cfg, s)
+        # saturation is a sensor fact: with the LR at hand the laser is read there, never from an SR artefact
+        flags: list[AnomalyFlag] = an.detect_laser(gray, cfg, s) if lr is None else laser_from_lr(lr, gray.shape,
+                                                                                                  cfg, s)
         expected = self.expected_mask(layer, gray.shape)
         prev = self.history.previous_mask(gray.shape)
         # the paper's area loop needs a known expected area (CAD); a previous layer is no such thing when parts start or end
