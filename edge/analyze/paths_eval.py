@@ -176,8 +176,10 @@ def evaluate_paths(build_dir, paths: Sequence[str], cfg: AnalyzeConfig, sr_cfg: 
     gts = [b.mask(L) for L in b.layers]
     exp, exp_note = expected_masks(b)
     hr_install, lr_install = install_frames(b, install_k)
+    truth = geometry_scores([g > 0 for g in gts], gts, b.hr_pitch_um)  # the parts' own outline roughness
     doc: dict = {"build": str(b.path), "layers": list(b.layers), "expected_masks": exp_note,
-                 "install_frames": len(lr_install), "roughness_window_deg": ROUGHNESS_WINDOW_DEG, "paths": {}}
+                 "install_frames": len(lr_install), "roughness_window_deg": ROUGHNESS_WINDOW_DEG,
+                 "ground_truth": {"ra_um": truth["ra_um"], "rq_um": truth["rq_um"]}, "paths": {}}
     if "sr" in paths and stage is None:
         from edge.sr_stage import SRStage
 

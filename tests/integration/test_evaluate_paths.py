@@ -44,6 +44,7 @@ def test_evaluate_paths_writes_every_number_for_every_path(build, app, tmp_path)
     assert res.exit_code == 0, res.output
     doc = json.loads(target.read_text())
     assert list(doc["paths"]) == ["hr", "bicubic", "sr"] and doc["layers"] == [1, 2, 3, 4]
+    assert doc["ground_truth"]["ra_um"] > 0
     for name, p in doc["paths"].items():
         assert 0.0 < p["iou2d"] <= 1.0 and 0.0 < p["iou3d"] <= 1.0, name
         assert p["ra_um"] > 0 and p["rq_um"] >= p["ra_um"], name  # Rq >= Ra for any profile
