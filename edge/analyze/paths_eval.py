@@ -121,7 +121,8 @@ def _learn_baseline(frames: list[PathInput], cfg: AnalyzeConfig):
     from edge.analyze.baseline import learn_baseline
     from edge.analyze.recoat import clean_scores
 
-    return learn_baseline([f.image for f in frames], cfg, lambda g, b: clean_scores(g, b, cfg, registered=True))
+    seen = [f.estimate if f.estimate is not None else f.image for f in frames]  # what the powder judge will read
+    return learn_baseline(seen, cfg, lambda g, b: clean_scores(g, b, cfg, registered=True))
 
 
 def score_path(build: Build, inputs: list[PathInput], install: list[PathInput], cfg: AnalyzeConfig,
