@@ -121,7 +121,10 @@ class AnalyzeConfig(Section):
                                     "this many robust sigmas inside the flag's box (edge/analyze/artefacts.py).")
     lr_confirm_min_px: int = Field(3, ge=1, description="LR pixels at lr_confirm_sigma a spatter flag's box must hold "
                                    "(and more than twice chance).")
-    sr_std_high: float = Field(20.0, gt=0, description="SR per-pixel spread (grey levels) above which the SR texture is not trusted.")
+    sr_std_high: float = Field(8.0, gt=0, description="SR per-pixel spread (grey levels; std of sr.samples "
+                               "grain-capped samples) above which the SR texture is not trusted; 8: the lowest level "
+                               "at which >= 80 % of the regions flagged on development builds were really wrong "
+                               "(docs/analysis.md, bench/sr_uncertain_calib.py).")
     sr_uncertain_min_area_px: int = Field(400, ge=1, description="Smallest region (px^2 at ref_width_px) above sr_std_high that raises sr_uncertain.")
     critical_score: float = Field(2.0, gt=1, description="A flag whose score is this multiple of its threshold is critical.")
     critical_persist_layers: int = Field(3, ge=1, description="A minor flag that persists this many layers becomes critical.")
