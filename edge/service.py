@@ -283,7 +283,7 @@ class BoxService:
 # ---- the real stages and event sources ------------------------------------------------------------
 
 def sr_stage(cfg: Config) -> Callable:
-    """super_resolve callable over the configured SR stage (edge.sr_stage.SRStage: SuperResolver + geometry estimate)."""
+    """super_resolve callable over the configured SR stage (edge.sr_stage.SRStage: SuperResolver + estimate)."""
     from edge.sr_stage import SRStage
 
     stage = SRStage(cfg.sr)

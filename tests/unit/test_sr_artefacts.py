@@ -1,4 +1,4 @@
-"""No flag from an SR artefact: saturation and marks the LR does not show never raise a flag (edge.analyze.artefacts)."""
+"""No flag from an SR artefact: saturation and marks the LR does not show raise no flag (edge.analyze.artefacts)."""
 
 from __future__ import annotations
 
