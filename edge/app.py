@@ -30,18 +30,17 @@ log = logging.getLogger("edge.app")
 
 
 def sr_stage(cfg: Config) -> Callable:
-    """super_resolve callable over the configured model bundle (edge.sr.resolver.SuperResolver)."""
-    from edge.sr.resolver import SuperResolver
+    """super_resolve callable over the configured SR stage (edge.sr_stage.SRStage: SuperResolver + estimate)."""
+    from edge.sr_stage import SRStage
 
-    resolver = SuperResolver.from_config(cfg.sr)
-    log.info("super-resolution: %s (%s)", resolver.describe(), resolver.settings_note,
-             extra={"event": "sr_settings", "sr": resolver.describe(), "why": resolver.settings_note})
-    sr = cfg.sr
+    stage = SRStage(cfg.sr)
+    resolver = stage.resolver
+    log.info("super-resolution: %s (%s)", stage.describe(), resolver.settings_note,
+             extra={"event": "sr_settings", "sr": stage.describe(), "why": resolver.settings_note})
 
     def run(reg):
-        res = resolver.upscale(reg.lr, samples=sr.samples, reduce=sr.reduce,
-                               uncertainty=sr.uncertainty and sr.samples > 1)
-        return SRLayer(reg.event, res.sr, res.std, res.model_id, dict(res.timings_s))
+        out = stage.run(reg.lr)
+        return SRLayer(reg.event, out.sample, out.std, out.model_id, dict(out.timings_s), out.estimate)
 
     run.backend = resolver.runner.name  # type: ignore[attr-defined]
     return run

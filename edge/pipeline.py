@@ -51,7 +51,7 @@ class Stages:
     capture: Callable[[LayerEvent], LayerFrames]
     register: Callable[[LayerFrames], RegisteredLayer]
     super_resolve: Callable[[RegisteredLayer], SRLayer]
-    analyze_sr: Callable[[np.ndarray, int, np.ndarray | None], Analysis]
+    analyze_sr: Callable[..., Analysis]  # (image, layer, std[, estimate=, lr=] when the SR layer has an estimate)
     analyze_lr: Callable[[np.ndarray, int, np.ndarray | None], Analysis] | None = None
     primary_camera: str = WEBCAM
     capture_recoat: bool = True
@@ -348,7 +348,9 @@ class LayerPipeline:
             meta["model_id"] = srl.model_id
             meta["sr_timings_s"] = {k: round(v, 4) for k, v in srl.timings_s.items()}
         t = time.monotonic()
-        analysis, err = self._analyze(self.stages.analyze_sr, image, j.layer, None if srl is None else srl.std)
+        # the real SR stage hands its geometry estimate and the LR on (edge.sr_stage, edge.analyze.artefacts)
+        extra = {"estimate": srl.estimate, "lr": lr} if srl is not None and srl.estimate is not None else {}
+        analysis, err = self._analyze(self.stages.analyze_sr, image, j.layer, None if srl is None else srl.std, **extra)
         timings["analyze"] = time.monotonic() - t
         self.stats.time("analyze", timings["analyze"])
         t = time.monotonic()
@@ -369,10 +371,10 @@ class LayerPipeline:
         anomaly = self._anomaly(j.job, j.layer, analysis)
         self._emit(j, meta, images, anomaly, timings, stage="final", t_store=t)
 
-    def _analyze(self, fn, image: np.ndarray, layer: int, std: np.ndarray | None):
+    def _analyze(self, fn, image: np.ndarray, layer: int, std: np.ndarray | None, **extra):
         """Run an analyser; an exception is reported as segmentation_failed instead of losing the layer."""
         try:
-            return fn(image, layer, std), None
+            return fn(image, layer, std, **extra), None
         except Exception as exc:
             log.error("analysis failed: %s", exc, extra={"event": "analysis_failed", "layer": layer})
             return None, f"{type(exc).__name__}: {exc}"

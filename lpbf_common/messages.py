@@ -66,13 +66,14 @@ class RegisteredLayer:
 
 @dataclass(frozen=True)
 class SRLayer:
-    """Super-resolved layer (uint8), optional per-pixel spread, and the model that made it."""
+    """Super-resolved layer (uint8 sample, published), optional per-pixel spread, the model, the geometry estimate."""
 
     event: LayerEvent
     sr: np.ndarray
     std: np.ndarray | None
     model_id: str
     timings_s: dict[str, float] = field(default_factory=dict)
+    estimate: np.ndarray | None = None  # posterior-mean-like image geometry reads (edge.sr_stage); None: sr itself
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -337,7 +337,9 @@ def detect_sr_uncertain(std: np.ndarray | None, cfg: AnalyzeConfig, s: float) ->
     for i, sl in enumerate(ndimage.find_objects(lab), start=1):
         area = int((lab[sl] == i).sum())
         if area >= min_area:
-            flags.append(_flag("sr_uncertain", float(np.asarray(std)[sl][lab[sl] == i].mean()) / cfg.sr_std_high, sl, area, cfg))
+            score = float(np.asarray(std)[sl][lab[sl] == i].mean()) / cfg.sr_std_high
+            # info: a statement about the SR image, not the print; it never changes the layer's state
+            flags.append(replace(_flag("sr_uncertain", score, sl, area, cfg), severity="info"))
     return flags, high
 
 

@@ -182,17 +182,31 @@ def register_reports(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate(
         build: Path = typer.Argument(..., help="Sim build folder (build.json, hr/, lr/, masks/)."),
-        out: Path = typer.Option(..., "--out", help="Output folder for tables (Markdown, CSV) and plots."),
+        out: Path | None = typer.Option(None, "--out", help="Output folder for the paper's tables (Markdown, CSV) "
+                                        "and plots (needed without --paths)."),
         config: Path | None = typer.Option(None, "--config", help="Box config YAML (analyze and sr sections)."),
         max_layers: int = typer.Option(0, "--max-layers", help="Evaluate at most this many layers (0 = all)."),
         cvd_patches: int = typer.Option(4, "--cvd-patches", help="Patches per source for the (slow) wavelet covariance distance."),
         model: Path | None = typer.Option(None, "--model", help=MODEL_HELP),
+        paths: str | None = typer.Option(None, "--paths", help="Compare the box's analysis on image paths, "
+                                         "comma-separated from hr, bicubic, sr (sr = the box's configured SR stage): "
+                                         "IoU 2D/3D, roughness, critical recall and clean false alarms with and "
+                                         "without CAD masks (docs/analysis.md)."),
+        json_out: Path | None = typer.Option(None, "--json", help="With --paths: write the numbers to this JSON file."),
+        install_frames: int = typer.Option(3, "--install-frames", help="With --paths on a sim build: clean spread "
+                                           "frames the printer baseline is learned from, per path (0 = zero-config)."),
     ) -> None:
-        """The paper's tables for a build: patch metrics, part metrics (IoU, Hausdorff, voxel mismatch), roughness."""
+        """The paper's tables for a build (--out), or the box's analysis on each image path (--paths, --json)."""
         from edge.analyze.evaluate import evaluate_build
         from edge.sr.bundle import BundleError
 
         full = load_config_or_exit(config)
+        if paths is not None:
+            _evaluate_paths(build, paths, full, model, max_layers, install_frames, json_out)
+            return
+        if out is None:
+            typer.echo("error: give --out DIR (the paper's tables) or --paths hr,bicubic,sr [--json FILE]", err=True)
+            raise typer.Exit(2)
         try:
             res = evaluate_build(build, out, full.analyze, max_layers=max_layers, cvd_patches=cvd_patches,
                                  echo=typer.echo, bundle=model, sr_cfg=full.sr)
@@ -222,3 +236,30 @@ def register_reports(app: typer.Typer) -> None:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc
         typer.echo(f"wrote {p}")
+
+
+def _evaluate_paths(build: Path, paths: str, full, model: Path | None, max_layers: int, install_frames: int,
+                    json_out: Path | None) -> None:
+    """`evaluate --paths`: the box's analysis on each path; prints the numbers, writes --json."""
+    import json
+
+    from edge.analyze.paths_eval import evaluate_paths, parse_paths
+    from edge.sr.bundle import BundleError
+
+    try:
+        names = parse_paths(paths)
+        sr_cfg = full.sr if model is None else full.sr.model_copy(update={"model": str(model)})
+        doc = evaluate_paths(build, names, full.analyze, sr_cfg, max_layers=max_layers, install_k=install_frames,
+                             echo=typer.echo)
+    except (FileNotFoundError, ValueError, BundleError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    text = json.dumps(doc, indent=1)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = json_out.with_name(json_out.name + ".tmp")
+        tmp.write_text(text + "\n", encoding="utf-8")
+        tmp.replace(json_out)
+        typer.echo(f"wrote {json_out}")
+    else:
+        typer.echo(text)

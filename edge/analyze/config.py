@@ -116,7 +116,15 @@ class AnalyzeConfig(Section):
     geometry_smooth_px: float = Field(3.0, gt=0, description="Smoothing scale (px at ref_width_px) of the outside-the-outline evidence map, and the radius of its opening.")
     laser_saturation: int = Field(250, ge=1, le=255, description="Grey level treated as saturated (laser or glare in the image).")
     laser_min_area_px: int = Field(200, ge=1, description="Saturated region size (px^2 at ref_width_px) that means the laser is in the image.")
-    sr_std_high: float = Field(20.0, gt=0, description="SR per-pixel spread (grey levels) above which the SR texture is not trusted.")
+    lr_confirm_sigma: float = Field(4.0, gt=0, description="With the LR at hand (SR layers): debris, scratch and "
+                                    "spatter flags stay only where the LR residual against its 7 px median reaches "
+                                    "this many robust sigmas inside the flag's box (edge/analyze/artefacts.py).")
+    lr_confirm_min_px: int = Field(3, ge=1, description="LR pixels at lr_confirm_sigma a spatter flag's box must hold "
+                                   "(and more than twice chance).")
+    sr_std_high: float = Field(8.0, gt=0, description="SR per-pixel spread (grey levels; std of sr.samples "
+                               "grain-capped samples) above which the SR texture is not trusted; 8: the lowest level "
+                               "at which >= 80 % of the regions flagged on development builds were really wrong "
+                               "(docs/analysis.md, bench/sr_uncertain_calib.py).")
     sr_uncertain_min_area_px: int = Field(400, ge=1, description="Smallest region (px^2 at ref_width_px) above sr_std_high that raises sr_uncertain.")
     critical_score: float = Field(2.0, gt=1, description="A flag whose score is this multiple of its threshold is critical.")
     critical_persist_layers: int = Field(3, ge=1, description="A minor flag that persists this many layers becomes critical.")

@@ -90,8 +90,11 @@ def evaluate_build(build_dir: str | Path, out: str | Path, cfg: AnalyzeConfig, m
     for i, L in enumerate(b.layers):
         hr, lr, gt = b.image("hr", L), b.image("lr", L), b.mask(L)
         imgs = {"bicubic": bicubic(lr, b.scale)}
+        geo = dict(imgs)  # what segmentation reads: the model's geometry estimate (edge.sr_stage), else the image
         if up.is_model:
-            imgs[up.name] = up.fn(lr)[0]
+            v = up.analysis_input(lr)
+            imgs[up.name] = v["image"]
+            geo[up.name] = v["estimate"] if v["estimate"] is not None else v["image"]
         for name in sources:
             row = {"layer": L, "source": name, **mt.patch_metrics(imgs[name], hr)}
             if i < 2 and cvd_patches > 0:  # the CVD is slow (pywph): a few part-centred patches on the first layers
@@ -101,7 +104,7 @@ def evaluate_build(build_dir: str | Path, out: str | Path, cfg: AnalyzeConfig, m
         masks["ground truth"].append(gt)
         masks["HR"].append(seg.segment(hr).mask)
         for name in sources:
-            masks[name].append(seg.segment(imgs[name]).mask)
+            masks[name].append(seg.segment(geo[name]).mask)
         echo(f"layer {L}: metrics and segmentation done")
     if not up.is_model:
         masks.pop(up.name, None)

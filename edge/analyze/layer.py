@@ -12,6 +12,7 @@ from scipy import ndimage
 
 from edge.analyze import morph
 from edge.analyze import anomaly as an
+from edge.analyze.artefacts import confirm_on_lr, laser_from_lr
 from edge.analyze.baseline import Baseline
 from edge.analyze.config import AnalyzeConfig
 from edge.analyze.recoat import PowderJudge
@@ -132,23 +133,35 @@ class LayerAnalyzer:
             m = cv2.resize((m > 0).astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
         return m > 0
 
-    def analyze(self, image_uint8: np.ndarray, layer: int, std: np.ndarray | None = None) -> LayerAnalysis:
-        """Flags for one layer image; never raises on bad image content (returns capture_failed instead)."""
+    def analyze(self, image_uint8: np.ndarray, layer: int, std: np.ndarray | None = None,
+                estimate: np.ndarray | None = None, lr: np.ndarray | None = None) -> LayerAnalysis:
+        """Flags for one layer image; never raises on bad image content (returns capture_failed instead).
+
+        SR layers (edge.sr_stage): image = the published sample (flags are drawn on its grid), estimate = the
+        posterior-mean-like image every measurement reads (None: the image), std = the samples' spread, lr = the
+        webcam layer artefact-prone flags confirm on (edge.analyze.artefacts).
+        """
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         img = np.asarray(image_uint8) if image_uint8 is not None else np.zeros((0, 0))
         try:
-            gray = as_gray(img)
+            gray = as_gray(img if estimate is None else estimate)
         except SegmentationError:
             return LayerAnalysis("capture_failed", (), np.zeros(img.shape[:2] if img.ndim >= 2 else (0, 0), bool), {"total": time.perf_counter() - t0})
+        if estimate is not None and np.asarray(estimate).shape[:2] != img.shape[:2]:
+            raise AnalysisInputError(f"SR estimate is {np.asarray(estimate).shape} but the image is {img.shape}")
         if std is not None and np.asarray(std).shape[:2] != gray.shape:
             raise AnalysisInputError(f"SR std map is {np.asarray(std).shape} but the image is {gray.shape}")
+        if lr is not None:
+            lr = as_gray(lr)
         if float(gray.mean()) < self.cfg.dark_frame_max:
             res = LayerAnalysis("capture_failed", (), np.zeros(gray.shape, bool), {"total": time.perf_counter() - t0})
             self.history.push(layer, res.mask, ())
             return res
         cfg, s = self.cfg, scale_of(gray.shape[1], self.cfg)
-        flags: list[AnomalyFlag] = an.detect_laser(gray, cfg, s)
+        # saturation is a sensor fact: with the LR at hand the laser is read there, never from an SR artefact
+        flags: list[AnomalyFlag] = an.detect_laser(gray, cfg, s) if lr is None else laser_from_lr(lr, gray.shape,
+                                                                                                  cfg, s)
         expected = self.expected_mask(layer, gray.shape)
         prev = self.history.previous_mask(gray.shape)
         # the paper's area loop needs a known expected area (CAD); a previous layer is no such thing when parts start or end
@@ -200,7 +213,7 @@ class LayerAnalyzer:
         flags += an.detect_elevation(ctx, zs, reference)
         flags += geometry + an.detect_geometry(mask, reference, cfg, s, seg.feature, cad=expected is not None, additions=expected is None)
         sr_flags, untrusted = an.detect_sr_uncertain(std, cfg, s)
-        flags = an.suppress_untrusted(flags, untrusted) + sr_flags
+        flags = confirm_on_lr(an.suppress_untrusted(flags, untrusted), lr, gray.shape, cfg) + sr_flags
         timings["detect"] = time.perf_counter() - t
         flags = self.history.persist(flags, cfg)
         self.history.push(layer, mask, tuple(flags))

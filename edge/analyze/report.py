@@ -70,8 +70,9 @@ def write_report(build_dir: str | Path, target: str | Path, cfg: AnalyzeConfig, 
     show = set(b.layers[:: max(1, len(b.layers) // 4)][:4])  # a few layers always, every flagged one up to MAX_CARDS
     for L in b.layers:
         lr = b.image("lr", L)
-        sr, std = up.fn(lr)
-        res = analyzer.analyze(sr, L, std)
+        v = up.analysis_input(lr)  # the box's hand-off: sample, spread, geometry estimate, LR
+        sr = v["image"]
+        res = analyzer.analyze(sr, L, v["std"], estimate=v["estimate"], lr=v["lr"])
         doc = res.anomaly_json(job, L)
         results.append(doc)
         masks.append(res.mask)

@@ -26,6 +26,14 @@ class Upscaler:
     is_model: bool
     fn: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
     note: str
+    views: Callable[[np.ndarray], dict] | None = None  # LR -> LayerAnalyzer.analyze keywords (image, std, estimate, lr)
+
+    def analysis_input(self, lr: np.ndarray) -> dict:
+        """What the box's analyser gets for this LR layer: image (the sample), std, estimate (geometry), lr."""
+        if self.views is not None:
+            return self.views(lr)
+        img, std = self.fn(lr)
+        return {"image": img, "std": std, "estimate": None, "lr": lr}
 
 
 def _shown(path: Path) -> str:
@@ -46,17 +54,21 @@ def make_upscaler(scale: int, bundle: str | Path | None = None, sr_cfg: SRConfig
     cfg = sr_cfg or SRConfig()
     path, explicit = resolve_bundle_path(bundle or cfg.model)
     if (path / "manifest.json").is_file():
-        from edge.sr.resolver import SuperResolver
+        from edge.sr_stage import SRStage
 
-        sr = SuperResolver.from_config(cfg.model_copy(update={"model": str(path)}))
+        stage = SRStage(cfg.model_copy(update={"model": str(path)}))
+        sr = stage.resolver
+
+        def views(lr: np.ndarray) -> dict:
+            out = stage.run(lr)
+            return {"image": out.sample, "std": out.std, "estimate": out.estimate, "lr": lr}
 
         def run(lr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-            res = sr.upscale(
-                lr, samples=cfg.samples, reduce=cfg.reduce, uncertainty=cfg.uncertainty and cfg.samples > 1
-            )
-            return res.sr, res.std
+            v = views(lr)
+            return v["image"], v["std"]
 
-        return Upscaler(f"SR {sr.model_id}", True, run, f"super-resolved with model {sr.model_id} from {_shown(path)}")
+        return Upscaler(f"SR {sr.model_id}", True, run, f"super-resolved with model {sr.model_id} from "
+                        f"{_shown(path)} (geometry reads {stage.geometry})", views)
     if explicit:
         raise BundleError(
             f"{path}: no model bundle there (no manifest.json); fix --model / sr.model / $LPBF_MODEL "

@@ -33,6 +33,12 @@ class SRConfig(Section):
     reduce: Literal["sample", "mean"] = Field("sample", description="With samples > 1: publish the first sample or the "
                                                                     "mean.")
     uncertainty: bool = Field(False, description="Compute the per-pixel spread of the samples (needs samples >= 2).")
+    geometry: Literal["auto", "regression", "mean", "sample", "bicubic"] = Field(
+        "auto", description="The estimate segmentation, 3D and roughness read (the published image stays the sample): "
+                            "regression (the bundle's pixel regression CNN, the estimate the denoiser is conditioned "
+                            "on), mean (of `samples` grain-capped samples), sample (one sample's grain), bicubic (of "
+                            "the LR); auto: regression when the bundle ships pixel_regression.onnx, else mean with "
+                            "samples >= 2, else bicubic (the log line says which). Measured in docs/analysis.md.")
     tile: int | None = Field(None, ge=4, le=1024, description="LR tile size in pixels; null: the bundle's lr_patch.")
     overlap: int | None = Field(None, ge=0, le=512, description="LR tile overlap in pixels; null uses tile/4.")
     batch: int = Field(64, ge=1, le=1024, description="Tiles x samples per backend call: tiles of a whole layer share "

@@ -169,3 +169,30 @@ def test_recovery_finishes_half_done_layers(tmp_path):
     stuck.set()
     uuid1 = json.loads((tmp_path / "archive/J/000001/event.json").read_text())["layer_uuid"]
     assert {m.correlation for m in msgs if m.layer == 1} == {uuid1.encode()}
+
+
+def test_sr_estimate_and_lr_reach_the_sr_analysis(tmp_path):
+    """An SR layer with a geometry estimate hands it and the registered LR to the SR analyser; the published SR image
+    stays the sample (edge.sr_stage)."""
+    from dataclasses import replace
+
+    seen = []
+
+    def sr(reg: RegisteredLayer) -> SRLayer:
+        up = cv2.resize(reg.lr, (64, 64), interpolation=cv2.INTER_CUBIC)
+        return SRLayer(reg.event, up, None, "cubic-test", {}, np.full_like(up, 7))
+
+    def analyze_sr(img, n, std, estimate=None, lr=None):
+        seen.append((img.copy(), estimate, lr))
+        return _Analysis(img)
+
+    p = _pipeline(tmp_path, replace(_stages(), super_resolve=sr, analyze_sr=analyze_sr))
+    p.start()
+    p.submit(_ev(1))
+    assert p.drain(5)
+    assert p.stop(10)
+    img, estimate, lr = seen[0]
+    assert estimate is not None and (estimate == 7).all() and not (img == 7).all()
+    archived_lr = cv2.imread(str(tmp_path / "archive/J/000001/lr.png"), cv2.IMREAD_GRAYSCALE)
+    assert lr is not None and np.array_equal(lr, archived_lr)
+    assert np.array_equal(cv2.imread(str(tmp_path / "archive/J/000001/sr.png"), cv2.IMREAD_GRAYSCALE), img)
