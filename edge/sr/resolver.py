@@ -27,6 +27,7 @@ class SRResult:
     std: np.ndarray | None
     model_id: str
     timings_s: dict[str, float] = field(default_factory=dict)
+    cap_gains: np.ndarray | None = None  # the grain cap's gains [bands, windows y, windows x] (None: no cap ran)
 
 
 def to_unit(img_u8: np.ndarray) -> np.ndarray:
@@ -93,6 +94,19 @@ def fast_path_settings(bundle: Bundle) -> dict:
     raise BundleError(f"{bundle.path}: none of the bundle's fast paths runs on this machine: {entries}")
 
 
+def _grain_condition(bundle: Bundle):
+    """The bundle's grain condition (manifest `grain_condition`, edge.sr.grain.GrainCondition), or None."""
+    entry = bundle.manifest.get("grain_condition")
+    if not entry:
+        return None
+    from edge.sr.grain import GrainCondition
+
+    try:
+        return GrainCondition.from_json(entry)
+    except ValueError as exc:
+        raise BundleError(f"{bundle.path}: {exc}") from exc
+
+
 class SuperResolver:
     """Upscales uint8 gray images of any size by the bundle's scale through overlapping tiles."""
 
@@ -113,6 +127,7 @@ class SuperResolver:
                 self.grain_cap = GrainCap.from_json(bundle.manifest["grain_cap"])
             except ValueError as exc:
                 raise BundleError(f"{bundle.path}: {exc}") from exc
+        self.grain_condition, self.grain_reference = _grain_condition(bundle), None
         self._fused = _fused_sampler(bundle, runner) if fused else None
         self.schedule = Schedule.from_manifest(bundle.manifest["schedule"])
         self.tile = int(tile or bundle.lr_patch)
@@ -200,7 +215,29 @@ class SuperResolver:
         band = bands[k] = np.ascontiguousarray(np.stack(rows, axis=0).transpose(2, 3, 0, 1))
         return band
 
-    def _tile_fn(self, samples: int, reduce: Reduce, uncertainty: bool, width: int, timings: dict[str, float]):
+    def set_grain_reference(self, frames) -> None:
+        """Measure the grain descriptor once from the printer's baseline frames (uint8 LR images) and condition every
+        later image on it instead of on its own descriptor; None goes back to per-image descriptors."""
+        if frames is None or self.grain_condition is None:
+            self.grain_reference = None
+            return
+        from edge.sr.grain import grain_descriptor
+
+        self.grain_reference = grain_descriptor(frames, self.grain_condition.window)
+
+    def _grain_offset(self, img: np.ndarray, grain: np.ndarray | None) -> np.ndarray | None:
+        """Per-channel condition offset of a grain-conditioned bundle for this image (None for other bundles)."""
+        if self.grain_condition is None:
+            return None
+        from edge.sr.grain import grain_descriptor
+
+        if grain is None:
+            grain = self.grain_reference if self.grain_reference is not None else \
+                grain_descriptor(img, self.grain_condition.window)
+        return self.grain_condition.offset(grain)[None, :, None, None]
+
+    def _tile_fn(self, samples: int, reduce: Reduce, uncertainty: bool, width: int, timings: dict[str, float],
+                 offset: np.ndarray | None = None):
         """The per-batch function the tiler calls: encode LR, sample K latents, decode, reduce."""
         from edge.sr.schedule import timesteps_for
 
@@ -213,6 +250,8 @@ class SuperResolver:
         def fn(tiles: np.ndarray, origins: list[tuple[int, int]]) -> np.ndarray:
             t0 = time.perf_counter()
             cond = self.runner.encode_lr(tiles[:, None])
+            if offset is not None:  # grain condition (manifest grain_condition): one offset per image
+                cond = cond + offset
             x_init = None
             if spec.init == "noised_estimate" and spec.estimate == "regression":
                 x_init = self.runner.estimate(cond)  # type: ignore[attr-defined]
@@ -245,8 +284,11 @@ class SuperResolver:
         return fn
 
     def upscale(self, lr_uint8: np.ndarray, samples: int = 1, reduce: Reduce = "sample",
-                uncertainty: bool = False) -> SRResult:
-        """Super-resolve one uint8 gray image; `samples` chains, reduced to one sample or their mean, optional std."""
+                uncertainty: bool = False, grain: np.ndarray | None = None) -> SRResult:
+        """Super-resolve one uint8 gray image; `samples` chains, reduced to one sample or their mean, optional std.
+
+        grain: the grain descriptor to condition on (edge.sr.grain.grain_descriptor); default the baseline frames'
+        (set_grain_reference) or else this image's own. Ignored by bundles without a grain condition."""
         img = np.asarray(lr_uint8)
         if img.ndim == 3 and img.shape[2] == 1:
             img = img[:, :, 0]
@@ -261,17 +303,20 @@ class SuperResolver:
         timings = {"encode": 0.0, "sample": 0.0, "decode": 0.0}
         t0 = time.perf_counter()
         width = max(img.shape[1], self.tile)
-        fn = self._tile_fn(samples, reduce, uncertainty, width, timings)
+        offset = self._grain_offset(img, grain)
+        timings["grain_descriptor"] = time.perf_counter() - t0
+        fn = self._tile_fn(samples, reduce, uncertainty, width, timings, offset)
         out = tiled_upscale(to_unit(img), fn, self.scale, self.tile, self.overlap, self.batch,
                             channels=2 if uncertainty else 1)
         self._noise_band = None
+        gains = None
         if self.grain_cap is not None:
             from edge.sr.grain import apply_grain_cap
 
             t1 = time.perf_counter()
-            capped, _ = apply_grain_cap(self.grain_cap, img, (out[0] + 1.0) * 127.5, self.scale)
+            capped, gains = apply_grain_cap(self.grain_cap, img, (out[0] + 1.0) * 127.5, self.scale)
             out[0] = capped / 127.5 - 1.0
             timings["grain_cap"] = time.perf_counter() - t1
         timings["total"] = time.perf_counter() - t0
         std = (out[1] * 127.5).astype(np.float32) if uncertainty else None
-        return SRResult(sr=to_u8(out[0]), std=std, model_id=self.model_id, timings_s=timings)
+        return SRResult(sr=to_u8(out[0]), std=std, model_id=self.model_id, timings_s=timings, cap_gains=gains)

@@ -457,6 +457,19 @@ def load_torch_denoiser(model):
     return TorchRunner.from_bundle(load_bundle(model)).modules["denoiser"]
 
 
+def _grain_offsets(bundle, lr: Array) -> Array | float:
+    """Condition offsets [N,C,1,1] of a grain-conditioned bundle for LR tiles [N,h,w] (each tile's own descriptor,
+    a wider spread than whole images give, so the student sees the offsets' whole range); 0 for other bundles."""
+    from edge.sr.resolver import _grain_condition
+
+    gc = _grain_condition(bundle)
+    if gc is None:
+        return 0.0
+    from edge.sr.grain import grain_descriptor
+
+    return np.stack([gc.offset(grain_descriptor(t, gc.window)) for t in lr])[:, :, None, None]
+
+
 def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: int, teacher_steps: int,
                         seed: int, rollout: float = 0.0) -> dict:
     """Distil a k-step deterministic student from a bundle's denoiser; writes denoiser_student{k}.onnx + report."""
@@ -475,6 +488,7 @@ def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: i
     teacher = _session_fn(den_sess)
     lr, _ = _hr_tiles(tiles, b.lr_patch * b.scale, b.scale, seed=2000 + seed)
     conds = np.concatenate([_session_fn(lr_enc)(_to_unit(lr[i:i + 32])) for i in range(0, len(lr), 32)])
+    conds = conds + _grain_offsets(b, lr)
     t0 = time.perf_counter()
     data = make_student_data(teacher, acp, conds, pred, student_steps, teacher_steps, seed=seed, progress=True)
     data_s = time.perf_counter() - t0
