@@ -140,6 +140,8 @@ def register(app: typer.Typer) -> None:
         grain_gain: str | None = common["grain_gain"],
         grain_cond: bool = typer.Option(False, "--grain-cond", help="Condition on the per-image grain descriptor "
                                         "(edge.sr.grain.grain_descriptor; its offset starts at 0)."),
+        grain_lr_mult: float | None = typer.Option(None, "--grain-lr-mult", help="Learning-rate multiplier of the "
+                                                   "grain offset (default 10)."),
         sim_share: float | None = common["sim_share"], texture_aug: str | None = common["texture_aug"],
         holdout_photo: list[str] = common["holdout_photo"], val_photo: list[str] = common["val_photo"],
         holdout_group: list[str] = common["holdout_group"], holdout_share: float | None = common["holdout_share"],
@@ -152,7 +154,8 @@ def register(app: typer.Typer) -> None:
                    minutes=minutes, batch=batch, lr=lr, seed=seed, preset=preset, threads=threads,
                    val_every=val_every, lr_size=lr_size, prediction=prediction, schedule=schedule, timesteps=timesteps,
                    init_from=init_from, estimate=estimate, photo_weight=photo_weight, grain_prob=grain_prob,
-                   grain_gain=grain_gain, grain_cond=grain_cond, sim_share=sim_share, texture_aug=texture_aug,
+                   grain_gain=grain_gain, grain_cond=grain_cond, grain_lr_mult=grain_lr_mult, sim_share=sim_share,
+                   texture_aug=texture_aug,
                    **split_kw(holdout_photo, val_photo, holdout_group, holdout_share, exclude_group))
         path = train_latent(cfg, "diffusion", resume=not fresh, log_file=log)
         typer.echo(f"denoiser written to {path}")
@@ -262,6 +265,11 @@ def register(app: typer.Typer) -> None:
         into: Path | None = typer.Option(None, "--into", help="Also put the cap into this bundle's manifest."),
         sigmas: str | None = typer.Option(None, "--sigmas", help="Comma list of descending Gaussian sigmas (HR px) "
                                           "that split the output into detail bands; default 2,1.5,1,0.6 at x4."),
+        margin: float = typer.Option(1.0, "--margin", help="Allowed detail energy per band = margin x predicted "
+                                     "(1.5 for a guard that only acts above the HF target band)."),
+        holdout_photo: list[str] = common["holdout_photo"], val_photo: list[str] = common["val_photo"],
+        holdout_group: list[str] = common["holdout_group"], holdout_share: float | None = common["holdout_share"],
+        exclude_group: list[str] = common["exclude_group"],
     ) -> None:
         """Fit the grain cap: LR spectrum -> HR detail energy per band (ridge), validated per source; see edge.sr.grain."""
         from edge.train.grain_cap import train_grain_cap
@@ -270,8 +278,9 @@ def register(app: typer.Typer) -> None:
             split_sigmas = tuple(float(v) for v in sigmas.split(",")) if sigmas else None
         except ValueError:
             raise typer.BadParameter(f"--sigmas wants a comma list of numbers, got {sigmas!r}") from None
-        cap = train_grain_cap(_cfg(sims=sim, realdata=realdata, holdout_builds=holdout_build, seed=seed), out,
-                              window=window, per_unit=per_unit, sigmas=split_sigmas)
+        cfg = _cfg(sims=sim, realdata=realdata, holdout_builds=holdout_build, seed=seed,
+                   **split_kw(holdout_photo, val_photo, holdout_group, holdout_share, exclude_group))
+        cap = train_grain_cap(cfg, out, window=window, per_unit=per_unit, sigmas=split_sigmas, margin=margin)
         for split, rows in cap.validation.items():
             for k, v in rows.items():
                 typer.echo(f"{split:8s} {k:45s} n={v['n']:4d} predicted/true {v['median_ratio']:.2f} "

@@ -54,6 +54,7 @@ class TrainConfig:
     ae: str | None = None
     estimate: str | None = None  # best.pt of `train pixel`: condition the denoiser on its estimate as well
     grain_cond: bool = False  # condition the denoiser on the per-image grain descriptor (edge.sr.grain)
+    grain_lr_mult: float = 10.0  # learning-rate multiplier of the (zero-initialised, small) grain offset
     prediction: str = "v_prediction"
     schedule: str = "cosine"
     timesteps: int = 200

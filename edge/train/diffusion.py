@@ -139,7 +139,7 @@ class LatentTrainer:
             self._add_estimate(Path(cfg.estimate))
         if cfg.grain_cond:
             self._add_grain()
-        self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=1e-4)
+        self.opt = torch.optim.AdamW(self._param_groups(), lr=cfg.lr, weight_decay=1e-4)
         self.ema = EMAModel(self.net.parameters(), decay=cfg.ema_decay)
         self.sched = make_scheduler(cfg.schedule, cfg.timesteps, cfg.prediction)
         self.step_no, self.wall_s, self.best = 0, 0.0, float("inf")
@@ -189,6 +189,14 @@ class LatentTrainer:
         if not isinstance(self.net, MixedCondDenoiser):
             self.net = MixedCondDenoiser(self.net, None, C)
         self.net.grain = grain
+
+    def _param_groups(self) -> list[dict]:
+        """The optimiser's groups: the grain offset (a new zero-initialised head on a trained U-Net) at
+        grain_lr_mult x the learning rate, everything else at the learning rate."""
+        grain = list(self.grain.parameters()) if self.grain is not None else []
+        ids = {id(p) for p in grain}
+        rest = [p for p in self.net.parameters() if id(p) not in ids]
+        return [{"params": rest}] + ([{"params": grain, "lr": self.cfg.lr * self.cfg.grain_lr_mult}] if grain else [])
 
     @property
     def grain(self) -> GrainOffset | None:
@@ -289,7 +297,11 @@ class LatentTrainer:
     def load(self, s: dict) -> None:
         """Restore from state()."""
         self.net.load_state_dict(s["net"])
-        self.opt.load_state_dict(s["opt"])
+        if len(s["opt"]["param_groups"]) == len(self.opt.param_groups):
+            self.opt.load_state_dict(s["opt"])
+        else:  # a run resumed with another grouping (grain_lr_mult): weights and EMA kept, Adam moments restart
+            print(f"resume: optimiser groups changed ({len(s['opt']['param_groups'])} -> "
+                  f"{len(self.opt.param_groups)}); Adam state restarts", flush=True)
         self.ema.load_state_dict(s["ema"])
         self.step_no, self.wall_s, self.best = int(s["step"]), float(s["wall_s"]), float(s["best"])
         set_rng_state(s["rng"])
