@@ -49,6 +49,9 @@ SHOWN = ("bicubic", "default", "mean8", "fast")
 SIM_SETS = ("sim", "sim_paper")
 
 
+THREADS: dict[str, int | None] = {"n": None}  # backend threads (None: the runners' default, all physical cores)
+
+
 @functools.lru_cache(maxsize=2)
 def _resolvers(model: Path, tile: int | None) -> dict:
     """The SuperResolvers the methods run (opened once per model): quality path and the box's fast path."""
@@ -60,12 +63,13 @@ def resolvers(model: Path, seed: int, tile: int | None) -> dict:
     from edge.sr.bundle import load_bundle
     from edge.sr.resolver import SuperResolver, fast_path_settings
 
-    out = {"default": SuperResolver.from_bundle(model, backend="ort", seed=seed, tile=tile)}
+    th = {"threads": THREADS["n"]} if THREADS["n"] else {}
+    out = {"default": SuperResolver.from_bundle(model, backend="ort", seed=seed, tile=tile, **th)}
     b = load_bundle(model)
     if b.manifest.get("fast_path"):
         fp = fast_path_settings(b)
         opts = {"precision": fp["openvino_precision"]} if fp.get("backend") == "openvino" else {}
-        out["fast"] = SuperResolver.from_bundle(model, backend=fp["backend"], seed=seed, tile=tile,
+        out["fast"] = SuperResolver.from_bundle(model, backend=fp["backend"], seed=seed, tile=tile, **th,
                                                 sampler=fp.get("sampler"), fused=bool(fp.get("fused")),
                                                 decoder=fp.get("decoder", "full"), encoder=fp.get("encoder", "full"),
                                                 **opts)
@@ -114,8 +118,9 @@ def run_methods(model: Path, lr: np.ndarray, seed: int, tile: int | None, opts: 
     if opts.get("reference"):
         from edge.sr.resolver import SuperResolver
 
+        th = {"threads": THREADS["n"]} if THREADS["n"] else {}
         out["reference"] = SuperResolver.from_bundle(model, backend="ort", seed=seed, sampler="reference",
-                                                     tile=tile).upscale(lr).sr
+                                                     tile=tile, **th).upscale(lr).sr
     return out, extra
 
 
@@ -170,7 +175,7 @@ def targets(set_name: str, r: dict, one: str = "default", mean: str = "mean8") -
 def markdown(res: dict, manifest: dict, cmd: str, wall: float) -> str:
     """The report: one table per set, its targets for the quality path and the fast path, the image."""
     lines = [f"Model `{manifest['model_id']}`. Produced by:", "", "```", cmd, "```", "",
-             f"({wall / 60:.1f} min on the shared 2-core CPU.)", ""]
+             f"({wall / 60:.1f} min of bench time on the shared 2-core CPU.)", ""]
     for set_name, r in res.items():
         lines += [f"### {set_name}", "", f"Crops: {', '.join(r['crops'])}", "",
                   "| method | n | MAE | PSNR dB | SSIM | texture dist | HF ratio | kurt log-ratio | cap acts / gain |",
@@ -205,6 +210,23 @@ def build_sets(a) -> dict[str, list]:
     return sets
 
 
+def merge(files: list[Path], model: Path, out: Path | None, json_out: Path | None) -> int:
+    """Merge the per-set results of several runs on one model into one report (their commands listed)."""
+    res, cmds, wall = {}, [], 0.0
+    for f in files:
+        d = json.loads(f.read_text())
+        cmds.append(d.pop("command"))
+        wall += float(d.pop("wall_s", 0.0))
+        d.pop("model_id", None)
+        res.update(d)
+    manifest = json.loads((model / "manifest.json").read_text())
+    if out:
+        out.write_text(markdown(res, manifest, "\n".join(cmds), wall))
+    if json_out:
+        json_out.write_text(json.dumps({"model_id": manifest["model_id"], "command": cmds, **res}, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -226,7 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="markdown report")
     ap.add_argument("--img-dir", type=Path, default=None, help="folder for the side-by-side PNGs")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="backend threads (default: all physical cores; 1 on a machine shared with training)")
+    ap.add_argument("--from-json", type=Path, action="append", default=[],
+                    help="measure nothing: merge these --json files of one model (sets run in parallel) into --out")
     a = ap.parse_args(argv)
+    THREADS["n"] = a.threads
+    if a.from_json:
+        return merge(a.from_json, a.model, a.out, a.json)
     t0 = time.time()
     sets = build_sets(a)
     mmse = None
@@ -241,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.out:
         a.out.write_text(markdown(res, manifest, cmd, time.time() - t0))
     if a.json:
-        a.json.write_text(json.dumps({"model_id": manifest["model_id"], "command": cmd, **res}, indent=1))
+        a.json.write_text(json.dumps({"model_id": manifest["model_id"], "command": cmd,
+                                      "wall_s": round(time.time() - t0, 1), **res}, indent=1))
     for s, r in res.items():
         for label_, one, mean in (("quality", "default", "mean8"), ("fast", "fast", "fast_mean8")):
             if one in r:

@@ -53,7 +53,7 @@ class TextureAug:
     @classmethod
     def structured(cls) -> "TextureAug":
         """The mix the grain-conditioned denoiser is trained with (docs/sr_quality.md)."""
-        return cls(band_gain_prob=0.6, smear_prob=0.25, streak_prob=0.2, track_prob=0.15, sparkle_prob=0.25)
+        return cls(band_gain_prob=0.5, smear_prob=0.15, streak_prob=0.1, track_prob=0.08, sparkle_prob=0.12)
 
 
 def log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -148,7 +148,7 @@ def add_scan_tracks(hr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def add_directional_sparkle(hr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Sparse bright specks elongated along one direction, each with a weaker shadow displaced across the light."""
     h, w = hr.shape
-    density = log_uniform(rng, 0.002, 0.03)  # specks per HR px^2
+    density = log_uniform(rng, 0.001, 0.01)  # specks per HR px^2
     n = rng.poisson(density * h * w)
     if n == 0:
         return hr

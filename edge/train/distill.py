@@ -309,13 +309,13 @@ def run_student(denoise, alphas_cumprod: Array, timesteps: Array, prediction_typ
 
 
 def _ort(path):
-    """ONNX Runtime CPU session with one intra-op thread per physical core."""
+    """ONNX Runtime CPU session with one intra-op thread per core (OMP_NUM_THREADS when set: a shared machine)."""
     import os
 
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = max(1, (os.cpu_count() or 2))
+    opts.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS", 0)) or max(1, (os.cpu_count() or 2))
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
