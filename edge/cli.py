@@ -24,9 +24,11 @@ COMMAND_MODULES = (
     "edge.train.cli",
     "edge.sr.cli",
     "edge.bench_cli",
-    "trt_build.cli",
+    "edge.sr.trt_cli",
     "edge.analyze.cli",
     "edge.service_cli",
+    "edge.watch.cli",
+    "edge.web.cli",
 )
 
 

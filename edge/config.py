@@ -14,9 +14,12 @@ from edge.analyze.config import AnalyzeConfig
 from edge.capture.config import CaptureConfig
 from edge.config_base import Section
 from edge.publish.config import MqttConfig
+from edge.service_config import ServiceConfig
 from edge.sim.config import SimConfig
 from edge.sr.config import SRConfig
 from edge.store.config import StoreConfig
+from edge.web.config import WebConfig
+from edge.store.jobs import JOB_ID_PATTERN
 from firmware_bridge.config import BridgeConfig
 
 
@@ -24,7 +27,8 @@ class NodeConfig(Section):
     """Identity of this box and the job it is watching."""
 
     node_id: str = Field("box-01", pattern=r"^[A-Za-z0-9_-]+$", description="Node id used in MQTT topics (letters, digits, _ and -).")
-    job: str = Field("job-0001", pattern=r"^[A-Za-z0-9_.-]+$", description="Current build job id (can be changed over MQTT).")
+    job: str = Field("job-0001", pattern=JOB_ID_PATTERN,
+                     description="Current build job id (1-64 of A-Z a-z 0-9 _ - ., no leading '.'; set over MQTT too).")
 
 
 class Config(Section):
@@ -38,6 +42,8 @@ class Config(Section):
     analyze: AnalyzeConfig = Field(default_factory=AnalyzeConfig, description="Segmentation and anomaly thresholds.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="Layer archive and publish spool.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker and topics.")
+    web: WebConfig = Field(default_factory=WebConfig, description="Read-only local web view of the archive.")
+    service: ServiceConfig = Field(default_factory=ServiceConfig, description="Stop budget, health limits, watchdog.")
     sim: SimConfig = Field(default_factory=SimConfig, description="Synthetic build generator and simulated printer.")
 
 
@@ -96,14 +102,45 @@ def parse_config(text: str, file: Path = Path("<string>")) -> Config:
             ConfigIssue(".".join(str(p) for p in err["loc"]) or "<root>", _line_of(doc, err["loc"]), _reason(err))
             for err in exc.errors()
         ]
+        issues.sort(key=lambda i: i.line if i.line is not None else 1 << 30)
         raise ConfigError(file, issues) from exc
 
 
 def _reason(err: dict) -> str:
-    """Human reason for one pydantic error."""
+    """Human reason for one pydantic error; an unknown key names the nearest valid one."""
     if err["type"] == "extra_forbidden":
-        return "unknown key (not a setting of this section; check spelling)"
+        near = nearest_key(tuple(str(p) for p in err["loc"]))
+        if near:
+            return f"unknown key; did you mean {near!r}?"
+        return "unknown key (not a setting of this section; `lpbf-edge config example` lists every setting)"
     return err["msg"]
+
+
+def section_at(loc: tuple[str, ...]) -> type[Section] | None:
+    """The config section a dotted key path leads to (Config for ()), or None when it leaves the sections."""
+    model: type[Section] = Config
+    for part in loc:
+        field = model.model_fields.get(part)
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, Section)):
+            return None
+        model = ann
+    return model
+
+
+def nearest_key(loc: tuple[str, ...]) -> str | None:
+    """The valid key of the enclosing section closest in spelling to loc[-1] (None when nothing is close)."""
+    import difflib
+
+    model = section_at(loc[:-1]) if loc else None
+    if model is None:
+        return None
+    keys = list(model.model_fields)
+    lowered = {k.lower(): k for k in keys}
+    if loc[-1].lower() in lowered:
+        return lowered[loc[-1].lower()]
+    near = difflib.get_close_matches(loc[-1].lower().replace("-", "_"), keys, n=1, cutoff=0.6)
+    return near[0] if near else None
 
 
 def _plain(node: object) -> object:

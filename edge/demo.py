@@ -7,22 +7,23 @@ calibration, super-resolution with the model bundle, analysis, archive, spool, M
 
 from __future__ import annotations
 
-import base64
 import getpass
-import hashlib
-import html
 import json
 import shutil
 import socket
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlparse
 
 import cv2
 import numpy as np
+
+from edge.analyze.display import fmt_seconds
+from edge.demo_summary import write_summary
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 INSTALL_HINT = "install a broker with `sudo apt-get install mosquitto` (or pass --broker mqtt://HOST:PORT)"
@@ -70,121 +71,6 @@ def start_local_broker(folder: Path) -> tuple[subprocess.Popen, int]:
     raise DemoError(f"mosquitto did not listen on 127.0.0.1:{port}; see {folder / 'mosquitto.log'}")
 
 
-@dataclass
-class Watcher:
-    """An MQTT subscriber that checks what a dashboard would get: every layer's images match meta's sha256."""
-
-    host: str
-    port: int
-    base: str
-    messages: dict[str, list[bytes]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def start(self) -> None:
-        import paho.mqtt.client as mqtt
-
-        ready = threading.Event()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"lpbf-demo-watcher-{self.port}", protocol=mqtt.MQTTv5)
-        c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(f"{self.base}/#", qos=1)
-        c.on_subscribe = lambda *a: ready.set()
-        c.on_message = self._on_message
-        c.connect_async(self.host, self.port, keepalive=30)
-        c.loop_start()
-        self.client = c
-        if not ready.wait(10):
-            raise DemoError(f"cannot subscribe on {self.host}:{self.port} (is the broker reachable?)")
-
-    def _on_message(self, client, userdata, msg) -> None:
-        with self.lock:
-            self.messages.setdefault(msg.topic, []).append(bytes(msg.payload))
-
-    def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-    def layer_report(self, job: str, layer: int) -> dict:
-        """What arrived for one layer and whether the images match the sha256 in the last meta."""
-        t = f"{self.base}/job/{job}/layer/{layer}"
-        with self.lock:
-            metas = [json.loads(p) for p in self.messages.get(f"{t}/meta", [])]
-            anomalies = [json.loads(p) for p in self.messages.get(f"{t}/anomaly", [])]
-            imgs = {k: self.messages.get(f"{t}/{k}", []) for k in ("lr", "sr")}
-        final = next((m for m in reversed(metas) if m.get("final")), None)
-        ok = final is not None and all(
-            any(hashlib.sha256(p).hexdigest() == info["sha256"] for p in imgs[k]) for k, info in final.get("images", {}).items())
-        return {"messages": len(metas) + len(anomalies) + sum(map(len, imgs.values())), "verified": ok,
-                "anomaly": anomalies[-1] if anomalies else None}
-
-
-def _thumb(path: Path, size: int = 256) -> str:
-    """A PNG file as an embedded data URI, resized to `size` px wide."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        return ""
-    h, w = img.shape[:2]
-    img = cv2.resize(img, (size, max(1, round(h * size / w))), interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".png", img)
-    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode() if ok else ""
-
-
-def _overlay(d: Path, flags: list[dict], state: str, size: int = 256) -> str:
-    """SR (else LR) with part outlines and flag boxes drawn by edge.analyze.draw, as a data URI."""
-    from edge.analyze.draw import draw_flags
-    from edge.messages import AnomalyFlag
-
-    base = d / "sr.png" if (d / "sr.png").exists() else d / "lr.png"
-    img = cv2.imread(str(base), cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        return ""
-    mask = cv2.imread(str(d / "mask.png"), cv2.IMREAD_GRAYSCALE)
-    mask = mask > 0 if mask is not None and mask.shape == img.shape else None
-    objs = [AnomalyFlag(f["type"], f["severity"], f["score"], tuple(f["bbox"]), f["area_px"], f.get("layers_persisted", 1)) for f in flags]
-    drawn = draw_flags(img, mask, objs, state)
-    h, w = drawn.shape[:2]
-    drawn = cv2.resize(drawn, (size, max(1, round(h * size / w))), interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".png", drawn)
-    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode() if ok else ""
-
-
-def _detail(d: Path, size: int = 256) -> str:
-    """Side by side at full SR resolution: an LR crop (pixels enlarged) and the same SR crop, as a data URI."""
-    lr = cv2.imread(str(d / "lr.png"), cv2.IMREAD_GRAYSCALE)
-    sr = cv2.imread(str(d / "sr.png"), cv2.IMREAD_GRAYSCALE)
-    if lr is None or sr is None or sr.shape[0] % lr.shape[0]:
-        return ""
-    s = sr.shape[0] // lr.shape[0]
-    c = max(1, size // s)
-    y, x = (lr.shape[0] - c) // 2, (lr.shape[1] - c) // 2
-    left = cv2.resize(lr[y:y + c, x:x + c], (c * s, c * s), interpolation=cv2.INTER_NEAREST)
-    right = sr[y * s:(y + c) * s, x * s:(x + c) * s]
-    ok, buf = cv2.imencode(".png", np.hstack([left, np.full((left.shape[0], 4), 255, np.uint8), right]))
-    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode() if ok else ""
-
-
-def write_summary(out: Path, archive_root: Path, job: str, rows: list[dict], header: dict) -> Path:
-    """Self-contained HTML: per layer LR and SR thumbnails, state, flags, timings, MQTT verification."""
-    css = ("body{font-family:sans-serif;margin:2em}img{display:block}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px;"
-           "vertical-align:top}.ok{color:#080}.minor{color:#b60}.critical,.capture_failed,.segmentation_failed{color:#c00}")
-    head = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in header.items())
-    trs = []
-    for r in rows:
-        d = archive_root / job / f"{r['layer']:06d}"
-        flags = "<br>".join(html.escape(f"{f['type']} ({f['severity']}, score {f['score']:.2f}, bbox {f['bbox']})") for f in r["flags"]) or "none"
-        imgs = "".join(f"<td><img src='{_thumb(d / f'{k}.png')}' alt='{k}'></td>" if (d / f"{k}.png").exists() else "<td>-</td>"
-                       for k in ("lr", "sr"))
-        imgs += f"<td><img src='{_overlay(d, r['flags'], r['state'])}' alt='flags'></td>"
-        imgs += f"<td><img src='{_detail(d)}' alt='detail'></td>" if (d / "sr.png").exists() else "<td>-</td>"
-        trs.append(f"<tr><td>{r['layer']}</td><td class='{r['state']}'>{r['state']}</td>{imgs}<td>{flags}</td>"
-                   f"<td>{'<br>'.join(f'{html.escape(k)} {v:.2f}' for k, v in r['timings'].items())}</td><td>{'yes' if r['verified'] else 'NO'}</td></tr>")
-    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>lpbf-edge demo</title><style>{css}</style></head><body>"
-           f"<h1>lpbf-edge demo: simulated build</h1><ul>{head}</ul><table><tr><th>layer</th><th>state</th><th>LR</th><th>SR</th>"
-           f"<th>parts and flags</th><th>plate centre at SR pitch: LR | SR</th><th>flags</th><th>timings (s)</th><th>received over MQTT, sha256 ok</th></tr>{''.join(trs)}</table>"
-           "</body></html>")
-    path = out / "summary.html"
-    path.write_text(doc, encoding="utf-8")
-    return path
-
-
 def demo_config(out: Path, host: str, port: int, model: Path | None, build_dir: Path, calib_file: Path | None):
     """The box config the demo runs with (written to out/config.yaml for `lpbf-edge run` comparisons)."""
     from edge.config import Config
@@ -195,7 +81,7 @@ def demo_config(out: Path, host: str, port: int, model: Path | None, build_dir: 
         "capture": {"webcam": "none", "grab_on": ["layer_complete"], "timeout_s": 5.0},
         "calib": {"file": str(calib_file) if calib_file else None},
         "analyze": {"expected_masks_dir": str(build_dir / "masks")},
-        "sr": {"model": str(model) if model else None, "backend": "ort", "samples": 1},
+        "sr": {"model": str(model) if model else None, "samples": 1},  # the box's default SR profile (fast)
         "store": {"root": str(out / "box"), "health_interval_s": 2.0},
         "mqtt": {"host": host, "port": port, "stats_interval_s": 5.0, "reconnect_min_s": 0.5, "reconnect_max_s": 5.0},
     })
@@ -265,10 +151,10 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
     cfg = demo_config(out, host, port, model, build_dir, calib_file)
     (out / "config.json").write_text(cfg.model_dump_json(indent=1))
     base = f"{cfg.mqtt.prefix}/{cfg.node.node_id}"
-    watcher = Watcher(host, port, base)
+    watch: DemoWatch | None = None
     cap = None
     try:
-        watcher.start()
+        watch = start_watcher(host, port, cfg, out, console)
         cap = LayerCapture([printer.camera("webcam")], cfg.capture.timeout_s)
         cap.open()
         with console.status("loading the super-resolution model..."):
@@ -282,12 +168,13 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
         progress = Progress(TextColumn("[bold]layers"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
 
         def layer_done(job: str, n: int, meta: dict) -> None:
+            """The service's own hook, then a console line and a row for the summary."""
             svc._layer_done(job, n, meta)
             anomaly = json.loads((svc.archive.layer_dir(job, n) / "anomaly.json").read_text())
-            rows.append({"layer": n, "state": anomaly["layer_state"], "flags": anomaly["flags"], "timings": meta["timings_s"]})
-            sr_s = meta["timings_s"].get("sr", 0.0)
+            rows.append({"layer": n, "state": anomaly["layer_state"], "flags": len(anomaly["flags"]),
+                         "timings_s": meta["timings_s"]})
             progress.console.print(f"layer {n}: [bold]{anomaly['layer_state']}[/] ({len(anomaly['flags'])} flags), "
-                                   f"SR {sr_s:.1f} s, model {meta.get('model_id')}, spooled for MQTT")
+                                   f"SR {fmt_seconds(meta['timings_s'].get('sr'))}, spooled for MQTT")
             progress.advance(task)
 
         svc.pipeline.on_layer_done = layer_done
@@ -299,26 +186,109 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
             svc.pipeline.drain(600)
             svc.publisher.wait_drained(60)
         svc.stop()
-        time.sleep(0.5)
-        for r in rows:
-            rep = watcher.layer_report(cfg.node.job, r["layer"])
-            r["verified"] = rep["verified"]
-        rows.sort(key=lambda r: r["layer"])
-        stats = svc.pipeline.stats_dict()
-        header = {"layers": layers, "published and verified over MQTT": sum(r["verified"] for r in rows),
-                  "broker": f"mqtt://{host}:{port}", "topics": f"{base}/#", "model": svc.pipeline.model_id,
-                  "printer speed-up": speed, "wall time (s)": round(time.monotonic() - t_start, 1),
-                  "mean SR time (s)": stats["latency"].get("sr", {}).get("mean_s"),
-                  "layers published LR-first (SR behind)": stats["counters"].get("layers_lr_first", 0)}
-        html_path = write_summary(out, Path(cfg.store.root) / "archive", cfg.node.job, rows, header)
+        _mark_verified(rows, watch.watcher, cfg.node.node_id, cfg.node.job)
+        wall_s = time.monotonic() - t_start
+        summary = _summary_doc(svc.pipeline.stats_dict(), rows, svc.pipeline.model_id, speed, wall_s)
+        header = _header_lines(summary, f"mqtt://{host}:{port}", f"{base}/#", out)
+        html_path = write_summary(out, Path(cfg.store.root) / "archive", cfg.node.job,
+                                  {r["layer"]: r["verified"] for r in rows}, header)
+        summary["html"] = str(html_path)
+        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     finally:
         if cap is not None:
             cap.close()
-        watcher.stop()
+        if watch is not None:
+            watch.close()
         if proc is not None:
             proc.terminate()
             proc.wait(5)
-    console.print(f"[bold green]done[/]: {header['published and verified over MQTT']}/{layers} layers published and verified "
-                  f"over MQTT in {header['wall time (s)']} s. Summary: {html_path}  Archive: {Path(cfg.store.root) / 'archive'}  "
-                  f"Build: {build_dir}  Logs/config: {out}")
-    return {"html": str(html_path), **header, "rows": rows}
+    console.print(f"[bold green]done[/]: {summary['verified_over_mqtt']}/{layers} layers published and verified "
+                  f"over MQTT in {fmt_seconds(summary['wall_time_s'])}. Summary: {html_path}  Archive: "
+                  f"{Path(cfg.store.root) / 'archive'}  Subscriber's copy: {out / 'watched'} ({out / 'watch.log'})  "
+                  f"Build: {build_dir}  Logs/config: {out}  SR late: {summary['sr_late_layers']} layer(s)")
+    return summary
+
+
+@dataclass
+class DemoWatch:
+    """The reference subscriber running in a thread for the demo, and its log file."""
+
+    watcher: object
+    stop: threading.Event
+    thread: threading.Thread
+    log: TextIO
+
+    def close(self) -> None:
+        """Stop the thread, disconnect, close the log."""
+        self.stop.set()
+        self.thread.join(5)
+        self.watcher.stop()
+        self.log.close()
+
+
+def start_watcher(host: str, port: int, cfg, out: Path, console) -> DemoWatch:
+    """The reference subscriber (edge.watch) in a thread: lines to out/watch.log, alerts also on the console."""
+    from edge.watch.subscriber import Broker, Watcher, WatchError
+
+    log = open(out / "watch.log", "w", encoding="utf-8")
+
+    def echo(line: str) -> None:
+        """A subscriber line to the log; alerts also to the console."""
+        log.write(line + "\n")
+        log.flush()
+        if line.startswith("!!!"):
+            console.print(line, style="bold red", markup=False, highlight=False)
+
+    w = Watcher(Broker(host, port), prefix=cfg.mqtt.prefix, node=cfg.node.node_id, out=out / "watched", echo=echo,
+                settle_s=30.0)
+    try:
+        w.start()
+    except WatchError as exc:
+        log.close()
+        raise DemoError(f"the demo's subscriber: {exc}") from exc
+    stop = threading.Event()
+    t = threading.Thread(target=w.run, args=(stop,), name="demo-watch", daemon=True)
+    t.start()
+    return DemoWatch(w, stop, t, log)
+
+
+def _mark_verified(rows: list[dict], watcher, node: str, job: str, wait_s: float = 30.0) -> None:
+    """Set each row's `verified` from what the subscriber received complete (waiting up to wait_s for the last ones)."""
+    end = time.monotonic() + wait_s
+    while len(watcher.finals) < len(rows) and time.monotonic() < end:
+        time.sleep(0.1)
+    for r in rows:
+        got = watcher.finals.get((node, job, r["layer"]))
+        r["verified"] = bool(got is not None and got.ok)
+    rows.sort(key=lambda r: r["layer"])
+
+
+def _summary_doc(stats: dict, rows: list[dict], model_id: str, speed: float, wall_s: float) -> dict:
+    """summary.json: the run's numbers, rounded to what matters."""
+    sr = stats["latency"].get("sr", {})
+    return {"layers": len(rows), "verified_over_mqtt": sum(r["verified"] for r in rows), "model": model_id,
+            "printer_speedup": speed, "wall_time_s": round(wall_s, 1),
+            "sr_s_mean": round(sr["mean_s"], 1) if sr.get("mean_s") is not None else None,
+            "layers_lr_first": stats["counters"].get("layers_lr_first", 0),
+            # issue 17's pace target: layers whose predecessor's SR was not published before they started
+            "sr_late_layers": stats["counters"].get("layers_lr_first", 0),
+            "states": {s: sum(r["state"] == s for r in rows) for s in sorted({r["state"] for r in rows})}, "rows": rows}
+
+
+def _header_lines(summary: dict, broker: str, topics: str, out: Path) -> dict[str, str]:
+    """The summary page's label: value lines, in words."""
+    early = summary["sr_late_layers"]
+    return {
+        "super-resolution model": summary["model"],
+        "super-resolution time": f"{fmt_seconds(summary['sr_s_mean'])} per layer on average (2-core CPU)",
+        "kept pace with the printer": (
+            f"no: {early} of {summary['layers']} layers went out first with the webcam image and the flags found on "
+            "it, because super-resolution was still busy with the layer before; their final state followed "
+            f"(sr_late_layers {early})"
+            if early else "yes: every layer's super-resolved image was ready before the next layer came "
+                          "(sr_late_layers 0)"),
+        "simulated printer": f"{summary['printer_speedup']:g}\u00d7 real time",
+        "whole run": fmt_seconds(summary["wall_time_s"]),
+        "MQTT": f"{broker}, topics {topics}; the subscriber's copy and its log are in {out / 'watched'} and "
+                f"{out / 'watch.log'}",
+    }

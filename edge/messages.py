@@ -80,7 +80,7 @@ class AnomalyFlag:
     """One anomaly flag as published in the anomaly JSON (DESIGN.md section 4)."""
 
     type: str
-    severity: Literal["minor", "critical"]
+    severity: Literal["info", "minor", "critical"]  # info: weak evidence, never changes a layer's state
     score: float
     bbox: tuple[int, int, int, int]
     area_px: int

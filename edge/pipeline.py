@@ -9,6 +9,7 @@ unbounded on disk and bounded in memory: no event is ever dropped.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -54,6 +55,7 @@ class Stages:
     analyze_lr: Callable[[np.ndarray, int, np.ndarray | None], Analysis] | None = None
     primary_camera: str = WEBCAM
     capture_recoat: bool = True
+    analyze_recoat: Callable[[np.ndarray, int, np.ndarray | None], Analysis] | None = None
 
 
 @dataclass
@@ -113,6 +115,7 @@ class LayerPipeline:
         self._sr: deque[_SRJob] = deque()
         self._sr_cond = threading.Condition()
         self._sr_busy = False
+        self._sr_current: tuple[str, int] | None = None
         self._stop = threading.Event()
         self._unfinished = 0  # events submitted but not yet fully handled by the capture worker
         self._unfinished_lock = threading.Lock()
@@ -156,16 +159,27 @@ class LayerPipeline:
             time.sleep(0.02)
         return False
 
-    def stop(self, drain_timeout: float = 30.0) -> bool:
+    def stop(self, drain_timeout: float = 30.0, join_timeout: float = 10.0) -> bool:
         """Drain (up to drain_timeout) and stop the workers; unfinished layers are resumed by the next start."""
         drained = self.drain(drain_timeout)
         self._stop.set()
         self._events.put(None)
         with self._sr_cond:
             self._sr_cond.notify_all()
+        end = time.monotonic() + join_timeout
         for t in self._threads:
-            t.join(timeout=10)
+            t.join(timeout=max(0.0, end - time.monotonic()))
         return drained
+
+    def workers_alive(self) -> bool:
+        """True while the capture and SR workers run."""
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
+    def unfinished(self) -> dict:
+        """What is not final yet: events not captured, and (job, layer) in SR or waiting for it."""
+        with self._sr_cond:
+            layers = ([list(self._sr_current)] if self._sr_current else []) + [[j.job, j.layer] for j in self._sr]
+        return {"events": self._events.qsize(), "layers": layers}
 
     def stats_dict(self) -> dict:
         """Stats for `<p>/stats`."""
@@ -279,7 +293,17 @@ class LayerPipeline:
             log.error("recoat registration failed: %s", exc, extra={"event": "recoat_register_failed", "layer": n})
             return
         data = self.archive.put_png(job, n, "recoat_lr", reg.lr)
-        self.spool.put([SpoolMessage(self.topics.layer(job, n, "recoat"), data, "image/png", lid.encode(), job, n, "recoat")])
+        msgs = [SpoolMessage(self.topics.layer(job, n, "recoat"), data, "image/png", lid.encode(), job, n, "recoat")]
+        if self.stages.analyze_recoat is not None:  # spreading flags, published like the layer's anomaly JSON
+            t = time.monotonic()
+            analysis, err = self._analyze(self.stages.analyze_recoat, reg.lr, n, None)
+            self.stats.time("analyze_recoat", time.monotonic() - t)
+            doc = self._anomaly(job, n, analysis) | ({"analysis_error": err} if err else {})
+            self.archive.put_json(job, n, "recoat_anomaly", doc)
+            msgs.append(SpoolMessage(self.topics.layer(job, n, "recoat_anomaly"), json.dumps(doc).encode(),
+                                     "application/json",
+                                     lid.encode(), job, n, "recoat_anomaly"))
+        self.spool.put(msgs)
 
     # ---- SR worker ----------------------------------------------------------------------------------
     def _sr_loop(self) -> None:
@@ -291,7 +315,7 @@ class LayerPipeline:
                 if self._stop.is_set():
                     return
                 job = self._sr.popleft()
-                self._sr_busy = True
+                self._sr_busy, self._sr_current = True, (job.job, job.layer)
             try:
                 self._finish_layer(job)
             except Exception:
@@ -299,7 +323,7 @@ class LayerPipeline:
                 self.stats.count("pipeline_errors")
             finally:
                 with self._sr_cond:
-                    self._sr_busy = False
+                    self._sr_busy, self._sr_current = False, None
 
     def _finish_layer(self, j: _SRJob) -> None:
         """SR + analysis + archive + spool of the final layer messages."""
@@ -403,7 +427,8 @@ class LayerPipeline:
         meta = dict(meta, stage=stage, final=stage == "final", layer_state=anomaly["layer_state"],
                     timings_s={k: round(v, 4) for k, v in timings.items()}, t_meta_unix=time.time())
         self.archive.put_json(j.job, j.layer, f"anomaly_{stage}" if stage != "final" else "anomaly", anomaly)
-        msgs = layer_messages(self.topics, j.job, j.layer, j.layer_uuid, meta, images, anomaly, stage)
+        latest = self.state.advance_latest(j.job, j.layer)  # anomaly/latest never goes back within a job
+        msgs = layer_messages(self.topics, j.job, j.layer, j.layer_uuid, meta, images, anomaly, stage, latest)
         self.spool.put(msgs)
         self.archive.put_json(j.job, j.layer, "meta", meta)
         self.stats.time("store", time.monotonic() - t_store)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -15,19 +16,26 @@ from pathlib import Path
 
 from edge import __version__
 from edge.config import Config
-from edge.health import write_health
+from edge.health import assess, write_health
 from edge.messages import LayerEvent, SRLayer
 from edge.pipeline import LayerPipeline, Stages
 from edge.publish.client import MqttPublisher
+from edge.publish.replay import LayerReplayer
 from edge.publish.topics import Topics
+from edge.source_monitor import SourceMonitor
 from edge.store.archive import LayerArchive
 from edge.store.spool import PublishSpool
 from edge.store.state import BoxState
 
 log = logging.getLogger("edge.service")
 
-# An event source runs until it ends or `stop` is set, handing every detected event to `submit`.
+# An event source runs until it ends or `stop` is set, handing every detected event to `submit`. It may carry a
+# `monitor` (SourceMonitor) that it keeps up to date with its own state (open, retrying, failed).
 EventSource = Callable[[Callable[[LayerEvent], None], threading.Event], None]
+
+EXIT_OK = 0
+EXIT_SOURCE_FAILED = 1  # the event source failed (e.g. a replayed trace is broken)
+EXIT_LEFT_OVER = 3  # stopped with layers unfinished or messages still spooled (sent at the next start)
 
 _STD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -69,7 +77,7 @@ def sd_notify(message: str) -> bool:
 
 
 class BoxService:
-    """Owns the store, pipeline, publisher and event thread of one box."""
+    """Owns the store, pipeline, publisher, replayer and event thread of one box."""
 
     def __init__(self, cfg: Config, stages: Stages, events: EventSource | None, version: str = __version__):
         self.cfg, self.version, self.events = cfg, version, events
@@ -83,10 +91,16 @@ class BoxService:
                                       on_layer_done=self._layer_done)
         self.publisher = MqttPublisher(cfg.mqtt, cfg.node.node_id, self.spool, version=version, state_fn=self.state_doc,
                                        stats_fn=self.stats_doc, command_handler=self.handle_command) if cfg.mqtt.enabled else None
+        self.web = None  # the read-only web view (web.enabled), started with the service
+        self.replayer = LayerReplayer(self.archive, self.spool, self.topics, cfg.mqtt.replay_layers_per_s,
+                                      cfg.mqtt.replay_max_layers, high_water=4 * cfg.mqtt.inflight_window)
+        self.source = getattr(events, "monitor", None) or SourceMonitor(cfg.service.expected_layer_s)
+        if events is None:
+            self.source.update("none")
+        self.source_error: str | None = None
         self.started = time.time()
         self.stopping = threading.Event()
         self.source_done = threading.Event()
-        self._disconnected_since: float | None = time.time()
         self._threads: list[threading.Thread] = []
 
     # ---- documents -------------------------------------------------------------------------
@@ -95,7 +109,12 @@ class BoxService:
         job, last = self.state.current()
         return {"node_id": self.cfg.node.node_id, "software_version": self.version, "model_id": self.pipeline.model_id,
                 "job": job, "job_active": self.state.active, "last_layer": last,
-                "devices": {"bridge": self.cfg.bridge.source, "webcam": self.cfg.capture.webcam, "sr_backend": self.cfg.sr.backend}}
+                "devices": {"bridge": self.cfg.bridge.source, "webcam": self.cfg.capture.webcam,
+                            "sr_backend": self._sr_backend()}}
+
+    def _sr_backend(self) -> str | None:
+        """The backend SR really runs on (the profile may choose it), else the configured one."""
+        return getattr(self.pipeline.stages.super_resolve, "backend", None) or self.cfg.sr.backend
 
     def stats_doc(self) -> dict:
         """`<p>/stats` body (the publisher adds its own counters)."""
@@ -103,14 +122,16 @@ class BoxService:
 
     def handle_command(self, name: str, cmd: object) -> dict:
         """Act on a validated command; the publisher replies with what this returns."""
+        if name == "replay":
+            return self.replayer.request(cmd.job, cmd.first, cmd.last)
+        if name == "requeue_rejected":
+            return {"requeued": self.spool.requeue_rejected()}
         if name == "start_job":
             self.state.set_job(cmd.job, active=True)
         elif name == "stop_job":
             self.state.set_active(False)
         elif name == "set_job":
             self.state.set_job(cmd.job)
-        elif name == "requeue_rejected":
-            return {"requeued": self.spool.requeue_rejected()}
         job, _ = self.state.current()
         log.info("job changed", extra={"event": "job", "command": name, "job": job, "active": self.state.active})
         return {"job": job, "job_active": self.state.active}
@@ -121,25 +142,44 @@ class BoxService:
             self.publisher.publish_state()
 
     def health_doc(self, status: str) -> dict:
-        """What `lpbf-edge health` reads."""
-        connected = bool(self.publisher and self.publisher.connected.is_set())
-        if connected:
-            self._disconnected_since = None
-        elif self._disconnected_since is None:
-            self._disconnected_since = time.time()
+        """What `lpbf-edge health` reads: every part, what is degraded, and what a restart may fix."""
+        now = time.time()
         job, last = self.state.current()
-        return {"status": status, "pid": os.getpid(), "version": self.version, "heartbeat_unix": time.time(),
-                "started_unix": self.started, "mqtt_enabled": self.publisher is not None, "broker_connected": connected,
-                "broker_disconnected_since_unix": self._disconnected_since, "job": job, "last_layer": last,
-                "spool_pending": self.spool.counts()["pending"], "queue_depth": self.pipeline.queue_depth(),
-                "last_error": self.publisher.last_error if self.publisher else None}
+        counts, depth = self.spool.counts(), self.pipeline.queue_depth()
+        broker = {"enabled": False, "connected": False, "disconnected_since_unix": None, "last_error": None}
+        if self.publisher:
+            broker = {"enabled": True, "host": f"{self.cfg.mqtt.host}:{self.cfg.mqtt.port}",
+                      **self.publisher.connection()}
+        try:
+            free_mb = round(shutil.disk_usage(self.cfg.store.root).free / 2**20, 1)
+        except OSError:
+            free_mb = None
+        doc = {"status": status, "pid": os.getpid(), "version": self.version, "heartbeat_unix": now,
+               "started_unix": self.started, "root": str(self.cfg.store.root), "job": job,
+               "job_active": self.state.active, "last_layer": last, "broker": broker,
+               "source": self.source.snapshot(now),
+               "sr": {"backlog": depth["sr"], "events_waiting": depth["events"], "max": self.cfg.service.max_sr_backlog,
+                      "workers_alive": status != "running" or self.pipeline.workers_alive()},
+               "spool": {**counts, "max": self.cfg.service.max_spool_pending},
+               "disk": {"free_mb": free_mb, "min_free_mb": self.cfg.service.min_free_mb},
+               "warnings": list(broker.get("warnings", [])),
+               # flat keys of the first health format (kept for existing readers)
+               "mqtt_enabled": broker["enabled"], "broker_connected": broker["connected"],
+               "broker_disconnected_since_unix": broker["disconnected_since_unix"], "spool_pending": counts["pending"],
+               "queue_depth": depth, "last_error": broker["last_error"]}
+        degraded, restart = assess(doc, self.cfg.service, now) if status == "running" else ([], [])
+        doc.update(healthy=not degraded, degraded=degraded, restart_needed=restart)
+        return doc
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start publisher, pipeline (after crash recovery), health heartbeat and the event source."""
+        """Start publisher, replayer, pipeline (after crash recovery), health heartbeat and the event source."""
         if self.publisher:
             self.publisher.start()
+        self.replayer.start()
         self.pipeline.start()
+        if self.cfg.web.enabled:
+            self._start_web()
         write_health(self.cfg.store.root, self.health_doc("running"))
         self._spawn(self._heartbeat, "health")
         if self.events is not None:
@@ -147,42 +187,86 @@ class BoxService:
         sd_notify("READY=1")
         log.info("service started", extra={"event": "service_started", "version": self.version, "root": self.cfg.store.root})
 
+    def _start_web(self) -> None:
+        """Start the read-only web view; a failure is logged and the box goes on without it."""
+        from edge.web.server import WebError, WebServer
+
+        try:
+            self.web = WebServer(self.cfg.store.root, self.cfg.web, f"lpbf-edge {self.cfg.node.node_id}",
+                                 self.cfg.store.health_max_age_s).start()
+        except (WebError, ValueError) as exc:
+            log.error("web view not started: %s", exc, extra={"event": "web_failed"})
+
     def _spawn(self, target, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
         t.start()
         self._threads.append(t)
 
+    def _submit(self, event: LayerEvent) -> None:
+        """Hand an event to the pipeline and note it for the source's health."""
+        self.source.event(event.event)
+        self.pipeline.submit(event)
+
     def _run_events(self) -> None:
         """Run the event source; report (not crash) when it fails."""
         try:
-            self.events(self.pipeline.submit, self.stopping)
-        except Exception:
-            log.exception("event source failed", extra={"event": "source_failed"})
+            self.events(self._submit, self.stopping)
+            if self.source.snapshot()["state"] not in ("failed",):
+                self.source.update("ended")
+        except Exception as exc:
+            self.source_error = f"{type(exc).__name__}: {exc}"
+            self.source.update("failed", self.source_error)
+            log.exception("event source failed: %s", self.source_error, extra={"event": "source_failed"})
         finally:
             self.source_done.set()
 
     def _heartbeat(self) -> None:
-        """Rewrite the health file and ping the systemd watchdog."""
+        """Rewrite the health file; ping the systemd watchdog only while nothing a restart could fix is wrong."""
         while not self.stopping.wait(self.cfg.store.health_interval_s):
             try:
-                write_health(self.cfg.store.root, self.health_doc("running"))
+                doc = self.health_doc("running")
+                write_health(self.cfg.store.root, doc)
             except OSError as exc:  # e.g. disk full: the stale heartbeat then makes `health` fail, as it should
                 log.error("cannot write the health file: %s", exc, extra={"event": "health_write_failed"})
                 continue
-            sd_notify("WATCHDOG=1")
+            withheld = doc["restart_needed"] if self.cfg.service.watchdog == "restartable" else doc["degraded"]
+            sd_notify("STATUS=" + ("degraded: " + "; ".join(doc["degraded"]) if doc["degraded"] else "healthy")[:400])
+            if withheld:
+                log.error("watchdog withheld: %s", "; ".join(withheld), extra={"event": "watchdog_withheld"})
+            else:
+                sd_notify("WATCHDOG=1")
 
-    def stop(self, drain_timeout: float = 30.0) -> bool:
-        """Stop the source, finish queued layers, send the spool, publish offline; True when nothing is left over."""
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop the source, finish queued layers and send the spool within `timeout` (service.stop_timeout_s).
+
+        Publishes offline, logs what stays spooled or unfinished for the next start; True when nothing is left.
+        """
+        budget = self.cfg.service.stop_timeout_s if timeout is None else timeout
+        end = time.monotonic() + budget
+        reserve = min(6.0, budget * 0.25)  # replayer, offline message, disconnect, thread joins
         sd_notify("STOPPING=1")
         self.stopping.set()
-        drained = self.pipeline.stop(drain_timeout)
-        sent = self.publisher.stop(drain_timeout) if self.publisher else True
+        work = max(0.0, budget - reserve)
+        drained = self.pipeline.stop(work * 0.7, join_timeout=min(2.0, reserve / 3))
+        replays = self.replayer.stop(timeout=0.5)
+        left_s = max(0.0, end - time.monotonic() - reserve / 2)
+        sent = self.publisher.stop(left_s) if self.publisher else True
+        unfinished, counts = self.pipeline.unfinished(), self.spool.counts()
+        if self.web is not None:
+            self.web.stop()
         write_health(self.cfg.store.root, self.health_doc("stopped"))
-        log.info("service stopped", extra={"event": "service_stopped", "drained": drained, "spool_sent": sent})
-        return drained and sent
+        clean = drained and sent and not unfinished["layers"] and not counts["pending"]
+        log.log(logging.INFO if clean else logging.WARNING,
+                "service stopped" if clean else "service stopped; left for the next start: %d spooled messages, "
+                "%d rejected, unfinished layers %s, %d events not captured",
+                *(() if clean else (counts["pending"], counts["rejected"], unfinished["layers"], unfinished["events"])),
+                extra={"event": "service_stopped", "drained": drained, "spool_sent": sent, "spool": counts,
+                       "unfinished_layers": unfinished["layers"], "events_not_captured": unfinished["events"],
+                       "replays_unfinished": replays, "took_s": round(budget - (end - time.monotonic()), 2)})
+        return clean
 
     def run_forever(self, exit_when_source_ends: bool = False) -> int:
-        """start(), then block until SIGTERM/SIGINT (or the source ends), then stop(); exit code 0."""
+        """start(), block until SIGTERM/SIGINT (or the source ends), stop(); the exit code (EXIT_*)."""
         got = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: got.set())
@@ -190,8 +274,10 @@ class BoxService:
         while not got.wait(0.2):
             if exit_when_source_ends and self.source_done.is_set():
                 break
-        self.stop()
-        return 0
+        clean = self.stop()
+        if self.source_error is not None:
+            return EXIT_SOURCE_FAILED
+        return EXIT_OK if clean else EXIT_LEFT_OVER
 
 
 # ---- the real stages and event sources ------------------------------------------------------------
@@ -201,12 +287,15 @@ def sr_stage(cfg: Config) -> Callable:
     from edge.sr.resolver import SuperResolver
 
     resolver = SuperResolver.from_config(cfg.sr)
+    log.info("super-resolution: %s (%s)", resolver.describe(), resolver.settings_note,
+             extra={"event": "sr_settings", "sr": resolver.describe(), "why": resolver.settings_note})
     sr = cfg.sr
 
     def run(reg):
         res = resolver.upscale(reg.lr, samples=sr.samples, reduce=sr.reduce, uncertainty=sr.uncertainty and sr.samples > 1)
         return SRLayer(reg.event, res.sr, res.std, res.model_id, dict(res.timings_s))
 
+    run.backend = resolver.runner.name  # type: ignore[attr-defined]
     return run
 
 
@@ -228,19 +317,34 @@ def register_stage(cfg: Config, camera: str = "webcam") -> Callable:
 
 def analyzers(cfg: Config) -> tuple[Callable, Callable]:
     """(SR analyser, LR analyser): separate LayerAnalyzer instances so their layer histories stay in order."""
+    from edge.analyze.baseline import load_baseline
     from edge.analyze.expected import ExpectedMaskDir
     from edge.analyze.layer import LayerAnalyzer
 
     folder = cfg.analyze.expected_masks_dir
     expected = ExpectedMaskDir(folder) if folder else None
-    return LayerAnalyzer(cfg.analyze, expected).analyze, LayerAnalyzer(cfg.analyze, expected).analyze
+    base = load_baseline(cfg.analyze.baseline_path) if cfg.analyze.baseline_path else None
+    # the box analyses frames registered to the plate (calib): nothing outside the plate is in view
+    return (LayerAnalyzer(cfg.analyze, expected, base, registered=True).analyze,
+            LayerAnalyzer(cfg.analyze, expected, base, registered=True).analyze)
+
+
+def recoat_analyzer(cfg: Config) -> Callable:
+    """The recoat-frame analyser (spreading defects against the printer's baseline, or zero-config)."""
+    from edge.analyze.baseline import load_baseline
+    from edge.analyze.recoat import RecoatAnalyzer
+
+    base = load_baseline(cfg.analyze.baseline_path) if cfg.analyze.baseline_path else None
+    analyzer = RecoatAnalyzer(cfg.analyze, base, registered=True)
+    return lambda image, layer, _std=None: analyzer.analyze(image, layer)
 
 
 def real_stages(cfg: Config, capture: Callable, register: Callable | None = None) -> Stages:
     """The box's real stages around a capture callable (register defaults to the configured calibration)."""
     sr_an, lr_an = analyzers(cfg)
     return Stages(capture=capture, register=register or register_stage(cfg), super_resolve=sr_stage(cfg), analyze_sr=sr_an,
-                  analyze_lr=lr_an, capture_recoat="recoat_done" in cfg.capture.grab_on)
+                  analyze_lr=lr_an, capture_recoat="recoat_done" in cfg.capture.grab_on,
+                  analyze_recoat=recoat_analyzer(cfg))
 
 
 def build_box(cfg: Config, trace: Path | None = None, speed: float | None = None,
@@ -284,16 +388,33 @@ def build_box(cfg: Config, trace: Path | None = None, speed: float | None = None
     return stages, bridge_events(cfg, make_source, restart=src == "daq"), [cap.close]
 
 
-def bridge_events(cfg: Config, make_source: Callable, restart: bool = True) -> EventSource:
-    """Event source over a firmware_bridge sample source (NI DAQ on the box); layer numbers come from BoxState."""
-    from firmware_bridge.bridge import run_bridge
-    from firmware_bridge.detector import LayerDetector
+class BridgeEvents:
+    """Event source over a firmware_bridge sample source (NI DAQ on the box); layer numbers come from BoxState.
 
-    def run(submit, stop):
-        det = LayerDetector(cfg.bridge, source=cfg.bridge.source)
-        for ev in run_bridge(make_source, det, max_restarts=-1 if restart else 0, backoff_s=cfg.bridge.restart_backoff_s):
+    With restart (the DAQ), a failing or missing source is reopened forever with backoff (bridge.restart_backoff_s
+    doubling to service.source_backoff_max_s); `monitor` tells health whether it runs.
+    """
+
+    def __init__(self, cfg: Config, make_source: Callable, restart: bool = True):
+        self.cfg, self.make_source, self.restart = cfg, make_source, restart
+        self.monitor = SourceMonitor(cfg.service.expected_layer_s)
+
+    def __call__(self, submit: Callable[[LayerEvent], None], stop: threading.Event) -> None:
+        from firmware_bridge.bridge import run_bridge
+        from firmware_bridge.detector import LayerDetector
+        from firmware_bridge.errors import BridgeError
+
+        det = LayerDetector(self.cfg.bridge, source=self.cfg.bridge.source)
+        events = run_bridge(self.make_source, det, max_restarts=-1 if self.restart else 0,
+                            backoff_s=self.cfg.bridge.restart_backoff_s, sleep=stop.wait,
+                            retry_on=(BridgeError, OSError) if self.restart else (), should_stop=stop.is_set,
+                            max_backoff_s=self.cfg.service.source_backoff_max_s, on_state=self.monitor.update)
+        for ev in events:
             submit(ev)
             if stop.is_set():
                 return
 
-    return run
+
+def bridge_events(cfg: Config, make_source: Callable, restart: bool = True) -> EventSource:
+    """The box's event source over a firmware_bridge sample source (see BridgeEvents)."""
+    return BridgeEvents(cfg, make_source, restart)

@@ -19,7 +19,11 @@ def register(app: typer.Typer) -> None:
         speed: float | None = typer.Option(None, "--speed", help="With --trace/--sim-build: this many times real time (default: as fast as possible)."),
         sim_build: Path | None = typer.Option(None, "--sim-build", help="With bridge.source=sim: the sim build folder the simulated printer prints."),
     ) -> None:
-        """Run the box service until SIGTERM (systemd: Type=notify, JSON logs on stderr)."""
+        """Run the box service until SIGTERM (systemd: Type=notify, JSON logs on stderr).
+
+        Exit 0: everything done and sent; 1: the laser-signal source failed (e.g. a broken trace);
+        3: stopped with layers or spooled messages left for the next start (logged).
+        """
         from edge.service import BoxService, build_box, setup_json_logging
 
         cfg = load_config_or_exit(config)
@@ -37,13 +41,21 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(code)
 
     @app.command("health")
-    def health(config: Path = typer.Option(..., "--config", help="Box YAML config (store.root locates the health file).")) -> None:
-        """Exit 0 when the running service reports itself healthy, else 1; one line saying why."""
-        from edge.health import check_health
+    def health(
+        config: Path = typer.Option(..., "--config", help="Box YAML config (store.root locates the health file)."),
+        as_json: bool = typer.Option(False, "--json", help="Also print the whole health.json after the line."),
+    ) -> None:
+        """Exit 0 when the running service reports itself healthy, else 1 (also when degraded); one line saying why."""
+        from edge.health import HEALTH_FILE, check_health
 
         cfg = load_config_or_exit(config)
         ok, reason = check_health(cfg.store.root, cfg.store.health_max_age_s)
         typer.echo(reason)
+        if as_json:
+            try:
+                typer.echo((Path(cfg.store.root) / HEALTH_FILE).read_text(encoding="utf-8").rstrip())
+            except OSError:
+                pass
         raise typer.Exit(0 if ok else 1)
 
     @app.command("demo")

@@ -37,21 +37,30 @@ class LayerDetector:
         self.next_layer = start_layer if start_layer is not None else self.cfg.start_layer
         self._faults: list[Fault] = []
         self._pending_recoat: tuple[int, float, float, tuple[str, ...]] | None = None
+        self._gaps: list[float] = []  # recent layer end -> next layer start gaps (s)
+        self._last_end: float | None = None
+        self._recoater_on = False
         self._reset_signal_state()
 
     # ---- public API -------------------------------------------------------------------------
 
-    def feed(self, t: np.ndarray, v: np.ndarray) -> list[LayerEvent]:
-        """Process one chunk of samples (times in s, volts); return the events it completed."""
+    def feed(self, t: np.ndarray, v: np.ndarray, recoater: np.ndarray | None = None) -> list[LayerEvent]:
+        """Process one chunk of samples (times in s, laser volts, optional recoater-motion volts); return the events
+        it completed."""
         t = np.asarray(t, dtype=np.float64).ravel()
         v = np.asarray(v, dtype=np.float64).ravel()
         if t.shape != v.shape:
             raise ValueError(f"time and voltage chunks differ in length ({t.size} vs {v.size})")
+        rc = None if recoater is None else np.asarray(recoater, dtype=np.float64).ravel()
+        if rc is not None and rc.shape != t.shape:
+            raise ValueError(f"time and recoater chunks differ in length ({t.size} vs {rc.size})")
         out: list[LayerEvent] = []
         on_thr, off_thr = self.cfg.on_threshold_v, self.cfg.off_threshold_v
-        for ti, vi in zip(t.tolist(), v.tolist()):
+        for i, (ti, vi) in enumerate(zip(t.tolist(), v.tolist())):
             if not self._accept(ti, vi):
                 continue
+            if rc is not None:
+                self._recoater_sample(ti, float(rc[i]), out)
             if vi > on_thr:
                 self._level = True
             elif vi < off_thr:
@@ -200,9 +209,12 @@ class LayerDetector:
             self._cum_on = 0.0
 
     def _start_layer(self, t: float, out: list[LayerEvent]) -> None:
-        """Enough on time: a layer has started (close a recoat wait still open)."""
+        """Enough on time: a layer has started (close a recoat wait still open, learn the gap)."""
         self._active = True
         self._spikes = 0
+        if self._last_end is not None:
+            self._gaps = (self._gaps + [t - self._last_end])[-self.cfg.recoat_gap_layers:]
+            self._last_end = None
         if self._pending_recoat is not None:
             layer, t_off, _, flags = self._pending_recoat
             self._pending_recoat = None
@@ -220,9 +232,32 @@ class LayerDetector:
         self._burst_start = None
         self._spikes = 0
         self._off_since = t_off
+        self._last_end = t_off
         if self.cfg.emit_recoat:
-            self._pending_recoat = (layer, t_off, t_off + self.cfg.recoat_delay_s, flags)
+            delay, extra = self.recoat_delay()
+            due = math.inf if self.cfg.recoat_source == "signal" else t_off + delay
+            self._pending_recoat = (layer, t_off, due, flags + extra)
             self._check_recoat(t_det, out)
+
+    def recoat_delay(self) -> tuple[float, tuple[str, ...]]:
+        """Delay after a layer end for recoat_done: the configured one, shortened to recoat_gap_fraction of the
+        shortest recent gap to the next layer start (so the frame is taken before the laser is back)."""
+        delay = self.cfg.recoat_delay_s
+        if self._gaps:
+            fit = self.cfg.recoat_gap_fraction * min(self._gaps)
+            if fit < delay:
+                return fit, ("delay_adapted",)
+        return delay, ()
+
+    def _recoater_sample(self, t: float, v: float, out: list[LayerEvent]) -> None:
+        """Recoater-motion channel: blade on then off after a layer end arms recoat_done after recoat_settle_s."""
+        if v > self.cfg.recoater_on_v:
+            self._recoater_on = True
+        elif v < self.cfg.recoater_off_v and self._recoater_on:
+            self._recoater_on = False
+            if self._pending_recoat is not None and self.cfg.recoat_source == "signal":
+                layer, t_off, _, flags = self._pending_recoat
+                self._pending_recoat = (layer, t_off, t + self.cfg.recoat_settle_s, flags + ("recoater_signal",))
 
     def _check_timers(self, t: float, on: bool, out: list[LayerEvent]) -> None:
         """Recoat delay, stuck-high and stuck-low timeouts."""

@@ -13,10 +13,17 @@ REALDATA = Path(os.environ.get("LPBF_REALDATA", REPO.parent / "shared" / "realda
 
 
 def _has_cuda_trt() -> str | None:
-    """None when TensorRT + pycuda + a CUDA device are usable, else the reason they are not."""
-    for mod in ("tensorrt", "pycuda"):
+    """None when TensorRT + cuda-python + a CUDA device are usable, else the reason they are not."""
+    for mod in ("tensorrt", "cuda"):
         if importlib.util.find_spec(mod) is None:
-            return f"{mod} is not installed (TensorRT tests run on a Jetson/CUDA box)"
+            return (f"{mod} is not installed: the gpu tests run on the Jetson/CUDA box (tests/unit/test_trt_*.py run "
+                    "the same path here through the stand-ins)")
+    try:
+        from trt_build.device import device_facts
+
+        device_facts()
+    except Exception as exc:  # no driver, no device, wrong TensorRT major: say which
+        return f"no usable TensorRT/CUDA device: {exc}"
     return None
 
 

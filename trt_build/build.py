@@ -1,50 +1,34 @@
-"""ONNX -> FP16 TensorRT engine with FP32 islands for normalisation/softmax/reductions and batch-bucket profiles."""
+"""Prepared ONNX -> serialized TensorRT 10 engine: FP16 with the prepared graph's FP32 islands pinned, one
+optimisation profile per batch bucket (min = opt = max)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from trt_build.cache import Profile
+from trt_build.convert import FP32_MARK, marked_fp32
+from trt_build.device import TensorRTUnavailable, import_trt
 
-# TensorRT layer types whose FP16 versions overflow or lose too much in diffusion U-Nets.
+# TensorRT layer types kept FP32 wherever they compute on floats, as a second net under the op-pattern marks.
 KEEP_FP32_TYPES = ("NORMALIZATION", "SOFTMAX", "REDUCE")
-# ONNX node-name fragments (case-insensitive) also kept in FP32: the ops a decomposed GroupNorm /
-# LayerNorm exports to (Sub, Pow, Sqrt, Div under ".../norm1/...") and the sinusoidal timestep
-# embedding, whose sin/cos of arguments up to ~200 rad are meaningless at FP16 resolution.
-KEEP_FP32_NAMES = ("norm", "time_proj", "time_embed", "softmax")
+# Layer types that hold or move data without arithmetic worth pinning (and CONSTANT/SHAPE are never float math).
+NEVER_PIN_TYPES = ("CONSTANT", "SHAPE", "ASSERTION", "CAST")
 
 
-class TensorRTUnavailable(RuntimeError):
-    """TensorRT (or a CUDA device) is not present on this machine."""
+class EngineBuildError(RuntimeError):
+    """The parser or builder refused the graph; the message carries TensorRT's own errors."""
 
 
-def import_trt():
-    """The tensorrt module, or a clear error saying where this code runs."""
-    try:
-        import tensorrt as trt
-    except ImportError as exc:
-        raise TensorRTUnavailable(
-            "TensorRT is not installed: engines are built on the Jetson/CUDA box (pip install 'lpbf-edge[trt]' there)"
-        ) from exc
-    return trt
+@dataclass(frozen=True)
+class LayerInfo:
+    """What pinning needs to know about one network layer."""
 
-
-def device_facts() -> tuple[str, str]:
-    """(TensorRT version, GPU compute capability like '8.7') of this machine."""
-    trt = import_trt()
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise TensorRTUnavailable("no CUDA device visible to torch")
-        major, minor = torch.cuda.get_device_capability(0)
-    except ImportError:
-        import pycuda.autoinit  # noqa: F401  (creates the context)
-        import pycuda.driver as cuda
-
-        major, minor = cuda.Device(0).compute_capability()
-    return trt.__version__, f"{major}.{minor}"
+    name: str
+    type: str
+    output_names: tuple[str, ...]
+    float_outputs: bool  # every output is FP32/FP16
 
 
 def onnx_input_shapes(onnx_path: Path) -> dict[str, list[int | None]]:
@@ -62,90 +46,112 @@ def onnx_input_shapes(onnx_path: Path) -> dict[str, list[int | None]]:
     return shapes
 
 
-def bucket_profiles(onnx_path: Path, buckets: Sequence[int]) -> list[Profile]:
-    """One optimisation profile per batch bucket (min=opt=max); a static graph gets one fixed profile."""
-    shapes = onnx_input_shapes(onnx_path)
-    for name, dims in shapes.items():
-        if any(d is None for d in dims[1:]):
-            raise ValueError(f"{onnx_path}: input {name!r} has dynamic non-batch dims {dims}; export with static spatial shapes")
-    if all(dims and dims[0] is not None for dims in shapes.values()):
-        return [{n: (tuple(d), tuple(d), tuple(d)) for n, d in shapes.items()}]
-    if not buckets or any(b < 1 for b in buckets):
-        raise ValueError(f"batch buckets must be positive integers, got {list(buckets)}")
+def profiles_for(shapes_at: Callable[[int], dict[str, Sequence[int]]], buckets: Iterable[int]) -> list[Profile]:
+    """One fixed profile per batch bucket from a function batch -> {input: shape}."""
     out = []
-    for b in sorted(set(buckets)):
-        prof = {}
-        for name, dims in shapes.items():
-            shp = tuple([b if dims[0] is None else dims[0], *dims[1:]]) if dims else ()
-            prof[name] = (shp, shp, shp)
-        out.append(prof)
+    for b in sorted(set(int(x) for x in buckets)):
+        if b < 1:
+            raise ValueError(f"batch buckets must be positive integers, got {b}")
+        out.append({n: (tuple(s), tuple(s), tuple(s)) for n, s in shapes_at(b).items()})
     return out
 
 
-def fp32_layers(layers: Iterable[tuple[str, str]], keep_types: Iterable[str] = KEEP_FP32_TYPES,
-                keep_names: Iterable[str] = KEEP_FP32_NAMES) -> list[int]:
-    """Indices of (layer type name, layer name) pairs that must stay in FP32."""
+def bucket_profiles(onnx_path: Path, buckets: Sequence[int]) -> list[Profile]:
+    """Profiles of an ONNX file whose only free dim is the batch; a fully static graph gets its one shape."""
+    shapes = onnx_input_shapes(onnx_path)
+    for name, dims in shapes.items():
+        if any(d is None for d in dims[1:]):
+            raise ValueError(f"{onnx_path}: input {name!r} has dynamic non-batch dims {dims}; give the shapes per "
+                             "bucket (profiles_for) or export with static spatial shapes")
+    if all(dims and dims[0] is not None for dims in shapes.values()):
+        return [{n: (tuple(d), tuple(d), tuple(d)) for n, d in shapes.items()}]
+    return profiles_for(lambda b: {n: [b if d[0] is None else d[0], *d[1:]] for n, d in shapes.items()}, buckets)
+
+
+def fp32_layers(layers: Iterable[LayerInfo], marked_outputs: Iterable[str] = (),
+                keep_types: Iterable[str] = KEEP_FP32_TYPES) -> list[int]:
+    """Indices of the float layers to pin: from an fp32.-marked node, writing a marked tensor, or of a kept type."""
     types = {t.upper() for t in keep_types}
-    names = [n.lower() for n in keep_names]
-    return [i for i, (typ, name) in enumerate(layers) if typ.upper() in types or any(n in name.lower() for n in names)]
+    outs = set(marked_outputs)
+    picked = []
+    for i, layer in enumerate(layers):
+        if not layer.float_outputs or layer.type.upper() in NEVER_PIN_TYPES:
+            continue
+        if layer.name.startswith(FP32_MARK) or outs.intersection(layer.output_names) or layer.type.upper() in types:
+            picked.append(i)
+    return picked
 
 
-def _network_flags(trt) -> int:
-    """Network creation flags: explicit batch on TensorRT 8.x, the default since 10."""
-    if int(trt.__version__.split(".")[0]) >= 10:
-        return 0
-    return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+def _marked_outputs(onnx_path: Path) -> set[str]:
+    """Output tensor names of the prepared graph's FP32-marked nodes (the parser keeps ONNX tensor names)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    names = set(marked_fp32(model))
+    return {o for n in model.graph.node if n.name in names for o in n.output}
 
 
-def build_engine(
-    onnx_path: Path,
-    profiles: list[Profile],
-    fp16: bool = True,
-    keep_types: Iterable[str] = KEEP_FP32_TYPES,
-    keep_names: Iterable[str] = KEEP_FP32_NAMES,
-    workspace_mb: int = 1024,
-) -> bytes:
-    """Parse an ONNX file and build a serialized engine (FP16 with FP32-pinned layers)."""
+def _layer_infos(network, trt) -> list[LayerInfo]:
+    """LayerInfo of every layer of a parsed network."""
+    floats = (trt.float32, trt.float16)
+    infos = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        outs = [layer.get_output(j) for j in range(layer.num_outputs)]
+        infos.append(LayerInfo(layer.name, layer.type.name, tuple(o.name for o in outs),
+                               bool(outs) and all(o.dtype in floats for o in outs)))
+    return infos
+
+
+def pin_fp32(network, trt, marked_outputs: Iterable[str]) -> list[str]:
+    """Set precision and output types of the chosen layers to FP32; returns their names."""
+    infos = _layer_infos(network, trt)
+    names = []
+    for i in fp32_layers(infos, marked_outputs):
+        layer = network.get_layer(i)
+        layer.precision = trt.float32
+        for j in range(layer.num_outputs):
+            layer.set_output_type(j, trt.float32)
+        names.append(infos[i].name)
+    return names
+
+
+def build_engine(onnx_path: Path, profiles: list[Profile], precision: str = "fp16", workspace_mb: int = 1024,
+                 log: Callable[[str], None] = print) -> bytes:
+    """Parse a prepared ONNX file and build a serialized engine (FP16 + FP32 islands, or FP32)."""
     trt = import_trt()
-    if int(trt.__version__.split(".")[0]) >= 11:
-        raise TensorRTUnavailable("TensorRT >= 11 is strongly typed only: convert the ONNX to FP16 with FP32 islands first")
+    if precision not in ("fp16", "fp32"):
+        raise ValueError(f"precision must be 'fp16' or 'fp32', got {precision!r}")
+    if not profiles:
+        raise ValueError("at least one optimisation profile is needed")
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(_network_flags(trt))
+    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"{onnx_path}: TensorRT could not parse the ONNX graph: {errors}")
+        raise EngineBuildError(f"{onnx_path}: TensorRT could not parse the graph: {errors} "
+                               "(run `lpbf-edge trt lint` on it)")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
-    if fp16:
-        if not builder.platform_has_fast_fp16:
-            raise TensorRTUnavailable("this GPU has no fast FP16; build with fp16=False")
+    if precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-        layers = [network.get_layer(i) for i in range(network.num_layers)]
-        for i in fp32_layers([(layer.type.name, layer.name) for layer in layers], keep_types, keep_names):
-            layer = layers[i]
-            layer.precision = trt.float32
-            for j in range(layer.num_outputs):
-                if layer.get_output(j).dtype in (trt.float32, trt.float16):
-                    layer.set_output_type(j, trt.float32)
+        pinned = pin_fp32(network, trt, _marked_outputs(Path(onnx_path)))
+        log(f"{Path(onnx_path).name}: {len(pinned)} of {network.num_layers} layers pinned to FP32")
+    else:
+        config.clear_flag(trt.BuilderFlag.TF32)  # TF32 is on by default on Ampere (Orin): FP32 must mean FP32
     for prof in profiles:
         p = builder.create_optimization_profile()
         for name, (lo, opt, hi) in prof.items():
             p.set_shape(name, lo, opt, hi)
-        config.add_optimization_profile(p)
+        if config.add_optimization_profile(p) < 0:
+            raise EngineBuildError(f"{onnx_path}: TensorRT refused optimisation profile {prof}")
     blob = builder.build_serialized_network(network, config)
     if blob is None:
-        raise RuntimeError(f"{onnx_path}: TensorRT engine build failed (see the TensorRT log above)")
+        raise EngineBuildError(f"{onnx_path}: TensorRT engine build failed (see the TensorRT log above)")
     return bytes(blob)
 
 
-def build_torch2trt(module, example_inputs: Sequence, fp16: bool = True) -> bytes:
-    """Optional path: convert a torch module with torch2trt and return the serialized engine."""
-    try:
-        from torch2trt import torch2trt
-    except ImportError as exc:
-        raise TensorRTUnavailable("torch2trt is not installed (optional; the ONNX path needs only TensorRT)") from exc
-    trt_module = torch2trt(module.eval().cuda(), [x.cuda() for x in example_inputs], fp16_mode=fp16)
-    return bytes(trt_module.engine.serialize())
+__all__ = ["EngineBuildError", "LayerInfo", "TensorRTUnavailable", "bucket_profiles", "build_engine", "fp32_layers",
+           "import_trt", "onnx_input_shapes", "pin_fp32", "profiles_for"]

@@ -1,4 +1,4 @@
-"""Engine cache: engines keyed by model sha256, TensorRT version, GPU compute capability and shapes."""
+"""Engine cache: engines keyed by source graph, build recipe, device, TensorRT/CUDA/L4T versions and shapes."""
 
 from __future__ import annotations
 
@@ -11,15 +11,17 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from trt_build.recipe import DeviceFacts, Recipe
+
 MANIFEST = "manifest.json"
-FORMAT = 1
+FORMAT = 2  # 2: key holds the recipe digest, device name, CUDA and L4T versions
 
 # name -> (min, opt, max) shape of one optimisation profile; one dict per profile.
 Profile = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
 
 
 class EngineMismatch(RuntimeError):
-    """A cached engine that was built for another model, TensorRT, GPU or shapes."""
+    """A cached engine that was built for another model, recipe, device, TensorRT/CUDA/L4T or shapes."""
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -42,13 +44,23 @@ class EngineKey:
 
     name: str
     model_sha256: str
-    trt_version: str
+    recipe_sha256: str
+    device_name: str
     compute_capability: str
+    trt_version: str
+    cuda_version: str
+    l4t_version: str
     profiles: list = field(default_factory=list)
     precision: str = "fp16"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "profiles", _canon_profiles(self.profiles))
+
+    @classmethod
+    def make(cls, name: str, model_sha256: str, recipe: Recipe, facts: DeviceFacts, profiles: list) -> EngineKey:
+        """The key of one engine from its parts (the one way both the build and the runtime compute it)."""
+        return cls(name=name, model_sha256=model_sha256, recipe_sha256=recipe.digest(), profiles=profiles,
+                   precision=recipe.precision, **asdict(facts))
 
     def digest(self) -> str:
         """Short stable hash of the key, used in the engine file name."""
@@ -61,7 +73,8 @@ class EngineKey:
         for k, want in asdict(self).items():
             have = other.get(k)
             if have != want:
-                show = (lambda v: v[:12] if isinstance(v, str) and k == "model_sha256" else v)
+                short = k.endswith("sha256")
+                show = (lambda v: v[:12] if isinstance(v, str) and short else v)
                 out.append(f"{k}: engine has {show(have)!r}, need {show(want)!r}")
         return out
 
@@ -73,6 +86,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # engines are built by root at deploy and read by the service user
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -97,25 +111,34 @@ class EngineCache:
         try:
             data = json.loads(self.manifest_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise EngineMismatch(f"{self.manifest_path}: unreadable engine manifest ({exc}); delete it to rebuild") from exc
+            raise EngineMismatch(f"{self.manifest_path}: unreadable engine manifest ({exc}); "
+                                 "rebuild with `lpbf-edge trt build`") from exc
         if data.get("format") != FORMAT or not isinstance(data.get("engines"), dict):
-            raise EngineMismatch(f"{self.manifest_path}: unknown manifest format {data.get('format')!r}; delete it to rebuild")
+            raise EngineMismatch(f"{self.manifest_path}: engine manifest format {data.get('format')!r}, this version "
+                                 f"reads {FORMAT}; rebuild with `lpbf-edge trt build`")
         return data
+
+    def entry(self, name: str) -> dict:
+        """The manifest entry of one engine; EngineMismatch when there is none."""
+        entry = self.manifest()["engines"].get(name)
+        if entry is None:
+            raise EngineMismatch(f"no engine {name!r} in {self.root}")
+        return entry
 
     def check(self, key: EngineKey) -> Path:
         """Path of the cached engine for key.name; EngineMismatch says why it cannot be used."""
-        entry = self.manifest()["engines"].get(key.name)
-        if entry is None:
-            raise EngineMismatch(f"no engine for {key.name!r} in {self.root}")
+        entry = self.entry(key.name)
         diffs = key.differences(entry.get("key", {}))
         if diffs:
-            raise EngineMismatch(f"engine {entry.get('file')} in {self.root} was built for a different setup: " + "; ".join(diffs))
+            raise EngineMismatch(f"engine {entry.get('file')} in {self.root} was built for a different setup: "
+                                 + "; ".join(diffs))
         path = self.root / entry["file"]
         if not path.exists():
             raise EngineMismatch(f"engine file {path} listed in the manifest is missing")
         got = sha256_file(path)
         if got != entry.get("engine_sha256"):
-            raise EngineMismatch(f"engine file {path} is corrupt: sha256 {got[:12]} != manifest {str(entry.get('engine_sha256'))[:12]}")
+            raise EngineMismatch(f"engine file {path} is corrupt: sha256 {got[:12]} != manifest "
+                                 f"{str(entry.get('engine_sha256'))[:12]}")
         return path
 
     def store(self, key: EngineKey, engine: bytes, **extra) -> Path:
@@ -137,15 +160,14 @@ class EngineCache:
             (self.root / old["file"]).unlink(missing_ok=True)
         return path
 
-    def get_or_build(
-        self, key: EngineKey, build: Callable[[], bytes], log: Callable[[str], None] = print, force: bool = False
-    ) -> Path:
+    def get_or_build(self, key: EngineKey, build: Callable[[], bytes], log: Callable[[str], None] = print,
+                     force: bool = False, **extra) -> Path:
         """Cached engine for key; a missing or mismatched one is refused (logged) and rebuilt."""
         if not force:
             try:
                 return self.check(key)
             except EngineMismatch as exc:
-                log(f"refusing cached engine: {exc}; rebuilding")
+                log(f"building: {exc}")
         t0 = time.perf_counter()
         engine = build()
-        return self.store(key, engine, build_s=round(time.perf_counter() - t0, 3))
+        return self.store(key, engine, build_s=round(time.perf_counter() - t0, 3), **extra)

@@ -23,7 +23,8 @@ class Parity:
 
     def __str__(self) -> str:
         flag = "OK " if self.ok else "BAD"
-        return f"{flag} {self.output}: max|diff| {self.max_abs:.3g}, max rel {self.max_rel:.3g} (|ref| max {self.ref_absmax:.3g})"
+        return (f"{flag} {self.output}: max|diff| {self.max_abs:.3g}, max rel {self.max_rel:.3g} "
+                f"(|ref| max {self.ref_absmax:.3g})")
 
 
 def random_feeds(shapes: dict[str, tuple[int, ...]], seed: int = 0, t_max: int = 199) -> dict[str, np.ndarray]:
@@ -74,9 +75,9 @@ def ort_runner(onnx_path: Path, shapes: dict[str, tuple[int, ...]] | None = None
 
 def check_engine(onnx_path: Path, engine_path: Path, atol: float = 5e-2, rtol: float = 5e-2, seed: int = 0,
                  shapes: dict[str, tuple[int, ...]] | None = None) -> list[Parity]:
-    """Compare a TensorRT engine with ONNX Runtime on the same random inputs (needs the GPU box)."""
-    from edge.sr.runners_trt import TrtEngine
+    """Compare a TensorRT engine with ONNX Runtime on the same random inputs (on the box, or with the stand-ins)."""
+    from trt_build.engine import TrtEngine
 
     ref, shapes, names = ort_runner(onnx_path, shapes)
     eng = TrtEngine(engine_path)
-    return compare(ref, lambda f: eng(**f), random_feeds(shapes, seed), names, atol, rtol)
+    return compare(ref, eng.run, random_feeds(shapes, seed), names, atol, rtol)

@@ -23,6 +23,7 @@ class LayerContext:
     parts: np.ndarray  # part mask
     s: float  # length scale of pixel thresholds
     cfg: AnalyzeConfig
+    axis: int = 0  # recoater travel axis (0: along image y, streaks vertical; 1: along x)
 
 
 def robust_sigma(x: np.ndarray) -> tuple[float, float]:
@@ -53,12 +54,6 @@ def _union_slices(sls: list[tuple[slice, slice]]) -> tuple[slice, slice]:
     )
 
 
-def _line_like(sl: tuple[slice, slice]) -> bool:
-    """A long thin box (streaks and scratches, not debris)."""
-    h, w = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
-    return max(h, w) > 6 * min(h, w)
-
-
 def detect_laser(gray: np.ndarray, cfg: AnalyzeConfig, s: float) -> list[AnomalyFlag]:
     """Saturated bright region large enough to be the laser spot / plume or glare."""
     sat = gray >= cfg.laser_saturation
@@ -72,32 +67,6 @@ def detect_laser(gray: np.ndarray, cfg: AnalyzeConfig, s: float) -> list[Anomaly
         return []
     sl = ndimage.find_objects(lab)[k]
     return [_flag("laser_in_image", 2 * cfg.critical_score, sl, int(sizes[k]), cfg)]
-
-
-def detect_streaks(ctx: LayerContext) -> list[AnomalyFlag]:
-    """Recoater streaks: long thin lines along the recoater travel, found on a cross-travel high-pass image."""
-    cfg, s = ctx.cfg, ctx.s
-    axis = 0 if cfg.recoater_travel == "y" else 1  # streaks run along the travel axis
-    z = np.where(ctx.powder, ctx.z, 0.0)
-    hp = z - ndimage.gaussian_filter1d(z, max(2.0, 6 * s), axis=1 - axis)
-    length = max(5, int(cfg.streak_min_len_frac * z.shape[axis]))
-    w = ctx.powder.astype(float)
-    num = ndimage.uniform_filter1d(hp, length, axis=axis)
-    den = ndimage.uniform_filter1d(w, length, axis=axis)
-    line = np.where(den > 0.5, num / np.maximum(den, 1e-6), 0.0)
-    med, sig = robust_sigma(line[den > 0.5])
-    zl = np.abs(line - med) / sig
-    hit = zl > cfg.streak_contrast
-    flags = []
-    lab, n = ndimage.label(hit)
-    for i, sl in enumerate(ndimage.find_objects(lab), start=1):
-        extent = sl[axis].stop - sl[axis].start
-        width = sl[1 - axis].stop - sl[1 - axis].start
-        if extent < length or width > max(4, 0.05 * z.shape[1 - axis]):
-            continue
-        score = float(zl[lab == i].max()) / cfg.streak_contrast
-        flags.append(_flag("recoater_streak", score, sl, int((lab == i).sum()), cfg))
-    return flags
 
 
 def _gabor(period: float) -> tuple[np.ndarray, np.ndarray]:
@@ -152,7 +121,7 @@ def detect_hopping(ctx: LayerContext) -> list[AnomalyFlag]:
     import cv2
 
     cfg, s = ctx.cfg, ctx.s
-    axis = 0 if cfg.recoater_travel == "y" else 1  # bands vary along the travel axis
+    axis = ctx.axis  # bands vary along the travel axis
     lo, hi = (max(3.0, p * s) for p in cfg.hopping_period_px)
     periods = np.geomspace(lo, max(hi, lo), max(2, int(np.ceil(np.log(max(hi, lo) / lo) / np.log(1.35))) + 1))
     width = max(3, int(cfg.hopping_width_px * s))
@@ -177,66 +146,31 @@ def detect_hopping(ctx: LayerContext) -> list[AnomalyFlag]:
     return flags
 
 
-def spreading_sigma(shape: tuple[int, ...]) -> float:
-    """Low-pass scale (px) of the powder level used for incomplete spreading."""
-    return max(2.0, 0.015 * shape[1])
-
-
-def detect_spreading(ctx: LayerContext) -> list[AnomalyFlag]:
-    """Incomplete spreading: a large low-frequency region deviating from the powder level."""
-    cfg, s = ctx.cfg, ctx.s
-    sig = spreading_sigma(ctx.z.shape)
-    zl = ndimage.gaussian_filter(np.where(ctx.powder, ctx.z, 0.0), sig)
-    wl = ndimage.gaussian_filter(ctx.powder.astype(float), sig)
-    m = np.where(wl > 0.3, zl / np.maximum(wl, 1e-6), 0.0)
-    med, _ = robust_sigma(m[wl > 0.3])
-    dev = np.abs(m - med)  # in pixel-noise sigmas: a real shortfall shifts the mean level by several
-    hit = dev > cfg.spreading_contrast
-    lab, n = ndimage.label(hit)
-    min_area = cfg.spreading_min_area_frac * hit.size
-    flags = []
-    for i, sl in enumerate(ndimage.find_objects(lab), start=1):
-        area = int((lab[sl] == i).sum())
-        if area < min_area:
-            continue
-        score = float(dev[sl][lab[sl] == i].mean()) / cfg.spreading_contrast * np.sqrt(area / min_area) / 2
-        flags.append(_flag("incomplete_spreading", max(score, 1.0), sl, area, cfg))
-    return flags
-
-
 def smoothed_z(ctx: LayerContext) -> np.ndarray:
     """z smoothed at the blob scale (so single noisy pixels do not count)."""
     return ndimage.gaussian_filter(ctx.z, max(0.5, 0.7 * ctx.s))
 
 
-def detect_debris_spatter(ctx: LayerContext, zs: np.ndarray) -> list[AnomalyFlag]:
-    """Debris (larger dark or bright blobs on powder) and spatter (many small particles on powder)."""
+def detect_spatter(ctx: LayerContext, zs: np.ndarray) -> list[AnomalyFlag]:
+    """Spatter: many small particles on the powder (debris and larger marks come from the powder judge)."""
     cfg, s = ctx.cfg, ctx.s
     small = max(1.0, cfg.spatter_max_area_px * s * s)
-    debris_min = max(2.0, cfg.debris_min_area_px * s * s)
-    flags: list[AnomalyFlag] = []
     n_spatter, spatter_sl = 0, []
     for sign in (1, -1):
-        lo = min(cfg.blob_contrast, cfg.debris_contrast)
-        hit = (sign * zs > lo) & ctx.powder
+        hit = (sign * zs > 0.875 * cfg.blob_contrast) & ctx.powder  # particle extent; its peak must reach blob_contrast
         lab, n = ndimage.label(hit)
         if n == 0:
             continue
         areas = np.bincount(lab.ravel())
         peaks = ndimage.maximum(sign * zs, lab, range(1, n + 1))
         for i, sl in enumerate(ndimage.find_objects(lab), start=1):
-            area = int(areas[i])
-            if area <= small:
-                if peaks[i - 1] > cfg.blob_contrast:
-                    n_spatter += 1
-                    spatter_sl.append(sl)
-            elif area >= debris_min and not _line_like(sl) and peaks[i - 1] > cfg.debris_contrast:
-                score = float(peaks[i - 1]) / cfg.debris_contrast * np.sqrt(area / debris_min)
-                flags.append(_flag("debris", score, sl, area, cfg))
+            if areas[i] <= small and peaks[i - 1] > cfg.blob_contrast:
+                n_spatter += 1
+                spatter_sl.append(sl)
     density = n_spatter / max(ctx.powder.sum() / (s * s), 1.0) * 1e6  # particles per powder megapixel at ref size
     if density >= cfg.spatter_per_mpx:
-        flags.append(_flag("spatter", density / cfg.spatter_per_mpx, _union_slices(spatter_sl), n_spatter, cfg))
-    return flags
+        return [_flag("spatter", density / cfg.spatter_per_mpx, _union_slices(spatter_sl), n_spatter, cfg)]
+    return []
 
 
 def detect_elevation(ctx: LayerContext, zs: np.ndarray, reference: np.ndarray | None) -> list[AnomalyFlag]:

@@ -40,30 +40,70 @@ class AnalyzeConfig(Section):
     area_high: float = Field(1.2, gt=1, description="Above this multiple of the expected area the prompt loop retries.")
     max_prompt_iterations: int = Field(10, ge=1, description="Prompt-loop iterations before the layer is flagged segmentation_failed.")
     seed: int = Field(0, description="Seed of the random interior prompt points (reproducible masks).")
+    segment_method: Literal["auto", "classifier", "prompts"] = Field(
+        "auto",
+        description=("Fused-area segmentation: 'classifier' = a two-class brightness/roughness discriminant the image "
+        "fits to itself (edge.analyze.fused); 'prompts' = the paper's Sauvola -> prompts -> mask proposals (needed "
+        "for Segment Anything); 'auto' = prompts on frames registered to the plate (the box's frames, where its "
+        "thresholds were set), the classifier on photographs of unknown printers."))
+    fused_median_px: float = Field(
+        2.0, gt=0,
+        description=("Classifier: radius (px at ref_width_px) of the median that takes bright specks out of the "
+        "brightness feature.")
+    )
+    fused_smooth_px: float = Field(
+        3.0, gt=0,
+        description="Classifier: Gaussian scale (px at ref_width_px) of the brightness feature."
+    )
+    fused_texture_px: float = Field(
+        2.0, gt=0,
+        description=("Classifier: Gaussian scale (px at ref_width_px) over which the fine high-pass energy (roughness)"
+        " is averaged.")
+    )
+    fused_seed_sigma: float = Field(
+        4.0, gt=0,
+        description=("Classifier: pixels departing from powder by this many robust sigmas in either feature seed the "
+        "fused class.")
+    )
+    fused_powder_sigma: float = Field(
+        2.0, gt=0,
+        description=("Classifier: a fused pixel lies at least this many powder sigmas (along the discriminant) off the "
+        "powder, whatever the class midpoint."))
+    fused_min_significance: float = Field(
+        3.0, gt=0,
+        description=("Classifier: a part's summed evidence (mean excess over the decision level in powder sigmas x "
+        "sqrt(area / feature correlation area)) must reach this.")
+    )
+    fused_hole_px: float = Field(
+        6.0, ge=0,
+        description="Classifier: holes in a part smaller than this side (px at ref_width_px) squared are filled."
+    )
     sam_checkpoint: str | None = Field(None, description="Path to a Segment Anything checkpoint; None uses the classical proposer.")
     sam_model_type: str = Field("vit_b", description="Segment Anything model type of sam_checkpoint (vit_b, vit_l, vit_h).")
     # anomaly flags
-    recoater_travel: Literal["x", "y"] = Field("y", description="Image axis the recoater blade travels along (streaks run along it, hopping bands across it).")
+    recoater_travel: Literal["auto", "x", "y"] = Field(
+        "auto",
+        description=("Image axis the recoater blade travels along (streaks run along it, hopping bands across it); "
+        "'auto' reads it from the baseline or the powder's own streak texture.")
+    )
     hopping_width_px: int = Field(40, ge=3, description="Blade width (px at ref_width_px) over which hopping bands must be coherent.")
     dark_frame_max: float = Field(8.0, ge=0, description="Mean grey level below which a frame is treated as a failed (black) capture.")
-    streak_min_len_frac: float = Field(0.25, gt=0, le=1, description="A recoater streak spans at least this fraction of the plate width.")
-    streak_contrast: float = Field(5.0, gt=0, description="Column-profile deviation (robust sigmas) for a recoater streak.")
     hopping_contrast: float = Field(8.0, gt=0, description="Periodic band energy along the travel (robust sigmas above the powder's) for recoater hopping.")
     hopping_purity: float = Field(
-        0.5, gt=0, le=1, description="Share of the local along-travel profile variance a hopping period must hold (1 = a pure sinusoid; a single blob or edge holds much less)."
+        0.5, gt=0, le=1,
+        description=("Share of the local along-travel profile variance a hopping period must hold (1 = a pure "
+        "sinusoid; a single blob or edge holds much less).")
     )
     hopping_period_px: tuple[float, float] = Field(
-        (10.0, 30.0), description="Shortest and longest repeat (px at ref_width_px) of recoater chatter bands along the travel (blade bounce, about 1-3 mm)."
+        (10.0, 30.0),
+        description=("Shortest and longest repeat (px at ref_width_px) of recoater chatter bands along the travel "
+        "(blade bounce, about 1-3 mm).")
     )
-    spreading_contrast: float = Field(2.0, gt=0, description="Shift of the low-passed powder level (in pixel-noise robust sigmas) for incomplete spreading.")
-    spreading_min_area_frac: float = Field(0.01, gt=0, lt=1, description="Smallest incomplete-spreading region as a fraction of the plate area.")
     blob_contrast: float = Field(4.0, gt=0, description="Local brightness deviation (robust sigmas) for debris / super-elevation blobs.")
     part_margin_px: int = Field(6, ge=0, description="Margin (px at ref_width_px) around parts excluded from powder-texture detectors.")
     elevation_rim_px: int = Field(6, ge=1, description="Width (px at ref_width_px) of the part-edge band searched for super-elevation.")
     elevation_contrast: float = Field(3.0, gt=0, description="Brightness (robust sigmas above powder) of proud material on a part for super_elevation.")
     elevation_min_area_px: int = Field(80, ge=1, description="Smallest bright edge region (px^2 at ref_width_px) flagged as super_elevation.")
-    debris_contrast: float = Field(3.5, gt=0, description="Smoothed brightness deviation (robust sigmas) of a debris blob on powder.")
-    debris_min_area_px: int = Field(60, ge=1, description="Smallest debris blob (px^2 at ref_width_px).")
     spatter_max_area_px: int = Field(12, ge=1, description="Largest spatter particle (px^2 at ref_width_px).")
     spatter_per_mpx: float = Field(1200.0, gt=0, description="Spatter particles per powder megapixel (at ref_width_px) above which spatter is flagged.")
     geometry_area_tol: float = Field(0.2, gt=0, lt=1, description="Relative part-area change (vs expected or previous layer) for part_geometry_deviation.")
@@ -81,6 +121,104 @@ class AnalyzeConfig(Section):
     critical_score: float = Field(2.0, gt=1, description="A flag whose score is this multiple of its threshold is critical.")
     critical_persist_layers: int = Field(3, ge=1, description="A minor flag that persists this many layers becomes critical.")
     persist_iou: float = Field(0.2, ge=0, le=1, description="Box IoU for a flag to continue a flag of the previous layer.")
+    # powder judged against the printer's own normal (edge.analyze.powder / recoat / baseline)
+    baseline_path: str | None = Field(
+        None,
+        description=("Printer baseline (`lpbf-edge calib baseline`) the powder detectors judge frames against; none = "
+        "zero-config (each frame judged by itself, thresholds widened by zero_config_margin).")
+    )
+    baseline_running_frames: int = Field(
+        5, ge=0,
+        description=("Recent clean frames merged into the baseline during a job (per-pixel median with the install "
+        "frames; 0 = install frames only).")
+    )
+    baseline_clean_margin: float = Field(
+        1.2, ge=1,
+        description=("With a baseline, each powder threshold is at least this multiple of the highest score the "
+        "baseline's clean frames reached (leave-one-out).")
+    )
+    zero_config_margin: float = Field(
+        1.25, ge=1,
+        description="Without a baseline, the powder thresholds are widened by this factor."
+    )
+    info_frac: float = Field(
+        0.75, gt=0, lt=1,
+        description=("Powder evidence from this fraction of a threshold up to the threshold is reported as severity "
+        "'info' (never changes the layer state).")
+    )
+    powder_work_px: int = Field(
+        512, ge=64,
+        description="Longer side (px) of the grid the powder detectors work on (frames are area-downsampled to it)."
+    )
+    powder_border_frac: float = Field(
+        0.03, ge=0, lt=0.4,
+        description="Image border (fraction of the longer side) the powder detectors ignore."
+    )
+    powder_dark_frac: float = Field(
+        0.5, gt=0, lt=1,
+        description=("Pixels darker than this fraction of the plate's median level are not judged (walls, shadows "
+        "outside the plate).")
+    )
+    powder_edge_contrast: float = Field(
+        0.15, gt=0,
+        description=("Relative brightness step (over ~3 work px) that marks a wall, plate edge or fixture; its "
+        "surroundings (2 % of the side) are not judged.")
+    )
+    powder_illum_frac: float = Field(
+        0.15, gt=0, lt=1,
+        description=("Zero-config illumination: window of the robust (median) smooth illumination estimate, as a "
+        "fraction of the side.")
+    )
+    powder_line_contrast: float = Field(
+        8.0, gt=0,
+        description=("Streak threshold: thin-line statistic along the travel (robust sigmas of its own distribution on"
+        " the plate).")
+    )
+    powder_line_width_px: float = Field(
+        1.0, gt=0,
+        description="Streak width scale (work-grid px) of the across-travel band-pass."
+    )
+    powder_line_len_frac: float = Field(
+        0.5, gt=0, le=1,
+        description=("Window (fraction of the side along the travel) of the running median of the line statistic; a "
+        "streak must hold its contrast over half of it.")
+    )
+    powder_mark_contrast: float = Field(
+        7.0, gt=0,
+        description="Mark threshold (scratches, debris, deformation scars): band-pass peak in robust sigmas."
+    )
+    powder_mark_sigmas_px: tuple[float, ...] = Field(
+        (1.0, 2.0),
+        description=("Scales (work-grid px) of the mark band-pass (difference of Gaussians at each and 4x it; thin "
+        "scratches to mm-sized debris).")
+    )
+    powder_mark_min_area_px: int = Field(
+        150, ge=1,
+        description=("Smallest mark (px^2 at ref_width_px, measured at half its threshold): larger than a single "
+        "bright particle.")
+    )
+    powder_level_contrast: float = Field(
+        6.0, gt=0,
+        description=("Uneven/incomplete powder: low-passed level departure in robust sigmas of the plate's own low-"
+        "passed level.")
+    )
+    powder_level_min_rel: float = Field(
+        0.05, gt=0,
+        description="...and at least this relative brightness change (0.05 = 5 %) with a baseline."
+    )
+    zero_config_level_min_rel: float = Field(
+        0.1, gt=0,
+        description=("Least relative brightness change of uneven powder without a baseline (the illumination model of "
+        "a single frame is rougher).")
+    )
+    powder_level_sigma_frac: float = Field(
+        0.016, gt=0, lt=0.5,
+        description="Low-pass scale of the powder level, as a fraction of the longer side."
+    )
+    powder_level_min_area_frac: float = Field(
+        0.005, gt=0, lt=1,
+        description="Smallest uneven region, as a fraction of the judged plate area."
+    )
     cvd_size: int = Field(512, ge=32, description="Images are resized to this side for the wavelet covariance distance (paper: 512).")
     cvd_angles: int = Field(4, ge=1, description="Wavelet orientations L of the CVD phase-harmonic operator.")
 

@@ -73,16 +73,16 @@ def _assign_parts(pred: np.ndarray, gt: np.ndarray) -> dict[int, np.ndarray]:
 
 
 def evaluate_build(build_dir: str | Path, out: str | Path, cfg: AnalyzeConfig, max_layers: int = 0, cvd_patches: int = 4,
-                   echo: Callable[[str], None] = print, bundle: str | Path | None = None) -> Path:
-    """Compute every table and plot for a build; return the Markdown file."""
+                   echo: Callable[[str], None] = print, bundle: str | Path | None = None, sr_cfg=None) -> Path:
+    """Every table and plot for a build (SR: the box's `sr_cfg` settings over `bundle`); returns the Markdown file."""
     b = open_build(build_dir, max_layers)
     if not (b.has("hr") and b.has("masks")):
         raise FileNotFoundError(f"{b.path}: evaluate needs hr/ and masks/ (ground truth) besides lr/")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    up = make_upscaler(b.scale, bundle)
+    up = make_upscaler(b.scale, bundle, sr_cfg)
     echo(up.note)
-    seg = Segmenter(cfg)
+    seg = Segmenter(cfg, registered=True)  # build layers are plate frames
     rng = np.random.default_rng(0)
     cvd_set = mt.CVDSettings(size=cfg.cvd_size, l_angles=cfg.cvd_angles)
     patch_rows, masks = [], {"ground truth": [], "HR": [], up.name: [], "bicubic": []}

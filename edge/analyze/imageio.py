@@ -8,16 +8,22 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.image_limits import DEFAULT_MAX_MP, ImageTooLarge, check_pixels
+
 
 class ImageReadError(ValueError):
     """An input image that cannot be used; the message names the file and the reason."""
 
 
-def read_gray(path: str | Path) -> np.ndarray:
-    """8-bit grey image from PNG/JPEG/TIFF (16-bit scaled down, colour averaged)."""
+def read_gray(path: str | Path, max_mp: float = DEFAULT_MAX_MP) -> np.ndarray:
+    """8-bit grey image from PNG/JPEG/TIFF (16-bit scaled down, colour averaged); over max_mp megapixels refused."""
     p = Path(path)
     if not p.is_file():
         raise ImageReadError(f"{p}: no such file")
+    try:
+        check_pixels(p, max_mp)
+    except ImageTooLarge as exc:
+        raise ImageReadError(f"{p}: {exc}") from None
     img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ImageReadError(f"{p}: not a readable image (PNG/JPEG/TIFF expected)")

@@ -11,10 +11,13 @@ import numpy as np
 from scipy import ndimage
 
 from edge.analyze import anomaly as an
+from edge.analyze.baseline import Baseline
 from edge.analyze.config import AnalyzeConfig
+from edge.analyze.recoat import PowderJudge
 from edge.analyze.segment import SegmentationError, Segmenter, as_gray, corner_mask, flat_field, scale_of
 from edge.messages import AnomalyFlag, LayerState
 
+MARKS = ("debris", "scratch")
 IMAGE_WIDE = ("spatter", "recoater_hopping", "sr_uncertain", "laser_in_image", "segmentation_failed")
 
 
@@ -69,7 +72,8 @@ class LayerHistory:
             for p in self.flags:
                 if p.type == f.type and (f.type in IMAGE_WIDE or _box_iou(p.bbox, f.bbox) >= cfg.persist_iou):
                     n = max(n, p.layers_persisted + 1)
-            sev = "critical" if (n >= cfg.critical_persist_layers and f.type not in ("sr_uncertain",)) else f.severity
+            escalate = n >= cfg.critical_persist_layers and f.type not in ("sr_uncertain",) and f.severity != "info"
+            sev = "critical" if escalate else f.severity
             out.append(replace(f, layers_persisted=n, severity=sev))
         return out
 
@@ -80,26 +84,31 @@ class LayerHistory:
         self.last_layer = layer
 
 
-def _state(flags: list[AnomalyFlag]) -> LayerState:
-    """Layer state from flags: special states first, then the worst severity."""
+def layer_state(flags: list[AnomalyFlag]) -> LayerState:
+    """Layer state from flags: special states first, then the worst severity (info flags never count)."""
     types = {f.type for f in flags}
     if "laser_in_image" in types:
         return "laser_in_image"
     if "segmentation_failed" in types:
         return "segmentation_failed"
-    if any(f.severity == "critical" for f in flags if f.type != "sr_uncertain"):
+    counted = [f for f in flags if f.severity != "info" and f.type != "sr_uncertain"]
+    if any(f.severity == "critical" for f in counted):
         return "critical"
-    return "minor" if flags else "ok"
+    return "minor" if any(f.severity != "info" for f in flags) else "ok"
 
 
 class LayerAnalyzer:
     """Analyse layer images one by one (LR or SR size); keeps a LayerHistory for persistence and geometry."""
 
-    def __init__(self, cfg: AnalyzeConfig | None = None, expected_masks: Mapping[int, np.ndarray] | Sequence[np.ndarray] | None = None):
+    def __init__(self, cfg: AnalyzeConfig | None = None,
+                 expected_masks: Mapping[int, np.ndarray] | Sequence[np.ndarray] | None = None,
+                 baseline: Baseline | None = None, registered: bool = False):
         self.cfg = cfg or AnalyzeConfig()
+        self.registered = registered  # frames registered to the plate (the box, sim builds) rather than photographs
         self.expected = expected_masks
         self.history = LayerHistory()
-        self.segmenter = Segmenter(self.cfg)
+        self.segmenter = Segmenter(self.cfg, registered=registered)
+        self.powder = PowderJudge(self.cfg, baseline, registered)
 
     def expected_mask(self, layer: int, shape: tuple[int, int]) -> np.ndarray | None:
         """Expected part mask of a layer (1-based) resized to the image grid; clear error for another aspect ratio."""
@@ -168,22 +177,24 @@ class LayerAnalyzer:
             powder = ~sat
         corr = gray / flat_field(gray, cfg, ~powder)
         med, sig = an.robust_sigma(corr[powder])
-        ctx = an.LayerContext(gray, (corr - med) / sig, powder, mask, s, cfg)
+        powder_flags, _, axis = self.powder.judge(gray, ~powder)  # streaks, marks, uneven powder vs the normal
+        ctx = an.LayerContext(gray, (corr - med) / sig, powder, mask, s, cfg, axis)
         zs = an.smoothed_z(ctx)
-        explained = np.zeros(gray.shape, bool)
+        # streaks and uneven powder explain their regions; marks (debris, scratches) do not: a periodic band or a
+        # bulge next to a part reads as a mark too, and the more specific detectors below decide what it is
+        strong = [f for f in powder_flags if f.severity != "info" and f.type not in MARKS]
+        explained = an.box_mask(gray.shape, strong, 2 * margin)
         geometry: list[AnomalyFlag] = []
         if powder.any():
-            spreading = an.detect_spreading(ctx)
-            if spreading:  # the bare region and its (blurred, wavy) edge are explained: keep other powder detectors out
-                explained |= an.box_mask(gray.shape, spreading, 2 * margin + int(3 * an.spreading_sigma(gray.shape)))
-                ctx = replace(ctx, powder=ctx.powder & ~explained)
-            streaks = an.detect_streaks(ctx)
+            ctx = replace(ctx, powder=ctx.powder & ~explained)
             hopping = an.detect_hopping(ctx)
-            explained |= an.box_mask(gray.shape, streaks + hopping, 0)
+            explained |= an.box_mask(gray.shape, hopping, 0)
             if expected is not None:
                 geometry = an.detect_additions(ctx, expected, explained)
-            debris = an.drop_overlapping(an.detect_debris_spatter(ctx, zs), ("debris",), streaks + hopping + geometry, margin)
-            flags += spreading + streaks + hopping + debris
+            # debris comes from the powder judge's marks (against the printer's normal); spatter counts small particles
+            spatter = an.detect_spatter(ctx, zs)
+            powder_flags = an.drop_overlapping(powder_flags, MARKS, hopping + geometry, margin)
+            flags += powder_flags + hopping + spatter
         reference = expected if expected is not None else prev
         flags += an.detect_elevation(ctx, zs, reference)
         flags += geometry + an.detect_geometry(mask, reference, cfg, s, seg.feature, cad=expected is not None, additions=expected is None)
@@ -192,5 +203,8 @@ class LayerAnalyzer:
         timings["detect"] = time.perf_counter() - t
         flags = self.history.persist(flags, cfg)
         self.history.push(layer, mask, tuple(flags))
+        state = layer_state(flags)
+        if state == "ok":
+            self.powder.remember_clean(gray, ~powder)  # parts and their margins do not become "normal powder"
         timings["total"] = time.perf_counter() - t0
-        return LayerAnalysis(_state(flags), tuple(flags), mask, timings)
+        return LayerAnalysis(state, tuple(flags), mask, timings)

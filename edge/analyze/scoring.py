@@ -38,7 +38,7 @@ class Score:
 
     def add(self, labels: list[dict], flags: tuple[AnomalyFlag, ...], state: str, f: float, margin: int) -> None:
         """Score one layer: labels in HR px, flags on an image f times HR size."""
-        defect_flags = [fl for fl in flags if fl.type not in NOT_DEFECTS]
+        defect_flags = [fl for fl in flags if fl.type not in NOT_DEFECTS and fl.severity != "info"]  # info never alarms
         boxes = [scale_box(lb["bbox"], f) for lb in labels]
         for lb, box in zip(labels, boxes):
             hit = any(fl.type == lb["type"] and boxes_touch(fl.bbox, box, margin) for fl in defect_flags)

@@ -282,8 +282,15 @@ def make_proposer(cfg: AnalyzeConfig) -> MaskProposer:
 class Segmenter:
     """The paper's segmentation pipeline with a pluggable mask proposer."""
 
-    def __init__(self, cfg: AnalyzeConfig | None = None, proposer: MaskProposer | None = None):
+    def __init__(self, cfg: AnalyzeConfig | None = None, proposer: MaskProposer | None = None,
+                 registered: bool = False):
         self.cfg = cfg or AnalyzeConfig()
+        # the paper's prompt pipeline when asked for (or 'auto' on registered plate frames), for Segment Anything and
+        # for any other given proposer; else the self-fitted classifier
+        method = self.cfg.segment_method
+        if method == "auto":
+            method = "prompts" if registered else "classifier"
+        self.prompted = proposer is not None or method == "prompts" or bool(self.cfg.sam_checkpoint)
         self.proposer = proposer or make_proposer(self.cfg)
 
     def candidates(self, feature: np.ndarray, s: float) -> tuple[np.ndarray, int]:
@@ -363,6 +370,10 @@ class Segmenter:
         cfg = self.cfg
         gray = as_gray(image)
         s = scale_of(gray.shape[1], cfg)
+        if not self.prompted:
+            from edge.analyze.fused import segment_classifier
+
+            return segment_classifier(gray, s, cfg, expected_area_px, region)
         feature, pol = part_feature(gray, cfg)
         feature[corner_mask(gray.shape, cfg.ignore_corner_frac)] = min(0.0, float(feature.min()))
         self.proposer.set_image(np.clip(gray, 0, 255).astype(np.uint8), feature)

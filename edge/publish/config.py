@@ -33,6 +33,14 @@ class MqttConfig(Section):
     stats_interval_s: float = Field(10.0, gt=0, description="Seconds between `<prefix>/<node_id>/stats` messages.")
     ha_discovery: bool = Field(False, description="Publish Home Assistant MQTT discovery configs (retained) on connect.")
     ha_prefix: str = Field("homeassistant", description="Home Assistant discovery topic prefix.")
+    reply_prefix: str | None = Field(
+        None, pattern=r"^[^#+\x00]+/$",
+        description="Command replies go to a request's ResponseTopic only under this prefix (ends with '/'); "
+                    "none: `<prefix>/<node_id>/reply/`.")
+    replay_layers_per_s: float = Field(2.0, gt=0, le=100,
+                                       description="Rate at which the `replay` command re-sends archived layers.")
+    replay_max_layers: int = Field(1000, ge=1,
+                                   description="Most layers one `replay` command may ask for (split longer ranges).")
 
     @model_validator(mode="after")
     def _tls_pairs(self) -> MqttConfig:
@@ -42,6 +50,19 @@ class MqttConfig(Section):
         if (self.cert_file or self.ca_file) and not self.tls:
             raise ValueError("ca_file/cert_file/key_file are set but tls is false")
         return self
+
+    def password_file_warning(self) -> str | None:
+        """A warning when password_file can be read by every local user (the box warns and still uses it)."""
+        if not self.password_file:
+            return None
+        try:
+            mode = Path(self.password_file).stat().st_mode
+        except OSError:
+            return None  # password() reports a missing file
+        if mode & 0o004:
+            return (f"mqtt.password_file {self.password_file} is readable by every user (mode {mode & 0o777:04o}): "
+                    "the MQTT password is exposed; chmod 600 it (owner lpbf-edge) and change the password")
+        return None
 
     def password(self) -> str | None:
         """The password from password_file (first line) or the password_env variable; None if neither is set."""

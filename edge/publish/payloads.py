@@ -27,12 +27,12 @@ def _json(obj: dict) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
-def layer_messages(topics: Topics, job: str, layer: int, layer_uuid: str, meta: dict,
-                   images: dict[str, bytes], anomaly: dict, stage: str = "final") -> list[SpoolMessage]:
-    """meta, then each image (lr, sr, recoat...), then anomaly and the retained anomaly/latest; one CorrelationData.
+def layer_messages(topics: Topics, job: str, layer: int, layer_uuid: str, meta: dict, images: dict[str, bytes],
+                   anomaly: dict, stage: str = "final", latest: bool = True) -> list[SpoolMessage]:
+    """meta, then each image (lr, sr, recoat...), then anomaly and (if `latest`) the retained anomaly/latest.
 
-    `stage` ("lr" when SR is behind and this is the early LR set, else "final") goes out as an MQTT 5
-    user property so the anomaly JSON keeps exactly the contract's keys.
+    All carry one CorrelationData. `stage` ("lr" when SR is behind and this is the early LR set, else
+    "final") goes out as an MQTT 5 user property so the anomaly JSON keeps exactly the contract's keys.
     """
     corr = layer_uuid.encode()
 
@@ -43,5 +43,6 @@ def layer_messages(topics: Topics, job: str, layer: int, layer_uuid: str, meta: 
     out += [msg(kind, data, PNG) for kind, data in images.items()]
     anomaly_bytes = _json(anomaly)
     out.append(msg("anomaly", anomaly_bytes, JSON))
-    out.append(msg("latest", anomaly_bytes, JSON, topics.anomaly_latest, retain=True))
+    if latest:
+        out.append(msg("latest", anomaly_bytes, JSON, topics.anomaly_latest, retain=True))
     return out

@@ -52,5 +52,5 @@ class Topics:
         return topic[len(self.base) + len("/cmd/"):]
 
     def layer(self, job: str, layer: int, kind: str) -> str:
-        """`<base>/job/<job>/layer/<n>/<kind>` with kind meta|lr|sr|anomaly|recoat."""
+        """`<base>/job/<job>/layer/<n>/<kind>` with kind meta|lr|sr|anomaly|recoat|recoat_anomaly."""
         return f"{self.base}/job/{job}/layer/{layer}/{kind}"

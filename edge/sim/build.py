@@ -29,6 +29,7 @@ FIDUCIAL_INSET_MM = 6.0
 FIDUCIAL_RADIUS_MM = 2.0
 _BUILD_STREAM = 0xB01D
 _DEFECT_STREAM = 0xDEFEC7
+_INSTALL_STREAM = 0x1257A11
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,26 @@ def render_layer(plan: BuildPlan, layer: int, cameras: bool = True) -> LayerImag
                            cfg.webcam_vignetting, cfg.webcam_jpeg_quality)
     lr = webcam_to_lr(webcam, plan.H_hr_to_webcam, n, cfg.scale)
     return LayerImages(layer, hr, webcam, lr, mask, labels)
+
+
+def render_powder_frame(plan: BuildPlan, index: int, cameras: bool = True) -> LayerImages:
+    """A freshly spread powder layer with nothing exposed yet (layer 0, no defects): the clean frames a box takes at
+    install to learn the printer's normal (`calib baseline`). Same plate, lighting and cameras as the build; `index`
+    (0, 1, ...) draws another spread."""
+    cfg, n, pitch = plan.cfg, plan.n, plan.pitch_mm
+    rng = np.random.default_rng([plan.seed, _INSTALL_STREAM, int(index)])
+    mask = np.zeros((n, n), np.uint8)
+    img = powder_texture(rng, n, cfg.powder_mean, cfg.powder_grain_std)
+    add_spatter(img, rng, mask, cfg.spatter_per_mpx, 0.9 * cfg.powder_mean, pitch)
+    img *= plan.light
+    _draw_fiducials(img, plan)
+    hr = np.clip(np.rint(cv2.GaussianBlur(img, (0, 0), 0.6)), 0, 255).astype(np.uint8)
+    if not cameras:
+        return LayerImages(0, hr, None, None, mask, [])
+    webcam = render_webcam(hr, plan.background, plan.H_hr_to_webcam, cfg.plate_mm, plan.webcam, rng,
+                           cfg.webcam_blur_px, cfg.webcam_resolution_loss, cfg.webcam_noise_std,
+                           cfg.webcam_vignetting, cfg.webcam_jpeg_quality)
+    return LayerImages(0, hr, webcam, webcam_to_lr(webcam, plan.H_hr_to_webcam, n, cfg.scale), mask, [])
 
 
 def _compose_parts(

@@ -27,6 +27,17 @@ def default_bundle_path() -> Path:
     return Path(__file__).resolve().parents[2] / "models" / "default"
 
 
+def resolve_bundle_path(model: Path | str | None = None) -> tuple[Path, bool]:
+    """(bundle folder, explicit): `model` (--model or sr.model) if given, else $LPBF_MODEL, else <repo>/models/default.
+
+    `explicit` is False only for the last, so callers may fall back (announced) when the shipped model is absent but
+    must fail when a model the user named is missing. Never relative to the working directory unless `model` is.
+    """
+    if model:
+        return Path(model).expanduser(), True
+    return default_bundle_path(), bool(os.environ.get("LPBF_MODEL"))
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()

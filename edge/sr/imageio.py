@@ -7,13 +7,18 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.image_limits import DEFAULT_MAX_MP, ImageTooLarge, check_pixels
+
 
 class InputImageError(ValueError):
     """An input file that cannot be super-resolved; str() is the reason (the caller adds the file name)."""
 
 
-def read_gray8(path: Path) -> np.ndarray:
-    """Load a PNG/JPEG as 2-D uint8 gray (colour is converted to luma); raise InputImageError with the reason."""
+def read_gray8(path: Path, max_mp: float = DEFAULT_MAX_MP) -> np.ndarray:
+    """Load a PNG/JPEG as 2-D uint8 gray (colour is converted to luma); raise InputImageError with the reason.
+
+    Inputs whose header declares more than max_mp megapixels are refused before anything is decoded.
+    """
     from PIL import Image, UnidentifiedImageError
 
     p = Path(path)
@@ -23,6 +28,10 @@ def read_gray8(path: Path) -> np.ndarray:
         raise InputImageError("is a directory, not an image")
     if p.stat().st_size == 0:
         raise InputImageError("empty file (0 bytes)")
+    try:
+        check_pixels(p, max_mp)
+    except ImageTooLarge as exc:
+        raise InputImageError(str(exc)) from None
     try:
         with Image.open(p) as im:
             if im.format not in ("PNG", "JPEG"):

@@ -46,6 +46,15 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
+def inference_threads(threads: int | None = None) -> int:
+    """The runtime's thread policy, in one place: intra-op threads = the physical cores this process may use.
+
+    Hyper-threads share a core's vector units, so more threads than cores only adds contention; ONNX Runtime and
+    OpenVINO run with spinning off and one stream. The torch runner keeps the process's torch setting unless given.
+    """
+    return int(threads) if threads else physical_cores()
+
+
 def _f32(a: np.ndarray) -> np.ndarray:
     """Contiguous float32 view/copy for a backend call."""
     return np.ascontiguousarray(a, dtype=np.float32)
@@ -83,7 +92,7 @@ class OrtRunner:
         import onnxruntime as ort
 
         self.bundle = bundle
-        self.threads = threads or physical_cores()
+        self.threads = inference_threads(threads)
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.threads
         so.inter_op_num_threads = 1
@@ -151,6 +160,29 @@ def openvino_bf16_supported() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
+class OvGraph:
+    """One ONNX graph read by OpenVINO, compiled per static input shape with the runner's settings."""
+
+    def __init__(self, core, path: Path, precision: str, threads: int):
+        self.core, self.path, self.precision, self.threads = core, path, precision, threads
+        self.model = core.read_model(str(path))
+
+    def input_names(self) -> list[str]:
+        """Names of the graph inputs, in order."""
+        return [i.get_any_name() for i in self.model.inputs]
+
+    def compile(self, shapes: dict[str, list[int]]):
+        """The graph compiled for exactly these input shapes (explicit precision hint, latency, one stream)."""
+        model = self.model.clone()
+        model.reshape(shapes)
+        return self.core.compile_model(model, "CPU", {
+            "INFERENCE_PRECISION_HINT": self.precision,
+            "INFERENCE_NUM_THREADS": self.threads,
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+        })
+
+
 class OpenVinoRunner:
     """OpenVINO on the CPU: each graph reshaped to the static shape it is called with, explicit precision hint."""
 
@@ -165,24 +197,21 @@ class OpenVinoRunner:
         if precision == "bf16" and "BF16" not in self.core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             raise BackendUnavailable("this CPU does not report bf16 support to OpenVINO; use precision 'f32'")
         self.bundle, self.precision = bundle, precision
-        self.threads = threads or physical_cores()
+        self.threads = inference_threads(threads)
         self.scale = bundle.scale
-        self._models = {g: self.core.read_model(str(bundle.graph(g))) for g in _graphs(bundle)}
+        self._graphs = {g: self.open(bundle.graph(g)) for g in _graphs(bundle)}
         self._compiled: dict[tuple, object] = {}
+
+    def open(self, path: Path) -> OvGraph:
+        """Any ONNX file as an OvGraph with this runner's precision and threads."""
+        return OvGraph(self.core, Path(path), self.precision, self.threads)
 
     def _request(self, graph: str, feeds: dict[str, np.ndarray]):
         """Infer request of `graph` compiled for exactly these input shapes (compiled once per shape)."""
         key = (graph, tuple((k, v.shape) for k, v in feeds.items()))
         req = self._compiled.get(key)
         if req is None:
-            model = self._models[graph].clone()
-            model.reshape({k: list(v.shape) for k, v in feeds.items()})
-            compiled = self.core.compile_model(model, "CPU", {
-                "INFERENCE_PRECISION_HINT": self.precision,
-                "INFERENCE_NUM_THREADS": self.threads,
-                "PERFORMANCE_HINT": "LATENCY",
-                "NUM_STREAMS": 1,
-            })
+            compiled = self._graphs[graph].compile({k: list(v.shape) for k, v in feeds.items()})
             req = self._compiled[key] = compiled.create_infer_request()
         return req
 
@@ -210,7 +239,7 @@ class OpenVinoRunner:
 
     def estimate(self, cond: np.ndarray) -> np.ndarray:
         """Deterministic HR-latent estimate from the condition (the bundle's optional regression graph)."""
-        _need_regression(self.bundle, self._models)
+        _need_regression(self.bundle, self._graphs)
         return self._run("regression", {"cond": cond})
 
 
@@ -264,11 +293,11 @@ def _need_regression(bundle: Bundle, loaded: dict) -> None:
 
 
 def tensorrt_unavailable_reason() -> str | None:
-    """None when TensorRT and pycuda import here, else a sentence saying what is missing."""
-    for mod in ("tensorrt", "pycuda"):
+    """None when TensorRT and cuda-python import here, else a sentence saying what is missing."""
+    for mod, what in (("tensorrt", "TensorRT (JetPack's python3-libnvinfer)"), ("cuda", "cuda-python")):
         if importlib.util.find_spec(mod) is None:
-            return (f"--backend tensorrt needs TensorRT with CUDA ({mod} is not installed on this machine); "
-                    "it runs on a Jetson/CUDA box. Use --backend ort or --backend openvino here.")
+            return (f"--backend tensorrt needs {what}, which is not installed on this machine; it runs on the "
+                    "Jetson/CUDA box. Use --backend ort or --backend openvino here.")
     return None
 
 
@@ -284,9 +313,7 @@ def make_runner(bundle: Bundle, backend: str = "ort", **options) -> Runner:
         reason = tensorrt_unavailable_reason()
         if reason:
             raise BackendUnavailable(reason)
-        from edge.sr import runners_trt  # FAST's module; imported only here
+        from edge.sr.runners_trt import TrtRunner  # TensorRT + cuda-python; imported only here
 
-        if not hasattr(runners_trt, "TrtRunner"):
-            raise BackendUnavailable("edge.sr.runners_trt has no TrtRunner(bundle) with encode_lr/encode_hr/denoise/decode yet")
-        return runners_trt.TrtRunner.from_bundle(bundle, **options)
+        return TrtRunner.from_bundle(bundle, **options)
     raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")

@@ -1,9 +1,9 @@
-"""Overlapping tiles over an LR image, processed one tile row at a time and blended in HR space."""
+"""Overlapping tiles over an LR image and their raised-cosine blend in HR space (separable weights, one accumulator)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,43 +62,90 @@ def pad_to_tile(img: np.ndarray, tile: int) -> np.ndarray:
     return np.pad(img, ((0, ph), (0, pw)), mode=mode)
 
 
+class TiledImage:
+    """One LR image cut into overlapping tiles, and the HR accumulator its super-resolved tiles are blended into.
+
+    The blend weight of a tile is outer(wy, wx) (raised-cosine ramps on the sides that meet a neighbour), so the sum of
+    weights is separable: only the HR accumulator [C, H*s, W*s] is image-sized, normalised by two 1-D weight sums.
+    Images smaller than a tile are reflection-padded (edge mode for 1-px images); `result` keeps the padded size.
+    """
+
+    def __init__(self, lr: np.ndarray, scale: int, tile: int, overlap: int, channels: int = 1):
+        if lr.ndim != 2 or lr.size == 0:
+            raise ValueError(f"expected a non-empty 2-D image, got shape {lr.shape}")
+        self.shape = lr.shape
+        self.src = pad_to_tile(np.asarray(lr, np.float32), tile)
+        self.scale, self.tile, self.overlap = scale, tile, overlap
+        grid = TileGrid(self.src.shape[0], self.src.shape[1], tile, overlap)
+        self.ys, self.xs = grid.ys, grid.xs
+        th, ramp = tile * scale, overlap * scale
+        self._wy = [blend_window(th, ramp, i > 0, i < len(self.ys) - 1).astype(np.float32) for i in range(len(self.ys))]
+        self._wx = [blend_window(th, ramp, i > 0, i < len(self.xs) - 1).astype(np.float32) for i in range(len(self.xs))]
+        self._w2: dict[tuple[bool, ...], np.ndarray] = {}
+        self.acc = np.zeros((channels, self.src.shape[0] * scale, self.src.shape[1] * scale), np.float32)
+        self.grain: np.ndarray | None = None  # the image's grain descriptor (edge.sr.grain), set by the SuperResolver
+
+    @property
+    def refs(self) -> list[tuple[int, int]]:
+        """(tile row, tile column) of every tile, row-major."""
+        return [(iy, ix) for iy in range(len(self.ys)) for ix in range(len(self.xs))]
+
+    def origin(self, ref: tuple[int, int]) -> tuple[int, int]:
+        """LR origin (y, x) of a tile in the padded image."""
+        return self.ys[ref[0]], self.xs[ref[1]]
+
+    def crop(self, ref: tuple[int, int]) -> np.ndarray:
+        """The LR tile [tile, tile] at a ref."""
+        y, x = self.origin(ref)
+        return self.src[y:y + self.tile, x:x + self.tile]
+
+    def _weight(self, ref: tuple[int, int]) -> np.ndarray:
+        """Blend weight of a tile (one of at most 9 distinct ones: first / inner / last row and column)."""
+        key = (ref[0] > 0, ref[0] < len(self.ys) - 1, ref[1] > 0, ref[1] < len(self.xs) - 1)
+        w = self._w2.get(key)
+        if w is None:
+            w = self._w2[key] = np.outer(self._wy[ref[0]], self._wx[ref[1]])
+        return w
+
+    def add(self, refs: Sequence[tuple[int, int]], hr: np.ndarray) -> None:
+        """Blend super-resolved tiles hr [n, C, th, th] (float) into the accumulator."""
+        th = self.tile * self.scale
+        if hr.shape[0] != len(refs) or hr.shape[1:] != (self.acc.shape[0], th, th):
+            raise ValueError(f"tiles of shape {hr.shape}, expected {(len(refs), self.acc.shape[0], th, th)}")
+        for ref, out in zip(refs, hr):
+            y, x = self.origin(ref)
+            Y, X = y * self.scale, x * self.scale
+            self.acc[:, Y:Y + th, X:X + th] += out * self._weight(ref)
+
+    def result(self) -> np.ndarray:
+        """The blended HR image [C, Hp*s, Wp*s] of the padded image (normalised in place; call once)."""
+        th, s = self.tile * self.scale, self.scale
+        wy = np.zeros(self.acc.shape[1], np.float32)
+        wx = np.zeros(self.acc.shape[2], np.float32)
+        for y, w in zip(self.ys, self._wy):
+            wy[y * s:y * s + th] += w
+        for x, w in zip(self.xs, self._wx):
+            wx[x * s:x * s + th] += w
+        self.acc /= wy[None, :, None]
+        self.acc /= wx[None, None, :]
+        return self.acc
+
+    def crop_hr(self, hr: np.ndarray) -> np.ndarray:
+        """An HR array [..., Hp*s, Wp*s] cropped back to the unpadded image."""
+        return hr[..., : self.shape[0] * self.scale, : self.shape[1] * self.scale]
+
+
 def tiled_upscale(lr: np.ndarray, fn: TileFn, scale: int, tile: int, overlap: int, batch: int = 8,
                   channels: int = 1, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Run `fn` over overlapping tiles of a 2-D float LR image; returns the blended HR result [C, H*s, W*s] float32.
-
-    Tiles are processed one tile row at a time in batches of `batch`: the only per-tile intermediates alive are
-    those of one batch, plus the HR output and weight accumulators.
-    """
-    if lr.ndim != 2 or lr.size == 0:
-        raise ValueError(f"expected a non-empty 2-D image, got shape {lr.shape}")
-    H, W = lr.shape
-    src = pad_to_tile(lr.astype(np.float32, copy=False), tile)
-    grid = TileGrid(src.shape[0], src.shape[1], tile, overlap)
-    ys, xs = grid.ys, grid.xs
-    th, ramp = tile * scale, overlap * scale
-    acc = np.zeros((channels, src.shape[0] * scale, src.shape[1] * scale), np.float32)
-    wsum = np.zeros(acc.shape[1:], np.float32)
-    done, total = 0, len(ys) * len(xs)
-    for iy, y in enumerate(ys):
-        wy = blend_window(th, ramp, iy > 0, iy < len(ys) - 1)
-        for chunk in _chunks(list(enumerate(xs)), batch):
-            tiles = np.stack([src[y:y + tile, x:x + tile] for _, x in chunk])
-            out = np.asarray(fn(tiles, [(y, x) for _, x in chunk]), np.float32)
-            if out.shape != (len(chunk), channels, th, th):
-                raise ValueError(f"tile function returned {out.shape}, expected {(len(chunk), channels, th, th)}")
-            for k, (ix, x) in enumerate(chunk):
-                w = np.outer(wy, blend_window(th, ramp, ix > 0, ix < len(xs) - 1)).astype(np.float32)
-                Y, X = y * scale, x * scale
-                acc[:, Y:Y + th, X:X + th] += out[k] * w
-                wsum[Y:Y + th, X:X + th] += w
-            done += len(chunk)
-            if progress:
-                progress(done, total)
-    acc /= wsum
-    return acc[:, : H * scale, : W * scale]
-
-
-def _chunks(items: list, n: int) -> Iterator[list]:
-    """Consecutive slices of at most n items."""
-    for i in range(0, len(items), n):
-        yield items[i:i + n]
+    """Run `fn` over overlapping tiles of a 2-D float LR image in batches of `batch` tiles (row-major, across tile
+    rows); returns the blended HR result [C, H*s, W*s] float32."""
+    img = TiledImage(lr, scale, tile, overlap, channels)
+    refs = img.refs
+    for i in range(0, len(refs), batch):
+        chunk = refs[i:i + batch]
+        tiles = np.stack([img.crop(r) for r in chunk])
+        out = np.asarray(fn(tiles, [img.origin(r) for r in chunk]), np.float32)
+        img.add(chunk, out)
+        if progress:
+            progress(min(i + batch, len(refs)), len(refs))
+    return img.crop_hr(img.result())

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from edge.store.atomic import read_json, write_bytes, write_json
+from edge.store.jobs import check_job_id, inside
 
 EVENT_FILE = "event.json"
 META_FILE = "meta.json"
@@ -33,17 +34,29 @@ def decode_png(data: bytes) -> np.ndarray:
     return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
 
 
+def _valid_job(name: str) -> bool:
+    """True for a folder name that is a valid job id (anything else in archive/ is not ours)."""
+    try:
+        check_job_id(name)
+    except ValueError:
+        return False
+    return True
+
+
 class LayerArchive:
     """Folder tree `root/archive/<job>/<layer:06d>/`; every file written atomically."""
 
     def __init__(self, root: str | Path, fsync: bool = True):
         self.root = Path(root) / "archive"
         self.root.mkdir(parents=True, exist_ok=True)
+        self.root = self.root.resolve()
         self.fsync = fsync
 
     def layer_dir(self, job: str, layer: int) -> Path:
-        """Folder of one layer."""
-        return self.root / job / f"{layer:06d}"
+        """Folder of one layer; a bad job id or a folder that resolves outside the archive raises ValueError."""
+        if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
+            raise ValueError(f"layer number must be a non-negative integer, got {layer!r}")
+        return inside(self.root, self.root / check_job_id(job) / f"{layer:06d}")
 
     def put_png(self, job: str, layer: int, name: str, image: np.ndarray) -> bytes:
         """Archive `image` as `<name>.png` and return the exact bytes written."""
@@ -74,8 +87,9 @@ class LayerArchive:
         """Every archived (job, layer, folder), jobs and layers in sorted order."""
         if not self.root.exists():
             return
-        for job_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
-            for d in sorted(p for p in job_dir.iterdir() if p.is_dir() and p.name.isdigit()):
+        jobs = (p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink() and _valid_job(p.name))
+        for job_dir in sorted(jobs):
+            for d in sorted(p for p in job_dir.iterdir() if p.is_dir() and not p.is_symlink() and p.name.isdigit()):
                 yield job_dir.name, int(d.name), d
 
     def is_complete(self, job: str, layer: int) -> bool:

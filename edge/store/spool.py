@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.store.atomic import write_bytes, write_json
+from edge.store.jobs import check_job_id
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,10 @@ class SpoolEntry:
 
 
 def _name(seq: int, msg: SpoolMessage) -> str:
-    """File name `<seq>+<job>+<layer>+<kind>.msg` ('+' cannot occur in job ids or kinds)."""
-    return f"{seq:012d}+{msg.job}+{msg.layer:06d}+{msg.kind}.msg"
+    """File name `<seq>+<job>+<layer>+<kind>.msg` ('+', '/' and a leading '.' cannot occur in job ids or kinds)."""
+    if not msg.kind.isidentifier():
+        raise ValueError(f"spool message kind {msg.kind!r} is not a plain name")
+    return f"{seq:012d}+{check_job_id(msg.job)}+{msg.layer:06d}+{msg.kind}.msg"
 
 
 def _parse_name(name: str) -> tuple[int, str, int] | None:

@@ -1,20 +1,23 @@
-"""Distillation: a lighter HR decoder from the full one, and a 1-4 step deterministic student (SinSR-style).
+"""Distillation: a lighter HR decoder and a lighter condition encoder from the full ones, and the CLI.
 
-Teachers are given as plain callables (ONNX Runtime sessions of the bundle's graphs work), students are
-torch modules. The student regresses the teacher's deterministic DDIM ODE map noise -> x0 with the noise
-fixed per example (Wang et al. 2024, SinSR, eq. 7, without the inverse-consistency term).
+Teachers are plain callables; the commands take them from the runtime's SuperResolver over the teacher bundle
+(its runner's graphs and its condition), so a student learns from exactly what the box runs. Students are torch
+modules. The 1-4 step denoiser students live in edge.train.distill_student (re-exported here).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edge.sr.fused import StepPlan, apply_step, plan_steps
+from edge.train.distill_io import (DistillLog, echo_report, export_onnx, hr_tiles, ort_session, psnr_unit, session_fn,
+                                   teacher_resolver, time_call, to_unit)
+from edge.train.distill_student import (_own_state, distill_student, distill_student_cmd,  # noqa: F401 (re-exported)
+                                        load_torch_denoiser, make_student_data, run_student, student_timesteps,
+                                        teacher_trajectory)
 
 Array = np.ndarray
 
@@ -61,12 +64,6 @@ def _skip_decoder(net, scale: int, latent_scale: float):
     return SkipDecoder()
 
 
-@dataclass
-class DistillLog:
-    """Loss curve and wall time of one distillation run."""
-
-    losses: list[float]
-    seconds: float
 
 
 def distill_decoder(teacher: Callable[[Array], Array], latents: Array, student=None, steps: int = 500, batch: int = 16,
@@ -157,14 +154,13 @@ def distill_encoder_cmd(model, out, minutes: float, width: int, blocks: int, til
 
     import torch
 
-    from edge.bench_cli import count_flops
-    from edge.sr.bundle import load_bundle
+    from edge.bench_measure import count_flops
 
-    b = load_bundle(model)
-    sess = _ort(b.graph("lr_encoder"))
-    teacher = _session_fn(sess)
-    lr, _ = _hr_tiles(tiles, b.lr_patch * b.scale, b.scale, seed=3000 + seed)
-    x = _to_unit(lr)
+    res = teacher_resolver(model)
+    # the encoder graph alone: condition() adds a grain-conditioned bundle's offset on top of whichever encoder runs
+    b, sess, teacher = res.bundle, res.runner.sessions["lr_encoder"], res.runner.encode_lr
+    lr, _ = hr_tiles(tiles, b.lr_patch * b.scale, b.scale, seed=3000 + seed)
+    x = to_unit(lr)
     c = np.concatenate([teacher(x[i:i + 64]) for i in range(0, len(x), 64)])
     hold = max(16, len(x) // 10)
     torch.manual_seed(seed)
@@ -176,8 +172,8 @@ def distill_encoder_cmd(model, out, minutes: float, width: int, blocks: int, til
     student.eval()
     out.mkdir(parents=True, exist_ok=True)
     path = out / "lr_encoder_light.onnx"
-    _export(student, (torch.from_numpy(x[:1]),), [sess.get_inputs()[0].name], [sess.get_outputs()[0].name], path)
-    light_fn = _session_fn(_ort(path))
+    export_onnx(student, (torch.from_numpy(x[:1]),), [sess.get_inputs()[0].name], [sess.get_outputs()[0].name], path)
+    light_fn = session_fn(ort_session(path))
     pred, ref = light_fn(x[:hold]), c[:hold]
     report = {
         "file": path.name, "width": width, "blocks": blocks, "params": sum(p.numel() for p in student.parameters()),
@@ -186,186 +182,11 @@ def distill_encoder_cmd(model, out, minutes: float, width: int, blocks: int, til
         "train_s": round(log.seconds, 1), "final_loss": float(np.mean(losses[-20:])),
         "cond_rmse_vs_teacher": float(np.sqrt(np.mean((pred - ref) ** 2))),
         "cond_rms_teacher": float(np.sqrt(np.mean(ref**2))),
-        "ms_per_tile_teacher": 1e3 * _time_call(teacher, x[:1]), "ms_per_tile_light_ort": 1e3 * _time_call(light_fn, x[:1]),
+        "ms_per_tile_teacher": 1e3 * time_call(teacher, x[:1]),
+        "ms_per_tile_light_ort": 1e3 * time_call(light_fn, x[:1]),
     }
     (out / "encoder_report.json").write_text(json.dumps(report, indent=2))
     return report
-
-
-# ---------------------------------------------------------------- (b) few-step student
-
-
-def teacher_trajectory(denoise: Callable[[Array, Array, Array], Array], plan: StepPlan, x_T: Array, cond: Array,
-                       keep: set[int]) -> tuple[Array, dict[int, Array]]:
-    """Run the teacher's deterministic plan from x_T; returns (x0, {timestep: x_t}) for the timesteps in `keep`."""
-    if plan.stochastic:
-        raise ValueError("the teacher ODE must be deterministic (ddim eta=0 or dpmpp_2m)")
-    x, x0p, zero, states = x_T, np.zeros_like(x_T), np.zeros_like(x_T), {}
-    for i, t in enumerate(plan.timesteps):
-        if int(t) in keep:
-            states[int(t)] = x.copy()
-        m = denoise(x, np.full(len(x), t, np.float32), cond)
-        x, x0p = apply_step(plan.coefs[i], x, m, x0p, zero)
-    return x, states
-
-
-def student_timesteps(T: int, steps: int) -> np.ndarray:
-    """Student timesteps: `steps` evenly spaced from the noisiest index down (trailing spacing)."""
-    if not 1 <= steps <= 4:
-        raise ValueError(f"the student takes 1 to 4 steps, got {steps}")
-    return np.round(np.arange(T, 0, -T / steps) - 1).astype(np.int64)
-
-
-def make_student_data(denoise, alphas_cumprod: Array, conds: Array, prediction_type: str, student_steps: int,
-                      teacher_steps: int = 50, seed: int = 0, batch: int = 16, progress: bool = False):
-    """Fixed noise -> teacher ODE (DDIM, eta=0) pairs, with the teacher's states at the student's timesteps."""
-    T = len(alphas_cumprod)
-    ts_s = student_timesteps(T, student_steps)
-    ts_t = np.unique(np.concatenate([np.round(np.linspace(T - 1, 0, teacher_steps)).astype(np.int64), ts_s]))[::-1]
-    plan = plan_steps(alphas_cumprod, ts_t, "ddim", prediction_type)
-    rng = np.random.default_rng(seed)
-    noise = rng.standard_normal(conds.shape).astype(np.float32)
-    x0 = np.zeros_like(noise)
-    states = np.zeros((len(ts_s), *conds.shape), np.float32)
-    chunks = range(0, len(conds), batch)
-    if progress:
-        from tqdm import tqdm
-
-        chunks = tqdm(chunks, desc="teacher ODE")
-    for s in chunks:
-        sl = slice(s, s + batch)
-        out, st = teacher_trajectory(denoise, plan, noise[sl], conds[sl], set(ts_s.tolist()))
-        x0[sl] = out
-        for j, t in enumerate(ts_s):
-            states[j, sl] = st[int(t)]
-    return {"timesteps": ts_s, "states": states, "x0": x0, "cond": conds, "noise": noise}
-
-
-def distill_student(student, data: dict, alphas_cumprod: Array, prediction_type: str, steps: int = 500, batch: int = 16,
-                    lr: float = 2e-5, seed: int = 0, time_budget_s: float | None = None, progress: bool = False,
-                    rollout: float = 0.0):
-    """Train `student` (x, t, cond) -> out so that its x0 estimate at each student timestep equals the teacher's x0.
-
-    rollout: fraction of the later-step batches whose input state is the student's own (no-grad) DDIM rollout
-    from the fixed noise instead of the teacher's state: the state it will really see at inference.
-    """
-    import torch
-
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    ts = data["timesteps"]
-    coefs = plan_steps(alphas_cumprod, ts, "ddim", prediction_type).coefs
-    opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0)
-    losses, t0 = [], time.perf_counter()
-    it = range(steps)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, desc=f"distill {len(ts)}-step student")
-    student.train()
-    n = len(data["x0"])
-    for _ in it:
-        idx = rng.integers(0, n, batch)
-        j = int(rng.integers(0, len(ts)))
-        x = torch.from_numpy(data["states"][j, idx])
-        cond = torch.from_numpy(data["cond"][idx])
-        if j > 0 and rollout > 0 and rng.random() < rollout:
-            x = _own_state(student, torch.from_numpy(data["noise"][idx]), cond, ts, coefs, j)
-        target = torch.from_numpy(data["x0"][idx])
-        t = torch.full((batch,), float(ts[j]))
-        p0, p1 = float(coefs[j, 0]), float(coefs[j, 1])
-        x0 = p0 * x + p1 * student(x, t, cond)
-        loss = torch.nn.functional.mse_loss(x0, target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        opt.step()
-        losses.append(float(loss))
-        if time_budget_s and time.perf_counter() - t0 > time_budget_s:
-            break
-    return student.eval(), DistillLog(losses, time.perf_counter() - t0)
-
-
-def _own_state(student, x_T, cond, timesteps: Array, coefs: Array, j: int):
-    """The student's own deterministic DDIM state at its j-th timestep, rolled out from x_T without gradients."""
-    import torch
-
-    x, x0_prev = x_T, torch.zeros_like(x_T)
-    with torch.no_grad():
-        for k in range(j):
-            p0, p1, A, B, C, D = (float(c) for c in coefs[k])
-            x0 = p0 * x + p1 * student(x, torch.full((x.shape[0],), float(timesteps[k])), cond)
-            x, x0_prev = A * x + B * x0 + C * x0_prev, x0  # eta = 0: no fresh noise (D unused)
-    return x
-
-
-def run_student(denoise, alphas_cumprod: Array, timesteps: Array, prediction_type: str, x_T: Array, cond: Array) -> Array:
-    """Deterministic k-step DDIM with the student from fixed noise x_T (the inference path of the student)."""
-    x0, _ = teacher_trajectory(denoise, plan_steps(alphas_cumprod, timesteps, "ddim", prediction_type), x_T, cond, set())
-    return x0
-
-
-# ---------------------------------------------------------------- bundle wiring and CLI
-
-
-def _ort(path):
-    """ONNX Runtime CPU session with one intra-op thread per core (OMP_NUM_THREADS when set: a shared machine)."""
-    import os
-
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS", 0)) or max(1, (os.cpu_count() or 2))
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def _session_fn(sess):
-    """numpy callable over a session with positional inputs."""
-    names = [i.name for i in sess.get_inputs()]
-    out = sess.get_outputs()[0].name
-    return lambda *arrays: sess.run([out], dict(zip(names, arrays)))[0]
-
-
-def _hr_tiles(n: int, hr_patch: int, scale: int, seed: int) -> tuple[Array, Array]:
-    """(LR, HR) uint8 training tiles from the bench's data source (real photographs, else sim layers)."""
-    from edge.bench_cli import bench_pairs
-
-    return bench_pairs(n, hr_patch, scale, seed=seed)
-
-
-def _to_unit(img: Array) -> Array:
-    """uint8 [N,h,w] -> float32 [N,1,h,w] in [-1, 1] (the bundle graphs' image convention)."""
-    return (img.astype(np.float32) / 127.5 - 1.0)[:, None]
-
-
-def _psnr_unit(a: Array, b: Array) -> float:
-    """PSNR in dB of two [-1,1] image batches on the 8-bit scale."""
-    mse = float(np.mean(((a - b) * 127.5) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
-
-
-def _time_call(fn, *args, reps: int = 5) -> float:
-    """Median seconds of fn(*args) after one warm-up call."""
-    fn(*args)
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn(*args)
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
-
-
-def _export(module, args: tuple, names_in: list[str], names_out: list[str], path) -> None:
-    """ONNX export (opset 18, TorchScript exporter) with the given I/O names and a dynamic batch axis."""
-    import warnings
-
-    import torch
-
-    axes = {n: {0: "batch"} for n in [*names_in, *names_out]}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), args, str(path), input_names=names_in, output_names=names_out,
-                          opset_version=18, dynamo=False, dynamic_axes=axes)
 
 
 def _hr_teacher(model, ae: Path | None):
@@ -390,11 +211,10 @@ def _hr_teacher(model, ae: Path | None):
         down = 2 ** (len(ck["arch"]["hr_ae"]["block_out_channels"]) - 1)
         skip = sf if ck["arch"]["hr_ae"].get("lowpass_skip") else None
         return fn(enc), fn(dec), 16 * down, down, {"ae_checkpoint": str(ae), "step": ck.get("step"), "skip_scale": skip}
-    from edge.sr.bundle import load_bundle
-
-    b = load_bundle(model)
+    res = teacher_resolver(model)
+    b = res.bundle
     dec = b.decoder_for("sample")  # the light decoder stands in for the one that decodes single samples
-    return (_session_fn(_ort(b.graph("hr_encoder"))), _session_fn(_ort(b.graph(dec))), b.lr_patch * b.scale,
+    return (res.runner.encode_hr, lambda z: res.runner.decode(z, dec), b.lr_patch * b.scale,
             b.scale, {"bundle": str(model), "model_id": b.model_id, "decoder": dec,
                       "skip_scale": float(b.manifest["latent_scale_factor"])
                       if b.manifest.get("arch", {}).get("hr_ae", {}).get("lowpass_skip") else None})
@@ -408,10 +228,10 @@ def distill_decoder_cmd(model, out, minutes: float, width: int, tiles: int, seed
     import torch
 
     enc_fn, dec_fn, hr_patch, scale, source = _hr_teacher(model, ae)
-    _, hr = _hr_tiles(tiles, hr_patch, scale, seed=1000 + seed)
-    z = np.concatenate([enc_fn(_to_unit(hr[i:i + 32])) for i in range(0, len(hr), 32)])
+    _, hr = hr_tiles(tiles, hr_patch, scale, seed=1000 + seed)
+    z = np.concatenate([enc_fn(to_unit(hr[i:i + 32])) for i in range(0, len(hr), 32)])
     hold = max(8, len(z) // 10)
-    z_train, z_test, hr_test = z[hold:], z[:hold], _to_unit(hr[:hold])
+    z_train, z_test, hr_test = z[hold:], z[:hold], to_unit(hr[:hold])
     student = light_decoder(z.shape[1], 1, scale, width, skip_scale=source["skip_scale"])
     est_steps = 4000  # the cosine schedule's length; the time budget usually ends training first
     student, log = distill_decoder(dec_fn, z_train, student, steps=est_steps, time_budget_s=60 * minutes, progress=True,
@@ -429,107 +249,24 @@ def distill_decoder_cmd(model, out, minutes: float, width: int, tiles: int, seed
 
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = out / "hr_decoder_light.onnx"
-    _export(Clamped(student), (torch.from_numpy(z_test[:1]),), ["latent"], ["hr"], onnx_path)
-    light_fn = _session_fn(_ort(onnx_path))
+    export_onnx(Clamped(student), (torch.from_numpy(z_test[:1]),), ["latent"], ["hr"], onnx_path)
+    light_fn = session_fn(ort_session(onnx_path))
     full, light = dec_fn(z_test), light_fn(z_test)
     one = z_test[:1]
-    from edge.bench_cli import count_flops
+    from edge.bench_measure import count_flops
 
     report = {
         "file": onnx_path.name, "width": width, "params": sum(p.numel() for p in student.parameters()),
         "lowpass_skip": source["skip_scale"] is not None, "spectrum_weight": spectrum_weight,
         "flops": count_flops(student, torch.from_numpy(one)), "teacher": source, "tile_hr": hr_patch,
         "train_steps": len(log.losses), "train_s": round(log.seconds, 1), "tiles": int(len(z_train)),
-        "psnr_light_vs_full_db": _psnr_unit(light, full),
-        "psnr_full_vs_gt_db": _psnr_unit(full, hr_test), "psnr_light_vs_gt_db": _psnr_unit(light, hr_test),
-        "ms_per_tile_teacher": 1e3 * _time_call(dec_fn, one), "ms_per_tile_light_ort": 1e3 * _time_call(light_fn, one),
+        "psnr_light_vs_full_db": psnr_unit(light, full),
+        "psnr_full_vs_gt_db": psnr_unit(full, hr_test), "psnr_light_vs_gt_db": psnr_unit(light, hr_test),
+        "ms_per_tile_teacher": 1e3 * time_call(dec_fn, one), "ms_per_tile_light_ort": 1e3 * time_call(light_fn, one),
         "final_loss": float(np.mean(log.losses[-20:])),
     }
     (out / "decoder_report.json").write_text(json.dumps(report, indent=2))
     return report
-
-
-def load_torch_denoiser(model):
-    """The bundle's denoiser as a torch module (rebuilt by SR-runtime's torch runner), to initialise the student."""
-    from edge.sr.bundle import load_bundle
-    from edge.sr.runners import TorchRunner
-
-    return TorchRunner.from_bundle(load_bundle(model)).modules["denoiser"]
-
-
-def _grain_offsets(bundle, lr: Array) -> Array | float:
-    """Condition offsets [N,C,1,1] of a grain-conditioned bundle for LR tiles [N,h,w] (each tile's own descriptor,
-    a wider spread than whole images give, so the student sees the offsets' whole range); 0 for other bundles."""
-    from edge.sr.resolver import _grain_condition
-
-    gc = _grain_condition(bundle)
-    if gc is None:
-        return 0.0
-    from edge.sr.grain import grain_descriptor
-
-    return np.stack([gc.offset(grain_descriptor(t, gc.window)) for t in lr])[:, :, None, None]
-
-
-def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: int, teacher_steps: int,
-                        seed: int, rollout: float = 0.0) -> dict:
-    """Distil a k-step deterministic student from a bundle's denoiser; writes denoiser_student{k}.onnx + report."""
-    import json
-
-    import torch
-
-    from edge.sr.bundle import load_bundle
-    from edge.sr.schedule import Schedule
-
-    b = load_bundle(model)
-    man = b.manifest
-    sched = Schedule.from_manifest(man["schedule"])
-    acp, pred = sched.alphas_cumprod, man["prediction"]
-    den_sess, lr_enc = _ort(b.graph("denoiser")), _ort(b.graph("lr_encoder"))
-    teacher = _session_fn(den_sess)
-    lr, _ = _hr_tiles(tiles, b.lr_patch * b.scale, b.scale, seed=2000 + seed)
-    conds = np.concatenate([_session_fn(lr_enc)(_to_unit(lr[i:i + 32])) for i in range(0, len(lr), 32)])
-    conds = conds + _grain_offsets(b, lr)
-    t0 = time.perf_counter()
-    data = make_student_data(teacher, acp, conds, pred, student_steps, teacher_steps, seed=seed, progress=True)
-    data_s = time.perf_counter() - t0
-    student = load_torch_denoiser(model)
-    budget = max(30.0, 60 * minutes - data_s)
-    student, log = distill_student(student, data, acp, pred, steps=100000, time_budget_s=budget, progress=True, seed=seed,
-                                   rollout=rollout)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"denoiser_student{student_steps}.onnx"
-    shape = (1, *conds.shape[1:])
-    names_in = [i.name for i in den_sess.get_inputs()]
-    _export(student, (torch.zeros(shape), torch.zeros(1), torch.zeros(shape)), names_in,
-            [den_sess.get_outputs()[0].name], path)
-    sfn = _session_fn(_ort(path))
-    hold = slice(0, min(64, len(conds)))
-    x0_s = run_student(sfn, acp, data["timesteps"], pred, data["noise"][hold], conds[hold])
-    x0_t = data["x0"][hold]
-    report = {
-        "file": path.name, "steps": student_steps, "timesteps": data["timesteps"].tolist(), "sampler": "ddim",
-        "prediction": pred, "teacher": {"sampler": "ddim", "eta": 0.0, "steps": teacher_steps},
-        "pairs": int(len(conds)), "rollout": rollout, "data_s": round(data_s, 1), "train_steps": len(log.losses),
-        "train_s": round(log.seconds, 1), "latent_rmse_vs_teacher": float(np.sqrt(np.mean((x0_s - x0_t) ** 2))),
-        "latent_rms_teacher": float(np.sqrt(np.mean(x0_t**2))), "final_loss": float(np.mean(log.losses[-20:])),
-    }
-    (out / f"student{student_steps}_report.json").write_text(json.dumps(report, indent=2))
-    return report
-
-
-def _echo_report(command, *args) -> None:
-    """Run a distillation command and print its JSON report; a bad bundle is one error line and exit code 2."""
-    import json
-
-    import typer
-
-    from edge.sr.bundle import BundleError
-
-    try:
-        typer.echo(json.dumps(command(*args), indent=2))
-    except BundleError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
 
 
 def register_distill(train_app) -> None:
@@ -550,7 +287,7 @@ def register_distill(train_app) -> None:
                 spectrum_weight: float = typer.Option(0.0, help="Weight of the radial log-power spectrum term "
                                                                 "(keeps a texture decoder's fine detail).")) -> None:
         """Light HR decoder distilled from the full one; reports PSNR light-vs-full and time per tile."""
-        _echo_report(distill_decoder_cmd, model, out, minutes, width, tiles, seed, ae, spectrum_weight)
+        echo_report(distill_decoder_cmd, model, out, minutes, width, tiles, seed, ae, spectrum_weight)
 
     @app.command("encoder")
     def encoder(model: Path = typer.Option(Path("models/default"), help="Teacher model bundle."),
@@ -561,7 +298,7 @@ def register_distill(train_app) -> None:
                 tiles: int = typer.Option(4096, help="Training tiles (a tenth held out for the report)."),
                 seed: int = typer.Option(0)) -> None:
         """Light condition encoder at LR resolution distilled from the bundle's lr_encoder; reports its RMSE and time."""
-        _echo_report(distill_encoder_cmd, model, out, minutes, width, blocks, tiles, seed)
+        echo_report(distill_encoder_cmd, model, out, minutes, width, blocks, tiles, seed)
 
     @app.command("student")
     def student(model: Path = typer.Option(Path("models/default"), help="Teacher model bundle."),
@@ -574,7 +311,7 @@ def register_distill(train_app) -> None:
                 rollout: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction of later-step batches trained on "
                                               "the student's own rollout state (what it sees at inference).")) -> None:
         """SinSR-style deterministic few-step student regressing the teacher's DDIM ODE map."""
-        _echo_report(distill_student_cmd, model, out, minutes, steps, tiles, teacher_steps, seed, rollout)
+        echo_report(distill_student_cmd, model, out, minutes, steps, tiles, teacher_steps, seed, rollout)
 
     @app.command("add")
     def add(model: Path = typer.Option(..., help="Bundle to add the distilled parts to (re-hashed in place)."),

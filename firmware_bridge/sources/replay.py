@@ -19,7 +19,7 @@ def read_trace(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read and check a whole trace CSV; raise TraceError naming the file and line of a bad row."""
     path = Path(path)
     try:
-        fh = path.open(newline="", encoding="utf-8")
+        fh = path.open(newline="", encoding="utf-8-sig")  # a UTF-8 BOM (Excel's "CSV UTF-8") is skipped
     except OSError as exc:
         raise TraceError(f"{path}: cannot open trace: {exc.strerror or exc}") from exc
     ts: list[float] = []
@@ -35,7 +35,8 @@ def read_trace(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         cols = [c.strip() for c in header]
         missing = [c for c in REQUIRED if c not in cols]
         if missing:
-            raise TraceError(f"{path}:1: header lacks column(s) {', '.join(missing)} (found: {', '.join(cols)})")
+            raise TraceError(f"{path}:1: header lacks column(s) {', '.join(missing)} "
+                             f"(found: {', '.join(ascii(c) for c in cols)})")
         it, iv = cols.index("time_s"), cols.index("laser_v")
         last = -math.inf
         try:

@@ -268,7 +268,7 @@ def test_install_renders_validated_config_and_verified_model(fleet):
         assert secret.stat().st_mode & 0o777 == 0o600
         for rel_path in ("sub/decoder.onnx", "manifest.json"):
             assert (rel / "model" / rel_path).read_bytes() == (fleet.bundle / rel_path).read_bytes()
-        assert not (rel / "engines").exists()  # no GPU here: the TensorRT build is skipped
+        assert not (rel / "model" / "engines").exists()  # no GPU here: the TensorRT build is skipped
     assert VAULT_SECRET not in (fleet.inventory / "group_vars" / "all" / "vault.yml").read_text()
 
 

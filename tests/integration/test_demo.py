@@ -21,11 +21,23 @@ def test_demo_two_layers_through_local_broker(tmp_path, tiny_bundle, capsys):
 
     out = tmp_path / "demo"
     res = run_demo(layers=2, broker=None, out=out, seed=3, speed=20.0, model=tiny_bundle, hr_size=512)
-    assert res["published and verified over MQTT"] == 2
+    assert res["verified_over_mqtt"] == 2 and json.loads((out / "summary.json").read_text())["verified_over_mqtt"] == 2
     assert [r["layer"] for r in res["rows"]] == [1, 2] and all(r["verified"] for r in res["rows"])
     assert res["model"].startswith("tiny-test")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sr_late_layers"] == res["sr_late_layers"] == res["layers_lr_first"]
+    assert isinstance(summary["sr_late_layers"], int) and 0 <= summary["sr_late_layers"] <= 2
     page = (out / "summary.html").read_text()
-    assert page.count("data:image/png;base64,") >= 4 and not re.search(r"src=['\"]http", page)
+    assert "sr_late_layers" in page
+    # per layer: flagged overview + LR and SR zoom crops; no external resources
+    assert page.count("data:image/png;base64,") >= 6 and not re.search(r"src=['\"]http", page)
+    assert "id='layer-1'" in page and "id='layer-2'" in page and "webcam (LR)" in page
+    # the reference subscriber (edge.watch) ran inside the demo and saved what it verified
+    for n in (1, 2):
+        got = out / "watched" / "demo-build" / str(n)
+        assert (got / "sr.png").read_bytes() == (out / "box/archive/demo-build" / f"{n:06d}" / "sr.png").read_bytes()
+        assert json.loads((got / "meta.json").read_text())["final"]
+    assert "demo-build layer 2" in (out / "watch.log").read_text()
     for n in (1, 2):
         d = out / "box/archive/demo-build" / f"{n:06d}"
         assert (d / "sr.png").exists() and (d / "lr.png").exists()

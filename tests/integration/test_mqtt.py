@@ -9,9 +9,11 @@ import uuid
 
 from edge.publish.client import MqttPublisher
 from edge.publish.config import MqttConfig
+from edge.publish.discovery import discovery_messages
 from edge.publish.payloads import layer_messages, sha256_hex
 from edge.publish.topics import Topics
 from edge.store.spool import PublishSpool
+from tests.reliability import layer_counts, record
 
 NODE = "box-t"
 
@@ -57,7 +59,8 @@ def test_contract_and_lifecycle(tmp_path, mosquitto, subscribe):
     assert meta["images"]["sr"]["sha256"] == sha256_hex(by_topic[topics.layer("J1", 1, "sr")].payload)
     assert by_topic[topics.anomaly_latest].correlation == lid.encode()
     assert spool.counts() == {"pending": 0, "rejected": 0}
-    assert ha.wait_for(lambda ms: len({m.topic for m in ms}) == 4, 5)
+    n_entities = len(discovery_messages(topics, "homeassistant", "9.9"))  # sensors, problem sensor, SR image
+    assert n_entities == 6 and ha.wait_for(lambda ms: len({m.topic for m in ms}) == n_entities, 5)
     assert all(json.loads(m.payload)["availability_topic"] == topics.availability for m in ha.messages)
     # retained messages are there for a late subscriber
     late = subscribe(broker.port, "lpbf/v1/#")
@@ -91,6 +94,9 @@ def test_broker_down_then_back_delivers_everything_in_order(tmp_path, mosquitto,
     want = [(m.topic, m.payload) for m in sent if m.kind != "latest"]
     assert sub.wait_for(lambda ms: len(ms) >= len(want), 10), (len(sub.messages), len(want))
     assert [(m.topic, m.payload) for m in sub.messages] == want
+    record("broker down while 4 layers are spooled, then back", "delivery", "spool sent in order after reconnect",
+           **layer_counts([1, 2, 3, 4], [int(m.topic.split("/layer/")[1].split("/")[0]) for m in sub.messages
+                                         if m.topic.endswith("/anomaly")]))
 
 
 def test_acl_denied_topic_is_reported_and_kept(tmp_path, mosquitto, subscribe):
@@ -119,6 +125,9 @@ def test_acl_denied_topic_is_reported_and_kept(tmp_path, mosquitto, subscribe):
     assert not any(m.topic == topics.layer("J3", 1, "sr") for m in sub.messages)
     # after the ACL is fixed the operator can resend what was refused
     assert spool.requeue_rejected() == len(msgs) - 1
+    record("broker ACL denies the layer topics (PUBACK 135)", "delivery",
+           f"kept in spool/rejected: {pub.last_error}; requeue_rejected resends them", produced=1, received=0, lost=0,
+           duplicated=0)
 
 
 def test_tls_client_cert_and_password(tmp_path, mosquitto, subscribe, monkeypatch):
@@ -150,6 +159,7 @@ def test_wrong_password_is_reported_not_published(tmp_path, mosquitto, monkeypat
     assert not pub.wait_drained(1.0)
     pub.stop(drain_timeout=0)
     assert spool.counts()["pending"] == 5 and "refused" in (pub.last_error or "")
+    record("wrong MQTT password", "connection", pub.last_error, produced=1, received=0, lost=0, duplicated=0)
 
 
 def test_commands_validated(tmp_path, mosquitto, subscribe):

@@ -40,8 +40,16 @@ def small_cfg(tmp_path_factory):
     return p
 
 
-def test_evaluate_writes_tables_csv_and_plots(build, app, small_cfg, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # no models/default here: the bicubic fallback must be announced
+@pytest.fixture
+def no_default_model(tmp_path, monkeypatch):
+    """A checkout without models/default and no $LPBF_MODEL: the bicubic fallback must be announced."""
+    import edge.sr.bundle
+
+    monkeypatch.delenv("LPBF_MODEL", raising=False)
+    monkeypatch.setattr(edge.sr.bundle, "default_bundle_path", lambda: tmp_path / "no-models" / "default")
+
+
+def test_evaluate_writes_tables_csv_and_plots(build, app, small_cfg, tmp_path, no_default_model):
     out = tmp_path / "ev"
     res = CliRunner().invoke(app, ["evaluate", str(build), "--out", str(out), "--config", str(small_cfg), "--cvd-patches", "1"])
     assert res.exit_code == 0, res.output
@@ -61,8 +69,7 @@ def test_evaluate_bad_build_is_a_clear_error(app, tmp_path):
     assert res.exit_code == 1 and "no build.json" in res.output
 
 
-def test_report_html_is_self_contained_and_renders(build, app, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_report_html_is_self_contained_and_renders(build, app, tmp_path, no_default_model):
     target = tmp_path / "report.html"
     res = CliRunner().invoke(app, ["report", str(build), "--out", str(target)])
     assert res.exit_code == 0, res.output
@@ -75,12 +82,36 @@ def test_report_html_is_self_contained_and_renders(build, app, tmp_path, monkeyp
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
              "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chr'}"]
     dom = subprocess.run([chromium, *flags, "--dump-dom", target.as_uri()], capture_output=True, text=True, timeout=90).stdout
-    for sec in ("summary", "thumbnails", "timeline", "preview3d", "roughness", "anomaly-json"):
+    for sec in ("summary", "thumbnails", "timeline", "preview3d", "roughness", "glossary", "anomaly-json"):
         assert f'id="{sec}"' in dom, sec
-    shot = tmp_path / "shot.png"
-    subprocess.run([chromium, *flags, "--window-size=1000,1400", f"--screenshot={shot}", target.as_uri()], capture_output=True, timeout=90)
+    from tests.browser import Chromium
+
+    with Chromium(1400, 900) as c:
+        c.open(target.as_uri())
+        assert c.overflow_px() == 0  # reads at 1400 px without a horizontal scrollbar
+        assert c.evaluate("document.querySelectorAll('.card').length") >= 1
+        assert c.evaluate("Array.from(document.images).every(i => i.naturalWidth > 0)")
+        shot = c.screenshot(tmp_path / "shot.png")
     img = cv2.imread(str(shot))
-    assert img is not None and img.shape[1] == 1000 and img.std() > 10  # a rendered page, not a blank one
+    assert img is not None and img.shape[1] == 1400 and img.std() > 10  # a rendered page, not a blank one
+
+
+def test_report_and_evaluate_take_model_and_lpbf_model(build, app, tmp_path, tiny_bundle, monkeypatch):
+    """--model and $LPBF_MODEL name the bundle wherever the command runs; a named bundle that is missing is an error."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LPBF_MODEL", str(tiny_bundle))
+    res = CliRunner().invoke(app, ["report", str(build), "--out", str(tmp_path / "r.html"), "--max-layers", "1"])
+    assert res.exit_code == 0, res.output
+    assert "super-resolved with model tiny-test" in res.output and str(tiny_bundle) in res.output
+    monkeypatch.setenv("LPBF_MODEL", str(tmp_path / "gone"))
+    res = CliRunner().invoke(app, ["report", str(build), "--out", str(tmp_path / "r2.html")])
+    assert res.exit_code == 1 and "no model bundle there" in res.output and "gone" in res.output
+    res = CliRunner().invoke(app, ["evaluate", str(build), "--out", str(tmp_path / "ev"),
+                                   "--model", str(tmp_path / "nope")])
+    assert res.exit_code == 1 and "no model bundle there" in res.output and "nope" in res.output
+    res = CliRunner().invoke(app, ["report", str(build), "--out", str(tmp_path / "r3.html"), "--max-layers", "1",
+                                   "--model", str(tiny_bundle)])
+    assert res.exit_code == 0 and "tiny-test" in res.output
 
 
 def test_analyze_cli_json_and_drawing(build, app, tmp_path):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from edge.health import check_health
 from edge.publish.payloads import sha256_hex
+from tests.reliability import layer_counts, record
 
 N_LAYERS = 6
 HERE = Path(__file__).resolve()
@@ -131,6 +132,9 @@ def test_sigkill_mid_layer_and_broker_restart_lose_nothing(tmp_path, mosquitto, 
     assert [m.payload for m in sub.messages if m.topic.endswith("availability")][-1] == b"offline"  # clean SIGTERM-style exit
     ok, reason = check_health(root, 5.0)
     assert not ok and "stopped" in reason
+    record("SIGKILL during SR, broker restarted, service restarted", "delivery",
+           f"{len(lost)} layer(s) published as capture_failed (frame not on disk at the kill)", exit_code=0,
+           **layer_counts(list(range(1, N_LAYERS + 1)), [d["layer"] for d in finals(msgs)]))
 
 
 if __name__ == "__main__":
@@ -226,6 +230,9 @@ def test_broker_down_during_build_then_back(tmp_path, mosquitto, subscribe):
     # mosquitto 2.0.11 does not restore its session after a restart)
     got = [m for m in sub.messages if m.topic.endswith("/sr")]
     assert got and all(m.payload == (root / f"archive/J/{int(m.topic.split('/')[-2]):06d}/sr.png").read_bytes() for m in got)
+    record("broker down for layers 2-4 of a build, then back", "delivery",
+           "broker log: every SR layer accepted once, in order, archived size", exit_code=0,
+           **layer_counts(list(range(1, N_LAYERS + 1)), [int(t.split("/layer/")[1].split("/")[0]) for t, _ in srs]))
 
 
 def test_job_commands_steer_the_service(tmp_path, mosquitto, subscribe):

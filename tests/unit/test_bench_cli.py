@@ -1,4 +1,4 @@
-"""`lpbf-edge bench` end to end on the tiny test bundle: report keys, speed-up and quality fields, JSON, errors."""
+"""`lpbf-edge bench` end to end on the tiny test bundle: SuperResolver with the box config, report keys, errors."""
 
 from __future__ import annotations
 
@@ -29,47 +29,47 @@ def short_ref_bundle(tmp_path_factory):
 
 
 def test_bench_quick_on_tiny_bundle(short_ref_bundle, monkeypatch):
-    import edge.bench_cli
-    from edge.bench_cli import run_bench
-
     import torch
 
-    monkeypatch.setattr(edge.bench_cli, "_threads", lambda: 1)  # behaviour, not speed: no thread contention
-    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # leave the process's thread count alone
+    from edge.bench_cli import run_bench
+    from edge.sr.config import SRConfig
+    from edge.sr.resolver import SuperResolver
     from tests.sr_fixtures import tiny_modules
 
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # leave the process's thread count alone
     lines = []
-    rep = run_bench(short_ref_bundle, quick=True, tiles=2, ref_tiles=1, batch=2, seed=0, distill_dir=None, fast=None,
-                    only=["ort fused dpmpp_2m10", "box"], echo=lines.append, torch_modules=tiny_modules())
-    assert rep["reference"]["name"].startswith("reference torch ddpm") and rep["reference"]["steps"] == 10
-    assert rep["fast"]["name"] == "ort fused dpmpp_2m4"
-    names = [c["name"] for c in rep["combos"]]
-    assert "ort fused dpmpp_2m10" in names and all(c["error"] is None for c in rep["combos"]), rep["combos"]
-    assert any(n.startswith("box SuperResolver") for n in names)  # the box's own path is measured too
-    # fewer steps on a faster backend: the fast path must beat the 10-step eager reference
-    assert rep["speedup"] > 1 and rep["speedup"] == pytest.approx(
-        rep["reference"]["s_per_sample"] / rep["fast"]["s_per_sample"])
-    assert np.isfinite(rep["fast"]["psnr_delta_db"]) and rep["fast"]["texture_ratio"] > 0
-    assert rep["floor"]["s_per_sample"] > 0 and 0 < rep["floor"]["fraction_achieved"]
-    # FLOPs scale with steps: 10 steps cost more than 4
-    by = {c["name"]: c for c in rep["combos"]}
-    assert by["ort fused dpmpp_2m10"]["flops_per_sample"] > rep["fast"]["flops_per_sample"]
-    assert rep["reference"]["flops_per_sample"] == pytest.approx(by["ort fused dpmpp_2m10"]["flops_per_sample"])
+    rep = run_bench(short_ref_bundle, quick=True, crops=3, ref_crops=2, plate_lr=24, repeats=1, echo=lines.append,
+                    modules=tiny_modules(), crop=16, seeds=2)
+    assert rep["runtime"] == "SuperResolver"
+    # the fast path is exactly what the box runs with its default config; the reference is the bundle's 10-step DDPM
+    box = SuperResolver.from_config(SRConfig(model=str(short_ref_bundle)))
+    assert rep["fast"]["settings"] == box.describe()
+    assert "ddpm 10 steps" in rep["reference"]["settings"] and "torch" in rep["reference"]["settings"]
+    for key in ("s_per_sample", "psnr_delta_db", "texture_ratio"):
+        assert np.isfinite(rep["fast"][key]), key
+    assert rep["reference"]["s_per_sample"] > 0
+    assert rep["speedup"] == pytest.approx(rep["reference"]["s_per_sample"] / rep["fast"]["s_per_sample"])
+    assert rep["speedup"] > 1  # 4 fused steps on ORT beat 10 eager steps
+    assert rep["setup"]["seeds"] == [0, 1] and rep["fast"]["samples"] == 6  # quality averaged over 2 seeds
+    assert rep["setup"]["tiles_per_crop"] == 9  # a 16-px crop is 3 x 3 overlapping tiles of 8 (overlap 2)
+    assert rep["fast"]["s_per_sample"] == pytest.approx(rep["fast"]["s_per_crop"] / 9)
+    assert rep["floor"]["s_per_sample"] > 0 and rep["floor"]["fraction_achieved"] > 0
+    assert rep["fast"]["flops_by_part"]["denoiser"] * 10 == rep["reference"]["flops_by_part"]["denoiser"] * 4
+    plate = rep["plate"]
+    assert {"lr", "s", "s_per_tile", "peak_rss_mb"} <= set(plate) and plate["lr"] == 24 and plate["sr"] == 96
+    assert plate["tiles"] == 16 and plate["s_per_tile"] == pytest.approx(plate["s"] / 16)  # 24 px: 4 x 4 tiles of 8
+    assert 0 < plate["peak_rss_mb"] < 4096
+    assert set(rep["targets"]) >= {"speedup_200x", "floor_fraction_0.5", "plate_peak_rss_1gb"}
     json.dumps(rep, default=float)  # JSON-able
-    assert any("matmul rate" in m for m in lines)
+    assert any("matmul rate" in m for m in lines) and rep["paths"] == []
 
 
-def test_bench_cli_missing_bundle(tmp_path):
+def test_bench_cli_missing_bundle_and_bad_config(tmp_path):
     from edge.cli import app
 
     res = CliRunner().invoke(app, ["bench", "--quick", "--model", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "nope" in res.output
-
-
-def test_texture_coeffs_match_the_metrics_cvd():
-    from edge.analyze.metrics import CVDSettings, cvd
-    from edge.bench_cli import quality
-
-    rng = np.random.default_rng(0)
-    a, b = (rng.integers(0, 256, (64, 64)).astype(np.uint8) for _ in range(2))
-    assert quality([a], [b])["texture_distance"] == pytest.approx(cvd(a, b, CVDSettings(size=64))[1], rel=1e-5)
+    bad = tmp_path / "box.yaml"
+    bad.write_text("sr:\n  batch: 0\n")
+    res = CliRunner().invoke(app, ["bench", "--quick", "--config", str(bad)])
+    assert res.exit_code == 2 and "sr.batch" in res.output

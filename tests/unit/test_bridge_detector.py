@@ -147,6 +147,32 @@ def test_recoat_cut_short_by_next_layer_is_flagged():
     assert rec[0].layer == 1 and "next_layer_started" in rec[0].flags
 
 
+def test_recoat_delay_adapts_to_the_printers_gaps():
+    # gaps from layer end to next start are 1.5 s; the configured 8 s would fire after the laser is back
+    t, v = _square([(0.1, 1.0), (2.5, 3.0), (4.5, 5.0), (6.5, 7.0)], 9.0)
+    ev = detect(t, v, BridgeConfig(recoat_delay_s=8.0, recoat_gap_fraction=0.8))
+    rec = [e for e in ev if e.event == "recoat_done"]
+    assert [e.layer for e in rec] == [1, 2, 3, 4]
+    assert "next_layer_started" in rec[0].flags  # nothing learned yet
+    for e in rec[1:]:  # then 0.8 x the shortest gap seen (1.5 s): before the next layer starts
+        assert "delay_adapted" in e.flags and "next_layer_started" not in e.flags
+        assert e.t_detected_s - e.t_off_s == pytest.approx(0.8 * 1.55, abs=0.01)  # start seen after min_on_s
+
+
+def test_recoat_done_from_the_recoater_signal():
+    t, v = _square([(0.1, 1.0), (6.0, 7.0)], 8.0)
+    blade = np.zeros_like(t)
+    blade[(t >= 1.5) & (t < 3.0)] = 5.0  # the blade moves 1.5-3.0 s after the layer end
+    cfg = BridgeConfig(recoat_source="signal", recoat_settle_s=0.25, recoat_delay_s=0.5)
+    det = LayerDetector(cfg)
+    ev = det.feed(t, v, recoater=blade) + det.finish()
+    rec = [e for e in ev if e.event == "recoat_done"]
+    assert rec[0].layer == 1 and "recoater_signal" in rec[0].flags
+    assert rec[0].t_detected_s == pytest.approx(3.25, abs=0.01)  # not the 0.5 s delay
+    with pytest.raises(ValueError, match="recoater"):
+        LayerDetector(cfg).feed(t, v, recoater=blade[:-1])
+
+
 def test_start_layer_and_restart_keep_numbering():
     t, v = _square([(0.1, 1.0), (3.0, 3.5)], 3.4)
     det = LayerDetector(BridgeConfig(emit_recoat=False), start_layer=41)

@@ -10,7 +10,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edge.sr.bundle import FORMAT, BundleError, default_bundle_path, load_bundle, sha256_file, write_bundle  # noqa: E402
+from edge.sr.bundle import (FORMAT, BundleError, default_bundle_path, load_bundle, resolve_bundle_path,  # noqa: E402
+                            sha256_file, write_bundle)
 from tests.sr_fixtures import tiny_bundle  # noqa: E402
 
 
@@ -89,3 +90,14 @@ def test_default_bundle_path(monkeypatch, tmp_path: Path):
     assert default_bundle_path() == Path(__file__).resolve().parents[2] / "models" / "default"
     monkeypatch.setenv("LPBF_MODEL", str(tmp_path))
     assert default_bundle_path() == tmp_path
+
+
+def test_resolve_bundle_path_order_and_explicitness(monkeypatch, tmp_path):
+    """--model, then $LPBF_MODEL, then the repo's models/default (the only implicit one); never the working dir."""
+    monkeypatch.delenv("LPBF_MODEL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    repo_default = Path(__file__).resolve().parents[2] / "models" / "default"
+    assert resolve_bundle_path(None) == (repo_default, False)
+    monkeypatch.setenv("LPBF_MODEL", str(tmp_path / "env"))
+    assert resolve_bundle_path(None) == (tmp_path / "env", True)
+    assert resolve_bundle_path(tmp_path / "cli") == (tmp_path / "cli", True)

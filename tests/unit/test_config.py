@@ -26,7 +26,18 @@ def test_unknown_key_names_line_and_key():
     (issue,) = err.value.issues
     assert issue.path == "mqtt.prot"
     assert issue.line == 5
-    assert "unknown key" in issue.reason
+    assert "unknown key" in issue.reason and "did you mean 'port'?" in issue.reason
+
+
+def test_unknown_keys_suggest_the_nearest_setting_in_line_order():
+    text = "wbe:\n  enabled: true\nsr:\n  Steps: 4\nanalyze:\n  zzzzzz: 1\nmqtt:\n  ha_discovry: true\n"
+    with pytest.raises(ConfigError) as err:
+        parse_config(text)
+    got = [(i.line, i.path, i.reason) for i in err.value.issues]
+    assert [g[:2] for g in got] == [(1, "wbe"), (4, "sr.Steps"), (6, "analyze.zzzzzz"), (8, "mqtt.ha_discovry")]
+    assert "did you mean 'web'?" in got[0][2] and "did you mean 'steps'?" in got[1][2]
+    assert "did you mean" not in got[2][2] and "config example" in got[2][2]
+    assert "did you mean 'ha_discovery'?" in got[3][2]
 
 
 def test_bad_value_names_line():

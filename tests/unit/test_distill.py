@@ -145,7 +145,7 @@ def test_distill_add_copies_parts_into_the_manifest_and_names_the_fast_path(tmp_
     from typer.testing import CliRunner
 
     from edge.sr.bundle import load_bundle
-    from edge.sr.resolver import fast_path_settings
+    from edge.sr.profile import fast_path_settings
     from edge.train.distill import register_distill
     from tests.sr_fixtures import tiny_bundle
 
@@ -175,13 +175,15 @@ def test_distill_add_copies_parts_into_the_manifest_and_names_the_fast_path(tmp_
 
 def test_light_encoder_distils_adds_to_the_bundle_and_runs_in_the_fast_path(tmp_path):
     """distill encoder -> lr_encoder_light.onnx + report; `distill add` ships it and the fast path names it; the
-    resolver and the bench use it in place of the full condition encoder."""
+    box's default profile and the bench's FLOP count use it in place of the full condition encoder."""
     import json
     import shutil
 
-    from edge.bench_cli import _extras, plan_combos
+    from edge.bench_measure import flops_per_sample
+    from edge.sr.config import SRConfig
     from edge.sr.bundle import BundleError, load_bundle
-    from edge.sr.resolver import SuperResolver, fast_path_settings
+    from edge.sr.profile import fast_path_settings
+    from edge.sr.resolver import SuperResolver
     from edge.train.bundle import add_distilled
     from edge.train.distill import distill_encoder_cmd, light_encoder
     from tests.sr_fixtures import tiny_bundle
@@ -210,8 +212,8 @@ def test_light_encoder_distils_adds_to_the_bundle_and_runs_in_the_fast_path(tmp_
     full = SuperResolver.from_bundle(b, seed=3).upscale(lr).sr
     light = SuperResolver.from_bundle(b, seed=3, encoder="light").upscale(lr).sr
     assert light.shape == full.shape and not np.array_equal(light, full)  # a different condition graph really ran
-    extras = _extras(b, bundle.manifest, None)
-    assert [e["file"] for _, e in extras["encoder"]] == ["lr_encoder_light.onnx"]
-    assert all(e["file"] != "lr_encoder_light.onnx" for _, e in extras["decoder"])
-    _, combos, fast = plan_combos(bundle.manifest, extras, quick=True, bf16=False)
-    assert fast == "ort fused student2 + light decoder + light encoder" and fast in [c.name for c in combos]
+    box = SuperResolver.from_config(SRConfig(model=str(b)))  # the default profile takes the fast path
+    assert box.bundle.graph_file("lr_encoder") == "lr_encoder_light.onnx" and "student2" in box.model_id
+    from tests.sr_fixtures import tiny_modules
+
+    assert flops_per_sample(box, tiny_modules())["encoder"] == rep["flops"]

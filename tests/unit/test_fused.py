@@ -1,4 +1,4 @@
-"""Fused sampler step: coefficients match diffusers' schedulers; fused ONNX loop matches the unfused loop."""
+"""Coefficient plans match diffusers' schedulers; the fused ONNX Runtime / OpenVINO loops match the numpy loop."""
 
 from __future__ import annotations
 
@@ -9,15 +9,14 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
-
-from edge.sr.fused import FusedOrtLoop, apply_step, export_fused_torch, fuse_onnx, plan_steps  # noqa: E402
+from edge.sr.fused import FusedOrtLoop, FusedOvLoop, fuse_onnx  # noqa: E402
+from edge.sr.plan import apply_step, plan_steps, run_plan  # noqa: E402
 
 T = 200
 SHAPE = (2, 4, 8, 8)
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
 def _scheduler(name: str, pred: str):
@@ -63,67 +62,51 @@ def test_plan_rejects_bad_input():
         plan_steps(acp, [20, 10], "ddim", "x0")
 
 
-class _TinyDenoiser(torch.nn.Module):
-    """A small conv net with the denoiser signature (x, t, cond) -> out."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = torch.nn.Conv2d(8, 4, 3, padding=1)
-        self.norm = torch.nn.GroupNorm(2, 4)
-
-    def forward(self, x, t, cond):
-        h = self.conv(torch.cat([x, cond], 1))
-        return self.norm(h) * torch.cos(t[:, None, None, None] / 50.0)
-
-
 @pytest.fixture(scope="module")
 def graphs(tmp_path_factory):
+    """The tiny test bundle's U-Net denoiser (ORT session), its fused step graph in ORT, and that graph in OpenVINO."""
+    from edge.sr.bundle import load_bundle
+    from edge.sr.runners import OpenVinoRunner
+    from tests.sr_fixtures import tiny_bundle
+
+    b = load_bundle(tiny_bundle())
     d = tmp_path_factory.mktemp("fused")
-    net = _TinyDenoiser().eval()
-    x = torch.zeros(SHAPE)
-    torch.onnx.export(net, (x, torch.zeros(SHAPE[0]), x), str(d / "den.onnx"), input_names=["x", "t", "cond"],
-                      output_names=["out"], opset_version=18, dynamo=False)
-    fuse_onnx(d / "den.onnx", d / "fused.onnx")
-    export_fused_torch(net, d / "fused_torch.onnx", *SHAPE)
+    fuse_onnx(b.graph("denoiser"), d / "fused.onnx")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     mk = lambda p: ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])  # noqa: E731
-    return mk(d / "den.onnx"), mk(d / "fused.onnx"), mk(d / "fused_torch.onnx")
+    return mk(b.graph("denoiser")), mk(d / "fused.onnx"), OpenVinoRunner(b, "f32", threads=1).open(d / "fused.onnx")
 
 
-@pytest.mark.parametrize("sampler,steps,pred", [("dpmpp_2m", 8, "v_prediction"), ("ddpm", 20, "epsilon")])
-def test_fused_loop_matches_unfused(graphs, sampler, steps, pred):
-    """The fused ONNX loop (graph surgery and torch export) equals denoiser-call + numpy update, step by step."""
-    den, fused, fused_torch = graphs
-    acp = np.cumprod(1 - np.linspace(1e-4, 0.02, T))
-    ts = np.linspace(T - 1, 0, steps).round().astype(int)
-    plan = plan_steps(acp, ts, sampler, pred)
+@pytest.mark.parametrize("sampler,steps,pred", [("dpmpp_2m", 8, "v_prediction"), ("ddpm", 20, "epsilon"),
+                                                ("ddim", 5, "sample")])
+def test_fused_loops_match_the_numpy_loop(graphs, sampler, steps, pred):
+    """ORT's and OpenVINO's fused loops (update inside the graph) equal denoiser calls + the numpy update."""
+    den, fused, ov_graph = graphs
+    acp = np.cumprod(1 - np.linspace(1e-4, 0.02, 50))
+    ts = np.linspace(49, 0, steps).round().astype(int)
+    plan = plan_steps(acp, ts, sampler, pred, eta=0.7 if sampler == "ddim" else None)
     rng = np.random.default_rng(3)
     x = rng.standard_normal(SHAPE).astype(np.float32)
     cond = rng.standard_normal(SHAPE).astype(np.float32)
     noise = rng.standard_normal((steps, *SHAPE)).astype(np.float32)
-    xm, x0p = x.copy(), np.zeros_like(x)
-    for i, t in enumerate(ts):
-        m = den.run(None, {"x": xm, "t": np.full(SHAPE[0], t, np.float32), "cond": cond})[0]
-        xm, x0p = apply_step(plan.coefs[i], xm, m, x0p, noise[i])
-    for sess in (fused, fused_torch):
-        loop = FusedOrtLoop(sess, plan, SHAPE[0], SHAPE[1:])
+    ref = run_plan(lambda a, t, c: den.run(None, {"x": a, "t": t, "cond": c})[0], plan, x, cond, noise)
+    for loop in (FusedOrtLoop(fused, plan, SHAPE[0], SHAPE[1:]), FusedOvLoop(ov_graph, plan, SHAPE[0], SHAPE[1:])):
         out = loop.run(x, cond, noise).copy()
-        np.testing.assert_allclose(out, xm, atol=1e-4 * max(1.0, np.abs(xm).max()))
+        np.testing.assert_allclose(out, ref, atol=1e-4 * max(1.0, np.abs(ref).max()))
         again = loop.run(x, cond, noise)  # buffers are reused: a second run gives the same answer
         np.testing.assert_array_equal(again, out)
 
 
 def test_fused_loop_needs_noise_for_ddpm(graphs):
-    _, fused, _ = graphs
-    plan = plan_steps(np.linspace(0.99, 0.01, T), [150, 100, 50], "ddpm", "epsilon")
-    loop = FusedOrtLoop(fused, plan, SHAPE[0], SHAPE[1:])
+    _, fused, ov_graph = graphs
+    plan = plan_steps(np.linspace(0.99, 0.01, 50), [40, 30, 20], "ddpm", "epsilon")
     z = np.zeros(SHAPE, np.float32)
-    with pytest.raises(ValueError, match="adds noise"):
-        loop.run(z, z)
-    with pytest.raises(ValueError, match="shape"):
-        loop.run(z[:1], z[:1])
+    for loop in (FusedOrtLoop(fused, plan, SHAPE[0], SHAPE[1:]), FusedOvLoop(ov_graph, plan, SHAPE[0], SHAPE[1:])):
+        with pytest.raises(ValueError, match="adds noise"):
+            loop.run(z, z)
+        with pytest.raises(ValueError, match="shape"):
+            loop.run(z[:1], z[:1])
 
 
 def test_fuse_rejects_non_denoiser(tmp_path):
@@ -138,18 +121,9 @@ def test_fuse_rejects_non_denoiser(tmp_path):
         fuse_onnx(tmp_path / "r.onnx", tmp_path / "o.onnx")
 
 
-@pytest.fixture(scope="module")
-def tiny_fused(tmp_path_factory):
-    """The SR-runtime fixture's tiny U-Net denoiser, and its fused step graph in a session (exported once)."""
-    den = pytest.importorskip("tests.sr_fixtures").tiny_modules()["denoiser"]
-    path = tmp_path_factory.mktemp("tiny") / "f.onnx"
-    export_fused_torch(den, path, *SHAPE)
-    return den, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
 @pytest.mark.parametrize("name,steps,pred,init", [("ddpm", 20, "epsilon", "noise"), ("ddim", 10, "v_prediction", "noised_estimate"),
                                                   ("dpmpp_2m", 8, "v_prediction", "noise"), ("dpmpp_2m", 6, "sample", "noised_estimate")])
-def test_fused_sampler_matches_sr_runtime_sampler(tiny_fused, name, steps, pred, init):
+def test_fused_sampler_matches_sr_runtime_sampler(graphs, name, steps, pred, init):
     """FusedSampler over the tiny bundle's U-Net equals edge.sr.samplers.sample (float64 reference) within 1e-4.
 
     The reference's denoise callable is the same graph with coef = [0, 1, 0, 0, 0, 0] (output x0 = model output),
@@ -157,7 +131,7 @@ def test_fused_sampler_matches_sr_runtime_sampler(tiny_fused, name, steps, pred,
     samplers = pytest.importorskip("edge.sr.samplers")
     from edge.sr.fused import FusedSampler
     from edge.sr.schedule import Schedule
-    _, sess = tiny_fused
+    _, sess, _ = graphs
     shape = SHAPE
     fs = FusedSampler(sess)
     sched = Schedule.make("cosine", 50)

@@ -83,6 +83,27 @@ def test_layers_flow_in_order_with_contract_messages(tmp_path):
     assert (tmp_path / "archive/J/000003/recoat_lr.png").exists()
 
 
+def test_recoat_frame_is_analysed_and_its_flags_published(tmp_path):
+    """With a recoat analyser the post-spreading frame gets its own anomaly JSON, same correlation as its layer."""
+    from dataclasses import replace
+
+    from edge.analyze.recoat import RecoatAnalyzer
+
+    analyzer = RecoatAnalyzer()
+    p = _pipeline(tmp_path, replace(_stages(), analyze_recoat=lambda img, n, std: analyzer.analyze(img, n)))
+    p.start()
+    p.submit(_ev(1))
+    assert p.drain(5)
+    p.submit(_ev(1, "recoat_done"))
+    assert p.stop(10)
+    msgs = _spooled(p)
+    assert [m.kind for m in msgs][-2:] == ["recoat", "recoat_anomaly"]
+    doc = json.loads(msgs[-1].payload)
+    assert doc["job"] == "J" and doc["layer"] == 1 and doc["layer_state"] in ("ok", "minor", "critical")
+    assert msgs[-1].correlation == msgs[0].correlation and msgs[-1].topic.endswith("/layer/1/recoat_anomaly")
+    assert json.loads((tmp_path / "archive/J/000001/recoat_anomaly.json").read_text()) == doc
+
+
 def test_slow_sr_publishes_lr_first_and_never_blocks_submit(tmp_path):
     """While SR is stuck, later layers go out as LR + LR flags; the SR layer and updated anomaly follow."""
     gate = threading.Event()
@@ -121,7 +142,7 @@ def test_capture_failure_is_published_and_next_layer_continues(tmp_path):
     assert p.stop(10)
     msgs = _spooled(p)
     l2 = [m for m in msgs if m.layer == 2]
-    assert [m.kind for m in l2] == ["meta", "anomaly", "latest"]
+    assert [m.kind for m in l2][:2] == ["meta", "anomaly"]  # + latest unless layer 3 went out LR-first before it
     assert json.loads(l2[1].payload)["layer_state"] == "capture_failed"
     assert "no frame" in json.loads(l2[0].payload)["failure"]
     assert [m.layer for m in msgs if m.kind == "sr"] == [1, 3]

@@ -71,3 +71,32 @@ def test_home_assistant_discovery():
     cfg = json.loads(dict(msgs)["homeassistant/sensor/lpbf_edge_b1/layer_state/config"])
     assert cfg["state_topic"] == "lpbf/v1/b1/anomaly/latest" and cfg["availability_topic"] == "lpbf/v1/b1/availability"
     assert len({json.loads(p)["unique_id"] for _, p in msgs}) == len(msgs)
+
+
+def test_home_assistant_critical_sensor_and_latest_sr_image():
+    """The problem binary sensor's templates render as Home Assistant would (Jinja2, value_json); the image entity's
+    topic filter matches every layer's SR topic and nothing else."""
+    jinja2 = pytest.importorskip("jinja2")
+    from paho.mqtt.client import topic_matches_sub
+
+    t = Topics("lpbf/v1", "b1")
+    msgs = {topic: json.loads(p) for topic, p in discovery_messages(t, "homeassistant", "1.2")}
+    crit = msgs["homeassistant/binary_sensor/lpbf_edge_b1/critical_layer/config"]
+    assert crit["device_class"] == "problem" and crit["state_topic"] == t.anomaly_latest
+    env = jinja2.Environment()
+    flag = {"type": "super_elevation", "severity": "critical", "score": 2.3, "bbox": [1, 2, 3, 4], "area_px": 9}
+
+    def render(template: str, state: str) -> str:
+        doc = {"job": "J", "layer": 7, "layer_state": state, "flags": [flag] if state != "ok" else []}
+        return env.from_string(template).render(value_json=doc)
+
+    assert [render(crit["value_template"], s) for s in ("critical", "minor", "ok")] == ["ON", "OFF", "OFF"]
+    on_off = {render(crit["value_template"], "critical"), render(crit["value_template"], "ok")}
+    assert on_off == {crit["payload_on"], crit["payload_off"]}
+    attrs = json.loads(render(crit["json_attributes_template"], "critical"))
+    assert attrs == {"job": "J", "layer": 7, "layer_state": "critical", "flags": ["super_elevation"]}
+    img = msgs["homeassistant/image/lpbf_edge_b1/latest_sr/config"]
+    assert img["content_type"] == "image/png" and img["availability_topic"] == t.availability
+    assert topic_matches_sub(img["image_topic"], t.layer("job-0001", 12, "sr"))
+    assert not any(topic_matches_sub(img["image_topic"], t.layer("J", 1, k)) for k in ("lr", "meta", "anomaly"))
+    assert not topic_matches_sub(img["image_topic"], Topics("lpbf/v1", "other").layer("J", 1, "sr"))

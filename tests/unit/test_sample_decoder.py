@@ -95,9 +95,21 @@ def test_fast_profile_takes_the_bundles_fast_path(bundle_with_sample_decoder, tm
     m = json.loads((b / MANIFEST).read_text())
     entries = [{"backend": "openvino", "openvino_precision": "bf16", "decoder": "light"}, {"backend": "ort", "decoder": "light"}]
     write_bundle(b, {**m, "distilled": {"light_decoder": {"file": "hr_decoder_light.onnx"}}, "fast_path": {"box_config": entries}})
-    fast = SuperResolver.from_config(SRConfig(model=str(b), profile="fast"))
-    assert fast.model_id.endswith("+light_decoder")
+    fast = SuperResolver.from_config(SRConfig(model=str(b)))  # profile fast is the default
+    assert fast.model_id.endswith("+light_decoder") and "fast path" in fast.settings_note
     assert fast.runner.name == ("openvino" if openvino_bf16_supported() else "ort")
-    assert SuperResolver.from_config(SRConfig(model=str(b))).model_id == m["model_id"]  # quality profile: untouched
+    quality = SuperResolver.from_config(SRConfig(model=str(b), profile="quality"))
+    assert quality.model_id == m["model_id"] and quality.runner.name == "ort"  # quality profile: untouched
+    # settings written in the config win over the fast path's; the rest still comes from it
+    mine = SuperResolver.from_config(SRConfig(model=str(b), backend="ort"))
+    assert mine.runner.name == "ort" and mine.model_id.endswith("+light_decoder")
+    full = SuperResolver.from_config(SRConfig(model=str(b), decoder="full"))
+    assert full.model_id == m["model_id"]
+    # a bundle without a fast path runs its own sampler and says so
+    own = SuperResolver.from_config(SRConfig(model=str(bundle_with_sample_decoder)))
+    assert own.model_id == m["model_id"] and "names no fast path" in own.settings_note
     with pytest.raises(BundleError, match="names no fast path"):
-        SuperResolver.from_config(SRConfig(model=str(bundle_with_sample_decoder), profile="fast"))
+        from edge.sr.bundle import load_bundle
+        from edge.sr.profile import fast_path_settings
+
+        fast_path_settings(load_bundle(bundle_with_sample_decoder))

@@ -1,4 +1,5 @@
-"""Samplers in edge.sr.samplers equal the diffusers schedulers on the same tiny model and the same noise.
+"""The float64 oracle samplers (tests/sampler_oracle.py) equal diffusers' schedulers on the same tiny model and the
+same noise, and the runtime's coefficient plans (edge.sr.plan, run by edge.sr.samplers.sample) equal the oracle.
 
 Tolerance: ours keeps the schedule and the state in float64, diffusers in float32 (betas, alphas_cumprod,
 the chain). Both call the same float32 model, so the chains agree to float32 rounding amplified by the
@@ -14,10 +15,13 @@ import pytest
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
-from edge.sr.samplers import SamplerSpec, ddim, ddpm, dpmpp_2m, draw_noise, sample  # noqa: E402
+from edge.sr.samplers import SamplerSpec, draw_noise, sample  # noqa: E402
 from edge.sr.schedule import Schedule, timesteps_for, to_eps, to_v, to_x0  # noqa: E402
+from tests.sampler_oracle import ddim, ddpm, dpmpp_2m, oracle_sample  # noqa: E402
 from tests.sr_fixtures import tiny_unet  # noqa: E402
 
+# diffusers' DPM-Solver builds its sigmas with np.array(copy=False) semantics numpy 2 warns about (not ours)
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 T = 50
 SHAPE = (2, 4, 8, 8)
 PREDS = ("epsilon", "v_prediction", "sample")
@@ -113,6 +117,33 @@ def test_dpmpp_2m_equals_diffusers(model, cond, kind, pred, steps):
     ref_s.set_timesteps(steps)
     assert ref_s.timesteps.numpy().tolist() == ts.tolist()
     _close(ours, _diffusers_loop(ref_s, model, x, cond))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("pred", PREDS)
+@pytest.mark.parametrize("name,steps,eta", [("ddpm", 50, 0.0), ("ddim", 10, 0.0), ("ddim", 10, 1.0),
+                                            ("dpmpp_2m", 5, 0.0), ("dpmpp_2m", 20, 0.0)])
+def test_plan_loop_equals_oracle(model, cond, kind, pred, name, steps, eta):
+    """The runtime's plan (one coefficient vector per step, numpy loop) equals the float64 step-by-step oracle."""
+    sched = Schedule.make(kind, T)
+    spec = SamplerSpec(name=name, steps=steps, eta=eta, spacing="leading" if name == "ddpm" else "trailing")
+    noise = draw_noise(np.random.default_rng(11), steps, SHAPE)
+    ts = timesteps_for(T, steps, spec.spacing)
+    ref = oracle_sample(model, sched, noise[0], cond, ts, noise[1:], name, pred, eta)
+    _close(sample(model, sched, cond, SHAPE, spec, pred, noise=noise), ref)
+
+
+@pytest.mark.parametrize("name", ["ddpm", "ddim", "dpmpp_2m"])
+def test_plan_loop_clips_x0_like_the_oracle(model, cond, name):
+    """Pixel-space models clip the x0 estimate; the plan's loop clips at the same place as the oracle."""
+    sched, steps = Schedule.make("linear", T), 8
+    spec = SamplerSpec(name=name, steps=steps, eta=0.5 if name == "ddim" else 0.0)
+    noise = draw_noise(np.random.default_rng(12), steps, SHAPE)
+    ts = timesteps_for(T, steps, spec.spacing)
+    ref = oracle_sample(model, sched, noise[0], cond, ts, noise[1:], name, "epsilon", spec.eta, clip=0.5)
+    _close(sample(model, sched, cond, SHAPE, spec, "epsilon", noise=noise, clip=0.5), ref)
+    unclipped = oracle_sample(model, sched, noise[0], cond, ts, noise[1:], name, "epsilon", spec.eta)
+    assert np.abs(ref - unclipped).max() > 1e-3  # the clip really acted
 
 
 @pytest.mark.parametrize("kind", KINDS)

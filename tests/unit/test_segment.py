@@ -28,11 +28,18 @@ def test_segments_synthetic_layer_much_better_than_plain_sauvola():
 
 
 def test_faint_part_and_vignetting():
+    """A part fused at under half the contrast of the others: the classifier reads it as an earlier layer showing
+    through unless the expected (CAD) area says otherwise; the prompt pipeline grows it from its own prompt."""
     img, lab = layer(seed=2, faint_square=True)
-    seg = Segmenter(AnalyzeConfig()).segment(img)
-    assert iou(seg.mask[300:390, 320:410], lab[300:390, 320:410] > 0) > 0.7
-    # corners are dark from vignetting but are powder
-    assert seg.mask[:60, :60].mean() < 0.05
+    faint = (slice(300, 390), slice(320, 410))
+    alone = Segmenter(AnalyzeConfig()).segment(img)
+    assert iou(alone.mask[faint], lab[faint] > 0) < 0.5
+    seg = Segmenter(AnalyzeConfig()).segment(img, expected_area_px=float((lab > 0).sum()))
+    assert iou(seg.mask[faint], lab[faint] > 0) > 0.7 and not seg.failed
+    prompted = Segmenter(AnalyzeConfig(segment_method="prompts")).segment(img)
+    assert iou(prompted.mask[faint], lab[faint] > 0) > 0.7
+    for m in (seg.mask, prompted.mask):  # corners are dark from vignetting but are powder
+        assert m[:60, :60].mean() < 0.05
 
 
 def test_area_loop_fails_on_impossible_expected_area_and_succeeds_on_true_one():
@@ -93,18 +100,29 @@ def test_sim_layer_iou_against_ground_truth():
     assert ours >= iou(plain_sauvola_segment(li.hr, AnalyzeConfig()), gt) + 0.3
 
 
-def test_real_photograph_rings_against_reference_mask(realdata):
-    """S01.jpg crop with 7 rings; reference made by fitting circles to the ring walls (see docs/analysis.md)."""
+def test_real_photograph_rings_against_reference_masks(realdata):
+    """The tuning crops of S01/S03 (references: bench/ring_reference.py, docs/analysis.md) with this camera's
+    settings: the self-fitted classifier finds the fused ring walls; plain Sauvola does not."""
+    import sys
     from pathlib import Path
 
-    im = cv2.imread(str(realdata / "risheng_slm" / "S01.jpg"), cv2.IMREAD_GRAYSCALE)
-    crop = im[720:2064, 3180:3848]
-    crop = cv2.resize(crop, (crop.shape[1] // 2, crop.shape[0] // 2), interpolation=cv2.INTER_AREA)
-    ref = cv2.imread(str(Path(__file__).resolve().parents[1] / "data" / "real_s01_rings_ref.png"), cv2.IMREAD_GRAYSCALE) > 0
-    assert ref.shape == crop.shape
-    cfg = AnalyzeConfig(pixel_scale=1.5, feature_min=2.0)  # settings for this camera (docs/analysis.md)
-    ours, base = iou(Segmenter(cfg).segment(crop).mask, ref), iou(plain_sauvola_segment(crop, cfg), ref)
-    assert ours >= 0.45 and ours >= 3 * base, (ours, base)
+    repo = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(repo / "bench"))
+    from ring_reference import CROPS, HOLD_OUT
+
+    cfg = AnalyzeConfig(pixel_scale=1.5, ignore_corner_frac=0.0)  # settings for this camera (docs/analysis.md)
+    scores = []
+    for name in ("real_s01_rings_ref", "real_s03_left_low_rings_ref", "real_s03_right_rings_ref"):
+        assert name not in HOLD_OUT
+        photo, (r0, r1), (c0, c1) = CROPS[name]
+        im = cv2.imread(str(realdata / "risheng_slm" / f"{photo}.jpg"), cv2.IMREAD_GRAYSCALE)[r0:r1, c0:c1]
+        crop = cv2.resize(im, (im.shape[1] // 2, im.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        ref = cv2.imread(str(repo / "tests" / "data" / f"{name}.png"), cv2.IMREAD_GRAYSCALE) > 0
+        assert ref.shape == crop.shape
+        ours, base = iou(Segmenter(cfg).segment(crop).mask, ref), iou(plain_sauvola_segment(crop, cfg), ref)
+        assert ours >= 0.6 and ours >= base + 0.4, (name, ours, base)
+        scores.append(ours)
+    assert np.mean(scores) >= 0.68, scores
 
 
 def test_segment_cli_writes_same_size_masks_and_reports_bad_files(tmp_path):
@@ -127,3 +145,42 @@ def test_sam_checkpoint_missing_is_a_clear_error(tmp_path):
 
     with pytest.raises(SamUnavailableError, match="does not exist"):
         Segmenter(AnalyzeConfig(sam_checkpoint=str(tmp_path / "sam_vit_b.pth")))
+
+
+def _disk_layer(seed: int, dark: float, rough: float, ghost: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Powder (grain) with two fused disks whose brightness is x dark and grain x rough; ghost: a third disk at that
+    brightness and plain powder texture (an earlier layer showing through the fresh powder)."""
+    rng = np.random.default_rng(seed)
+    n = 384
+    yy, xx = np.mgrid[0:n, 0:n]
+    parts = ((xx - 110) ** 2 + (yy - 120) ** 2 <= 50**2) | ((xx - 270) ** 2 + (yy - 250) ** 2 <= 60**2)
+    grain = cv2.GaussianBlur(rng.standard_normal((n, n)).astype(np.float32), (0, 0), 0.8) * 10
+    img = 120 + grain * np.where(parts, rough, 1.0)
+    img = np.where(parts, img * dark, img)
+    if ghost is not None:
+        g = (xx - 290) ** 2 + (yy - 90) ** 2 <= 45**2
+        img = np.where(g, img * ghost, img)
+    return np.clip(img, 0, 255).astype(np.uint8), parts
+
+
+@pytest.mark.parametrize("dark,rough", [(0.8, 2.0), (1.2, 0.4), (0.85, 1.0)])
+def test_classifier_reads_polarity_from_the_image_and_has_no_edge_bias(dark, rough):
+    img, parts = _disk_layer(1, dark, rough)
+    seg = Segmenter(AnalyzeConfig(ignore_corner_frac=0.0)).segment(img)
+    assert iou(seg.mask, parts) > 0.9, iou(seg.mask, parts)
+    assert 0.9 < seg.mask.sum() / parts.sum() <= 1.02  # never grown; at most a pixel or two inside the edge
+    assert seg.polarity == (-1 if dark < 1 else 1)
+
+
+def test_classifier_leaves_out_a_faint_earlier_layer():
+    img, parts = _disk_layer(2, 0.75, 1.5, ghost=0.95)  # the ghost is a fifth as dark as the fresh parts
+    seg = Segmenter(AnalyzeConfig(ignore_corner_frac=0.0)).segment(img)
+    assert iou(seg.mask, parts) > 0.85 and seg.mask[60:120, 260:320].mean() < 0.05
+
+
+def test_auto_method_prompts_on_registered_frames_classifier_on_photographs():
+    cfg = AnalyzeConfig()
+    assert cfg.segment_method == "auto"
+    assert Segmenter(cfg, registered=True).prompted and not Segmenter(cfg).prompted
+    assert not Segmenter(AnalyzeConfig(segment_method="classifier"), registered=True).prompted
+    assert Segmenter(AnalyzeConfig(segment_method="prompts")).prompted

@@ -30,6 +30,54 @@ def test_upscale_any_size_deterministic(resolver):
     assert tiny.sr.shape == (12, 8)
 
 
+def test_inputs_smaller_than_a_tile_with_the_grain_cap():
+    """A 2x3 input is padded to a tile before the model and the grain cap: finite, not blank, and the top-left of
+    the output matches the same pixels super-resolved inside the padded image (the cap used to give NaN -> all 0)."""
+    from edge.sr.grain import GrainCap, n_features
+    from edge.sr.tiling import pad_to_tile
+
+    base = SuperResolver.from_bundle(tiny_bundle(), backend="ort", seed=3)
+    cap = GrainCap(weights=((0.0,) * n_features(),), bias=(1.0,), sigmas=(1.5,), window=32)
+    capped = SuperResolver(base.bundle, base.runner, base.spec, seed=3)
+    capped.grain_cap = cap
+    img = IMG[:2, :3]
+    out = capped.upscale(img).sr
+    assert out.shape == (8, 12) and 0 < out.mean() < 255 and out.std() > 0
+    padded = capped.upscale(pad_to_tile(img, capped.tile)).sr
+    np.testing.assert_array_equal(out, padded[:8, :12])
+
+
+def test_non_finite_model_output_is_refused(resolver):
+    nan = SuperResolver(resolver.bundle, resolver.runner, resolver.spec)
+    nan.runner = type("NaNRunner", (), {"name": "nan", "encode_lr": resolver.runner.encode_lr,
+                                        "denoise": resolver.runner.denoise,
+                                        "decode": lambda self, z, g="hr_decoder": np.full(
+                                            (z.shape[0], 1, z.shape[2] * 4, z.shape[3] * 4), np.nan, np.float32)})()
+    with pytest.raises(RuntimeError, match="non-finite"):
+        nan.upscale(IMG)
+
+
+def test_batches_span_images_and_rows_with_static_shapes(resolver):
+    """Tiles of several images share fixed-size batches; each result equals upscale() of its own image."""
+    seen = []
+    r = SuperResolver(resolver.bundle, resolver.runner, resolver.spec, seed=3, batch=8)
+    enc = r.runner.encode_lr
+    r.condition = lambda lr, images: seen.append(lr.shape[0]) or enc(lr)  # type: ignore[method-assign]
+    imgs = [IMG, IMG[:9, :11], np.flipud(IMG).copy()]
+    many = r.upscale_many(imgs)
+    assert set(seen) <= {1, 2, 4, 8} and seen[:-1] == [8] * (len(seen) - 1)  # full batches, one bucketed remainder
+    for img, res in zip(imgs, many):
+        np.testing.assert_array_equal(res.sr, resolver.upscale(img).sr)
+    done = []
+    r.upscale(IMG, progress=lambda d, t: done.append((d, t)))
+    assert done[-1][0] == done[-1][1] and [d for d, _ in done] == sorted(d for d, _ in done)
+
+
+def test_prefetch_off_gives_the_same_image(resolver):
+    off = SuperResolver(resolver.bundle, resolver.runner, resolver.spec, seed=3, prefetch=False)
+    np.testing.assert_array_equal(off.upscale(IMG).sr, resolver.upscale(IMG).sr)
+
+
 def test_samples_mean_and_std(resolver):
     one = resolver.upscale(IMG)
     r = resolver.upscale(IMG, samples=3, reduce="mean", uncertainty=True)
@@ -120,8 +168,13 @@ def test_fused_step_path_equals_plain_sampler(tmp_path, monkeypatch, sampler):
     assert fused_r._fused is not None and list((tmp_path / "lpbf-edge" / "fused").glob("*.fused.onnx"))
     fused = fused_r.upscale(IMG, samples=2, reduce="mean")
     assert np.abs(plain.sr.astype(int) - fused.sr.astype(int)).max() <= 1
-    with pytest.raises(ValueError, match="ONNX Runtime only"):
-        SuperResolver.from_bundle(b, backend="openvino", fused=True)
+    ov = SuperResolver.from_bundle(b, seed=2, backend="openvino", fused=True)  # the same plan in OpenVINO's loop
+    assert ov._fused is not None
+    assert np.abs(ov.upscale(IMG, samples=2, reduce="mean").sr.astype(int) - plain.sr.astype(int)).max() <= 1
+    from edge.sr.resolver import _fused_sampler
+
+    with pytest.raises(ValueError, match="ONNX Runtime or OpenVINO only"):
+        _fused_sampler(b, type("R", (), {"name": "torch"})())
 
 
 def _bundle_with_student(tmp_path, timesteps):

@@ -7,16 +7,26 @@ import json
 import numpy as np
 import pytest
 
-from trt_build.build import bucket_profiles, fp32_layers
+from trt_build.build import LayerInfo, bucket_profiles, fp32_layers
 from trt_build.cache import EngineCache, EngineKey, EngineMismatch, sha256_file
+from trt_build.recipe import DeviceFacts, Recipe
 
 PROF = [{"x": ((1, 4, 16, 16), (1, 4, 16, 16), (1, 4, 16, 16))}]
+ORIN = DeviceFacts("Orin", "8.7", "10.3.0", "12.6", "36.4.0")
 
 
 def _key(**kw) -> EngineKey:
-    base = dict(name="denoiser", model_sha256="a" * 64, trt_version="10.3.0", compute_capability="8.7", profiles=PROF)
+    base = dict(name="denoiser", model_sha256="a" * 64, recipe_sha256=Recipe().digest(), device_name="Orin",
+                compute_capability="8.7", trt_version="10.3.0", cuda_version="12.6", l4t_version="36.4.0",
+                profiles=PROF)
     base.update(kw)
     return EngineKey(**base)
+
+
+def test_key_make_equals_the_explicit_key_and_the_recipe_is_part_of_it():
+    assert EngineKey.make("denoiser", "a" * 64, Recipe(), ORIN, PROF) == _key()
+    assert EngineKey.make("denoiser", "a" * 64, Recipe(buckets=(1, 2)), ORIN, PROF) != _key()
+    assert EngineKey.make("denoiser", "a" * 64, Recipe(precision="fp32"), ORIN, PROF).precision == "fp32"
 
 
 def test_store_then_check_roundtrip(tmp_path):
@@ -31,8 +41,12 @@ def test_store_then_check_roundtrip(tmp_path):
 
 
 @pytest.mark.parametrize("field,value,words", [
-    ("trt_version", "8.6.2", "trt_version"),
+    ("trt_version", "10.7.0", "trt_version"),
     ("compute_capability", "7.2", "compute_capability"),
+    ("device_name", "Xavier", "device_name"),
+    ("cuda_version", "12.2", "cuda_version"),
+    ("l4t_version", "36.3.0", "l4t_version"),
+    ("recipe_sha256", Recipe(transform="fused-step/2").digest(), "recipe_sha256"),
     ("model_sha256", "b" * 64, "model_sha256"),
     ("profiles", [{"x": ((2, 4, 16, 16),) * 3}], "profiles"),
 ])
@@ -53,7 +67,7 @@ def test_get_or_build_rebuilds_mismatch_and_removes_old(tmp_path):
     assert cache.get_or_build(_key(), build("again"), log=logs.append) == p1 and builds == ["v1"]
     p2 = cache.get_or_build(_key(trt_version="10.4.0"), build("v2"), log=logs.append)
     assert builds == ["v1", "v2"] and p2.read_bytes() == b"v2" and not p1.exists()
-    assert any("refusing" in m and "trt_version" in m for m in logs)
+    assert any("building" in m and "trt_version" in m for m in logs)
 
 
 def test_corrupt_engine_is_refused(tmp_path):
@@ -90,25 +104,14 @@ def test_bucket_profiles(tmp_path):
 
 
 def test_fp32_layer_selection():
-    layers = [("CONVOLUTION", "/conv_in/Conv"), ("NORMALIZATION", "/down/norm1/GroupNorm"),
-              ("ELEMENTWISE", "/down/norm1/Pow"), ("SOFTMAX", "/attn/Softmax"), ("UNARY", "/time_proj/Sin"),
-              ("ELEMENTWISE", "/up/Add"), ("REDUCE", "/mid/ReduceMean")]
-    assert fp32_layers(layers) == [1, 2, 3, 4, 6]
-    assert fp32_layers(layers, keep_types=[], keep_names=[]) == []
-    assert np.all(np.diff(fp32_layers(layers)) > 0)
-
-
-def test_trt_cli_without_tensorrt_says_where_it_runs(tmp_path):
-    pytest.importorskip("typer")
-    from typer.testing import CliRunner
-
-    from edge.cli import app
-    from trt_build.build import TensorRTUnavailable, import_trt
-
-    try:
-        import_trt()
-    except TensorRTUnavailable:
-        res = CliRunner().invoke(app, ["trt", "build", str(_onnx(tmp_path / "m.onnx", 1)), "--cache", str(tmp_path / "c")])
-        assert res.exit_code == 2 and "Jetson" in res.output
-    else:
-        pytest.skip("TensorRT is installed here; the GPU tests cover the real build")
+    """Marked layers (fp32. prefix or a marked output tensor) and kept types are pinned, but only when all-float."""
+    layers = [LayerInfo("/conv_in/Conv", "CONVOLUTION", ("a",), True),
+              LayerInfo("fp32.node_sin", "UNARY", ("sin",), True),
+              LayerInfo("fp32.node_sin_1", "UNARY", ("sin_1",), True),  # a second layer the parser made for the node
+              LayerInfo("node_shape", "SHAPE", ("s",), False),
+              LayerInfo("fp32.norm/reshape_int", "SHUFFLE", ("i",), False),  # marked but integer: never pinned
+              LayerInfo("layer_7", "ELEMENTWISE", ("x0",), True),  # writes a marked tensor
+              LayerInfo("ln", "NORMALIZATION", ("n",), True),
+              LayerInfo("const", "CONSTANT", ("w",), True)]
+    assert fp32_layers(layers, marked_outputs={"x0"}) == [1, 2, 5, 6]
+    assert fp32_layers(layers, keep_types=[]) == [1, 2]

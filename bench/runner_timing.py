@@ -1,6 +1,6 @@
 """Per-call timing of the bundle graphs on every CPU backend (ORT, OpenVINO f32/bf16, torch eager).
 
-    nice -n 15 .venv/bin/python -m edge.sr.bench_runners [--model DIR] [--preset small] [--batches 1 8] [--repeats 20]
+    nice -n 15 .venv/bin/python bench/runner_timing.py [--model DIR] [--preset small] [--batches 1 8] [--repeats 20]
 
 Without --model (and no models/default) it writes a random-weight bundle of the named edge.models preset first:
 timings do not depend on the weight values.

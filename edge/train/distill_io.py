@@ -1,0 +1,101 @@
+"""Shared distillation plumbing: the teacher as the runtime runs it, ONNX sessions and export, tiles, reports."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+Array = np.ndarray
+
+
+@dataclass
+class DistillLog:
+    """Loss curve and wall time of one distillation run."""
+
+    losses: list[float]
+    seconds: float
+
+
+def teacher_resolver(model):
+    """The teacher bundle as the runtime runs it: a SuperResolver on ONNX Runtime (its runner's graphs, its
+    condition), without the grain cap (distillation works on latents and decoded tiles)."""
+    from edge.sr.resolver import SuperResolver
+
+    return SuperResolver.from_bundle(model, backend="ort", grain_cap=False)
+
+
+def ort_session(path):
+    """ONNX Runtime CPU session of a freshly exported student (the runtime's thread policy)."""
+    import onnxruntime as ort
+
+    from edge.sr.runners import inference_threads
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = inference_threads()
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def session_fn(sess):
+    """numpy callable over a session with positional inputs."""
+    names = [i.name for i in sess.get_inputs()]
+    out = sess.get_outputs()[0].name
+    return lambda *arrays: sess.run([out], dict(zip(names, arrays)))[0]
+
+
+def hr_tiles(n: int, hr_patch: int, scale: int, seed: int) -> tuple[Array, Array]:
+    """(LR, HR) uint8 training tiles from the bench's data source (real photographs, else sim layers)."""
+    from edge.data.tiles import bench_pairs
+
+    return bench_pairs(n, hr_patch, scale, seed=seed)
+
+
+def to_unit(img: Array) -> Array:
+    """uint8 [N,h,w] -> float32 [N,1,h,w] in [-1, 1] (the bundle graphs' image convention)."""
+    return (img.astype(np.float32) / 127.5 - 1.0)[:, None]
+
+
+def psnr_unit(a: Array, b: Array) -> float:
+    """PSNR in dB of two [-1,1] image batches on the 8-bit scale."""
+    mse = float(np.mean(((a - b) * 127.5) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def time_call(fn, *args, reps: int = 5) -> float:
+    """Median seconds of fn(*args) after one warm-up call."""
+    fn(*args)
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn(*args)
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def export_onnx(module, args: tuple, names_in: list[str], names_out: list[str], path) -> None:
+    """ONNX export (opset 18, TorchScript exporter) with the given I/O names and a dynamic batch axis."""
+    import warnings
+
+    import torch
+
+    axes = {n: {0: "batch"} for n in [*names_in, *names_out]}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), args, str(path), input_names=names_in, output_names=names_out,
+                          opset_version=18, dynamo=False, dynamic_axes=axes)
+
+
+def echo_report(command, *args) -> None:
+    """Run a distillation command and print its JSON report; a bad bundle is one error line and exit code 2."""
+    import json
+
+    import typer
+
+    from edge.sr.bundle import BundleError
+
+    try:
+        typer.echo(json.dumps(command(*args), indent=2))
+    except BundleError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc

@@ -1,0 +1,1 @@
+"""`lpbf-edge watch`: the reference MQTT subscriber of the box's topic contract (DESIGN.md section 4)."""

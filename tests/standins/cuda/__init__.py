@@ -1,0 +1,1 @@
+"""Stand-in `cuda` package (tests only): see tests/standins/README.md."""

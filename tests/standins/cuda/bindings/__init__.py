@@ -1,0 +1,1 @@
+"""Stand-in `cuda.bindings` (tests only): only `runtime` exists."""
