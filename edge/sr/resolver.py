@@ -38,6 +38,7 @@ class SRResult:
     std: np.ndarray | None
     model_id: str
     timings_s: dict[str, float] = field(default_factory=dict)
+    cap_gains: np.ndarray | None = None  # the grain cap's gains [bands, windows y, windows x] (None: no cap ran)
 
 
 def to_unit(img_u8: np.ndarray) -> np.ndarray:
@@ -348,13 +349,13 @@ class SuperResolver:
 
     def _finish(self, img: np.ndarray, tiled: TiledImage, uncertainty: bool, timings: dict[str, float]) -> SRResult:
         """Blend, grain-cap (on the padded image, so inputs smaller than the cap's window work), crop, check."""
-        out = tiled.result()
+        out, gains = tiled.result(), None
         if self.grain_cap is not None:
             from edge.sr.grain import apply_grain_cap
 
             t1 = time.perf_counter()
             lr_padded = np.clip(np.rint((tiled.src + 1.0) * 127.5), 0, 255).astype(np.uint8)
-            capped, _ = apply_grain_cap(self.grain_cap, lr_padded, (out[0] + 1.0) * 127.5, self.scale)
+            capped, gains = apply_grain_cap(self.grain_cap, lr_padded, (out[0] + 1.0) * 127.5, self.scale)
             out[0] = capped / 127.5 - 1.0
             timings["grain_cap"] = timings.get("grain_cap", 0.0) + time.perf_counter() - t1
         out = tiled.crop_hr(out)
@@ -362,7 +363,7 @@ class SuperResolver:
             raise RuntimeError(f"super-resolution of a {img.shape[1]}x{img.shape[0]} image gave non-finite values "
                                f"(model {self.model_id}); nothing was written for it")
         std = (out[1] * 127.5).astype(np.float32) if uncertainty else None
-        return SRResult(sr=to_u8(out[0]), std=std, model_id=self.model_id, timings_s=timings)
+        return SRResult(sr=to_u8(out[0]), std=std, model_id=self.model_id, timings_s=timings, cap_gains=gains)
 
 
 def _gray(img: np.ndarray) -> np.ndarray:

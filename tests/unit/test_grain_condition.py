@@ -131,3 +131,14 @@ def test_grain_bundle_offsets_the_condition_in_the_resolver(ae_pt, tmp_path):
     np.testing.assert_array_equal(sr.upscale(lr).sr, other)  # baseline frames replace the per-image descriptor
     sr.set_grain_reference(None)
     np.testing.assert_array_equal(sr.upscale(lr).sr, own)
+    # tiles of two images share a batch, each conditioned on its own image's descriptor
+    lr2 = _grain(8, n=16, amp=4, stretch=2.0)
+    both = sr.upscale_many([lr, lr2])
+    np.testing.assert_array_equal(both[0].sr, own)
+    np.testing.assert_array_equal(both[1].sr, sr.upscale(lr2).sr)
+    # without images (distillation teachers) each tile is conditioned on its own descriptor
+    tiles = np.stack([lr, lr2]).astype(np.float32)[:, None] / 127.5 - 1.0
+    plain = sr.runner.encode_lr(tiles)
+    gc = sr.grain_condition
+    want = plain + np.stack([gc.offset(grain_descriptor(lr)), gc.offset(grain_descriptor(lr2))])[:, :, None, None]
+    np.testing.assert_allclose(sr.condition(tiles), want, atol=1e-5)
