@@ -44,12 +44,14 @@ LABELS = {"bicubic": "bicubic", "linear_mmse": "linear MMSE estimator (bench/sr_
           "fast_mean8": "fast path, mean of 8",
           "ae_mean": "ceiling: HR autoencoder, mean decoder (sees the HR)",
           "ae_sample": "ceiling: HR autoencoder, sample decoder (sees the HR)"}
-SHORT = {"bicubic": "bicubic", "default": "one sample", "mean8": "mean of 8", "fast": "fast path sample"}
-SHOWN = ("bicubic", "default", "mean8", "fast")
+SHORT = {"bicubic": "bicubic", "default": "quality: one sample", "mean8": "quality: mean of 8", "fast": "box: one sample",
+         "fast_mean8": "box: mean of 8"}
+SHOWN = ("bicubic", "default", "mean8", "fast", "fast_mean8")
 SIM_SETS = ("sim", "sim_paper")
 
 
 THREADS: dict[str, int | None] = {"n": None}  # backend threads (None: the runners' default, all physical cores)
+PATHS: dict[str, tuple[str, ...]] = {"run": ("default", "fast")}  # which SR paths run (--paths)
 
 
 @functools.lru_cache(maxsize=2)
@@ -59,20 +61,26 @@ def _resolvers(model: Path, tile: int | None) -> dict:
 
 
 def resolvers(model: Path, seed: int, tile: int | None) -> dict:
-    """The SuperResolvers the methods run: quality path (bundle defaults) and the box's fast path."""
+    """The SuperResolvers the methods run: the quality profile and the box's default profile (fast: the bundle's fast
+    path), with the settings edge.sr.profile gives the box (only the thread count may differ, --threads)."""
     from edge.sr.bundle import load_bundle
-    from edge.sr.resolver import SuperResolver, fast_path_settings
+    from edge.sr.config import SRConfig
+    from edge.sr.profile import effective_settings
+    from edge.sr.resolver import SuperResolver
 
-    th = {"threads": THREADS["n"]} if THREADS["n"] else {}
-    out = {"default": SuperResolver.from_bundle(model, backend="ort", seed=seed, tile=tile, **th)}
-    b = load_bundle(model)
-    if b.manifest.get("fast_path"):
-        fp = fast_path_settings(b)
-        opts = {"precision": fp["openvino_precision"]} if fp.get("backend") == "openvino" else {}
-        out["fast"] = SuperResolver.from_bundle(model, backend=fp["backend"], seed=seed, tile=tile, **th,
-                                                sampler=fp.get("sampler"), fused=bool(fp.get("fused")),
-                                                decoder=fp.get("decoder", "full"), encoder=fp.get("encoder", "full"),
-                                                **opts)
+    bundle, out = load_bundle(model, verify=False), {}
+    for key in PATHS["run"]:
+        profile = "quality" if key == "default" else SRConfig().profile
+        if key == "fast" and not bundle.manifest.get("fast_path"):
+            continue
+        cfg, _ = effective_settings(SRConfig(model=str(model), profile=profile, seed=seed, tile=tile), bundle)
+        opts = {"precision": cfg.openvino_precision} if cfg.backend == "openvino" else {}
+        if THREADS["n"]:
+            opts["threads"] = THREADS["n"]
+        out[key] = SuperResolver.from_bundle(model, backend=cfg.backend, steps=cfg.steps, seed=seed,
+                                             sampler=cfg.sampler, tile=cfg.tile, overlap=cfg.overlap, batch=cfg.batch,
+                                             fused=bool(cfg.fused), decoder=cfg.decoder, grain_cap=cfg.grain_cap,
+                                             encoder=cfg.encoder, **opts)
     return out
 
 
@@ -186,7 +194,8 @@ def markdown(res: dict, manifest: dict, cmd: str, wall: float) -> str:
                 cap = f"{v['cap_share']:.2f} / {v['cap_gain']:.2f}" if "cap_share" in v else ""
                 lines.append(f"| {LABELS[m]} | {v['n']} | {v['mae']:.2f} | {v['psnr']:.2f} | {v['ssim']:.3f} | "
                              f"{v['texture']:.3f} | {v['hf_ratio']:.2f} | {v['kurt_log_ratio']:.2f} | {cap} |")
-        paths = [("quality path", "default", "mean8")] + ([("fast path", "fast", "fast_mean8")] if "fast" in r else [])
+        paths = [(p, one, mean) for p, one, mean in (("quality path", "default", "mean8"),
+                                                     ("fast path", "fast", "fast_mean8")) if one in r]
         lines += ["", "| target (issue 20) | " + " | ".join(p for p, _, _ in paths) + " |",
                   "|---|" + "---|" * len(paths)]
         rows = [targets(set_name, r, one, mean) for _, one, mean in paths]
@@ -250,10 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=None,
                     help="backend threads (default: all physical cores; 1 on a machine shared with training)")
+    ap.add_argument("--paths", default="default,fast",
+                    help="SR paths to run: default (profile quality), fast (the box's default profile), comma-separated")
     ap.add_argument("--from-json", type=Path, action="append", default=[],
                     help="measure nothing: merge these --json files of one model (sets run in parallel) into --out")
     a = ap.parse_args(argv)
     THREADS["n"] = a.threads
+    PATHS["run"] = tuple(p for p in a.paths.split(",") if p)
+    if not PATHS["run"] or set(PATHS["run"]) - {"default", "fast"}:
+        ap.error(f"--paths takes default and/or fast, got {a.paths!r}")
     if a.from_json:
         return merge(a.from_json, a.model, a.out, a.json)
     t0 = time.time()
