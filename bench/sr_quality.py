@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = {"ceilings": a.ceilings, "indep": a.indep, "pixel_diffusion": a.pixel_diffusion}
     res = evaluate(sets, a.model, a.img_dir, a.seed, a.tile, a.ref_crops, opts, mmse)
     manifest = json.loads((a.model / "manifest.json").read_text())
-    cmd = "nice -n 5 .venv/bin/python bench/sr_quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = ".venv/bin/python bench/sr_quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if a.out:
         a.out.write_text(markdown(res, manifest, cmd, time.time() - t0))
     if a.json:
