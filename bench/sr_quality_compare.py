@@ -4,8 +4,8 @@ Prints a markdown table: per set, for the quality path and the fast path, the on
 HF ratio, kurtosis log-ratio, PSNR - bicubic, the mean of 8's PSNR - bicubic (and - linear MMSE on sim), and the
 number of issue-20 targets met.
 
-    .venv/bin/python bench/sr_quality_compare.py --run prev=docs/sr_quality_per_source_prev.json \
-        --run new=docs/sr_quality_per_source.json
+    .venv/bin/python bench/sr_quality_compare.py --run prev=docs/sr_quality_box_prev.json \
+        --run new=docs/sr_quality_box_gc.json
 """
 
 from __future__ import annotations
