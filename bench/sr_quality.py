@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None,
                     help="backend threads (default: all physical cores; 1 on a machine shared with training)")
     ap.add_argument("--paths", default="default,fast",
-                    help="SR paths to run: default (profile quality), fast (the box's default profile), comma-separated")
+                    help="SR paths to run, comma-separated: default (profile quality), fast (the box's default)")
     ap.add_argument("--from-json", type=Path, action="append", default=[],
                     help="measure nothing: merge these --json files of one model (sets run in parallel) into --out")
     a = ap.parse_args(argv)
