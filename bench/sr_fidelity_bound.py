@@ -32,10 +32,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from sr_quality import paper_lr, read_photo, real_crops, sim_crops  # noqa: E402
+from sr_sets import holdout_photos, paper_lr, read_photo, source_crops, sim_crops  # noqa: E402
 
 from edge.analyze.metrics import psnr  # noqa: E402
-from edge.data.datasets import DEFAULT_HOLDOUT_PHOTOS, DEFAULT_VAL_PHOTOS, PHOTO_EXTS, read_gray  # noqa: E402
+from edge.data.datasets import DEFAULT_VAL_PHOTOS, PHOTO_EXTS, read_gray  # noqa: E402
 from edge.data.degrade import paper_degrade  # noqa: E402
 
 S = 4
@@ -93,9 +93,10 @@ def band_limit(hr: np.ndarray, frac: float) -> np.ndarray:
 
 
 def training_photos(realdata: Path) -> list[Path]:
-    """Photographs of the SR training split (not the held-out or validation ones)."""
-    skip = set(DEFAULT_HOLDOUT_PHOTOS) | set(DEFAULT_VAL_PHOTOS)
-    return sorted(p for p in realdata.rglob("*") if p.suffix.lower() in PHOTO_EXTS and p.name not in skip)
+    """Photographs of the SR training split (not a held-out one of bench/sr_sets.py, not the old validation one)."""
+    skip = {p for ps in holdout_photos(realdata).values() for p in ps}
+    return sorted(p for p in realdata.rglob("*") if p.suffix.lower() in PHOTO_EXTS and p not in skip
+                  and p.name not in DEFAULT_VAL_PHOTOS)
 
 
 def fit_estimators(train_sims: list[Path], realdata: Path, radius: int, seed: int) -> dict[str, LinearMMSE]:
@@ -107,7 +108,7 @@ def fit_estimators(train_sims: list[Path], realdata: Path, radius: int, seed: in
         est["sim"].add(read_gray(f), hr)
         est["sim_paper"].add(paper_degrade(hr, S, 3), hr)
     for p in tqdm(training_photos(realdata), desc="fit photos"):
-        img = read_photo(p)
+        img = read_photo(p, realdata)
         h, w = img.shape[0] // S * S, img.shape[1] // S * S
         est["real"].add(paper_degrade(img[:h, :w], S, 3), img[:h, :w])
     for e in est.values():
@@ -122,7 +123,7 @@ def measure(sets: dict[str, list], est: dict[str, LinearMMSE]) -> dict[str, dict
         rows = [{"bicubic": psnr(cv2.resize(lr, None, fx=S, fy=S, interpolation=cv2.INTER_CUBIC), hr),
                  "oracle_lr_nyquist": psnr(band_limit(hr, 0.5 / S), hr),
                  "oracle_half_lr_nyquist": psnr(band_limit(hr, 0.25 / S), hr),
-                 "linear_mmse": psnr(est[name](lr), hr)} for _, lr, hr in crops]
+                 "linear_mmse": psnr(est[name if name in est else "real"](lr), hr)} for _, lr, hr in crops]
         out[name] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"n": len(rows), "crops": [c[0] for c in crops]}
     return out
 
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--realdata", type=Path, default=REPO.parent / "shared" / "realdata")
-    ap.add_argument("--photo", default="risheng_slm/S05.jpg", help="held-out photograph, relative to --realdata")
+    ap.add_argument("--source", action="append", default=[], help="real source (repeat; default: all held-out ones)")
     ap.add_argument("--sim-build", type=Path, required=True, help="held-out sim build folder")
     ap.add_argument("--train-sim", type=Path, action="append", required=True, help="training sim build (repeat)")
     ap.add_argument("--crops", type=int, default=4)
@@ -183,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         if not p.is_dir():
             print(f"{p}: folder not found", file=sys.stderr)
             return 2
-    sets = {"real": real_crops(a.realdata / a.photo, a.crops, 64, a.seed), "sim": sim_crops(a.sim_build, a.crops, 64, a.seed)}
+    sets = {g: source_crops(a.realdata, g, a.crops, 64, a.seed) for g in (a.source or sorted(holdout_photos(a.realdata)))}
+    sets["sim"] = sim_crops(a.sim_build, a.crops, 64, a.seed)
     sets["sim_paper"] = paper_lr(sets["sim"])
     res = measure(sets, fit_estimators(a.train_sim, a.realdata, a.radius, a.seed))
     add_quality(res, a.quality)

@@ -25,35 +25,52 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from sr_quality import real_crops, texture_distance, texture_stats  # noqa: E402
+from sr_sets import MIN_CROP_STD, highpass_kurtosis, real_crops, texture_distance, texture_stats  # noqa: E402
 
 from edge.analyze.metrics import hf_energy_ratio, psnr  # noqa: E402
-from edge.data.datasets import DEFAULT_HOLDOUT_PHOTOS, DEFAULT_VAL_PHOTOS, PHOTO_EXTS  # noqa: E402
+from edge.data.datasets import (DEFAULT_HOLDOUT_PHOTOS, DEFAULT_VAL_PHOTOS, SplitSpec,  # noqa: E402
+                                photo_sources, unit_split)
 
 
-def photo_split(name: str, manifest: dict) -> str:
-    """train / val / holdout of a photograph for the bundle (its manifest's training data, else the defaults)."""
-    data = manifest.get("training", {}).get("data", {})
-    if name in data.get("holdout_photos", DEFAULT_HOLDOUT_PHOTOS):
-        return "holdout"
-    return "val" if name in data.get("val_photos", DEFAULT_VAL_PHOTOS) else "train"
+def photo_split(src, manifest: dict) -> str:
+    """train / val / holdout / excluded of a photograph (Source) for the bundle's training split (manifest)."""
+    d = manifest.get("training", {}).get("data", {})
+    split = d.get("split", {})
+    spec = SplitSpec(holdout_photos=tuple(d.get("holdout_photos", DEFAULT_HOLDOUT_PHOTOS)),
+                     val_photos=tuple(d.get("val_photos", DEFAULT_VAL_PHOTOS)),
+                     holdout_groups=tuple(split.get("holdout_groups", ())), holdout_share=split.get("holdout_share", 0.25),
+                     exclude_groups=tuple(split.get("exclude_groups", ())))
+    return unit_split(src, 0, spec)
 
 
-def measure(model: Path, photo: Path, crops: int, seed: int, mean_samples: int) -> dict:
-    """Mean metrics over the crops of one photograph."""
+def measure(model: Path, src, crops: int, seed: int, mean_samples: int, root: Path) -> dict:
+    """Mean metrics over the crops of one photograph (Source)."""
     from edge.sr.resolver import SuperResolver
 
     sr = SuperResolver.from_bundle(model, backend="ort", seed=seed)
     rows = []
-    for name, lr, hr in real_crops(photo, crops, 64, seed):
+    for name, lr, hr in real_crops(src.path, crops, 64, seed, MIN_CROP_STD.get(src.group, 8.0), root):
         ref = texture_stats(hr)
         bic = cv2.resize(lr, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
         one = sr.upscale(lr).sr
         mean = sr.upscale(lr, samples=mean_samples, reduce="mean").sr
         rows.append({"bicubic_psnr": psnr(bic, hr), "sample_psnr": psnr(one, hr), "mean_psnr": psnr(mean, hr),
                      "sample_hf_ratio": hf_energy_ratio(one, hr), "bicubic_texture": texture_distance(bic, ref),
-                     "sample_texture": texture_distance(one, ref)})
+                     "sample_texture": texture_distance(one, ref),
+                     "sample_kurt_log_ratio": abs(float(np.log(highpass_kurtosis(one) / highpass_kurtosis(hr))))})
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"n": len(rows)}
+
+
+def chosen_photos(realdata: Path, per_group: int) -> list:
+    """The photographs measured: up to `per_group` per source (evenly spread over its sorted list)."""
+    groups: dict[str, list] = {}
+    for s in photo_sources(realdata):
+        groups.setdefault(s.group, []).append(s)
+    out = []
+    for g in sorted(groups):
+        ps = groups[g]
+        out += [ps[i] for i in sorted(set(np.linspace(0, len(ps) - 1, min(per_group, len(ps))).round().astype(int)))]
+    return out
 
 
 def plot(res: dict, path: Path) -> None:
@@ -64,13 +81,13 @@ def plot(res: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(res)
-    colors = {"train": "tab:blue", "val": "tab:orange", "holdout": "tab:red"}
+    colors = {"train": "tab:blue", "val": "tab:orange", "holdout": "tab:red", "excluded": "tab:green"}
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(names)), 3.6))
     ax.axhspan(0.6, 1.5, color="0.9", label="target band [0.6, 1.5]")
     ax.bar(range(len(names)), [res[n]["sample_hf_ratio"] for n in names], color=[colors[res[n]["split"]] for n in names])
     ax.set_yscale("log")
     ax.axhline(1.0, color="k", lw=0.8)
-    ax.set_xticks(range(len(names)), [n.replace("PowderRecoat_", "PR_") for n in names], rotation=45, ha="right", fontsize=7)
+    ax.set_xticks(range(len(names)), [f"{res[n]['group']}/{n.replace('PowderRecoat_', 'PR_')}" for n in names], rotation=45, ha="right", fontsize=7)
     ax.set_ylabel("HF energy ratio, 1 sample")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
     ax.legend(handles, list(colors), fontsize=7, loc="upper right")
@@ -88,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--crops", type=int, default=3, help="crops per photograph")
     ap.add_argument("--mean-samples", type=int, default=8)
     ap.add_argument("--seed", type=int, default=11, help="crop seed (sr_quality uses 0 on the held-out photo)")
+    ap.add_argument("--max-per-group", type=int, default=4, help="photographs per source at most (evenly chosen)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--plot", type=Path, default=None)
     a = ap.parse_args(argv)
@@ -95,14 +113,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{a.realdata}: real-photograph folder not found (pass --realdata)", file=sys.stderr)
         return 2
     manifest = json.loads((a.model / "manifest.json").read_text())
-    photos = sorted(p for p in a.realdata.rglob("*") if p.suffix.lower() in PHOTO_EXTS)
     res: dict[str, dict] = {}
-    print(f"{'photo':34s} {'split':7s} {'bicubic':>7s} {'1 sample':>8s} {'HF':>5s} {'tex/bic':>7s} {'mean':>6s}")
-    for photo in photos:
+    print(f"{'photo':34s} {'source':14s} {'split':7s} {'bicubic':>7s} {'1 sample':>8s} {'HF':>5s} {'tex/bic':>7s} "
+          f"{'mean':>6s}")
+    for src in chosen_photos(a.realdata, a.max_per_group):
         t0 = time.time()
-        r = measure(a.model, photo, a.crops, a.seed, a.mean_samples) | {"split": photo_split(photo.name, manifest)}
-        res[photo.name] = r
-        print(f"{photo.name:34s} {r['split']:7s} {r['bicubic_psnr']:7.2f} {r['sample_psnr']:8.2f} "
+        r = measure(a.model, src, a.crops, a.seed, a.mean_samples, a.realdata) | {"split": photo_split(src, manifest),
+                                                                                   "group": src.group}
+        res[src.name] = r
+        print(f"{src.name:34s} {src.group:14s} {r['split']:7s} {r['bicubic_psnr']:7.2f} {r['sample_psnr']:8.2f} "
               f"{r['sample_hf_ratio']:5.2f} {r['sample_texture'] / r['bicubic_texture']:7.2f} {r['mean_psnr']:6.2f} "
               f"({time.time() - t0:.0f}s)", flush=True)
     inside = [n for n, r in res.items() if 0.6 <= r["sample_hf_ratio"] <= 1.5]

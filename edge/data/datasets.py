@@ -17,11 +17,13 @@ import cv2
 import numpy as np
 
 from edge.data.degrade import DegradeConfig, paper_degrade, scale_fine_detail, shuffled_degrade
+from edge.data.texture_aug import TextureAug, augment_texture
 
 PHOTO_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 SPLITS = ("train", "val", "holdout")
 DEFAULT_HOLDOUT_PHOTOS = ("S05.jpg",)
 DEFAULT_VAL_PHOTOS = ("10448.png",)
+PRESCALE_GROUPS = {"pblm": 2, "pblm_classes": 2}  # JPEG blocking at 1:1; a 2x area downsample gives clean texture
 
 
 class DataError(ValueError):
@@ -37,6 +39,7 @@ class Source:
     path: Path
     layers: tuple[int, ...]
     prescale: int = 1  # area-downsample factor applied on load (PBLM JPEGs: 2)
+    group: str = ""  # the printer/camera the image comes from (photo_group); sim builds: "sim"
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,16 @@ class SplitSpec:
     val_photos: tuple[str, ...] = DEFAULT_VAL_PHOTOS
     val_every: int = 6  # sim layer k goes to val when k % val_every == 0 (split by layer)
     part_val_fraction: float = 0.2  # parts (build, label) hashed into val with this probability
+    holdout_groups: tuple[str, ...] = ()  # photo groups a share of whose photographs is held out (by name hash)
+    holdout_share: float = 0.25  # that share
+    exclude_groups: tuple[str, ...] = ()  # groups left out of train and val entirely (leave-one-source-out runs)
 
     def to_json(self) -> dict:
         """Plain dict for manifests."""
         return {"holdout_builds": list(self.holdout_builds), "holdout_photos": list(self.holdout_photos),
                 "val_photos": list(self.val_photos), "val_every": self.val_every,
-                "part_val_fraction": self.part_val_fraction}
+                "part_val_fraction": self.part_val_fraction, "holdout_groups": list(self.holdout_groups),
+                "holdout_share": self.holdout_share, "exclude_groups": list(self.exclude_groups)}
 
 
 def sim_source(build_dir: str | Path) -> Source:
@@ -64,28 +71,47 @@ def sim_source(build_dir: str | Path) -> Source:
     layers = tuple(sorted(int(p.stem) for p in (d / "hr").glob("*.png") if (d / "lr" / p.name).is_file()))
     if not layers:
         raise DataError(f"{d}: sim build has no layers with both hr/ and lr/ images")
-    return Source(d.name, "sim", d, layers)
+    return Source(d.name, "sim", d, layers, group="sim")
+
+
+def photo_group(path: Path, root: Path | None = None) -> str:
+    """The source (printer / camera) of a shared photograph: its top folder under `root` (else its folder), with
+    risheng_slm split into the whole-chamber melt photographs (S*.jpg, data/melt/ of the repository) and the
+    recoat crops (*.png, data/recoat/)."""
+    folder = path.relative_to(root).parts[0] if root is not None and len(path.relative_to(root).parts) > 1 \
+        else path.parent.name
+    if folder == "risheng_slm":
+        return "risheng_melt" if path.suffix.lower() in (".jpg", ".jpeg") else "risheng_recoat"
+    return folder
 
 
 def photo_sources(folder: str | Path) -> list[Source]:
-    """Every photograph under `folder` (recursively); PBLM JPEGs are area-downsampled 2x on load."""
+    """Every photograph under `folder` (recursively); PBLM JPEGs (both folders) are area-downsampled 2x on load."""
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"{root}: real-photograph folder not found")
     out = []
     for p in sorted(root.rglob("*")):
         if p.suffix.lower() in PHOTO_EXTS and p.is_file():
-            pre = 2 if p.parent.name.lower() == "pblm" else 1
-            out.append(Source(p.name, "photo", p, (0,), pre))
+            group = photo_group(p, root)
+            out.append(Source(p.name, "photo", p, (0,), PRESCALE_GROUPS.get(group.lower(), 1), group))
     if not out:
         raise DataError(f"{root}: no photographs ({', '.join(PHOTO_EXTS)}) found")
     return out
 
 
+def hashed_holdout(name: str, share: float) -> bool:
+    """True for the stable `share` of names that a held-out photo group keeps out of training."""
+    return zlib.crc32(name.encode()) / 2**32 < share
+
+
 def unit_split(src: Source, layer: int, spec: SplitSpec) -> str:
-    """Split of one patch unit (a sim layer or a photograph)."""
+    """Split of one patch unit (a sim layer or a photograph); "excluded" for a group left out entirely."""
+    if src.group and src.group in spec.exclude_groups:
+        return "excluded"
     if src.kind == "photo":
-        if src.name in spec.holdout_photos:
+        if src.name in spec.holdout_photos or (src.group in spec.holdout_groups
+                                               and hashed_holdout(src.name, spec.holdout_share)):
             return "holdout"
         return "val" if src.name in spec.val_photos else "train"
     if src.name in spec.holdout_builds:
@@ -160,6 +186,7 @@ class DegradeMix:
     shuffled: DegradeConfig = field(default_factory=DegradeConfig)
     grain_prob: float = 0.0  # of the synthetic ones: scale the HR's fine detail before degrading (scale_fine_detail)
     grain_gain: tuple[float, float] = (0.5, 2.0)  # log-uniform range of that amplitude gain
+    texture: TextureAug = field(default_factory=TextureAug)  # structured-texture augmentations (synthetic LR only)
 
     def __post_init__(self) -> None:
         """Validate so a bad mix fails when the dataset is built, not mid-training."""
@@ -174,7 +201,7 @@ class DegradeMix:
         """Plain dict for manifests."""
         return {"sim_native": self.sim_native, "paper": self.paper, "paper_n": self.paper_n, "paper_k": self.paper_k,
                 "shuffled": "edge.data.degrade.DegradeConfig() defaults", "grain_prob": self.grain_prob,
-                "grain_gain": list(self.grain_gain)}
+                "grain_gain": list(self.grain_gain), "texture": self.texture.to_json()}
 
 
 class PatchDataset:
@@ -213,7 +240,8 @@ class PatchDataset:
     def __getitem__(self, i: int) -> dict:
         """{'lr', 'hr' (uint8), 'source', 'layer', 'y', 'x', 'degrade'} for item i (HR top-left = scale*(y, x)).
 
-        With mix.grain_prob > 0 a synthetic-LR item's HR has its fine detail scaled first (and is the ground truth).
+        With mix.grain_prob > 0 a synthetic-LR item's HR has its fine detail scaled first, and with mix.texture its
+        structured texture added (edge.data.texture_aug); the changed HR is the ground truth.
         """
         if not 0 <= i < len(self):
             raise IndexError(i)
@@ -234,6 +262,8 @@ class PatchDataset:
         if mode != "native" and self.mix.grain_prob > 0 and rng.random() < self.mix.grain_prob:
             lo, hi = self.mix.grain_gain
             hr = scale_fine_detail(hr, float(np.exp(rng.uniform(np.log(lo), np.log(hi)))), s)
+        if mode != "native" and self.mix.texture.active:
+            hr = augment_texture(hr, rng, self.mix.texture, s)
         if mode == "native":
             lr_img = self.cache.get(src.path / "lr" / f"{layer:05d}.png")
             lr = np.ascontiguousarray(lr_img[y:y + p, x:x + p])
@@ -318,12 +348,12 @@ def random_subcrop(lr: np.ndarray, hr: np.ndarray, lr_size: int, scale: int, rng
 
 def describe_sources(sources: list[Source], spec: SplitSpec) -> dict:
     """JSON description of which units are in which split (for manifests and docs)."""
-    out: dict[str, list[str]] = {s: [] for s in SPLITS}
+    out: dict[str, list[str]] = {s: [] for s in (*SPLITS, "excluded")}
     for src in sources:
         for k in src.layers:
             out[unit_split(src, k, spec)].append(src.name if src.kind == "photo" else f"{src.name}/{k:05d}")
     return {"sources": [{"name": s.name, "kind": s.kind, "path": str(s.path), "layers": len(s.layers),
-                         "prescale": s.prescale} for s in sources], "split": spec.to_json(), "units": out}
+                         "prescale": s.prescale, "group": s.group} for s in sources], "split": spec.to_json(), "units": out}
 
 
 def load_sources(sim_dirs: list[str | Path], realdata: str | Path | None) -> list[Source]:

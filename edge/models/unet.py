@@ -71,15 +71,56 @@ def param_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-class MixedCondDenoiser(nn.Module):
-    """Training wrapper: raw condition [LR latent ++ estimate latent] -> inner(x, t, lr_latent + mix(estimate))."""
+class GrainOffset(nn.Module):
+    """Grain descriptor [B, D] -> condition offset [B, C]: a linear map of the standardised descriptor, zero at start.
 
-    def __init__(self, inner: CondDenoiser, mix: nn.Module, channels: int) -> None:
-        """`channels`: the LR latent's channel count (the first half of the raw condition)."""
+    The bundle stores it as manifest `grain_condition` (edge.sr.grain.GrainCondition) and the runtime adds the
+    offset to the condition in numpy, so the graphs keep their inputs."""
+
+    def __init__(self, descriptor_size: int, channels: int) -> None:
+        """Zero-initialised map; standardisation buffers at (0, 1) until set_stats()."""
         super().__init__()
-        self.inner, self.mix, self.channels = inner, mix, int(channels)
+        self.lin = nn.Linear(int(descriptor_size), int(channels))
+        nn.init.zeros_(self.lin.weight)
+        nn.init.zeros_(self.lin.bias)
+        self.register_buffer("mean", torch.zeros(int(descriptor_size)))
+        self.register_buffer("std", torch.ones(int(descriptor_size)))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def set_stats(self, descriptors: torch.Tensor) -> None:
+        """Standardise with the mean / std of a sample of training descriptors [N, D]."""
+        self.mean.copy_(descriptors.mean(0))
+        self.std.copy_(descriptors.std(0).clamp(min=1e-3))
+
+    def forward(self, d: torch.Tensor) -> torch.Tensor:
+        """Offset [B, C] for descriptors [B, D]."""
+        return self.lin((d - self.mean) / self.std)
+
+    def to_json(self) -> dict:
+        """The manifest `grain_condition` entry (edge.sr.grain.GrainCondition.to_json format)."""
+        from edge.sr.grain import DESCRIPTOR_NAMES, DESCRIPTOR_WINDOW
+
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "weight": self.lin.weight.detach().tolist(),
+                "bias": self.lin.bias.detach().tolist(), "window": DESCRIPTOR_WINDOW, "names": list(DESCRIPTOR_NAMES)}
+
+
+class MixedCondDenoiser(nn.Module):
+    """Training wrapper: raw condition [LR latent ++ estimate latent] -> inner(x, t, lr_latent + mix(estimate)), plus
+    a grain offset from a per-image descriptor when `grain` is set; with mix None the raw condition is the LR latent."""
+
+    def __init__(self, inner: CondDenoiser, mix: nn.Module | None, channels: int,
+                 grain: GrainOffset | None = None) -> None:
+        """`channels`: the LR latent's channel count (the first part of the raw condition)."""
+        super().__init__()
+        self.inner, self.mix, self.channels, self.grain = inner, mix, int(channels), grain
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, raw: torch.Tensor,
+                desc: torch.Tensor | None = None) -> torch.Tensor:
         """Model output in the bundle's prediction type."""
         c = self.channels
-        return self.inner(x, t, raw[:, :c] + self.mix(raw[:, c:]))
+        cond = raw[:, :c] if self.mix is None else raw[:, :c] + self.mix(raw[:, c:])
+        if self.grain is not None:
+            if desc is None:
+                raise ValueError("this denoiser is grain-conditioned: pass the grain descriptor")
+            cond = cond + self.grain(desc)[:, :, None, None]
+        return self.inner(x, t, cond)

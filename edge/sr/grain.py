@@ -213,3 +213,127 @@ def _starts(size: int, win: int, step: int) -> list[int]:
     if starts[-1] != size - win:
         starts.append(size - win)
     return starts
+
+
+# --- grain descriptor: what the denoiser is conditioned on (measured once per image from the LR) -----------------
+
+DESCRIPTOR_WINDOW = 32  # LR px: the window the descriptor's statistics are measured on (median over windows)
+DESCRIPTOR_MAX_WINDOWS = 256  # windows used at most per image (evenly spread); keeps a whole plate cheap
+DESCRIPTOR_BANDS = (0.25, 0.5, 0.75, 1.5)  # radial LR-spectrum bands (units of LR Nyquist) whose log energies enter
+DESCRIPTOR_NAMES = ("log_energy_0.25_0.5", "log_energy_0.5_0.75", "log_energy_0.75_nyq", "log_std", "mean",
+                    "orient_cos_fine", "orient_sin_fine", "orient_cos_coarse", "orient_sin_coarse", "log_kurt_hp")
+
+
+def descriptor_size() -> int:
+    """Length of grain_descriptor()."""
+    return len(DESCRIPTOR_NAMES)
+
+
+@functools.lru_cache(maxsize=8)
+def _descriptor_masks(h: int, w: int) -> tuple[np.ndarray, ...]:
+    """Radial masks of DESCRIPTOR_BANDS for an h x w window."""
+    r = np.sqrt(np.fft.fftfreq(w)[None, :] ** 2 + np.fft.fftfreq(h)[:, None] ** 2) / 0.5
+    return tuple((r > lo) & (r <= hi) for lo, hi in zip(DESCRIPTOR_BANDS[:-1], DESCRIPTOR_BANDS[1:]))
+
+
+def _orientation(gx: np.ndarray, gy: np.ndarray) -> tuple[float, float]:
+    """Structure-tensor orientation of a gradient field: coherence x (cos 2 theta, sin 2 theta)."""
+    jxx, jyy, jxy = float(np.mean(gx * gx)), float(np.mean(gy * gy)), float(np.mean(gx * gy))
+    tr = jxx + jyy + 1e-3
+    return (jxx - jyy) / tr, 2.0 * jxy / tr
+
+
+def _window_starts(h: int, w: int, win: int) -> list[tuple[int, int]]:
+    """Window origins at half-window stride, evenly thinned to DESCRIPTOR_MAX_WINDOWS."""
+    step = max(1, win // 2)
+    pos = [(y, x) for y in _starts(h, win, step) for x in _starts(w, win, step)]
+    if len(pos) > DESCRIPTOR_MAX_WINDOWS:
+        pos = [pos[i] for i in np.linspace(0, len(pos) - 1, DESCRIPTOR_MAX_WINDOWS).astype(int)]
+    return pos
+
+
+def _image_windows(lr: np.ndarray, win: int) -> list[np.ndarray]:
+    """Per-window descriptor rows of one LR image (gray levels)."""
+    x = np.asarray(lr, dtype=np.float32)
+    h, w = x.shape
+    hp = x - cv2.GaussianBlur(x, (0, 0), sigmaX=1.0, borderType=cv2.BORDER_REFLECT_101)
+    gy, gx = np.gradient(x)
+    cy, cx = np.gradient(cv2.GaussianBlur(x, (0, 0), sigmaX=1.5, borderType=cv2.BORDER_REFLECT_101))
+    hann, norm, _ = _spectral_layout(win, win)
+    masks = _descriptor_masks(win, win)
+    rows = []
+    for y, c in _window_starts(h, w, win):
+        s = np.s_[y:y + win, c:c + win]
+        v = x[s].astype(np.float64)
+        spec = np.abs(np.fft.fft2((v - v.mean()) * hann)) ** 2 * norm
+        e = [np.log(spec[m].mean() + ENERGY_FLOOR) for m in masks]
+        h2 = float(np.mean(hp[s].astype(np.float64) ** 2))
+        kurt = float(np.mean(hp[s].astype(np.float64) ** 4)) / h2 ** 2 if h2 > 1e-4 else 3.0
+        rows.append([*e, np.log(v.std() + 0.5), v.mean() / 128.0, *_orientation(gx[s], gy[s]),
+                     *_orientation(cx[s], cy[s]), np.log(kurt)])
+    return rows
+
+
+def grain_descriptor(lr: np.ndarray | Sequence[np.ndarray], window: int = DESCRIPTOR_WINDOW) -> np.ndarray:
+    """The grain descriptor of one LR image (uint8 gray) or of several frames of one camera (the printer's
+    baseline frames): per window of `window` LR px, log energies of three radial bands of the spectrum, log std,
+    mean, the structure-tensor orientation (coherence x cos / sin of twice the angle) at two scales and the log
+    kurtosis of the high-pass; the median over all windows (DESCRIPTOR_NAMES order, float32)."""
+    frames = [lr] if isinstance(lr, np.ndarray) else list(lr)
+    if not frames:
+        raise ValueError("grain_descriptor: no images given")
+    rows = []
+    for f in frames:
+        a = np.asarray(f)
+        if a.ndim != 2 or min(a.shape) < 8:
+            raise ValueError(f"grain_descriptor: need 2-D gray images of at least 8x8 px, got shape {a.shape}")
+        rows += _image_windows(a, min(window, *a.shape))
+    return np.median(np.asarray(rows, np.float64), axis=0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class GrainCondition:
+    """Descriptor -> per-channel offset of the denoiser's condition: weight @ ((d - mean) / std) + bias.
+
+    Stored in the bundle manifest as `grain_condition`; the runtime adds the offset to every tile's condition
+    (after lr_encoder), so no graph changes. Trained with the denoiser (edge.models.GrainOffset)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    weight: tuple[tuple[float, ...], ...]  # [latent channels][descriptor_size()]
+    bias: tuple[float, ...]
+    window: int = DESCRIPTOR_WINDOW
+    names: tuple[str, ...] = DESCRIPTOR_NAMES
+
+    def __post_init__(self) -> None:
+        """Shapes must agree with this version's descriptor."""
+        d = descriptor_size()
+        if tuple(self.names) != DESCRIPTOR_NAMES or len(self.mean) != d or len(self.std) != d \
+                or any(len(r) != d for r in self.weight) or len(self.bias) != len(self.weight):
+            raise ValueError(f"grain condition does not match this version's descriptor ({d} features "
+                             f"{list(DESCRIPTOR_NAMES)}); got names {list(self.names)}, {len(self.mean)} means, "
+                             f"weight rows of {sorted({len(r) for r in self.weight})}")
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"grain condition std must be > 0, got {list(self.std)}")
+
+    def offset(self, descriptor: np.ndarray) -> np.ndarray:
+        """Per-channel condition offset [C] float32 for one descriptor."""
+        z = (np.asarray(descriptor, np.float64) - np.asarray(self.mean)) / np.asarray(self.std)
+        return (np.asarray(self.weight) @ z + np.asarray(self.bias)).astype(np.float32)
+
+    def to_json(self) -> dict:
+        """Plain dict for the bundle manifest."""
+        return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std],
+                "weight": [[float(v) for v in r] for r in self.weight], "bias": [float(v) for v in self.bias],
+                "window": int(self.window), "names": list(self.names)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "GrainCondition":
+        """Inverse of to_json; a clear error for a malformed entry."""
+        try:
+            return cls(mean=tuple(float(v) for v in d["mean"]), std=tuple(float(v) for v in d["std"]),
+                       weight=tuple(tuple(float(v) for v in r) for r in d["weight"]),
+                       bias=tuple(float(v) for v in d["bias"]), window=int(d.get("window", DESCRIPTOR_WINDOW)),
+                       names=tuple(d.get("names", DESCRIPTOR_NAMES)))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"manifest grain_condition is malformed ({exc!r})") from exc

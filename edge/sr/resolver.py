@@ -38,6 +38,7 @@ class SRResult:
     std: np.ndarray | None
     model_id: str
     timings_s: dict[str, float] = field(default_factory=dict)
+    cap_gains: np.ndarray | None = None  # the grain cap's gains [bands, windows y, windows x] (None: no cap ran)
 
 
 def to_unit(img_u8: np.ndarray) -> np.ndarray:
@@ -112,6 +113,7 @@ class SuperResolver:
         self.bundle, self.runner, self.spec, self.seed = bundle, runner, spec, int(seed)
         self.antithetic, self.prefetch = bool(antithetic), bool(prefetch)
         self.grain_cap = _grain_cap(bundle) if grain_cap else None
+        self.grain_condition, self.grain_reference = _grain_condition(bundle), None
         self.schedule = Schedule.from_manifest(bundle.manifest["schedule"])
         self.plan = spec.plan(self.schedule, bundle.prediction)
         graph_sampler = getattr(runner, "graph_sampler", None)  # tensorrt: the whole sampler as CUDA graphs
@@ -198,12 +200,53 @@ class SuperResolver:
 
     def condition(self, lr_tiles: np.ndarray, images: Sequence[TiledImage] | None = None) -> np.ndarray:
         """The denoiser's condition [T, C, t, t] for LR tiles [T, 1, t, t] in [-1, 1]: the bundle's (or its light)
-        lr_encoder. images: the TiledImage each tile comes from (None outside a tiled run, e.g. distillation).
+        lr_encoder, plus the grain offset of a grain-conditioned bundle (manifest `grain_condition`).
+        images: the TiledImage each tile comes from (None outside a tiled run, e.g. distillation).
 
-        The one place the condition is computed (the box, the bench and the distillation teachers all call it): an
-        extra condition input, say a descriptor computed once per image, is added here and nowhere else.
+        The one place the condition is computed (the box, the bench and the distillation teachers all call it). The
+        grain offset is one [C] vector per image, from the image's grain descriptor (TiledImage.grain, set by
+        upscale_many), else the baseline frames' (set_grain_reference), else, with images None, each tile's own.
+        It is added on the host, so the graphs (ONNX, TensorRT engines) keep their inputs.
         """
-        return self.runner.encode_lr(lr_tiles)
+        cond = self.runner.encode_lr(lr_tiles)
+        if self.grain_condition is None:
+            return cond
+        return cond + self._grain_offsets(lr_tiles, images)[:, :, None, None]
+
+    def _grain_offsets(self, lr_tiles: np.ndarray, images: Sequence[TiledImage] | None) -> np.ndarray:
+        """Grain offsets [T, C] for the tiles of condition()."""
+        from edge.sr.grain import grain_descriptor
+
+        gc = self.grain_condition
+        assert gc is not None
+        if images is not None:
+            for im in {id(im): im for im in images}.values():
+                if im.grain is None:
+                    im.grain = self._descriptor(to_u8(im.src[:im.shape[0], :im.shape[1]]))
+            return np.stack([gc.offset(im.grain) for im in images])
+        if self.grain_reference is not None:
+            return np.repeat(gc.offset(self.grain_reference)[None], len(lr_tiles), axis=0)
+        return np.stack([gc.offset(grain_descriptor(to_u8(t[0]), gc.window)) for t in lr_tiles])
+
+    def _descriptor(self, img_u8: np.ndarray) -> np.ndarray | None:
+        """The grain descriptor one image is conditioned on: the baseline frames' when set, else its own."""
+        if self.grain_condition is None:
+            return None
+        if self.grain_reference is not None:
+            return self.grain_reference
+        from edge.sr.grain import grain_descriptor
+
+        return grain_descriptor(img_u8, self.grain_condition.window)
+
+    def set_grain_reference(self, frames: Sequence[np.ndarray] | None) -> None:
+        """Measure the grain descriptor once from the printer's baseline frames (uint8 LR images) and condition every
+        later image on it instead of on its own descriptor; None goes back to per-image descriptors."""
+        if frames is None or self.grain_condition is None:
+            self.grain_reference = None
+            return
+        from edge.sr.grain import grain_descriptor
+
+        self.grain_reference = grain_descriptor(list(frames), self.grain_condition.window)
 
     def _start(self, batch: TileBatch, cond: np.ndarray) -> np.ndarray | None:
         """HR latent the chain starts from when the sampler starts from a noised estimate (None for pure noise)."""
@@ -245,15 +288,21 @@ class SuperResolver:
     # ---------------------------------------------------------------- images
 
     def upscale(self, lr_uint8: np.ndarray, samples: int = 1, reduce: Reduce = "sample", uncertainty: bool = False,
-                progress: Progress | None = None) -> SRResult:
-        """Super-resolve one uint8 gray image; `samples` chains, reduced to one sample or their mean, optional std."""
-        return self.upscale_many([lr_uint8], samples, reduce, uncertainty, progress)[0]
+                progress: Progress | None = None, grain: np.ndarray | None = None) -> SRResult:
+        """Super-resolve one uint8 gray image; `samples` chains, reduced to one sample or their mean, optional std.
+
+        grain: the grain descriptor to condition on (edge.sr.grain.grain_descriptor); default the baseline frames'
+        (set_grain_reference) or else this image's own. Ignored by bundles without a grain condition."""
+        return self.upscale_many([lr_uint8], samples, reduce, uncertainty, progress,
+                                 None if grain is None else [grain])[0]
 
     def upscale_many(self, images: Sequence[np.ndarray], samples: int = 1, reduce: Reduce = "sample",
-                     uncertainty: bool = False, progress: Progress | None = None) -> list[SRResult]:
+                     uncertainty: bool = False, progress: Progress | None = None,
+                     grains: Sequence[np.ndarray] | None = None) -> list[SRResult]:
         """Super-resolve several images with their tiles sharing batches; each result equals upscale() of its image.
 
         Every result carries the timings of the whole call. progress(done, total) is called after each batch.
+        grains: one grain descriptor per image (see upscale); default each image's own (or the baseline frames').
         """
         imgs = [_gray(img) for img in images]
         _check_options(samples, reduce, uncertainty)
@@ -261,6 +310,11 @@ class SuperResolver:
         t0 = time.perf_counter()
         channels = 2 if uncertainty else 1
         tiled = [TiledImage(to_unit(img), self.scale, self.tile, self.overlap, channels) for img in imgs]
+        if grains is not None and len(grains) != len(imgs):
+            raise ValueError(f"got {len(grains)} grain descriptors for {len(imgs)} images")
+        for i, (img, t) in enumerate(zip(imgs, tiled)):
+            t.grain = self._descriptor(img) if grains is None else np.asarray(grains[i], np.float32)
+        timings["grain_descriptor"] = time.perf_counter() - t0
         noises = [PositionalNoise(self.seed, self.bundle.latent_channels, self.tile, self.plan.steps + 1,
                                   t.src.shape[1], self.antithetic) for t in tiled]
         per_call = max(1, self.batch // samples)
@@ -295,13 +349,13 @@ class SuperResolver:
 
     def _finish(self, img: np.ndarray, tiled: TiledImage, uncertainty: bool, timings: dict[str, float]) -> SRResult:
         """Blend, grain-cap (on the padded image, so inputs smaller than the cap's window work), crop, check."""
-        out = tiled.result()
+        out, gains = tiled.result(), None
         if self.grain_cap is not None:
             from edge.sr.grain import apply_grain_cap
 
             t1 = time.perf_counter()
             lr_padded = np.clip(np.rint((tiled.src + 1.0) * 127.5), 0, 255).astype(np.uint8)
-            capped, _ = apply_grain_cap(self.grain_cap, lr_padded, (out[0] + 1.0) * 127.5, self.scale)
+            capped, gains = apply_grain_cap(self.grain_cap, lr_padded, (out[0] + 1.0) * 127.5, self.scale)
             out[0] = capped / 127.5 - 1.0
             timings["grain_cap"] = timings.get("grain_cap", 0.0) + time.perf_counter() - t1
         out = tiled.crop_hr(out)
@@ -309,7 +363,7 @@ class SuperResolver:
             raise RuntimeError(f"super-resolution of a {img.shape[1]}x{img.shape[0]} image gave non-finite values "
                                f"(model {self.model_id}); nothing was written for it")
         std = (out[1] * 127.5).astype(np.float32) if uncertainty else None
-        return SRResult(sr=to_u8(out[0]), std=std, model_id=self.model_id, timings_s=timings)
+        return SRResult(sr=to_u8(out[0]), std=std, model_id=self.model_id, timings_s=timings, cap_gains=gains)
 
 
 def _gray(img: np.ndarray) -> np.ndarray:
@@ -343,6 +397,19 @@ def _check_tiling(bundle: Bundle, tile: int, overlap: int, batch: int) -> None:
     if tile % multiple:
         raise ValueError(f"tile {tile} must be a multiple of {multiple} (the U-Net halves the latent grid "
                          f"{levels - 1} times); try {max(multiple, tile // multiple * multiple)}")
+
+
+def _grain_condition(bundle: Bundle):
+    """The bundle's grain condition (manifest `grain_condition`, edge.sr.grain.GrainCondition), or None."""
+    entry = bundle.manifest.get("grain_condition")
+    if not entry:
+        return None
+    from edge.sr.grain import GrainCondition
+
+    try:
+        return GrainCondition.from_json(entry)
+    except ValueError as exc:
+        raise BundleError(f"{bundle.path}: {exc}") from exc
 
 
 def _grain_cap(bundle: Bundle):

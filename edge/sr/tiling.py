@@ -83,6 +83,7 @@ class TiledImage:
         self._wx = [blend_window(th, ramp, i > 0, i < len(self.xs) - 1).astype(np.float32) for i in range(len(self.xs))]
         self._w2: dict[tuple[bool, ...], np.ndarray] = {}
         self.acc = np.zeros((channels, self.src.shape[0] * scale, self.src.shape[1] * scale), np.float32)
+        self.grain: np.ndarray | None = None  # the image's grain descriptor (edge.sr.grain), set by the SuperResolver
 
     @property
     def refs(self) -> list[tuple[int, int]]:

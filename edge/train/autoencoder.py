@@ -8,25 +8,38 @@ from pathlib import Path
 import torch
 
 from edge.data.datasets import DegradeMix, PatchDataset, SplitSpec, load_sources
+from edge.data.texture_aug import TextureAug
 from edge.models import (ImageAutoencoder, PatchDiscriminator, equalize_latent_channels, estimate_latent_scale,
                          kl_loss, preset)
 from edge.train.common import (BatchStream, Logger, batch_metrics, fixed_batch, load_checkpoint, rng_state,
                                save_checkpoint, seed_all, set_rng_state, setup_dist, unwrap, wrap_ddp)
 from edge.train.config import TrainConfig
-from edge.train.losses import fft_amplitude_loss, hinge_d_loss, hinge_g_loss, spectrum_loss, wavelet_stats_loss
+from edge.train.losses import (fft_amplitude_loss, hinge_d_loss, hinge_g_loss, orientation_loss, spectrum_loss,
+                               wavelet_stats_loss)
 
 
 def split_spec(cfg: TrainConfig) -> SplitSpec:
     """The SplitSpec a config names."""
     return SplitSpec(holdout_builds=tuple(cfg.holdout_builds), holdout_photos=tuple(cfg.holdout_photos),
-                     val_photos=tuple(cfg.val_photos))
+                     val_photos=tuple(cfg.val_photos), holdout_groups=tuple(cfg.holdout_groups),
+                     holdout_share=cfg.holdout_share, exclude_groups=tuple(cfg.exclude_groups))
+
+
+def texture_aug(cfg: TrainConfig) -> TextureAug:
+    """The structured-texture augmentation a config names."""
+    if cfg.texture_aug == "none":
+        return TextureAug()
+    if cfg.texture_aug == "structured":
+        return TextureAug.structured()
+    raise ValueError(f"texture_aug must be 'none' or 'structured', got {cfg.texture_aug!r}")
 
 
 def datasets(cfg: TrainConfig) -> tuple[PatchDataset, PatchDataset]:
     """(train, val) patch datasets of a config (LR patches of 2*lr_size, sub-cropped to lr_size)."""
     sources = load_sources(cfg.sims, cfg.realdata)
     spec = split_spec(cfg)
-    mix = DegradeMix(grain_prob=cfg.grain_prob, grain_gain=(float(cfg.grain_gain[0]), float(cfg.grain_gain[1])))
+    mix = DegradeMix(grain_prob=cfg.grain_prob, grain_gain=(float(cfg.grain_gain[0]), float(cfg.grain_gain[1])),
+                     texture=texture_aug(cfg))
     train = PatchDataset(sources, "train", spec, per_unit=64, lr_patch=max(cfg.lr_size, cfg.pool_tile) + 8, scale=cfg.scale,
                          mix=mix, seed=cfg.seed)
     val = PatchDataset(sources, "val", spec, per_unit=4, lr_patch=cfg.lr_size * 2, scale=cfg.scale, seed=cfg.seed + 1)
@@ -51,6 +64,11 @@ class AETrainer:
         self.cfg = cfg
         arch = cfg.arch or preset(cfg.preset)
         self.arch = {"hr_ae": arch["hr_ae"], "lr_ae": arch["lr_ae"]}
+        if cfg.ae_kind not in ("kl", "vq"):
+            raise ValueError(f"ae_kind must be 'kl' or 'vq', got {cfg.ae_kind!r}")
+        if cfg.ae_kind == "vq" and not cfg.arch:  # VQ: quantise the whole latent (no continuous low-pass channel)
+            self.arch = {k: {**v, "kind": "vq", "lowpass_skip": False, "num_vq_embeddings": 512}
+                         for k, v in self.arch.items()}
         self.hr = ImageAutoencoder(self.arch["hr_ae"])
         self.lr = ImageAutoencoder(self.arch["lr_ae"])
         if self.hr.factor != cfg.scale or self.lr.factor != 1:
@@ -133,12 +151,17 @@ class AETrainer:
             rec, mean, logvar = hr_m(hr_img)
             rec_lr, mean_l, logvar_l = lr_m(lr_img)
             l1_lr = (rec_lr - lr_img).abs().mean()
-            kl = kl_loss(mean, logvar) + kl_loss(mean_l, logvar_l)
+            if self.hr.kind == "vq":  # codebook + commitment loss in place of the KL term
+                kl = self.hr.vq_loss(mean) + self.lr.vq_loss(mean_l)
+            else:
+                kl = kl_loss(mean, logvar) + kl_loss(mean_l, logvar_l)
         l1 = (rec - hr_img).abs().mean()
         tex = c.fft_weight * fft_amplitude_loss(rec, hr_img) + c.wavelet_weight * wavelet_stats_loss(rec, hr_img)
         if c.spectrum_weight > 0:
             tex = tex + c.spectrum_weight * spectrum_loss(rec, hr_img)
-        loss = c.l1_weight * l1 + l1_lr + c.kl_weight * kl + tex
+        if c.orient_weight > 0:
+            tex = tex + c.orient_weight * orientation_loss(rec, hr_img)
+        loss = c.l1_weight * l1 + l1_lr + (c.vq_weight if self.hr.kind == "vq" else c.kl_weight) * kl + tex
         gan_on = self.step_no >= c.gan_start and c.gan_weight > 0
         g = torch.zeros(())
         if gan_on:
@@ -212,7 +235,7 @@ def train_autoencoder(cfg: TrainConfig, resume: bool = True, log_file: Path | No
         tr.load(load_checkpoint(ckpt))
     train_ds, val_ds = datasets(cfg)
     stream = BatchStream(train_ds, cfg.batch, cfg.lr_size, cfg.seed * 1000 + dist.rank + tr.step_no,
-                         photo_weight=cfg.photo_weight)
+                         photo_weight=cfg.photo_weight, sim_share=cfg.sim_share)
     val_hr = fixed_batch(val_ds, 16, cfg.lr_size * 2)[1]
     hr_m, lr_m, disc = (wrap_ddp(m, dist) for m in (tr.hr, tr.lr, tr.disc))
     log = Logger(out, cfg.steps, tr.step_no, dist.main, log_file)

@@ -127,7 +127,10 @@ def build_bundle(out: Path, ae_pt: Path, diffusion_pt: Path, regression_pt: Path
                  **({"cond_estimate": {"pixel": diff["cond_estimate"]["arch"]}} if est is not None else {})},
         "training": {
             "data": data or {"sims": cfg["sims"], "realdata": cfg["realdata"], "holdout_builds": cfg["holdout_builds"],
-                             "holdout_photos": cfg["holdout_photos"], "val_photos": cfg["val_photos"]},
+                             "holdout_photos": cfg["holdout_photos"], "val_photos": cfg["val_photos"],
+                             "split": {k: cfg.get(k) for k in ("holdout_groups", "holdout_share", "exclude_groups")},
+                             "mix": {k: cfg.get(k) for k in ("sim_share", "photo_weight", "texture_aug", "grain_prob",
+                                                             "grain_gain")}},
             "command": {k: _read_command(v) for k, v in runs.items()},
             "steps": {"diffusion": diff["step"], **{k: v["step"] for k, v in info.items()}},
             "wall_s": {"diffusion": round(diff["wall_s"], 1), **{k: v["wall_s"] for k, v in info.items()}},
@@ -140,6 +143,8 @@ def build_bundle(out: Path, ae_pt: Path, diffusion_pt: Path, regression_pt: Path
                                    **({"pixel_regression": info["pixel"]["val"]} if est is not None else {})},
                     **(metrics or {})},
     }
+    if diff.get("grain_condition"):  # the runtime adds its offset to the condition (edge.sr.grain.GrainCondition)
+        manifest["grain_condition"] = diff["grain_condition"]
     out.mkdir(parents=True, exist_ok=True)
     mods = graph_modules(hr, lr, den, manifest["latent_scale_factor"], manifest["lr_latent_scale_factor"], reg, tex, est)
     todo = {k: m for k, m in mods.items() if not (k in reuse and (out / f"{k}.onnx").is_file())}

@@ -50,7 +50,30 @@ def register(app: typer.Typer) -> None:
         grain_prob=typer.Option(None, "--grain-prob", help="Fraction of synthetic-LR patches whose HR fine detail "
                                 "(above the LR Nyquist) is rescaled before degrading (default 0)."),
         grain_gain=typer.Option(None, "--grain-gain", help="LO,HI: log-uniform range of that amplitude gain (default 0.5,2)."),
+        sim_share=typer.Option(None, "--sim-share", help="Share of patches drawn from sim layers; the rest is split "
+                               "equally among the photo groups (replaces --photo-weight)."),
+        texture_aug=typer.Option(None, "--texture-aug", help="Structured-texture augmentation of synthetic-LR patches: "
+                                 "none | structured (grain bands, smear, streaks, scan tracks, sparkle)."),
+        holdout_photo=typer.Option([], "--holdout-photo", help="Photograph file name held out (repeatable; default "
+                                   "S05.jpg)."),
+        val_photo=typer.Option([], "--val-photo", help="Validation photograph (repeatable; default 10448.png; 'none' "
+                               "for sim validation only)."),
+        holdout_group=typer.Option([], "--holdout-group", help="Photo group a hashed share of which is held out "
+                                   "(repeatable; see --holdout-share)."),
+        holdout_share=typer.Option(None, "--holdout-share", help="Share of a --holdout-group held out (default 0.25)."),
+        exclude_group=typer.Option([], "--exclude-group", help="Source group left out entirely (leave-one-source-out; "
+                                   "groups: sim, risheng_melt, risheng_recoat, pblm, pblm_classes)."),
     )
+
+    def split_kw(holdout_photo: list[str], val_photo: list[str], holdout_group: list[str], holdout_share,
+                 exclude_group: list[str]) -> dict:
+        """TrainConfig keys of the split options (empty lists keep the defaults)."""
+        kw: dict = {"holdout_groups": holdout_group, "exclude_groups": exclude_group, "holdout_share": holdout_share}
+        if holdout_photo:
+            kw["holdout_photos"] = [p for p in holdout_photo if p != "none"]
+        if val_photo:
+            kw["val_photos"] = [p for p in val_photo if p != "none"]
+        return kw
 
     @train_app.command("autoencoder")
     def autoencoder(
@@ -73,6 +96,15 @@ def register(app: typer.Typer) -> None:
         latent_noise: float | None = typer.Option(
             None, "--latent-noise", help="With --decoder-only: decode latents plus Gaussian noise of std up to this "
             "(scaled-latent units), so the decoder tolerates a sampler's imperfect latents (default 0)."),
+        orient_weight: float | None = typer.Option(
+            None, "--orient-weight", help="Weight of the orientation-aware texture term (oriented-gradient energy "
+                                          "histograms per scale; default 0)."),
+        kind: str | None = typer.Option(None, "--kind", help="Autoencoder latent regulariser: kl | vq (fresh runs)."),
+        vq_weight: float | None = typer.Option(None, "--vq-weight", help="Weight of the VQ codebook/commitment loss."),
+        photo_weight: float | None = common["photo_weight"], sim_share: float | None = common["sim_share"],
+        texture_aug: str | None = common["texture_aug"], holdout_photo: list[str] = common["holdout_photo"],
+        val_photo: list[str] = common["val_photo"], holdout_group: list[str] = common["holdout_group"],
+        holdout_share: float | None = common["holdout_share"], exclude_group: list[str] = common["exclude_group"],
     ) -> None:
         """Train the HR autoencoder (f=4) and LR encoder (f=1); resumes from OUT/last.pt."""
         from edge.train.autoencoder import train_autoencoder
@@ -82,7 +114,9 @@ def register(app: typer.Typer) -> None:
                    val_every=val_every, lr_size=lr_size, gan_start=gan_start,
                    init_from=init_from, decoder_only=decoder_only, l1_weight=l1_weight, gan_weight=gan_weight,
                    fft_weight=fft_weight, wavelet_weight=wavelet_weight, spectrum_weight=spectrum_weight,
-                   latent_noise=latent_noise)
+                   latent_noise=latent_noise, orient_weight=orient_weight, ae_kind=kind, vq_weight=vq_weight,
+                   photo_weight=photo_weight, sim_share=sim_share, texture_aug=texture_aug,
+                   **split_kw(holdout_photo, val_photo, holdout_group, holdout_share, exclude_group))
         path = train_autoencoder(cfg, resume=not fresh, log_file=log)
         typer.echo(f"autoencoders written to {path}")
 
@@ -104,6 +138,14 @@ def register(app: typer.Typer) -> None:
             None, "--estimate", help="best.pt of `train pixel`: condition on its HR estimate as well (mix starts at 0)."),
         photo_weight: float | None = common["photo_weight"], grain_prob: float | None = common["grain_prob"],
         grain_gain: str | None = common["grain_gain"],
+        grain_cond: bool = typer.Option(False, "--grain-cond", help="Condition on the per-image grain descriptor "
+                                        "(edge.sr.grain.grain_descriptor; its offset starts at 0)."),
+        grain_lr_mult: float | None = typer.Option(None, "--grain-lr-mult", help="Learning-rate multiplier of the "
+                                                   "grain offset (default 10)."),
+        sim_share: float | None = common["sim_share"], texture_aug: str | None = common["texture_aug"],
+        holdout_photo: list[str] = common["holdout_photo"], val_photo: list[str] = common["val_photo"],
+        holdout_group: list[str] = common["holdout_group"], holdout_share: float | None = common["holdout_share"],
+        exclude_group: list[str] = common["exclude_group"],
     ) -> None:
         """Train the conditional latent denoiser on frozen autoencoders; resumes from OUT/last.pt."""
         from edge.train.diffusion import train_latent
@@ -111,7 +153,10 @@ def register(app: typer.Typer) -> None:
         cfg = _cfg(out=str(out), ae=str(ae), sims=sim, realdata=realdata, holdout_builds=holdout_build, steps=steps,
                    minutes=minutes, batch=batch, lr=lr, seed=seed, preset=preset, threads=threads,
                    val_every=val_every, lr_size=lr_size, prediction=prediction, schedule=schedule, timesteps=timesteps,
-                   init_from=init_from, estimate=estimate, photo_weight=photo_weight, grain_prob=grain_prob, grain_gain=grain_gain)
+                   init_from=init_from, estimate=estimate, photo_weight=photo_weight, grain_prob=grain_prob,
+                   grain_gain=grain_gain, grain_cond=grain_cond, grain_lr_mult=grain_lr_mult, sim_share=sim_share,
+                   texture_aug=texture_aug,
+                   **split_kw(holdout_photo, val_photo, holdout_group, holdout_share, exclude_group))
         path = train_latent(cfg, "diffusion", resume=not fresh, log_file=log)
         typer.echo(f"denoiser written to {path}")
 
@@ -147,13 +192,20 @@ def register(app: typer.Typer) -> None:
         seed: int = common["seed"], threads: int = common["threads"], log: Path | None = common["log"],
         fresh: bool = common["fresh"], val_every: int | None = common["val_every"], lr_size: int | None = common["lr_size"],
         photo_weight: float | None = common["photo_weight"],
+        init_from: str | None = typer.Option(None, "--init-from", help="Start from this pixel best.pt (same arch)."),
+        sim_share: float | None = common["sim_share"], texture_aug: str | None = common["texture_aug"],
+        holdout_photo: list[str] = common["holdout_photo"], val_photo: list[str] = common["val_photo"],
+        holdout_group: list[str] = common["holdout_group"], holdout_share: float | None = common["holdout_share"],
+        exclude_group: list[str] = common["exclude_group"],
     ) -> None:
         """Train the pixel-space regression CNN (bicubic + residual, L1) whose estimate can condition the denoiser."""
         from edge.train.pixel import train_pixel
 
         cfg = _cfg(out=str(out), sims=sim, realdata=realdata, holdout_builds=holdout_build, steps=steps,
                    minutes=minutes, batch=batch, lr=lr, seed=seed, threads=threads, val_every=val_every,
-                   lr_size=lr_size, photo_weight=photo_weight)
+                   lr_size=lr_size, photo_weight=photo_weight, init_from=init_from, sim_share=sim_share,
+                   texture_aug=texture_aug,
+                   **split_kw(holdout_photo, val_photo, holdout_group, holdout_share, exclude_group))
         path = train_pixel(cfg, resume=not fresh, log_file=log)
         typer.echo(f"pixel regressor written to {path}")
 
@@ -213,6 +265,11 @@ def register(app: typer.Typer) -> None:
         into: Path | None = typer.Option(None, "--into", help="Also put the cap into this bundle's manifest."),
         sigmas: str | None = typer.Option(None, "--sigmas", help="Comma list of descending Gaussian sigmas (HR px) "
                                           "that split the output into detail bands; default 2,1.5,1,0.6 at x4."),
+        margin: float = typer.Option(1.0, "--margin", help="Allowed detail energy per band = margin x predicted "
+                                     "(1.5 for a guard that only acts above the HF target band)."),
+        holdout_photo: list[str] = common["holdout_photo"], val_photo: list[str] = common["val_photo"],
+        holdout_group: list[str] = common["holdout_group"], holdout_share: float | None = common["holdout_share"],
+        exclude_group: list[str] = common["exclude_group"],
     ) -> None:
         """Fit the grain cap: LR spectrum -> HR detail energy per band (ridge), validated per source; see edge.sr.grain."""
         from edge.train.grain_cap import train_grain_cap
@@ -221,8 +278,9 @@ def register(app: typer.Typer) -> None:
             split_sigmas = tuple(float(v) for v in sigmas.split(",")) if sigmas else None
         except ValueError:
             raise typer.BadParameter(f"--sigmas wants a comma list of numbers, got {sigmas!r}") from None
-        cap = train_grain_cap(_cfg(sims=sim, realdata=realdata, holdout_builds=holdout_build, seed=seed), out,
-                              window=window, per_unit=per_unit, sigmas=split_sigmas)
+        cfg = _cfg(sims=sim, realdata=realdata, holdout_builds=holdout_build, seed=seed,
+                   **split_kw(holdout_photo, val_photo, holdout_group, holdout_share, exclude_group))
+        cap = train_grain_cap(cfg, out, window=window, per_unit=per_unit, sigmas=split_sigmas, margin=margin)
         for split, rows in cap.validation.items():
             for k, v in rows.items():
                 typer.echo(f"{split:8s} {k:45s} n={v['n']:4d} predicted/true {v['median_ratio']:.2f} "
@@ -233,6 +291,17 @@ def register(app: typer.Typer) -> None:
             set_grain_cap(into, out)
             typer.echo(f"grain cap added to {into}")
         typer.echo(f"grain cap written to {out}")
+
+    @train_app.command("unbundle")
+    def unbundle_cmd(
+        model: Path = typer.Option(Path("models/default"), "--model", help="Bundle to rebuild checkpoints from."),
+        out: Path = typer.Option(Path("runs/shipped"), "--out", help="Folder for ae.pt, pixel.pt, denoiser.pt, ..."),
+    ) -> None:
+        """Rebuild training checkpoints (ae.pt, sample_decoder.pt, pixel.pt, denoiser.pt) from a bundle."""
+        from edge.train.unbundle import unbundle
+
+        for p in unbundle(model, out):
+            typer.echo(f"wrote {p}")
 
     from edge.train.distill import register_distill
 

@@ -64,20 +64,46 @@ def unwrap(module: torch.nn.Module) -> torch.nn.Module:
     return getattr(module, "module", module)
 
 
+def unit_weights(ds: PatchDataset, photo_weight: float = 2.0, sim_share: float | None = None) -> np.ndarray:
+    """Draw probability of each item: photographs `photo_weight` x a sim layer's; or, with `sim_share`, that share on
+    the sim layers and the rest split equally among the photo groups (each group's photographs uniformly), so a
+    source with many photographs (pblm_classes: 68) does not crowd out the others."""
+    units = [ds.unit_of(i)[0] for i in range(len(ds))]
+    if sim_share is None:
+        w = np.array([photo_weight if u.kind == "photo" else 1.0 for u in units])
+        return w / w.sum()
+    if not 0.0 <= sim_share <= 1.0:
+        raise ValueError(f"sim_share must be in [0, 1], got {sim_share}")
+    groups = [u.group or u.name if u.kind == "photo" else "" for u in units]
+    n_sim = sum(g == "" for g in groups)
+    photo_groups = sorted({g for g in groups if g})
+    share = {"": sim_share if photo_groups else 1.0}
+    for g in photo_groups:
+        share[g] = (1.0 - (sim_share if n_sim else 0.0)) / len(photo_groups)
+    count = {g: groups.count(g) for g in share}
+    w = np.array([share[g] / count[g] for g in groups])
+    return w / w.sum()
+
+
 class BatchStream:
     """Endless random batches of LR/HR sub-crops in [-1, 1] from a PatchDataset (photos weighted up)."""
 
-    def __init__(self, ds: PatchDataset, batch: int, lr_size: int, seed: int, photo_weight: float = 2.0) -> None:
-        """Items are drawn with probability proportional to 1 (sim) or `photo_weight` (photographs)."""
+    def __init__(self, ds: PatchDataset, batch: int, lr_size: int, seed: int, photo_weight: float = 2.0,
+                 sim_share: float | None = None) -> None:
+        """Items are drawn with the probabilities of unit_weights(ds, photo_weight, sim_share)."""
         self.ds, self.batch, self.lr_size = ds, batch, lr_size
         self.rng = np.random.default_rng(seed)
-        w = np.array([photo_weight if ds.unit_of(i)[0].kind == "photo" else 1.0 for i in range(len(ds))])
-        self.p = w / w.sum()
+        self.p = unit_weights(ds, photo_weight, sim_share)
         self.epoch = 0
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(lr [B,1,s,s], hr [B,1,4s,4s]) float32 tensors; a random dihedral flip/rotation each."""
-        lrs, hrs = [], []
+        lr, hr, _ = self.next_described(None)
+        return lr, hr
+
+    def next_described(self, describe) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """As next(), plus describe(whole LR patch, uint8, after the same flip/rotation) per item ([B, D] float32)."""
+        lrs, hrs, descs = [], [], []
         self.epoch += 1
         self.ds.set_epoch(self.epoch)
         for i in self.rng.choice(len(self.ds), size=self.batch, p=self.p):
@@ -87,9 +113,13 @@ class BatchStream:
             lr, hr = np.rot90(lr, k), np.rot90(hr, k)
             if f:
                 lr, hr = lr[:, ::-1], hr[:, ::-1]
+            if describe is not None:
+                whole = np.rot90(it["lr"], k)
+                descs.append(np.asarray(describe(np.ascontiguousarray(whole[:, ::-1] if f else whole)), np.float32))
             lrs.append(to_unit_range(np.ascontiguousarray(lr)))
             hrs.append(to_unit_range(np.ascontiguousarray(hr)))
-        return torch.from_numpy(np.stack(lrs)[:, None]), torch.from_numpy(np.stack(hrs)[:, None])
+        d = torch.from_numpy(np.stack(descs)) if descs else None
+        return torch.from_numpy(np.stack(lrs)[:, None]), torch.from_numpy(np.stack(hrs)[:, None]), d
 
 
 def fixed_batch(ds: PatchDataset, n: int, lr_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,6 +134,14 @@ def fixed_batch(ds: PatchDataset, n: int, lr_size: int) -> tuple[torch.Tensor, t
         lrs.append(to_unit_range(it["lr"][o:o + lr_size, o:o + lr_size]))
         hrs.append(to_unit_range(it["hr"][o * s:(o + lr_size) * s, o * s:(o + lr_size) * s]))
     return torch.from_numpy(np.stack(lrs)[:, None]), torch.from_numpy(np.stack(hrs)[:, None])
+
+
+def fixed_descriptors(ds: PatchDataset, n: int) -> torch.Tensor:
+    """Grain descriptors (edge.sr.grain) of the whole LR patches of the items fixed_batch(ds, n, ...) uses."""
+    from edge.sr.grain import grain_descriptor
+
+    idx = np.linspace(0, len(ds) - 1, min(n, len(ds))).astype(int)
+    return torch.from_numpy(np.stack([grain_descriptor(ds[int(i)]["lr"]) for i in idx]))
 
 
 def bicubic_up(lr: torch.Tensor, scale: int) -> torch.Tensor:

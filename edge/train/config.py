@@ -31,6 +31,11 @@ class TrainConfig:
     photo_weight: float = 2.0  # a photograph's patch is drawn this many times as often as a sim layer's
     grain_prob: float = 0.0  # fraction of synthetic-LR training patches whose HR fine detail is rescaled first
     grain_gain: list[float] = field(default_factory=lambda: [0.5, 2.0])  # log-uniform range of that gain
+    sim_share: float | None = None  # draw this share of patches from sim layers, the rest equally per photo group
+    texture_aug: str = "none"  # structured-texture augmentations of synthetic-LR patches: none | structured
+    holdout_groups: list[str] = field(default_factory=list)  # photo groups whose hashed share is held out
+    holdout_share: float = 0.25  # that share
+    exclude_groups: list[str] = field(default_factory=list)  # groups left out entirely (leave-one-source-out)
     # autoencoder
     l1_weight: float = 1.0  # < 1 for a texture (sample) decoder that may trade pixel error for real texture
     kl_weight: float = 1e-5
@@ -39,12 +44,17 @@ class TrainConfig:
     fft_weight: float = 0.1
     spectrum_weight: float = 0.0  # radial log-power spectrum match (texture decoders)
     wavelet_weight: float = 0.5
+    ae_kind: str = "kl"  # kl | vq: the autoencoders' latent regulariser (a fresh run; init_from keeps its own)
+    vq_weight: float = 1.0  # weight of the VQ codebook + commitment loss (ae_kind vq)
+    orient_weight: float = 0.0  # orientation-aware texture term (losses.orientation_loss)
     latent_noise: float = 0.0  # decoder-only: add N(0, U(0, this)^2) noise to the scaled latent (robust sample decoder)
     decoder_only: bool = False  # fine-tune the HR decoder only (encoders frozen: latents, scales unchanged)
     init_from: str | None = None  # ae.pt (autoencoder) or best.pt (diffusion/regression) whose EMA weights start this run
     # diffusion / regression
     ae: str | None = None
     estimate: str | None = None  # best.pt of `train pixel`: condition the denoiser on its estimate as well
+    grain_cond: bool = False  # condition the denoiser on the per-image grain descriptor (edge.sr.grain)
+    grain_lr_mult: float = 10.0  # learning-rate multiplier of the (zero-initialised, small) grain offset
     prediction: str = "v_prediction"
     schedule: str = "cosine"
     timesteps: int = 200

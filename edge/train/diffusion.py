@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from edge.models import CondDenoiser, ImageAutoencoder, MixedCondDenoiser, RegressionNet, estimate_mix, preset
+from edge.models import (CondDenoiser, GrainOffset, ImageAutoencoder, MixedCondDenoiser, RegressionNet, estimate_mix,
+                         preset)
 from edge.train.autoencoder import datasets
-from edge.train.common import (BatchStream, Logger, batch_metrics, bicubic_up, fixed_batch, load_checkpoint, rng_state,
-                               save_checkpoint, seed_all, set_rng_state, setup_dist, wrap_ddp)
+from edge.sr.grain import grain_descriptor
+from edge.train.common import (BatchStream, Logger, batch_metrics, bicubic_up, fixed_batch, fixed_descriptors,
+                               load_checkpoint, rng_state, save_checkpoint, seed_all, set_rng_state, setup_dist,
+                               wrap_ddp)
 from edge.train.config import TrainConfig
 
 
@@ -70,39 +74,43 @@ def ddim_sample(model: torch.nn.Module, cond: torch.Tensor, sched_kind: str, T: 
 
 
 class LatentPool:
-    """Encoded (condition, latent) tiles reused for many random latent crops; a fraction is re-drawn periodically.
+    """Encoded (condition, latent[, grain descriptor]) tiles reused for many random latent crops; a fraction is
+    re-drawn periodically. The frozen encoders cost more than the small U-Net, so each encoded tile feeds many steps.
+    With `describe`, each tile also keeps the grain descriptor of its whole LR patch (one per tile, like one per image
+    at inference)."""
 
-    The frozen encoders cost more than the small U-Net, so each encoded tile feeds many steps.
-    """
-
-    def __init__(self, encode, stream: BatchStream, tiles: int, chunk: int = 8) -> None:
+    def __init__(self, encode, stream: BatchStream, tiles: int, chunk: int = 8, describe=None) -> None:
         """Fill `tiles` tiles from `stream` (whose lr_size is the tile side), encoding `chunk` at a time."""
-        self.encode, self.stream, self.chunk = encode, stream, chunk
+        self.encode, self.stream, self.chunk, self.describe = encode, stream, chunk, describe
         self.rng = np.random.default_rng(stream.rng.integers(2**31))
         parts = [self._draw() for _ in range(max(1, tiles // chunk))]
         self.c = torch.cat([p[0] for p in parts])
         self.z = torch.cat([p[1] for p in parts])
+        self.d = torch.cat([p[2] for p in parts]) if describe is not None else None
 
-    def _draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Encode one chunk of fresh tiles."""
         self.stream.batch = self.chunk
-        lr_img, hr_img = self.stream.next()
-        return self.encode(lr_img, hr_img)
+        lr_img, hr_img, d = self.stream.next_described(self.describe)
+        c, z = self.encode(lr_img, hr_img)
+        return c, z, d
 
     def refresh(self) -> None:
         """Replace one chunk of randomly chosen tiles with fresh ones."""
-        c, z = self._draw()
+        c, z, d = self._draw()
         idx = torch.from_numpy(self.rng.choice(len(self.c), size=len(c), replace=False))
         self.c[idx], self.z[idx] = c, z
+        if self.d is not None:
+            self.d[idx] = d
 
-    def batch(self, n: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """n random size x size crops (condition, latent) from the pool."""
+    def batch(self, n: int, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """n random size x size crops (condition, latent) from the pool, with their tiles' descriptors (or None)."""
         P = self.c.shape[-1]
         ids = self.rng.integers(0, len(self.c), n)
         ys, xs = self.rng.integers(0, P - size + 1, n), self.rng.integers(0, P - size + 1, n)
         cs = torch.stack([self.c[i, :, y:y + size, x:x + size] for i, y, x in zip(ids, ys, xs)])
         zs = torch.stack([self.z[i, :, y:y + size, x:x + size] for i, y, x in zip(ids, ys, xs)])
-        return cs, zs
+        return cs, zs, (None if self.d is None else self.d[torch.from_numpy(ids)])
 
 
 class LatentTrainer:
@@ -129,7 +137,9 @@ class LatentTrainer:
         self.pixel, self.pixel_info = None, None
         if cfg.estimate:
             self._add_estimate(Path(cfg.estimate))
-        self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=1e-4)
+        if cfg.grain_cond:
+            self._add_grain()
+        self.opt = torch.optim.AdamW(self._param_groups(), lr=cfg.lr, weight_decay=1e-4)
         self.ema = EMAModel(self.net.parameters(), decay=cfg.ema_decay)
         self.sched = make_scheduler(cfg.schedule, cfg.timesteps, cfg.prediction)
         self.step_no, self.wall_s, self.best = 0, 0.0, float("inf")
@@ -143,6 +153,7 @@ class LatentTrainer:
             raise ValueError(f"{path}: U-Net arch {s['arch']} differs from this run's {self.arch}")
         self.net.load_state_dict(s["net"])
         self._init_mix = (s.get("cond_estimate") or {}).get("mix")
+        self._init_grain = s.get("grain_state")
 
     def _add_estimate(self, path: Path) -> None:
         """Condition on the pixel regressor's estimate too: wrap the U-Net so cond = LR latent + mix(estimate latent).
@@ -163,6 +174,41 @@ class LatentTrainer:
             mix.load_state_dict(self._init_mix)
         self.net = MixedCondDenoiser(self.net, mix, C)
 
+    def _add_grain(self) -> None:
+        """Condition on the per-image grain descriptor too: a zero-initialised offset of the condition (so a run
+        started --init-from an unconditioned denoiser starts exactly where it was); standardised by set_grain_stats."""
+        from edge.sr.grain import descriptor_size
+
+        if self.mode != "diffusion":
+            raise ValueError("--grain-cond conditions the denoiser; the regression baseline takes the LR latent only")
+        C = int(self.arch["latent_channels"])
+        grain = GrainOffset(descriptor_size(), C)
+        self.grain_ready = getattr(self, "_init_grain", None) is not None
+        if self.grain_ready:  # continuing a grain-conditioned export: keep its map and standardisation
+            grain.load_state_dict(self._init_grain)
+        if not isinstance(self.net, MixedCondDenoiser):
+            self.net = MixedCondDenoiser(self.net, None, C)
+        self.net.grain = grain
+
+    def _param_groups(self) -> list[dict]:
+        """The optimiser's groups: the grain offset (a new zero-initialised head on a trained U-Net) at
+        grain_lr_mult x the learning rate, everything else at the learning rate."""
+        grain = list(self.grain.parameters()) if self.grain is not None else []
+        ids = {id(p) for p in grain}
+        rest = [p for p in self.net.parameters() if id(p) not in ids]
+        return [{"params": rest}] + ([{"params": grain, "lr": self.cfg.lr * self.cfg.grain_lr_mult}] if grain else [])
+
+    @property
+    def grain(self) -> GrainOffset | None:
+        """The grain-offset module (None when not grain-conditioned)."""
+        return getattr(self.net, "grain", None)
+
+    def set_grain_stats(self, descriptors: torch.Tensor) -> None:
+        """Standardise the descriptor with the statistics of the first pool (fresh grain-conditioned runs only)."""
+        if self.grain is not None and not self.grain_ready:
+            self.grain.set_stats(descriptors)
+            self.grain_ready = True
+
     def encode(self, lr_img: torch.Tensor, hr_img: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Scaled condition from LR (++ the estimate's scaled HR latent with --estimate) and scaled latent from HR."""
         with torch.no_grad():
@@ -174,10 +220,12 @@ class LatentTrainer:
         return c, z
 
     def loss(self, net, c: torch.Tensor, z: torch.Tensor, t: torch.Tensor | None = None,
-             noise: torch.Tensor | None = None) -> torch.Tensor:
+             noise: torch.Tensor | None = None, d: torch.Tensor | None = None) -> torch.Tensor:
         """MSE to the diffusion target at random (or given) t, or L1 to the latent for regression."""
         if self.mode == "regression":
             return (net(c) - z).abs().mean()
+        if self.grain is not None:
+            net = functools.partial(net, desc=d)
         if t is None:
             t = torch.randint(0, self.cfg.timesteps, (z.shape[0],))
         noise = torch.randn_like(z) if noise is None else noise
@@ -185,11 +233,11 @@ class LatentTrainer:
         target = diffusion_target(self.sched, z, noise, t, self.cfg.prediction)
         return (net(xt, t.float(), c) - target).pow(2).mean()
 
-    def train_step(self, c: torch.Tensor, z: torch.Tensor, net=None) -> float:
-        """One optimiser step on scaled (condition, latent) pairs; returns the loss."""
+    def train_step(self, c: torch.Tensor, z: torch.Tensor, net=None, d: torch.Tensor | None = None) -> float:
+        """One optimiser step on scaled (condition, latent[, grain descriptor]) pairs; returns the loss."""
         net = net or self.net
         self.net.train()
-        loss = self.loss(net, c, z)
+        loss = self.loss(net, c, z, d=d)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
@@ -199,7 +247,8 @@ class LatentTrainer:
         return loss.item()
 
     @torch.no_grad()
-    def validate(self, lr_img: torch.Tensor, hr_img: torch.Tensor, sample_steps: int = 10) -> dict:
+    def validate(self, lr_img: torch.Tensor, hr_img: torch.Tensor, sample_steps: int = 10,
+                 d: torch.Tensor | None = None) -> dict:
         """EMA weights: loss on fixed (t, noise), and PSNR/SSIM of a decoded prediction (DDIM sample) vs bicubic."""
         self.ema.store(self.net.parameters())
         self.ema.copy_to(self.net.parameters())
@@ -207,11 +256,12 @@ class LatentTrainer:
         c, z = self.encode(lr_img, hr_img)
         g = torch.Generator().manual_seed(1234)
         t = torch.linspace(0, self.cfg.timesteps - 1, z.shape[0]).long()
-        val_loss = self.loss(self.net, c, z, t, torch.randn(z.shape, generator=g)).item()
+        val_loss = self.loss(self.net, c, z, t, torch.randn(z.shape, generator=g), d=d).item()
         if self.mode == "regression":
             zp = self.net(c)
         else:
-            zp = ddim_sample(self.net, c, self.cfg.schedule, self.cfg.timesteps, self.cfg.prediction, sample_steps, g,
+            net = functools.partial(self.net, desc=d) if self.grain is not None else self.net
+            zp = ddim_sample(net, c, self.cfg.schedule, self.cfg.timesteps, self.cfg.prediction, sample_steps, g,
                              int(self.arch["latent_channels"]))
         img = self.hr_ae.decode(zp / self.scales["latent_scale_factor"])
         self.ema.restore(self.net.parameters())
@@ -223,9 +273,13 @@ class LatentTrainer:
     def _ema_net(self) -> torch.nn.Module:
         """A fresh copy of the trained network holding the EMA weights."""
         net = CondDenoiser(self.arch) if self.mode == "diffusion" else RegressionNet(self.arch)
-        if self.pixel is not None:
-            C = int(self.arch["latent_channels"])
-            net = MixedCondDenoiser(net, estimate_mix(C), C)  # type: ignore[arg-type]
+        C = int(self.arch["latent_channels"])
+        if self.pixel is not None or self.grain is not None:
+            grain = None
+            if self.grain is not None:
+                grain = GrainOffset(self.grain.lin.in_features, C)
+                grain.load_state_dict(self.grain.state_dict())  # buffers (standardisation) are not in the EMA
+            net = MixedCondDenoiser(net, estimate_mix(C) if self.pixel is not None else None, C, grain)  # type: ignore[arg-type]
         self.ema.copy_to(net.parameters())
         return net
 
@@ -243,20 +297,30 @@ class LatentTrainer:
     def load(self, s: dict) -> None:
         """Restore from state()."""
         self.net.load_state_dict(s["net"])
-        self.opt.load_state_dict(s["opt"])
+        if len(s["opt"]["param_groups"]) == len(self.opt.param_groups):
+            self.opt.load_state_dict(s["opt"])
+        else:  # a run resumed with another grouping (grain_lr_mult): weights and EMA kept, Adam moments restart
+            print(f"resume: optimiser groups changed ({len(s['opt']['param_groups'])} -> "
+                  f"{len(self.opt.param_groups)}); Adam state restarts", flush=True)
         self.ema.load_state_dict(s["ema"])
         self.step_no, self.wall_s, self.best = int(s["step"]), float(s["wall_s"]), float(s["best"])
         set_rng_state(s["rng"])
+        if self.grain is not None:
+            self.grain_ready = True  # its standardisation came back with the state
 
     def export(self, val: dict) -> dict:
         """EMA weights + everything a bundle needs."""
         out = {"kind": f"{self.mode}-ema", "arch": self.arch, "net": self.ema_weights(), "scales": self.scales,
                "ae": self.ae_info, "cfg": self.cfg.to_json(), "step": self.step_no, "wall_s": self.wall_s,
                "val": val}
-        if self.pixel is not None:
+        if self.pixel is not None or self.grain is not None:
             net = self._ema_net()
+        if self.pixel is not None:
             out["cond_estimate"] = {**self.pixel_info, "pixel": self.pixel.state_dict(),
                                     "mix": net.mix.state_dict()}  # type: ignore[union-attr]
+        if self.grain is not None:
+            out["grain_state"] = net.grain.state_dict()  # type: ignore[union-attr]
+            out["grain_condition"] = net.grain.to_json()  # type: ignore[union-attr]
         return out
 
 
@@ -273,9 +337,13 @@ def train_latent(cfg: TrainConfig, mode: str, resume: bool = True, log_file: Pat
         tr.load(load_checkpoint(ckpt))
     train_ds, val_ds = datasets(cfg)
     stream = BatchStream(train_ds, cfg.batch, cfg.pool_tile, cfg.seed * 1000 + dist.rank + tr.step_no,
-                         photo_weight=cfg.photo_weight)
-    pool = LatentPool(tr.encode, stream, cfg.pool_tiles)
+                         photo_weight=cfg.photo_weight, sim_share=cfg.sim_share)
+    describe = grain_descriptor if tr.grain is not None else None
+    pool = LatentPool(tr.encode, stream, cfg.pool_tiles, describe=describe)
+    if pool.d is not None:
+        tr.set_grain_stats(pool.d)
     val_lr, val_hr = fixed_batch(val_ds, 8, cfg.lr_size)
+    val_d = fixed_descriptors(val_ds, 8) if describe is not None else None
     net = wrap_ddp(tr.net, dist)
     log = Logger(out, cfg.steps, tr.step_no, dist.main, log_file)
     t_start, wall0 = time.time(), tr.wall_s
@@ -283,14 +351,14 @@ def train_latent(cfg: TrainConfig, mode: str, resume: bool = True, log_file: Pat
     while tr.step_no < cfg.steps:
         if cfg.minutes is not None and tr.wall_s >= cfg.minutes * 60:
             break
-        c, z = pool.batch(cfg.batch, cfg.lr_size)
-        loss = tr.train_step(c.to(dist.device), z.to(dist.device), net)
+        c, z, d = pool.batch(cfg.batch, cfg.lr_size)
+        loss = tr.train_step(c.to(dist.device), z.to(dist.device), net, None if d is None else d.to(dist.device))
         if tr.step_no % cfg.pool_refresh_every == 0:
             pool.refresh()
         tr.wall_s = wall0 + time.time() - t_start
         log.step(loss=loss)
         if dist.main and tr.step_no % cfg.val_every == 0:
-            last_val = tr.validate(val_lr, val_hr)
+            last_val = tr.validate(val_lr, val_hr, d=val_d)
             log.record({"step": tr.step_no, "wall_s": round(tr.wall_s, 1), "loss": loss, **last_val})
             if last_val["val_loss"] < tr.best:
                 tr.best = last_val["val_loss"]
@@ -298,7 +366,7 @@ def train_latent(cfg: TrainConfig, mode: str, resume: bool = True, log_file: Pat
         if dist.main and tr.step_no % cfg.save_every == 0:
             save_checkpoint(ckpt, tr.state())
     if dist.main:
-        last_val = tr.validate(val_lr, val_hr)
+        last_val = tr.validate(val_lr, val_hr, d=val_d)
         log.record({"step": tr.step_no, "wall_s": round(tr.wall_s, 1), "final": True, **last_val})
         save_checkpoint(ckpt, tr.state())
         save_checkpoint(out / "final.pt", tr.export(last_val))

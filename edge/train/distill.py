@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.train.distill_io import (DistillLog, echo_report, export_onnx, hr_tiles, ort_session, psnr_unit, session_fn,
-                                   teacher_resolver, time_call, to_unit)
+from edge.train.distill_io import (DistillLog, echo_report, export_onnx, hr_tiles, load_onnx_weights, ort_session,
+                                   psnr_unit, session_fn, teacher_resolver, time_call, to_unit)
 from edge.train.distill_student import (_own_state, distill_student, distill_student_cmd,  # noqa: F401 (re-exported)
                                         load_torch_denoiser, make_student_data, run_student, student_timesteps,
                                         teacher_trajectory)
@@ -148,8 +148,11 @@ def light_encoder(cond_channels: int = 4, width: int = 32, blocks: int = 3):
                                torch.nn.Conv2d(width, cond_channels, 3, padding=1))
 
 
-def distill_encoder_cmd(model, out, minutes: float, width: int, blocks: int, tiles: int, seed: int) -> dict:
-    """Distil a light condition encoder from a bundle's lr_encoder (MSE); writes lr_encoder_light.onnx + report."""
+def distill_encoder_cmd(model, out, minutes: float, width: int, blocks: int, tiles: int, seed: int,
+                        init_from: Path | None = None) -> dict:
+    """Distil a light condition encoder from a bundle's lr_encoder (MSE); writes lr_encoder_light.onnx + report.
+
+    init_from: an earlier light encoder's ONNX (same width and blocks) to start from."""
     import json
 
     import torch
@@ -157,15 +160,20 @@ def distill_encoder_cmd(model, out, minutes: float, width: int, blocks: int, til
     from edge.bench_measure import count_flops
 
     res = teacher_resolver(model)
-    b, sess, teacher = res.bundle, res.runner.sessions["lr_encoder"], res.condition
+    # the encoder graph alone: condition() adds a grain-conditioned bundle's offset on top of whichever encoder runs
+    b, sess, teacher = res.bundle, res.runner.sessions["lr_encoder"], res.runner.encode_lr
     lr, _ = hr_tiles(tiles, b.lr_patch * b.scale, b.scale, seed=3000 + seed)
     x = to_unit(lr)
     c = np.concatenate([teacher(x[i:i + 64]) for i in range(0, len(x), 64)])
     hold = max(16, len(x) // 10)
     torch.manual_seed(seed)
     student = light_encoder(c.shape[1], width, blocks)
+    if init_from is not None:
+        load_onnx_weights(student, Path(init_from), (torch.from_numpy(x[:1]),))
+    start_rmse = float(np.sqrt(np.mean((_torch_call(student, x[:hold]) - c[:hold]) ** 2)))
     steps = 20000  # the cosine schedule's length; the time budget usually ends training first
-    log = fit_to_teacher(student, x[hold:], c[hold:], torch.nn.functional.mse_loss, steps, 64, 2e-3,
+    lr = 2e-3 if init_from is None else 5e-4  # a warm start keeps what it has: a gentler step
+    log = fit_to_teacher(student, x[hold:], c[hold:], torch.nn.functional.mse_loss, steps, 64, lr,
                          np.random.default_rng(seed), 60 * minutes, True, "distill encoder")
     losses = log.losses
     student.eval()
@@ -180,12 +188,21 @@ def distill_encoder_cmd(model, out, minutes: float, width: int, blocks: int, til
         "tiles": int(len(x) - hold), "held_out_tiles": int(hold), "train_steps": len(losses),
         "train_s": round(log.seconds, 1), "final_loss": float(np.mean(losses[-20:])),
         "cond_rmse_vs_teacher": float(np.sqrt(np.mean((pred - ref) ** 2))),
-        "cond_rms_teacher": float(np.sqrt(np.mean(ref**2))),
+        "cond_rms_teacher": float(np.sqrt(np.mean(ref**2))), "init_from": None if init_from is None else str(init_from),
+        "cond_rmse_vs_teacher_at_start": start_rmse,
         "ms_per_tile_teacher": 1e3 * time_call(teacher, x[:1]),
         "ms_per_tile_light_ort": 1e3 * time_call(light_fn, x[:1]),
     }
     (out / "encoder_report.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _torch_call(module, x: Array) -> Array:
+    """module(x) as numpy, without gradients, in chunks of 256."""
+    import torch
+
+    with torch.no_grad():
+        return np.concatenate([module(torch.from_numpy(x[i:i + 256])).numpy() for i in range(0, len(x), 256)])
 
 
 def _hr_teacher(model, ae: Path | None):
@@ -295,9 +312,11 @@ def register_distill(train_app) -> None:
                 width: int = typer.Option(32, help="Channels of the light encoder."),
                 blocks: int = typer.Option(3, help="Residual blocks of the light encoder."),
                 tiles: int = typer.Option(4096, help="Training tiles (a tenth held out for the report)."),
-                seed: int = typer.Option(0)) -> None:
+                seed: int = typer.Option(0),
+                init_from: Path | None = typer.Option(None, help="Start from this light encoder ONNX (same width and "
+                                                                 "blocks), e.g. the previous bundle's.")) -> None:
         """Light condition encoder at LR resolution distilled from the bundle's lr_encoder; reports its RMSE and time."""
-        echo_report(distill_encoder_cmd, model, out, minutes, width, blocks, tiles, seed)
+        echo_report(distill_encoder_cmd, model, out, minutes, width, blocks, tiles, seed, init_from)
 
     @app.command("student")
     def student(model: Path = typer.Option(Path("models/default"), help="Teacher model bundle."),
@@ -308,9 +327,13 @@ def register_distill(train_app) -> None:
                 teacher_steps: int = typer.Option(50, help="DDIM steps of the teacher ODE."),
                 seed: int = typer.Option(0),
                 rollout: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction of later-step batches trained on "
-                                              "the student's own rollout state (what it sees at inference).")) -> None:
+                                              "the student's own rollout state (what it sees at inference)."),
+                init_from: Path | None = typer.Option(None, help="Start from this student ONNX (same U-Net) instead of "
+                                                                 "the teacher's weights, e.g. the previous bundle's "
+                                                                 "when the teacher was fine-tuned from its teacher.")
+                ) -> None:
         """SinSR-style deterministic few-step student regressing the teacher's DDIM ODE map."""
-        echo_report(distill_student_cmd, model, out, minutes, steps, tiles, teacher_steps, seed, rollout)
+        echo_report(distill_student_cmd, model, out, minutes, steps, tiles, teacher_steps, seed, rollout, init_from)
 
     @app.command("add")
     def add(model: Path = typer.Option(..., help="Bundle to add the distilled parts to (re-hashed in place)."),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -99,3 +100,41 @@ def echo_report(command, *args) -> None:
     except BundleError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+
+
+def load_onnx_weights(module, path: Path, example: tuple) -> int:
+    """Warm-start a torch module from an ONNX export of the same architecture (an earlier distilled part).
+
+    Initializers named like the state dict load by name; the rest (the exporter folds GroupNorm's affine into
+    anonymous [C,1,1] Mul/Add constants) load in graph order onto the modules' leftover weight/bias in the order a
+    forward pass over `example` (the module's inputs) calls them. Returns how many tensors were loaded; raises
+    ValueError when the shapes do not line up.
+    """
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    state = module.state_dict()
+    named = {k: inits[k] for k in state if k in inits}
+    left = set(state) - set(named)
+    calls: list[str] = []
+    hooks = [m.register_forward_hook(lambda mod, _i, _o, name=name: calls.append(name))
+             for name, m in module.named_modules() if any(f"{name}.{p}" in left for p in ("weight", "bias"))]
+    with torch.no_grad():
+        module(*example)
+    for h in hooks:
+        h.remove()
+    order = [f"{name}.{p}" for name in dict.fromkeys(calls) for p in ("weight", "bias") if f"{name}.{p}" in left]
+    anon = [n for node in graph.node for n in node.input if n in inits and n not in state and n.startswith("onnx::")]
+    anon = list(dict.fromkeys(anon))  # graph order, each once
+    if len(anon) != len(left) or len(order) != len(left):
+        raise ValueError(f"{path}: {len(left)} state-dict tensors have no initializer of that name and "
+                         f"{len(anon)} anonymous initializers are left: not the same architecture")
+    for k, n in zip(order, anon):
+        if inits[n].size != state[k].numel():
+            raise ValueError(f"{path}: initializer {n} {inits[n].shape} does not fit {k} {tuple(state[k].shape)}")
+        named[k] = inits[n].reshape(tuple(state[k].shape))
+    module.load_state_dict({k: torch.from_numpy(np.array(v, copy=True)) for k, v in named.items()})
+    return len(named)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from edge.sr.plan import StepPlan, apply_step, plan_steps, trajectory
-from edge.train.distill_io import DistillLog, export_onnx, hr_tiles, ort_session, session_fn, teacher_resolver, to_unit
+from edge.train.distill_io import (DistillLog, export_onnx, hr_tiles, load_onnx_weights, ort_session, session_fn,
+                                   teacher_resolver, to_unit)
 
 Array = np.ndarray
 
@@ -122,6 +124,17 @@ def run_student(denoise, alphas_cumprod: Array, timesteps: Array, prediction_typ
     return x0
 
 
+def _torch_fn(module):
+    """numpy callable (x, t, cond) -> output over a torch module, without gradients."""
+    import torch
+
+    def call(*arrays):
+        with torch.no_grad():
+            return module(*(torch.from_numpy(np.ascontiguousarray(a, np.float32)) for a in arrays)).numpy()
+
+    return call
+
+
 def load_torch_denoiser(model):
     """The bundle's denoiser as a torch module (rebuilt by SR-runtime's torch runner), to initialise the student."""
     from edge.sr.bundle import load_bundle
@@ -131,8 +144,11 @@ def load_torch_denoiser(model):
 
 
 def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: int, teacher_steps: int,
-                        seed: int, rollout: float = 0.0) -> dict:
-    """Distil a k-step deterministic student from a bundle's denoiser; writes denoiser_student{k}.onnx + report."""
+                        seed: int, rollout: float = 0.0, init_from: Path | None = None) -> dict:
+    """Distil a k-step deterministic student from a bundle's denoiser; writes denoiser_student{k}.onnx + report.
+
+    init_from: an earlier student's ONNX of the same architecture to start from instead of the teacher's weights
+    (a teacher fine-tuned from that student's teacher: the student only has to follow the change)."""
     import json
 
     import torch
@@ -147,6 +163,11 @@ def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: i
     data = make_student_data(teacher, acp, conds, pred, student_steps, teacher_steps, seed=seed, progress=True)
     data_s = time.perf_counter() - t0
     student = load_torch_denoiser(model)
+    if init_from is not None:
+        one = torch.from_numpy(conds[:1])
+        load_onnx_weights(student, Path(init_from), (one, torch.full((1,), float(data["timesteps"][0])), one))
+    hold = slice(0, min(64, len(conds)))
+    x0_start = run_student(_torch_fn(student), acp, data["timesteps"], pred, data["noise"][hold], conds[hold])
     budget = max(30.0, 60 * minutes - data_s)
     student, log = distill_student(student, data, acp, pred, steps=100000, time_budget_s=budget, progress=True, seed=seed,
                                    rollout=rollout)
@@ -157,7 +178,6 @@ def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: i
     export_onnx(student, (torch.zeros(shape), torch.zeros(1), torch.zeros(shape)), names_in,
             [den_sess.get_outputs()[0].name], path)
     sfn = session_fn(ort_session(path))
-    hold = slice(0, min(64, len(conds)))
     x0_s = run_student(sfn, acp, data["timesteps"], pred, data["noise"][hold], conds[hold])
     x0_t = data["x0"][hold]
     report = {
@@ -166,6 +186,8 @@ def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: i
         "pairs": int(len(conds)), "rollout": rollout, "data_s": round(data_s, 1), "train_steps": len(log.losses),
         "train_s": round(log.seconds, 1), "latent_rmse_vs_teacher": float(np.sqrt(np.mean((x0_s - x0_t) ** 2))),
         "latent_rms_teacher": float(np.sqrt(np.mean(x0_t**2))), "final_loss": float(np.mean(log.losses[-20:])),
+        "init_from": None if init_from is None else str(init_from),
+        "latent_rmse_vs_teacher_at_start": float(np.sqrt(np.mean((x0_start - x0_t) ** 2))),
     }
     (out / f"student{student_steps}_report.json").write_text(json.dumps(report, indent=2))
     return report

@@ -43,11 +43,15 @@ def cap_validation(cap: GrainCap, lrs: list, hrs: list, keys: list[str]) -> dict
 
 
 def train_grain_cap(cfg: TrainConfig, out: Path, window: int = 32, per_unit: int = 150, ridge: float = 1e-2,
-                    sigmas: tuple[float, ...] | None = None) -> GrainCap:
+                    sigmas: tuple[float, ...] | None = None, margin: float = 1.0) -> GrainCap:
     """Fit on the train split (default degradation mix), validate on val and hold-out; write the cap JSON to `out`.
 
     sigmas: the detail bands' Gaussian splits in HR px (default edge.sr.grain.default_sigmas(scale)).
+    margin: detail energy allowed per band = margin x predicted (1.5: the upper end of the HF target band, a guard
+    for a grain-conditioned model that paints its own level).
     """
+    if margin <= 0:
+        raise ValueError(f"grain cap margin must be > 0, got {margin}")
     sources = load_sources(cfg.sims, cfg.realdata)
     spec = split_spec(cfg)
     sigmas = tuple(sigmas or default_sigmas(cfg.scale))
@@ -62,7 +66,7 @@ def train_grain_cap(cfg: TrainConfig, out: Path, window: int = 32, per_unit: int
         except ValueError:  # a split with no units (e.g. no hold-out build given)
             continue
         validation[split] = cap_validation(cap, *_pairs(ds, f"grain-cap {split}"))
-    cap = dataclasses.replace(cap, validation=validation)
+    cap = dataclasses.replace(cap, validation=validation, margin=float(margin))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"grain_cap": cap.to_json(), "cfg": cfg.to_json(), "window": window,
                                "per_unit": per_unit, "ridge": ridge,

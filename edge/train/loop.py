@@ -45,7 +45,8 @@ def run_training(tr: Trainer, cfg: TrainConfig, train_ds, val_ds, val_size: int,
             return v > tr.best if strict else v >= tr.best
         return v < tr.best if strict else v <= tr.best
 
-    stream = BatchStream(train_ds, cfg.batch, cfg.lr_size, cfg.seed * 1000 + tr.step_no, photo_weight=cfg.photo_weight)
+    stream = BatchStream(train_ds, cfg.batch, cfg.lr_size, cfg.seed * 1000 + tr.step_no, photo_weight=cfg.photo_weight,
+                         sim_share=cfg.sim_share)
     val_lr, val_hr = fixed_batch(val_ds, val_size, cfg.lr_size)
     log = Logger(out, cfg.steps, tr.step_no, True, log_file)
     t_start, wall0 = time.time(), tr.wall_s

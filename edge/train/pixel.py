@@ -22,6 +22,11 @@ class PixelTrainer:
         self.cfg = cfg
         self.arch = {"channels": 48, "blocks": 6, "scale": cfg.scale}
         self.net, self.ema = PixelRegressor(self.arch), PixelRegressor(self.arch)
+        if cfg.init_from:
+            init, s = load_pixel_regressor(cfg.init_from)
+            if s["arch"] != self.arch:
+                raise ValueError(f"{cfg.init_from}: pixel arch {s['arch']} differs from this run's {self.arch}")
+            self.net.load_state_dict(init.state_dict())
         self.ema.load_state_dict(self.net.state_dict())
         self.ema.requires_grad_(False)
         self.opt = torch.optim.Adam(self.net.parameters(), cfg.lr)

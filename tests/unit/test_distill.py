@@ -217,3 +217,34 @@ def test_light_encoder_distils_adds_to_the_bundle_and_runs_in_the_fast_path(tmp_
     from tests.sr_fixtures import tiny_modules
 
     assert flops_per_sample(box, tiny_modules())["encoder"] == rep["flops"]
+
+
+def test_warm_start_loads_an_onnx_export_back_including_folded_groupnorms(tmp_path):
+    """load_onnx_weights: named tensors by name, the exporter's anonymous GroupNorm constants by call order (here
+    registered in another order than called, as in diffusers' UNet2DModel); a different architecture is refused."""
+    from edge.train.distill_io import export_onnx, load_onnx_weights
+
+    class Net(torch.nn.Module):
+        def __init__(self, width: int = 8) -> None:
+            super().__init__()
+            self.late = torch.nn.GroupNorm(4, width)  # registered first, called last
+            self.conv = torch.nn.Conv2d(1, width, 3, padding=1)
+            self.early = torch.nn.GroupNorm(4, width)
+            self.out = torch.nn.Conv2d(width, 1, 1)
+
+        def forward(self, x):
+            return self.out(self.late(torch.nn.functional.silu(self.early(self.conv(x)))))
+
+    torch.manual_seed(0)
+    src = Net()
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(torch.randn_like(p))  # affine weights away from their (1, 0) defaults
+    x = torch.randn(2, 1, 8, 8)
+    export_onnx(src, (x,), ["x"], ["y"], tmp_path / "net.onnx")
+    dst = Net()
+    assert load_onnx_weights(dst, tmp_path / "net.onnx", (x,)) == len(src.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(dst(x), src(x), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="not the same architecture|does not fit"):
+        load_onnx_weights(Net(width=12), tmp_path / "net.onnx", (x,))
