@@ -45,7 +45,7 @@ def measure(model: Path, photo: Path, crops: int, seed: int, mean_samples: int) 
 
     sr = SuperResolver.from_bundle(model, backend="ort", seed=seed)
     rows = []
-    for name, lr, hr in real_crops(photo, crops, 64, seed):
+    for _name, lr, hr in real_crops(photo, crops, 64, seed):
         ref = texture_stats(hr)
         bic = cv2.resize(lr, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
         one = sr.upscale(lr).sr

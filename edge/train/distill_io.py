@@ -41,7 +41,7 @@ def session_fn(sess):
     """numpy callable over a session with positional inputs."""
     names = [i.name for i in sess.get_inputs()]
     out = sess.get_outputs()[0].name
-    return lambda *arrays: sess.run([out], dict(zip(names, arrays)))[0]
+    return lambda *arrays: sess.run([out], dict(zip(names, arrays, strict=False)))[0]
 
 
 def hr_tiles(n: int, hr_patch: int, scale: int, seed: int) -> tuple[Array, Array]:
