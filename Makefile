@@ -23,4 +23,5 @@ demo: setup
 	$(VENV)/bin/lpbf-edge demo --layers 6 --out demo-out
 
 test: setup
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q

@@ -24,7 +24,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from sr_sets import crop_metrics, highpass_kurtosis, holdout_photos, sim_crops, source_crops, texture_stats  # noqa: E402
+from sr_sets import (  # noqa: E402
+    crop_metrics,
+    highpass_kurtosis,
+    holdout_photos,
+    sim_crops,
+    source_crops,
+    texture_stats,
+)
 
 from edge.analyze.metrics import psnr  # noqa: E402
 

@@ -84,7 +84,7 @@ def main() -> None:
     out = {"seeds": a.seeds, "layers": a.layers, "hr": a.hr, "source": a.source, "defect_rate": a.defect_rate,
            "install_frames": a.install_frames,
            "per_class": s.table(), **s.summary(), "seconds": round(time.time() - t, 1)}
-    print(f"| class | labels | recall | flags | precision |\n|---|---|---|---|---|")
+    print("| class | labels | recall | flags | precision |\n|---|---|---|---|---|")
     for r in out["per_class"]:
         fmt = lambda v: "-" if v is None else f"{v:.2f}"
         print(f"| {r['type']} | {r['labels']} | {fmt(r['recall'])} | {r['flags']} | {fmt(r['precision'])} |")

@@ -18,8 +18,8 @@ import numpy as np
 
 def main(argv: list[str] | None = None) -> int:
     """Print and write (JSON, default DEMO/pace.json) the per-layer periods and SR + analysis times."""
-    from edge.config import Config
     from edge.app import analyzers
+    from edge.config import Config
     from edge.sim.printer import SimPrinter
     from edge.sr.resolver import SuperResolver
 

@@ -68,7 +68,7 @@ def main() -> None:
                 "ground truth": geometry_scores([g > 0 for g in gts], gts, b.hr_pitch_um)}
         for name, im in imgs.items():
             rows[name] = geometry_scores([seg.segment(i).mask for i in im], gts, b.hr_pitch_um)
-            rows[name]["psnr"] = float(np.mean([cv2.PSNR(i, h) for i, h in zip(im, hrs)]))
+            rows[name]["psnr"] = float(np.mean([cv2.PSNR(i, h) for i, h in zip(im, hrs, strict=False)]))
             shown = {k: round(v, 3) for k, v in rows[name].items() if isinstance(v, float)}
             print(b.path.name, name, shown, flush=True)
         doc["builds"][b.path.name] = {"rows": rows, "seconds": cost, "layers": len(b.layers)}

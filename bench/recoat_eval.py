@@ -158,8 +158,8 @@ def plot_sensitivity(rows: list[dict], base: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for ax, proto in zip(axes, SENSITIVITY):
-        for i, key in enumerate(SENSITIVITY[proto]):
+    for ax, proto in zip(axes, SENSITIVITY, strict=False):
+        for key in SENSITIVITY[proto]:
             pts = sorted(
                 [(1.0, base[proto]["defective_recall"], base[proto]["clean_false_alarm_rate"])]
                 + [(r["factor"], r["recall"], r["fa"]) for r in rows if r["protocol"] == proto and r["key"] == key]

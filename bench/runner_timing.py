@@ -89,8 +89,8 @@ def main() -> None:
                 import torch
 
                 torch.set_num_threads(1 if name == "torch-1thread" else os.cpu_count() or 1)
-            den = _time(lambda: r.denoise(x, t, x), a.repeats)
-            dec = _time(lambda: r.decode(x), max(3, a.repeats // 4))
+            den = _time(lambda r=r, x=x, t=t: r.denoise(x, t, x), a.repeats)
+            dec = _time(lambda r=r, x=x: r.decode(x), max(3, a.repeats // 4))
             rows.append({"backend": name, "batch": B, "denoise_ms": 1e3 * den, "decode_ms": 1e3 * dec})
     print(f"bundle {b.model_id} ({b.path}), latent {C}x{n}x{n}, load avg {os.getloadavg()[0]:.1f}, cores {os.cpu_count()}")
     print(f"{'backend':<15}{'batch':>6}{'denoise ms/call':>17}{'decode ms/call':>16}")

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from sr_sets import holdout_photos, paper_lr, read_photo, source_crops, sim_crops  # noqa: E402
+from sr_sets import holdout_photos, paper_lr, read_photo, sim_crops, source_crops  # noqa: E402
 
 from edge.analyze.metrics import psnr  # noqa: E402
 from edge.data.datasets import DEFAULT_VAL_PHOTOS, PHOTO_EXTS, read_gray  # noqa: E402

@@ -28,8 +28,13 @@ sys.path.insert(0, str(REPO / "bench"))
 from sr_sets import MIN_CROP_STD, highpass_kurtosis, real_crops, texture_distance, texture_stats  # noqa: E402
 
 from edge.analyze.metrics import hf_energy_ratio, psnr  # noqa: E402
-from edge.data.datasets import (DEFAULT_HOLDOUT_PHOTOS, DEFAULT_VAL_PHOTOS, SplitSpec,  # noqa: E402
-                                photo_sources, unit_split)
+from edge.data.datasets import (  # noqa: E402
+    DEFAULT_HOLDOUT_PHOTOS,
+    DEFAULT_VAL_PHOTOS,
+    SplitSpec,
+    photo_sources,
+    unit_split,
+)
 
 
 def photo_split(src, manifest: dict) -> str:
@@ -49,7 +54,7 @@ def measure(model: Path, src, crops: int, seed: int, mean_samples: int, root: Pa
 
     sr = SuperResolver.from_bundle(model, backend="ort", seed=seed)
     rows = []
-    for name, lr, hr in real_crops(src.path, crops, 64, seed, MIN_CROP_STD.get(src.group, 8.0), root):
+    for _name, lr, hr in real_crops(src.path, crops, 64, seed, MIN_CROP_STD.get(src.group, 8.0), root):
         ref = texture_stats(hr)
         bic = cv2.resize(lr, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
         one = sr.upscale(lr).sr

@@ -28,8 +28,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from sr_sets import (crop_metrics, highpass_kurtosis, holdout_photos, paper_lr, side_by_side, sim_crops,  # noqa: E402
-                     source_crops, summarise, texture_stats)
+from sr_sets import (  # noqa: E402
+    crop_metrics,
+    highpass_kurtosis,
+    holdout_photos,
+    paper_lr,
+    side_by_side,
+    sim_crops,
+    source_crops,
+    summarise,
+    texture_stats,
+)
 
 METHODS = ("bicubic", "linear_mmse", "pixel_regression", "pixel_diffusion", "reference", "default", "default_nocap",
            "mean8", "mean8_indep", "fast", "fast_mean8", "ae_mean", "ae_sample")

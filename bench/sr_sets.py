@@ -100,7 +100,8 @@ def paper_lr(crops: list[Crop]) -> list[Crop]:
 def texture_stats(img: np.ndarray) -> np.ndarray:
     """pywph phase-harmonic coefficients averaged over the 128x128 tiles of an image (no resampling)."""
     t = WPH.size
-    tiles = [img[y:y + t, x:x + t] for y in range(0, img.shape[0] - t + 1, t) for x in range(0, img.shape[1] - t + 1, t)]
+    ys, xs = range(0, img.shape[0] - t + 1, t), range(0, img.shape[1] - t + 1, t)
+    tiles = [img[y:y + t, x:x + t] for y in ys for x in xs]
     return np.mean([np.abs(wph_coeffs(x.astype(np.float32), WPH)) for x in tiles], axis=0)
 
 

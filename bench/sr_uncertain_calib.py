@@ -67,7 +67,7 @@ def main() -> None:
         b = open_build(bd)
         lrs = [b.image("lr", L) for L in b.layers]
         outs = stage.run_many(lrs)
-        for L, o in tqdm(list(zip(b.layers, outs)), desc=b.path.name):
+        for L, o in tqdm(list(zip(b.layers, outs, strict=False)), desc=b.path.name):
             regions += layer_regions(o.sample, o.std, b.image("hr", L), cfg)
             spread.append(np.percentile(o.std, [50, 99, 99.9]))
             layers += 1

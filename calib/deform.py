@@ -73,7 +73,7 @@ def match_points(ref: np.ndarray, img: np.ndarray, max_dist: float) -> tuple[np.
     keep = [(i, j[i]) for i in range(len(ref)) if d1[i] <= max_dist and i_back[j[i]] == i]
     if not keep:
         return np.zeros((0, 2)), np.zeros((0, 2))
-    a, b = zip(*keep)
+    a, b = zip(*keep, strict=False)
     return ref[list(a)], img[list(b)]
 
 

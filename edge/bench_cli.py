@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from edge.bench_measure import flops_per_sample, floor_rate, matmul_rate, quality, texture_coeffs
+from edge.bench_measure import floor_rate, flops_per_sample, matmul_rate, quality, texture_coeffs
 from edge.sr.tiling import tile_starts
 
 

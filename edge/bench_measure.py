@@ -97,8 +97,8 @@ def quality(outs: Sequence[np.ndarray], truth: Sequence[np.ndarray], texture_siz
     ct = texture_coeffs(truth, texture_size) if truth_coeffs is None else truth_coeffs[: len(outs)]
     tex = np.linalg.norm(co - ct, axis=1) / np.maximum(np.linalg.norm(ct, axis=1), 1e-12)
     return {
-        "psnr_db": float(np.mean([psnr(o, t) for o, t in zip(outs, truth)])),
-        "ssim": float(np.mean([ssim(o, t) for o, t in zip(outs, truth)])),
+        "psnr_db": float(np.mean([psnr(o, t) for o, t in zip(outs, truth, strict=False)])),
+        "ssim": float(np.mean([ssim(o, t) for o, t in zip(outs, truth, strict=False)])),
         "texture_distance": float(np.mean(tex)),
     }
 

@@ -18,8 +18,8 @@ from edge.service_config import ServiceConfig
 from edge.sim.config import SimConfig
 from edge.sr.config import SRConfig
 from edge.store.config import StoreConfig
-from edge.web.config import WebConfig
 from edge.store.jobs import JOB_ID_PATTERN
+from edge.web.config import WebConfig
 from firmware_bridge.config import BridgeConfig
 
 

@@ -52,7 +52,7 @@ class SourceMonitor:
             ends = list(self._ends)
         if len(ends) < 3:
             return None, "unknown"
-        return statistics.median(b - a for a, b in zip(ends, ends[1:])), "learned"
+        return statistics.median(b - a for a, b in zip(ends, ends[1:], strict=False)), "learned"
 
     def snapshot(self, now: float | None = None) -> dict:
         """State, error, restarts, events and seconds since the last one against the expected layer time."""

@@ -56,7 +56,7 @@ class LayerDetector:
             raise ValueError(f"time and recoater chunks differ in length ({t.size} vs {rc.size})")
         out: list[LayerEvent] = []
         on_thr, off_thr = self.cfg.on_threshold_v, self.cfg.off_threshold_v
-        for i, (ti, vi) in enumerate(zip(t.tolist(), v.tolist())):
+        for i, (ti, vi) in enumerate(zip(t.tolist(), v.tolist(), strict=False)):
             if not self._accept(ti, vi):
                 continue
             if rc is not None:

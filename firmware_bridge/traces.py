@@ -45,7 +45,7 @@ class Trace:
         with path.open("w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["time_s", "laser_v"])
-            w.writerows(zip(np.char.mod("%.6f", self.t), np.char.mod("%.4f", self.v)))
+            w.writerows(zip(np.char.mod("%.6f", self.t), np.char.mod("%.4f", self.v), strict=False))
         return path
 
 

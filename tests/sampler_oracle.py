@@ -4,10 +4,9 @@ against, themselves checked against diffusers (tests/unit/test_samplers.py). Not
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
-
-from collections.abc import Callable
 
 from edge.sr.schedule import Prediction, Schedule, to_eps, to_x0
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import atexit
 from pathlib import Path
 
-import numpy as np
-
 SCALE = 4
 LATENT_C = 4
 

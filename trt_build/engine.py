@@ -141,10 +141,10 @@ class TrtEngine:
             self.bind(ctx, name, buf.ptr)
             keep.append(host)
         outs = [np.empty(shapes[n], self.dtype(n)) for n in self.outputs]
-        for name, host in zip(self.outputs, outs):
+        for name, host in zip(self.outputs, outs, strict=False):
             self.bind(ctx, name, self._buffer(name, batch, host.shape, host.dtype).ptr)
         self.enqueue(ctx, stream)
-        for name, host in zip(self.outputs, outs):
+        for name, host in zip(self.outputs, outs, strict=False):
             self._run_buffers[(name, batch)].download(host, stream)
         stream.synchronize()
         return outs

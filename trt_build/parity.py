@@ -46,7 +46,7 @@ def compare(reference: Runner, candidate: Runner, feeds: dict[str, np.ndarray], 
     if len(ref) != len(got):
         raise ValueError(f"reference gave {len(ref)} outputs, candidate {len(got)}")
     out = []
-    for name, r, c in zip(names, ref, got):
+    for name, r, c in zip(names, ref, got, strict=False):
         r, c = np.asarray(r, np.float64), np.asarray(c, np.float64)
         if r.shape != c.shape:
             raise ValueError(f"output {name}: shape {c.shape} != reference {r.shape}")

@@ -237,7 +237,7 @@ class AnalyzeConfig(Section):
     cvd_angles: int = Field(4, ge=1, description="Wavelet orientations L of the CVD phase-harmonic operator.")
 
     @model_validator(mode="after")
-    def _period_range(self) -> "AnalyzeConfig":
+    def _period_range(self) -> AnalyzeConfig:
         """The hopping period range must be (shortest, longest)."""
         lo, hi = self.hopping_period_px
         if not 0 < lo <= hi:

@@ -58,6 +58,12 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
+def _col_mean(rows: list[dict], key: str) -> float:
+    """NaN-ignoring mean of one column over the rows that have it (NaN when none has it)."""
+    vals = [r[key] for r in rows if key in r]
+    return float(np.nanmean(vals)) if vals else float("nan")
+
+
 def _fmt(v: float) -> str:
     """Number for a Markdown table."""
     return "-" if v is None or not np.isfinite(v) else (f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}")
@@ -115,7 +121,7 @@ def evaluate_build(build_dir: str | Path, out: str | Path, cfg: AnalyzeConfig, m
     part_rows, rough_rows, curves = [], [], {}
     pitch, lt = b.hr_pitch_um, b.layer_um
     for name in [n for n in masks if n != "ground truth"]:
-        per_layer = [_assign_parts(p, g) for p, g in zip(masks[name], masks["ground truth"])]
+        per_layer = [_assign_parts(p, g) for p, g in zip(masks[name], masks["ground truth"], strict=False)]
         for k in part_ids:
             ref = vo.stack_masks(masks["ground truth"], part=k)
             pred = np.stack([d.get(k, np.zeros_like(ref[0])) for d in per_layer])
@@ -131,7 +137,7 @@ def evaluate_build(build_dir: str | Path, out: str | Path, cfg: AnalyzeConfig, m
             if name == "ground truth":
                 layer_masks = [g == big for g in ms]
             else:
-                layer_masks = [_assign_parts(p, g).get(big, np.zeros(g.shape, bool)) for p, g in zip(ms, masks["ground truth"])]
+                layer_masks = [_assign_parts(p, g).get(big, np.zeros(g.shape, bool)) for p, g in zip(ms, masks["ground truth"], strict=False)]
             curves[name] = rg.roughness_vs_window(layer_masks, list(WINDOWS), pitch)
             for w, r in curves[name].items():
                 rough_rows.append({"source": name, "part": big, "window_deg": w, "ra_um": r.ra_um, "rq_um": r.rq_um, "rz_um": r.rz_um})
@@ -141,7 +147,7 @@ def evaluate_build(build_dir: str | Path, out: str | Path, cfg: AnalyzeConfig, m
     # 3D preview and mesh of the HR segmentation
     meshes = []
     for k in part_ids:
-        per_layer = [_assign_parts(p, g).get(k) for p, g in zip(masks["HR"], masks["ground truth"])]
+        per_layer = [_assign_parts(p, g).get(k) for p, g in zip(masks["HR"], masks["ground truth"], strict=False)]
         vol = np.stack([m if m is not None else np.zeros(masks["HR"][0].shape, bool) for m in per_layer])
         if vol.sum() > 0 and vol.shape[0] >= 2:
             meshes.append(vo.mesh_from_volume(vol, pitch, lt))
@@ -164,14 +170,15 @@ def _markdown(b: Build, note: str, patch_rows: list[dict], part_rows: list[dict]
              "|---|---|---|---|---|---|---|"]
     for name in sources:
         rows = [r for r in patch_rows if r["source"] == name]
-        mean = lambda k: float(np.nanmean([r[k] for r in rows if k in r])) if any(k in r for r in rows) else float("nan")
-        lines.append(f"| {name} | {_fmt(mean('mae'))} | {_fmt(mean('psnr'))} | {_fmt(mean('ssim'))} | {_fmt(mean('hf_ratio'))} | {_fmt(mean('cvd'))} | {_fmt(mean('cvd_norm'))} |")
+        cells = " | ".join(_fmt(_col_mean(rows, k)) for k in ("mae", "psnr", "ssim", "hf_ratio", "cvd", "cvd_norm"))
+        lines.append(f"| {name} | {cells} |")
     lines += ["", "## Part metrics (segmented volume vs ground-truth volume, mean over parts)", "",
               "| source | 3D IoU | voxel mismatch | Hausdorff mean (µm) | Hausdorff max (µm) |", "|---|---|---|---|---|"]
     for name in dict.fromkeys(r["source"] for r in part_rows):
         rows = [r for r in part_rows if r["source"] == name]
-        m = lambda k: float(np.nanmean([r[k] for r in rows]))
-        lines.append(f"| {name} | {_fmt(m('iou_3d'))} | {_fmt(m('voxel_mismatch'))} | {_fmt(m('hausdorff_mean_um'))} | {_fmt(m('hausdorff_max_um'))} |")
+        cells = " | ".join(_fmt(_col_mean(rows, k)) for k in ("iou_3d", "voxel_mismatch", "hausdorff_mean_um",
+                                                              "hausdorff_max_um"))
+        lines.append(f"| {name} | {cells} |")
     if rough_rows:
         lines += ["", f"## Roughness of part {rough_rows[0]['part']} (µm; Rz = mean of 5 sampling-length peak-to-valley, ISO 4287)", "",
                   "| source | window (deg) | Ra | Rq | Rz |", "|---|---|---|---|---|"]

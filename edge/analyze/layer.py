@@ -8,10 +8,9 @@ from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
-from edge.analyze import morph
 from edge.analyze import anomaly as an
+from edge.analyze import morph
 from edge.analyze.artefacts import confirm_on_lr, laser_from_lr
 from edge.analyze.baseline import Baseline
 from edge.analyze.config import AnalyzeConfig

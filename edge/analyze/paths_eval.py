@@ -88,7 +88,7 @@ def path_inputs(path: str, hrs: Sequence[np.ndarray], lrs: Sequence[np.ndarray],
 
         return [PathInput(bicubic_up(lr, scale), lr=lr) for lr in lrs]
     outs = stage.run_many(list(lrs), progress=progress)
-    return [PathInput(o.sample, o.estimate, o.std, lr) for o, lr in zip(outs, lrs)]
+    return [PathInput(o.sample, o.estimate, o.std, lr) for o, lr in zip(outs, lrs, strict=False)]
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -100,11 +100,11 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 def geometry_scores(masks: list[np.ndarray], gts: list[np.ndarray], pitch_um: float,
                     window_deg: int = ROUGHNESS_WINDOW_DEG) -> dict:
     """2D IoU (mean over layers), 3D IoU (mean over parts, nearest-part assignment), Ra/Rq of the roughness part."""
-    iou2d = float(np.mean([_iou(m > 0, g > 0) for m, g in zip(masks, gts)]))
+    iou2d = float(np.mean([_iou(m > 0, g > 0) for m, g in zip(masks, gts, strict=False)]))
     ids = vo.part_ids(gts)
     if not ids:
         return {"iou2d": iou2d, "iou3d": None, "ra_um": None, "rq_um": None, "roughness_part": None}
-    per_layer = [_assign_parts(m > 0, g) for m, g in zip(masks, gts)]
+    per_layer = [_assign_parts(m > 0, g) for m, g in zip(masks, gts, strict=False)]
     empty = np.zeros(gts[0].shape, bool)
     iou3d = float(np.mean([vo.iou_3d(np.stack([d.get(k, empty) for d in per_layer]), vo.stack_masks(gts, part=k))
                            for k in ids]))
@@ -135,7 +135,7 @@ def score_path(build: Build, inputs: list[PathInput], install: list[PathInput], 
         runs["cad"] = LayerAnalyzer(cfg, expected, _learn_baseline(install, cfg), registered=True)
     scores = {k: Score() for k in runs}
     masks = []
-    for L, inp in zip(build.layers, inputs):
+    for L, inp in zip(build.layers, inputs, strict=False):
         labels = build.labels(L)
         f = inp.image.shape[1] / hr_w
         for key, analyzer in runs.items():
@@ -143,7 +143,7 @@ def score_path(build: Build, inputs: list[PathInput], install: list[PathInput], 
             scores[key].add(labels, res.flags, res.layer_state, f, margin=max(2, int(4 * f)))
             if key == "plain":
                 masks.append(np.asarray(res.mask) > 0)
-    gts_on_grid = [_to_grid(g, m.shape) for g, m in zip(gts, masks)]
+    gts_on_grid = [_to_grid(g, m.shape) for g, m in zip(gts, masks, strict=False)]
     out = geometry_scores(masks, gts_on_grid, build.hr_pitch_um * hr_w / masks[0].shape[1])
     plain = scores["plain"].summary()
     out.update(critical_recall=plain["critical_recall"], clean_false_alarm_rate=plain["clean_false_alarm_rate"],

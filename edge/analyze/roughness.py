@@ -91,7 +91,7 @@ def plot_roughness_vs_window(curves: dict[str, dict[int, Roughness]], path, titl
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), dpi=100)
-    for ax, key, label in zip(axes, ("ra_um", "rq_um", "rz_um"), ("Ra", "Rq", "Rz")):
+    for ax, key, label in zip(axes, ("ra_um", "rq_um", "rz_um"), ("Ra", "Rq", "Rz"), strict=False):
         for name, curve in curves.items():
             ws = sorted(curve)
             ax.plot(ws, [getattr(curve[w], key) for w in ws], marker="o", label=name)

@@ -39,7 +39,7 @@ class SamProposer:
             multimask_output=True, return_logits=True,
         )
         out = []
-        for logits, score in zip(masks, scores):
+        for logits, score in zip(masks, scores, strict=False):
             m = logits > 0
             lo, hi = logits > -1.0, logits > 1.0  # SAM's stability score: IoU across +-1 logit offsets
             stab = float(hi.sum() / max(lo.sum(), 1))

@@ -40,7 +40,7 @@ class Score:
         """Score one layer: labels in HR px, flags on an image f times HR size."""
         defect_flags = [fl for fl in flags if fl.type not in NOT_DEFECTS and fl.severity != "info"]  # info never alarms
         boxes = [scale_box(lb["bbox"], f) for lb in labels]
-        for lb, box in zip(labels, boxes):
+        for lb, box in zip(labels, boxes, strict=False):
             hit = any(fl.type == lb["type"] and boxes_touch(fl.bbox, box, margin) for fl in defect_flags)
             self.label_hits[lb["type"]][0] += hit
             self.label_hits[lb["type"]][1] += 1
@@ -48,7 +48,7 @@ class Score:
                 self.critical[0] += hit
                 self.critical[1] += 1
         for fl in defect_flags:
-            ok = any(fl.type == lb["type"] and boxes_touch(fl.bbox, box, margin) for lb, box in zip(labels, boxes))
+            ok = any(fl.type == lb["type"] and boxes_touch(fl.bbox, box, margin) for lb, box in zip(labels, boxes, strict=False))
             self.flag_hits[fl.type][0] += ok
             self.flag_hits[fl.type][1] += 1
         if any(lb["severity"] == "critical" for lb in labels):

@@ -65,7 +65,7 @@ def hausdorff_px(a: np.ndarray, b: np.ndarray) -> float:
 
 def hausdorff_volume_um(pred: np.ndarray, ref: np.ndarray, pitch_um: float) -> tuple[float, float]:
     """(mean, max) over layers of the per-layer contour Hausdorff distance, in micrometres."""
-    d = [hausdorff_px(p, r) for p, r in zip(pred, ref) if p.any() and r.any()]
+    d = [hausdorff_px(p, r) for p, r in zip(pred, ref, strict=False) if p.any() and r.any()]
     if not d:
         return float("nan"), float("nan")
     return float(np.mean(d) * pitch_um), float(np.max(d) * pitch_um)

@@ -51,7 +51,7 @@ class TextureAug:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     @classmethod
-    def structured(cls) -> "TextureAug":
+    def structured(cls) -> TextureAug:
         """The mix the grain-conditioned denoiser is trained with (docs/sr_quality.md)."""
         return cls(band_gain_prob=0.5, smear_prob=0.15, streak_prob=0.1, track_prob=0.08, sparkle_prob=0.12)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+
 @functools.lru_cache(maxsize=1)
 def _gray_images() -> list[np.ndarray]:
     """Real powder-bed photographs (uint8 gray) from ../shared/realdata, or an empty list."""

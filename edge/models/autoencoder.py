@@ -135,7 +135,7 @@ def equalize_latent_channels(ae: ImageAutoencoder, batches, max_batches: int = 1
     qc, pqc = getattr(ae.net, "quant_conv", None), getattr(ae.net, "post_quant_conv", None)
     if ae.kind != "kl" or qc is None or pqc is None or c < 2:
         return [1.0] * c
-    vals = [ae.encode(x) for i, x in zip(range(max_batches), batches)]
+    vals = [ae.encode(x) for i, x in zip(range(max_batches), batches, strict=False)]
     if not vals:
         raise ValueError("equalize_latent_channels: no batches given")
     std = torch.cat(vals).transpose(0, 1).flatten(1).float().std(dim=1)

@@ -49,7 +49,7 @@ class Replay(_Cmd):
     last: int = Field(..., alias="to", ge=1, description="Last layer number (inclusive).")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Replay":
+    def _ordered(self) -> Replay:
         """`to` may not lie before `from`."""
         if self.last < self.first:
             raise ValueError(f"'to' ({self.last}) is before 'from' ({self.first})")

@@ -37,7 +37,7 @@ class SimConfig(Section):
     png_compression: int = Field(1, ge=0, le=9, description="PNG compression level of written images (0 fastest, 9 smallest).")
 
     @model_validator(mode="after")
-    def _size_divisible(self) -> "SimConfig":
+    def _size_divisible(self) -> SimConfig:
         """The LR grid must tile the HR grid exactly."""
         if self.hr_size_px % self.scale:
             raise ValueError(f"hr_size_px ({self.hr_size_px}) must be divisible by scale ({self.scale})")

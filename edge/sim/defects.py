@@ -183,7 +183,7 @@ def apply_surface_defects(
             a = math.radians(p["side_deg"])
             yy, xx = np.nonzero(rim)
             side = ((xx - cx) * math.cos(a) + (yy - cy) * math.sin(a)) > 0.35 * np.abs(
-                ((xs - cx) * math.cos(a) + (ys - cy) * math.sin(a))).max()
+                (xs - cx) * math.cos(a) + (ys - cy) * math.sin(a)).max()
             yy, xx = yy[side], xx[side]
             if yy.size < 5:
                 continue

@@ -103,11 +103,11 @@ class SimPrinter:
         """Printer time the whole build takes."""
         return self._total_s
 
-    def laser_source(self, chunk_s: float = 0.05, noise_v: float | None = None) -> "SimLaserSource":
+    def laser_source(self, chunk_s: float = 0.05, noise_v: float | None = None) -> SimLaserSource:
         """The laser/galvo signal as a bridge sample source."""
         return SimLaserSource(self, chunk_s, self.spec.noise_v if noise_v is None else noise_v)
 
-    def camera(self, name: str = "webcam") -> "SimCamera":
+    def camera(self, name: str = "webcam") -> SimCamera:
         """A camera serving this printer's frames: 'webcam' (perspective view) or 'basler' (HR plate)."""
         if name not in ("webcam", "basler"):
             raise ValueError(f"sim printer cameras are 'webcam' and 'basler', not {name!r}")

@@ -121,7 +121,7 @@ class Bundle:
         """Names of the distilled few-step students the bundle ships (manifest `distilled`)."""
         return [k for k in self.manifest.get("distilled", {}) if k.startswith("student")]
 
-    def student(self, name: str) -> "Bundle":
+    def student(self, name: str) -> Bundle:
         """The bundle with its denoiser swapped for a distilled student and the student's DDIM steps as sampler."""
         from edge.sr.schedule import timesteps_for
 
@@ -137,15 +137,15 @@ class Bundle:
                     "sampler": {"name": "ddim", "steps": steps, "spacing": "trailing", "init": "noise"}}
         return Bundle(self.path, manifest, {**self.graph_files, "denoiser": entry["file"]})
 
-    def light_decoder(self) -> "Bundle":
+    def light_decoder(self) -> Bundle:
         """The bundle with its single-sample decoder swapped for the distilled light decoder (manifest distilled.light_decoder)."""
         return self._with_light("decoder", self.decoder_for("sample"))
 
-    def light_encoder(self) -> "Bundle":
+    def light_encoder(self) -> Bundle:
         """The bundle with its condition encoder swapped for the distilled light one (manifest distilled.light_encoder)."""
         return self._with_light("encoder", "lr_encoder")
 
-    def _with_light(self, part: str, graph: str) -> "Bundle":
+    def _with_light(self, part: str, graph: str) -> Bundle:
         """The bundle with `graph` served by the distilled `light_<part>` file; a clear error when it has none."""
         entry = self.manifest.get("distilled", {}).get(f"light_{part}")
         if entry is None:

@@ -45,7 +45,7 @@ def export_graph(module, args: tuple, path: Path | str, input_names: tuple[str, 
             axes = None
             if dynamic:
                 axes = {n: ({0: "batch", 2: "height", 3: "width"} if a.ndim == 4 else {0: "batch"})
-                        for n, a in zip(input_names, args)}
+                        for n, a in zip(input_names, args, strict=False)}
                 axes.update({n: {0: "batch", 2: "height", 3: "width"} for n in output_names})
             torch.onnx.export(module, args, str(path), input_names=list(input_names), output_names=list(output_names),
                               opset_version=min(opset, 18), dynamo=False, dynamic_axes=axes)
@@ -111,7 +111,7 @@ def static_copy(src: Path | str, dst: Path | str, shapes: dict[str, list[int]]) 
             dims = inp.type.tensor_type.shape.dim
             if len(dims) != len(shapes[inp.name]):
                 raise ValueError(f"{src}: input {inp.name} has rank {len(dims)}, got shape {shapes[inp.name]}")
-            for d, v in zip(dims, shapes[inp.name]):
+            for d, v in zip(dims, shapes[inp.name], strict=False):
                 d.Clear()
                 d.dim_value = int(v)
     for o in model.graph.output:  # let inference recompute output dims

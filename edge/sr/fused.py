@@ -106,7 +106,7 @@ class FusedOrtLoop:
             b = session.io_binding()
             a, z = i % 2, (i + 1) % 2
             feeds = (self.x[a], self.t[i], self.cond, self.coefs[i], self.noise[i], self.x0[z])
-            for name, arr in zip(self._in, feeds):
+            for name, arr in zip(self._in, feeds, strict=False):
                 b.bind_input(name, "cpu", 0, f32, list(arr.shape), arr.ctypes.data)
             b.bind_output(self._out[0], "cpu", 0, f32, list(shp), self.x[z].ctypes.data)
             b.bind_output(self._out[1], "cpu", 0, f32, list(shp), self.x0[a].ctypes.data)

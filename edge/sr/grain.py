@@ -33,7 +33,7 @@ def default_sigmas(scale: int) -> tuple[float, ...]:
 
 def check_sigmas(sigmas: Sequence[float]) -> None:
     """Detail-band splits must be positive and strictly descending (coarse to fine)."""
-    if not sigmas or any(a <= b for a, b in zip(sigmas, sigmas[1:])) or sigmas[-1] <= 0:
+    if not sigmas or any(a <= b for a, b in zip(sigmas, sigmas[1:], strict=False)) or sigmas[-1] <= 0:
         raise ValueError(f"grain cap sigmas must be positive and strictly descending, got {list(sigmas)}")
 
 
@@ -72,7 +72,7 @@ class GrainCap:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "GrainCap":
+    def from_json(cls, d: dict) -> GrainCap:
         """Inverse of to_json (also reads the one-band format: flat weights, scalar bias, split_sigma); clear errors."""
         try:
             w, b = d["weights"], d["bias"]
@@ -98,7 +98,7 @@ def _spectral_layout(h: int, w: int) -> tuple[np.ndarray, float, tuple[np.ndarra
     """(Hann window, its power normaliser, radial band masks) of an h x w window: the same for every window of a layer."""
     win = np.outer(np.hanning(h), np.hanning(w))
     r = np.sqrt(np.fft.fftfreq(w)[None, :] ** 2 + np.fft.fftfreq(h)[:, None] ** 2) / 0.5
-    masks = tuple((r > lo) & (r <= hi) for lo, hi in zip(BAND_EDGES[:-1], BAND_EDGES[1:]))
+    masks = tuple((r > lo) & (r <= hi) for lo, hi in zip(BAND_EDGES[:-1], BAND_EDGES[1:], strict=False))
     return win, h * w / win.sum() ** 2, masks
 
 
@@ -122,7 +122,7 @@ def split_bands(hr: np.ndarray, sigmas: Sequence[float]) -> tuple[np.ndarray, li
     """(base, detail bands) float32 of an HR image: base = low-pass at sigmas[0]; band k = low-pass at sigmas[k+1]
     (the image itself after the last) minus low-pass at sigmas[k]. base + sum(bands) is the image."""
     lows = list(_lowpasses(np.asarray(hr, dtype=np.float32), sigmas))
-    return lows[0], [finer - coarser for coarser, finer in zip(lows, lows[1:])]
+    return lows[0], [finer - coarser for coarser, finer in zip(lows, lows[1:], strict=False)]
 
 
 def band_energies(hr: np.ndarray, sigmas: Sequence[float]) -> np.ndarray:
@@ -233,7 +233,7 @@ def descriptor_size() -> int:
 def _descriptor_masks(h: int, w: int) -> tuple[np.ndarray, ...]:
     """Radial masks of DESCRIPTOR_BANDS for an h x w window."""
     r = np.sqrt(np.fft.fftfreq(w)[None, :] ** 2 + np.fft.fftfreq(h)[:, None] ** 2) / 0.5
-    return tuple((r > lo) & (r <= hi) for lo, hi in zip(DESCRIPTOR_BANDS[:-1], DESCRIPTOR_BANDS[1:]))
+    return tuple((r > lo) & (r <= hi) for lo, hi in zip(DESCRIPTOR_BANDS[:-1], DESCRIPTOR_BANDS[1:], strict=False))
 
 
 def _orientation(gx: np.ndarray, gy: np.ndarray) -> tuple[float, float]:
@@ -328,7 +328,7 @@ class GrainCondition:
                 "window": int(self.window), "names": list(self.names)}
 
     @classmethod
-    def from_json(cls, d: dict) -> "GrainCondition":
+    def from_json(cls, d: dict) -> GrainCondition:
         """Inverse of to_json; a clear error for a malformed entry."""
         try:
             return cls(mean=tuple(float(v) for v in d["mean"]), std=tuple(float(v) for v in d["std"]),

@@ -134,7 +134,7 @@ class SuperResolver:
     def from_bundle(cls, path: str | Path | None = None, backend: str = "ort", steps: int | None = None, seed: int = 0,
                     sampler: str | dict | SamplerSpec | None = None, tile: int | None = None, overlap: int | None = None,
                     batch: int = DEFAULT_BATCH, fused: bool = False, decoder: str = "full", antithetic: bool = True,
-                    grain_cap: bool = True, encoder: str = "full", **runner_options) -> "SuperResolver":
+                    grain_cap: bool = True, encoder: str = "full", **runner_options) -> SuperResolver:
         """Load and verify a bundle (default: models/default or $LPBF_MODEL), open its backend, pick the sampler.
 
         fused=True (ort, openvino) runs each sampler step as one call of the fused step graph (edge.sr.fused).
@@ -164,7 +164,7 @@ class SuperResolver:
                    fused and backend in ("ort", "openvino"), antithetic, grain_cap)
 
     @classmethod
-    def from_config(cls, cfg) -> "SuperResolver":
+    def from_config(cls, cfg) -> SuperResolver:
         """Build from the box config's `sr` section (edge.sr.config.SRConfig) after applying its profile."""
         from edge.sr.profile import effective_settings
 
@@ -312,7 +312,7 @@ class SuperResolver:
         tiled = [TiledImage(to_unit(img), self.scale, self.tile, self.overlap, channels) for img in imgs]
         if grains is not None and len(grains) != len(imgs):
             raise ValueError(f"got {len(grains)} grain descriptors for {len(imgs)} images")
-        for i, (img, t) in enumerate(zip(imgs, tiled)):
+        for i, (img, t) in enumerate(zip(imgs, tiled, strict=False)):
             t.grain = self._descriptor(img) if grains is None else np.asarray(grains[i], np.float32)
         timings["grain_descriptor"] = time.perf_counter() - t0
         noises = [PositionalNoise(self.seed, self.bundle.latent_channels, self.tile, self.plan.steps + 1,
@@ -333,7 +333,7 @@ class SuperResolver:
             if progress:
                 progress(done, total)
             t_wait = time.perf_counter()
-        results = [self._finish(img, t, uncertainty, timings) for img, t in zip(imgs, tiled)]
+        results = [self._finish(img, t, uncertainty, timings) for img, t in zip(imgs, tiled, strict=False)]
         timings["total"] = time.perf_counter() - t0
         return results
 

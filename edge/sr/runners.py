@@ -260,7 +260,7 @@ class TorchRunner(PositionalGraphRunner):
         self.modules = {k: (m.eval() if hasattr(m, "eval") else m) for k, m in modules.items()}
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle, threads: int | None = None) -> "TorchRunner":
+    def from_bundle(cls, bundle: Bundle, threads: int | None = None) -> TorchRunner:
         """Rebuild the torch modules from the bundle's arch + safetensors (via edge.models.bundle_modules)."""
         if importlib.util.find_spec("torch") is None:
             raise BackendUnavailable("--backend torch needs torch, which is not installed here; use --backend ort")

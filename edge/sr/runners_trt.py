@@ -74,7 +74,7 @@ class TrtRunner(PositionalGraphRunner):
         n, parts = arrays[0].shape[0], []
         for start, stop, b in _chunks(n, buckets):
             feeds = {name: _pad_rows(np.ascontiguousarray(a[start:stop], np.float32), b)
-                     for name, a in zip(eng.inputs, arrays)}
+                     for name, a in zip(eng.inputs, arrays, strict=False)}
             parts.append(eng.run(feeds)[0][: stop - start])
         return np.concatenate(parts)
 

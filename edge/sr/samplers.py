@@ -38,7 +38,7 @@ class SamplerSpec:
     estimate: Literal["bicubic", "regression"] = "bicubic"  # where the noised estimate comes from
 
     @classmethod
-    def from_manifest(cls, spec: dict, steps: int | None = None) -> "SamplerSpec":
+    def from_manifest(cls, spec: dict, steps: int | None = None) -> SamplerSpec:
         """Build from a manifest `sampler`/`reference` entry, optionally overriding the step count."""
         name = spec.get("name", "dpmpp_2m")
         if name not in SAMPLERS:

@@ -33,7 +33,7 @@ class Schedule:
     betas: np.ndarray
 
     @classmethod
-    def make(cls, kind: ScheduleKind = "linear", timesteps: int = 200, **kw: float) -> "Schedule":
+    def make(cls, kind: ScheduleKind = "linear", timesteps: int = 200, **kw: float) -> Schedule:
         """Build a linear or cosine schedule with `timesteps` steps."""
         if timesteps < 2:
             raise ValueError(f"a schedule needs at least 2 timesteps, got {timesteps}")
@@ -44,7 +44,7 @@ class Schedule:
         raise ValueError(f"unknown schedule kind {kind!r}; use 'linear' or 'cosine'")
 
     @classmethod
-    def from_manifest(cls, spec: dict) -> "Schedule":
+    def from_manifest(cls, spec: dict) -> Schedule:
         """Build from a bundle manifest's `schedule` entry ({kind, timesteps, [beta_start, beta_end]})."""
         extra = {k: float(spec[k]) for k in ("beta_start", "beta_end") if k in spec}
         return cls.make(spec.get("kind", "linear"), int(spec.get("timesteps", 200)), **extra)

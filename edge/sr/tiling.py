@@ -112,7 +112,7 @@ class TiledImage:
         th = self.tile * self.scale
         if hr.shape[0] != len(refs) or hr.shape[1:] != (self.acc.shape[0], th, th):
             raise ValueError(f"tiles of shape {hr.shape}, expected {(len(refs), self.acc.shape[0], th, th)}")
-        for ref, out in zip(refs, hr):
+        for ref, out in zip(refs, hr, strict=False):
             y, x = self.origin(ref)
             Y, X = y * self.scale, x * self.scale
             self.acc[:, Y:Y + th, X:X + th] += out * self._weight(ref)
@@ -122,9 +122,9 @@ class TiledImage:
         th, s = self.tile * self.scale, self.scale
         wy = np.zeros(self.acc.shape[1], np.float32)
         wx = np.zeros(self.acc.shape[2], np.float32)
-        for y, w in zip(self.ys, self._wy):
+        for y, w in zip(self.ys, self._wy, strict=False):
             wy[y * s:y * s + th] += w
-        for x, w in zip(self.xs, self._wx):
+        for x, w in zip(self.xs, self._wx, strict=False):
             wx[x * s:x * s + th] += w
         self.acc /= wy[None, :, None]
         self.acc /= wx[None, None, :]

@@ -115,7 +115,7 @@ class TrtGraphLoop:
                              f"got {got}")
         pg = self._plan_graph(plan)
         host = [np.ascontiguousarray(a, np.float32) for a in (x_start, cond, np.zeros(shp, np.float32))]
-        for name, arr in zip(("x", "cond", "x0_prev"), host):
+        for name, arr in zip(("x", "cond", "x0_prev"), host, strict=False):
             self.buffers[name].upload(arr, self.stream)
         if pg.noise_table is not None:
             host.append(np.ascontiguousarray(noise, np.float32))

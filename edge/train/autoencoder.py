@@ -9,13 +9,36 @@ import torch
 
 from edge.data.datasets import DegradeMix, PatchDataset, SplitSpec, load_sources
 from edge.data.texture_aug import TextureAug
-from edge.models import (ImageAutoencoder, PatchDiscriminator, equalize_latent_channels, estimate_latent_scale,
-                         kl_loss, preset)
-from edge.train.common import (BatchStream, Logger, batch_metrics, fixed_batch, load_checkpoint, rng_state,
-                               save_checkpoint, seed_all, set_rng_state, setup_dist, unwrap, wrap_ddp)
+from edge.models import (
+    ImageAutoencoder,
+    PatchDiscriminator,
+    equalize_latent_channels,
+    estimate_latent_scale,
+    kl_loss,
+    preset,
+)
+from edge.train.common import (
+    BatchStream,
+    Logger,
+    batch_metrics,
+    fixed_batch,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    seed_all,
+    set_rng_state,
+    setup_dist,
+    wrap_ddp,
+)
 from edge.train.config import TrainConfig
-from edge.train.losses import (fft_amplitude_loss, hinge_d_loss, hinge_g_loss, orientation_loss, spectrum_loss,
-                               wavelet_stats_loss)
+from edge.train.losses import (
+    fft_amplitude_loss,
+    hinge_d_loss,
+    hinge_g_loss,
+    orientation_loss,
+    spectrum_loss,
+    wavelet_stats_loss,
+)
 
 
 def split_spec(cfg: TrainConfig) -> SplitSpec:

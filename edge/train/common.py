@@ -158,9 +158,9 @@ def batch_metrics(pred: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
 
     p = ((pred.detach().cpu().clamp(-1, 1) + 1) * 127.5).round().numpy()
     g = ((hr.cpu() + 1) * 127.5).round().numpy()
-    ps = [peak_signal_noise_ratio(a[0], b[0], data_range=255) for a, b in zip(p, g)]
-    ss = [structural_similarity(a[0], b[0], data_range=255) for a, b in zip(p, g)]
-    hf = [hf_energy_ratio(a[0], b[0]) for a, b in zip(p, g)]
+    ps = [peak_signal_noise_ratio(a[0], b[0], data_range=255) for a, b in zip(p, g, strict=False)]
+    ss = [structural_similarity(a[0], b[0], data_range=255) for a, b in zip(p, g, strict=False)]
+    hf = [hf_energy_ratio(a[0], b[0]) for a, b in zip(p, g, strict=False)]
     return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "hf_ratio": float(np.nanmean(hf))}
 
 

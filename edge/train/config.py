@@ -67,6 +67,6 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, d: dict) -> "TrainConfig":
+    def from_json(cls, d: dict) -> TrainConfig:
         """Inverse of to_json (unknown keys rejected)."""
         return cls(**d)

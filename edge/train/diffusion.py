@@ -9,13 +9,32 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.models import (CondDenoiser, GrainOffset, ImageAutoencoder, MixedCondDenoiser, RegressionNet, estimate_mix,
-                         preset)
-from edge.train.autoencoder import datasets
+from edge.models import (
+    CondDenoiser,
+    GrainOffset,
+    ImageAutoencoder,
+    MixedCondDenoiser,
+    RegressionNet,
+    estimate_mix,
+    preset,
+)
 from edge.sr.grain import grain_descriptor
-from edge.train.common import (BatchStream, Logger, batch_metrics, bicubic_up, fixed_batch, fixed_descriptors,
-                               load_checkpoint, rng_state, save_checkpoint, seed_all, set_rng_state, setup_dist,
-                               wrap_ddp)
+from edge.train.autoencoder import datasets
+from edge.train.common import (
+    BatchStream,
+    Logger,
+    batch_metrics,
+    bicubic_up,
+    fixed_batch,
+    fixed_descriptors,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    seed_all,
+    set_rng_state,
+    setup_dist,
+    wrap_ddp,
+)
 from edge.train.config import TrainConfig
 
 
@@ -108,8 +127,8 @@ class LatentPool:
         P = self.c.shape[-1]
         ids = self.rng.integers(0, len(self.c), n)
         ys, xs = self.rng.integers(0, P - size + 1, n), self.rng.integers(0, P - size + 1, n)
-        cs = torch.stack([self.c[i, :, y:y + size, x:x + size] for i, y, x in zip(ids, ys, xs)])
-        zs = torch.stack([self.z[i, :, y:y + size, x:x + size] for i, y, x in zip(ids, ys, xs)])
+        cs = torch.stack([self.c[i, :, y:y + size, x:x + size] for i, y, x in zip(ids, ys, xs, strict=False)])
+        zs = torch.stack([self.z[i, :, y:y + size, x:x + size] for i, y, x in zip(ids, ys, xs, strict=False)])
         return cs, zs, (None if self.d is None else self.d[torch.from_numpy(ids)])
 
 

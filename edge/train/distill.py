@@ -13,11 +13,29 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.train.distill_io import (DistillLog, echo_report, export_onnx, hr_tiles, load_onnx_weights, ort_session,
-                                   psnr_unit, session_fn, teacher_resolver, time_call, to_unit)
-from edge.train.distill_student import (_own_state, distill_student, distill_student_cmd,  # noqa: F401 (re-exported)
-                                        load_torch_denoiser, make_student_data, run_student, student_timesteps,
-                                        teacher_trajectory)
+from edge.train.distill_io import (
+    DistillLog,
+    echo_report,
+    export_onnx,
+    hr_tiles,
+    load_onnx_weights,
+    ort_session,
+    psnr_unit,
+    session_fn,
+    teacher_resolver,
+    time_call,
+    to_unit,
+)
+from edge.train.distill_student import (  # noqa: F401 (re-exported)
+    _own_state,
+    distill_student,
+    distill_student_cmd,
+    load_torch_denoiser,
+    make_student_data,
+    run_student,
+    student_timesteps,
+    teacher_trajectory,
+)
 
 Array = np.ndarray
 

@@ -42,7 +42,7 @@ def session_fn(sess):
     """numpy callable over a session with positional inputs."""
     names = [i.name for i in sess.get_inputs()]
     out = sess.get_outputs()[0].name
-    return lambda *arrays: sess.run([out], dict(zip(names, arrays)))[0]
+    return lambda *arrays: sess.run([out], dict(zip(names, arrays, strict=False)))[0]
 
 
 def hr_tiles(n: int, hr_patch: int, scale: int, seed: int) -> tuple[Array, Array]:
@@ -132,7 +132,7 @@ def load_onnx_weights(module, path: Path, example: tuple) -> int:
     if len(anon) != len(left) or len(order) != len(left):
         raise ValueError(f"{path}: {len(left)} state-dict tensors have no initializer of that name and "
                          f"{len(anon)} anonymous initializers are left: not the same architecture")
-    for k, n in zip(order, anon):
+    for k, n in zip(order, anon, strict=False):
         if inits[n].size != state[k].numel():
             raise ValueError(f"{path}: initializer {n} {inits[n].shape} does not fit {k} {tuple(state[k].shape)}")
         named[k] = inits[n].reshape(tuple(state[k].shape))

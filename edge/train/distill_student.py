@@ -14,8 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from edge.sr.plan import StepPlan, apply_step, plan_steps, trajectory
-from edge.train.distill_io import (DistillLog, export_onnx, hr_tiles, load_onnx_weights, ort_session, session_fn,
-                                   teacher_resolver, to_unit)
+from edge.train.distill_io import (
+    DistillLog,
+    export_onnx,
+    hr_tiles,
+    load_onnx_weights,
+    ort_session,
+    session_fn,
+    teacher_resolver,
+    to_unit,
+)
 
 Array = np.ndarray
 

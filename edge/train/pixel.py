@@ -39,7 +39,7 @@ class PixelTrainer:
         loss.backward()
         self.opt.step()
         with torch.no_grad():
-            for pe, p in zip(self.ema.parameters(), self.net.parameters()):
+            for pe, p in zip(self.ema.parameters(), self.net.parameters(), strict=False):
                 pe.lerp_(p, 1 - self.cfg.ema_decay)
         self.step_no += 1
         return loss.item()

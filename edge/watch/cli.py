@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         Exit status 0 when every final layer seen arrived complete with matching sha256, 1 otherwise,
         2 on bad arguments.
         """
-        from edge.watch.subscriber import WatchError, Watcher, parse_broker_url
+        from edge.watch.subscriber import Watcher, WatchError, parse_broker_url
 
         def echo(line: str) -> None:
             """Print a line (alerts in bold red) and flush, so a pipe sees it at once."""

@@ -21,7 +21,6 @@ import json
 import os
 import pwd
 import re
-import shutil
 import subprocess
 import sys
 import sysconfig

@@ -87,9 +87,9 @@ def test_sr_stage_spread_and_mean_are_taken_after_the_grain_cap(build):
 
 
 def test_box_sr_stage_hands_the_estimate_and_the_lr_to_the_analysis(build):
+    from edge.app import sr_stage
     from edge.config import Config
     from edge.messages import LayerEvent, RegisteredLayer
-    from edge.app import sr_stage
 
     lr = cv2.imread(str(build / "lr" / "00001.png"), cv2.IMREAD_GRAYSCALE)
     srl = sr_stage(Config())(RegisteredLayer(LayerEvent("layer_complete", 1, 0.0, 0.0), lr, 390.6))

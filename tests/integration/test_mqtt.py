@@ -6,7 +6,6 @@ import json
 import os
 import uuid
 
-
 from edge.publish.client import MqttPublisher
 from edge.publish.config import MqttConfig
 from edge.publish.discovery import discovery_messages

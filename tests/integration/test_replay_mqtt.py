@@ -70,7 +70,7 @@ def _replay_missing(sub, port: int, produced: list[int], answers) -> tuple[list[
         corr = f"gap-{i}".encode()
         send_command(port, f"{BASE}/cmd/replay", json.dumps({"job": "J", "from": a, "to": b}).encode(),
                      response_topic=REPLY, correlation=corr)
-        assert answers.wait_for(lambda ms: any(m.correlation == corr for m in ms), 10)
+        assert answers.wait_for(lambda ms, corr=corr: any(m.correlation == corr for m in ms), 10)
         replies.append(json.loads(next(m.payload for m in answers.messages if m.correlation == corr)))
     got = lambda ms: set(final_layers(ms, "J"))  # noqa: E731
     assert sub.wait_for(lambda ms: got(ms) >= set(produced), 30), sorted(got(sub.messages))

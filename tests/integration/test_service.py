@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from edge.health import check_health
 from edge.publish.payloads import sha256_hex
 from tests.reliability import layer_counts, record

@@ -11,11 +11,11 @@ import time
 import pytest
 from typer.testing import CliRunner
 
+from edge.app import BridgeEvents
 from edge.cli import app
 from edge.config import Config
 from edge.health import check_health
 from edge.messages import LayerEvent
-from edge.app import BridgeEvents
 from edge.service import EXIT_LEFT_OVER, EXIT_OK, EXIT_SOURCE_FAILED, BoxService
 from firmware_bridge.traces import generate_trace
 from tests.integration.mqtt_tools import final_layers, send_command
@@ -61,7 +61,7 @@ class NotifySocket:
         while not self._stop.is_set():
             try:
                 self.got.append((time.monotonic(), self.sock.recv(4096).decode()))
-            except socket.timeout:
+            except TimeoutError:
                 continue
 
     def since(self, t0: float, prefix: str) -> list[str]:
@@ -117,7 +117,7 @@ def test_dead_daq_source_is_retried_reported_and_withholds_the_watchdog(tmp_path
         time.sleep(1.0)
         assert code == 1 and "laser source: failing" in line and "NI-DAQmx" in line, line
         assert notify.since(t_bad, "WATCHDOG=1") == [] and notify.since(t_bad, "STATUS=degraded")
-        gaps = [b - a for a, b in zip(opened, opened[1:])]
+        gaps = [b - a for a, b in zip(opened, opened[1:], strict=False)]
         assert len(opened) >= 3 and gaps[1] > gaps[0] * 1.5  # backoff grows (0.2, 0.4, 0.8 s)
         assert svc.source.snapshot()["state"] == "retrying" and not svc.source_done.is_set()
         driver_installed.set()

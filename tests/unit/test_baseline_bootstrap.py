@@ -81,8 +81,8 @@ def test_bootstrap_survives_a_restart_and_a_moved_camera_starts_again(tmp_path):
 
 
 def test_service_bootstraps_on_sim_recoat_frames_and_health_says_so(tmp_path):
-    from edge.config import Config
     from edge.app import analyzers, recoat_analyzer
+    from edge.config import Config
     from edge.sim.build import plan_build, render_powder_frame
     from edge.sim.config import SimConfig
 

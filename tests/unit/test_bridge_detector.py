@@ -71,7 +71,7 @@ def test_any_chunking_gives_identical_events(cuts):
     bounds = [0, *sorted(cuts), t.size]
     det = LayerDetector(source="array")
     got = []
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in zip(bounds, bounds[1:], strict=False):
         got += det.feed(t[a:b], v[a:b])
     assert got + det.finish() == _WHOLE
 

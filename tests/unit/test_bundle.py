@@ -10,8 +10,15 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edge.sr.bundle import (FORMAT, BundleError, default_bundle_path, load_bundle, resolve_bundle_path,  # noqa: E402
-                            sha256_file, write_bundle)
+from edge.sr.bundle import (  # noqa: E402
+    FORMAT,
+    BundleError,
+    default_bundle_path,
+    load_bundle,
+    resolve_bundle_path,
+    sha256_file,
+    write_bundle,
+)
 from tests.sr_fixtures import tiny_bundle  # noqa: E402
 
 

@@ -9,8 +9,19 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.data.datasets import (DataError, DegradeMix, PartDataset, PatchDataset, SplitSpec, load_sources,
-                                patch_units, photo_sources, random_subcrop, read_gray, sim_source)
+from edge.data.datasets import (
+    DataError,
+    DegradeMix,
+    PartDataset,
+    PatchDataset,
+    SplitSpec,
+    load_sources,
+    patch_units,
+    photo_sources,
+    random_subcrop,
+    read_gray,
+    sim_source,
+)
 from edge.data.degrade import paper_degrade
 
 

@@ -43,7 +43,7 @@ def test_paper_degrade_output_size_is_rounded_size_over_n(n, shape, expected):
 def test_paper_degrade_spectrum_falls_off_as_kernel_grows():
     hr = _texture(512, 512)
     fractions = [_hf_fraction(paper_degrade(hr, n=2, k=k)) for k in (1, 3, 5, 9, 15)]
-    assert all(a > b for a, b in zip(fractions, fractions[1:])), fractions
+    assert all(a > b for a, b in zip(fractions, fractions[1:], strict=False)), fractions
     assert fractions[-1] < 0.2 * fractions[0]
 
 

@@ -8,7 +8,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from edge.train.distill import (  # noqa: E402
-    distill_decoder, distill_student, light_decoder, make_student_data, run_student, student_timesteps,
+    distill_decoder,
+    distill_student,
+    light_decoder,
+    make_student_data,
+    run_student,
+    student_timesteps,
 )
 
 T = 200
@@ -180,8 +185,8 @@ def test_light_encoder_distils_adds_to_the_bundle_and_runs_in_the_fast_path(tmp_
     import shutil
 
     from edge.bench_measure import flops_per_sample
-    from edge.sr.config import SRConfig
     from edge.sr.bundle import BundleError, load_bundle
+    from edge.sr.config import SRConfig
     from edge.sr.profile import fast_path_settings
     from edge.sr.resolver import SuperResolver
     from edge.train.bundle import add_distilled

@@ -10,8 +10,17 @@ import pytest
 
 from edge.data.degrade import paper_degrade
 from edge.sr.bundle import Bundle, BundleError
-from edge.sr.grain import (GrainCap, apply_grain_cap, band_energies, default_sigmas, detail_energy, fit_grain_cap,
-                           n_features, predict_log_energy, split_bands)
+from edge.sr.grain import (
+    GrainCap,
+    apply_grain_cap,
+    band_energies,
+    default_sigmas,
+    detail_energy,
+    fit_grain_cap,
+    n_features,
+    predict_log_energy,
+    split_bands,
+)
 from edge.sr.resolver import SuperResolver
 from edge.sr.samplers import SamplerSpec
 

@@ -30,7 +30,8 @@ def _grain(seed: int, n: int = 64, amp: float = 20.0, stretch: float = 0.0) -> n
 
 
 def test_descriptor_sees_grain_level_orientation_and_sparkle():
-    names = dict(zip(["e0", "e1", "e2", "std", "mean", "cf", "sf", "cc", "sc", "kurt"], range(descriptor_size())))
+    keys = ["e0", "e1", "e2", "std", "mean", "cf", "sf", "cc", "sc", "kurt"]
+    names = dict(zip(keys, range(descriptor_size()), strict=False))
     weak, strong = grain_descriptor(_grain(0, amp=5)), grain_descriptor(_grain(0, amp=20))
     assert strong[names["e2"]] > weak[names["e2"]] + 2.0  # 16x the energy: log + 2.8
     streaky = grain_descriptor(_grain(1, stretch=3.0))
@@ -99,7 +100,8 @@ def test_grain_offset_starts_at_zero_learns_and_is_exported(ae_pt, tmp_path):
     again = LatentTrainer(TrainConfig(ae=str(ae_pt), arch=TINY_AE, init_from=str(tmp_path / "grain.pt"),
                                       grain_cond=True), "diffusion")
     again.set_grain_stats(torch.zeros(4, descriptor_size()))  # continuing keeps the exported standardisation
-    assert torch.equal(again.grain.mean, tr.grain.mean) and torch.equal(again.grain.lin.weight, exp["grain_state"]["lin.weight"])
+    assert torch.equal(again.grain.mean, tr.grain.mean)
+    assert torch.equal(again.grain.lin.weight, exp["grain_state"]["lin.weight"])
 
 
 def test_grain_bundle_offsets_the_condition_in_the_resolver(ae_pt, tmp_path):

@@ -111,11 +111,11 @@ def test_sr_refuses_over_the_limit_and_goes_on(files, tmp_path):
 def test_trace_csv_with_utf8_bom(tmp_path):
     """Issue 16.6: Excel's "CSV UTF-8" starts with a BOM; it used to be refused as 'lacks time_s'."""
     p = tmp_path / "excel.csv"
-    p.write_bytes("\ufefftime_s,laser_v\r\n0.0,0.1\r\n0.001,5.0\r\n".encode("utf-8"))
+    p.write_bytes("\ufefftime_s,laser_v\r\n0.0,0.1\r\n0.001,5.0\r\n".encode())
     t, v = read_trace(p)
     assert t.tolist() == [0.0, 0.001] and v.tolist() == [0.1, 5.0]
     record("laser trace CSV with a UTF-8 BOM (Excel)", "bad input", "accepted: 2 samples", exit_code=0)
     bad = tmp_path / "bad.csv"
-    bad.write_bytes("time_s\u200b,laser_v\n0,1\n".encode("utf-8"))
+    bad.write_bytes("time_s\u200b,laser_v\n0,1\n".encode())
     with pytest.raises(TraceError, match=r"'time_s\\u200b'"):
         read_trace(bad)

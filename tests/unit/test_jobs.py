@@ -26,9 +26,9 @@ def test_bad_job_ids_refused_everywhere(job, tmp_path):
         check_job_id(job)
     for cmd in ("set_job", "start_job"):
         with pytest.raises(CommandError, match="job"):
-            parse_command(cmd, ('{"job": %s}' % __import__("json").dumps(job)).encode())
+            parse_command(cmd, ('{{"job": {}}}'.format(__import__("json").dumps(job))).encode())
     with pytest.raises(Exception, match="node.job"):
-        parse_config('node:\n  job: "%s"\n' % job.replace("\\", "\\\\").replace("\x00", "\\0"))
+        parse_config('node:\n  job: "{}"\n'.format(job.replace("\\", "\\\\").replace("\x00", "\\0")))
     with pytest.raises(ValueError):
         BoxState(tmp_path, "J", fsync=False).set_job(job)
     with pytest.raises(ValueError):
@@ -41,7 +41,7 @@ def test_bad_job_ids_refused_everywhere(job, tmp_path):
 @pytest.mark.parametrize("job", GOOD)
 def test_good_job_ids_accepted(job, tmp_path):
     assert check_job_id(job) == job
-    assert parse_command("set_job", ('{"job": "%s"}' % job).encode()).job == job
+    assert parse_command("set_job", (f'{{"job": "{job}"}}').encode()).job == job
     assert LayerArchive(tmp_path, fsync=False).layer_dir(job, 3).name == "000003"
 
 

@@ -7,10 +7,18 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from edge.models import (CondDenoiser, ImageAutoencoder, PatchDiscriminator, RegressionNet, ScaledDecoder,  # noqa: E402
-                         ScaledEncoder, equalize_latent_channels, estimate_latent_scale, param_count,
-                         preset)
-
+from edge.models import (  # noqa: E402
+    CondDenoiser,
+    ImageAutoencoder,
+    PatchDiscriminator,
+    RegressionNet,
+    ScaledDecoder,
+    ScaledEncoder,
+    equalize_latent_channels,
+    estimate_latent_scale,
+    param_count,
+    preset,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -66,7 +66,7 @@ def test_batches_span_images_and_rows_with_static_shapes(resolver):
     imgs = [IMG, IMG[:9, :11], np.flipud(IMG).copy()]
     many = r.upscale_many(imgs)
     assert set(seen) <= {1, 2, 4, 8} and seen[:-1] == [8] * (len(seen) - 1)  # full batches, one bucketed remainder
-    for img, res in zip(imgs, many):
+    for img, res in zip(imgs, many, strict=False):
         np.testing.assert_array_equal(res.sr, resolver.upscale(img).sr)
     done = []
     r.upscale(IMG, progress=lambda d, t: done.append((d, t)))

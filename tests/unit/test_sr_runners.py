@@ -10,8 +10,15 @@ import pytest
 pytest.importorskip("torch")
 
 from edge.sr.bundle import load_bundle  # noqa: E402
-from edge.sr.runners import (BackendUnavailable, OpenVinoRunner, OrtRunner, TorchRunner, make_runner,  # noqa: E402
-                             openvino_bf16_supported, physical_cores)
+from edge.sr.runners import (  # noqa: E402
+    BackendUnavailable,
+    OpenVinoRunner,
+    OrtRunner,
+    TorchRunner,
+    make_runner,
+    openvino_bf16_supported,
+    physical_cores,
+)
 from edge.sr.samplers import SamplerSpec, sample  # noqa: E402
 from edge.sr.schedule import Schedule  # noqa: E402
 from tests.sr_fixtures import tiny_bundle, tiny_modules  # noqa: E402

@@ -25,7 +25,7 @@ def test_tile_starts_cover_with_overlap(size, tile, overlap):
     assert s[-1] + tile >= size
     if size > tile:
         assert s[-1] + tile == size
-        assert all(b - a <= tile - overlap for a, b in zip(s, s[1:]))
+        assert all(b - a <= tile - overlap for a, b in zip(s, s[1:], strict=False))
 
 
 @pytest.mark.parametrize("shape", [(5, 7), (16, 16), (23, 41), (40, 33)])

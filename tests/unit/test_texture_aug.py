@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from edge.data.datasets import Source, SplitSpec, photo_group, unit_split
-from edge.data.texture_aug import (TextureAug, add_directional_sparkle, add_recoater_streaks, add_scan_tracks,
-                                   augment_texture, scale_detail_bands, smear_grain)
+from edge.data.texture_aug import (
+    TextureAug,
+    add_directional_sparkle,
+    add_recoater_streaks,
+    add_scan_tracks,
+    augment_texture,
+    scale_detail_bands,
+    smear_grain,
+)
 from edge.sr.grain import grain_descriptor
 
 ORIENT_COS = 5  # grain_descriptor's fine-scale orientation (coherence x cos 2 theta)

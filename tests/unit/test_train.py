@@ -83,7 +83,7 @@ def test_autoencoder_resume_is_exact(tmp_path):
     assert b.step_no == 1
     got = b.train_step(lr, hr)
     assert got == want  # same weights, optimiser moments and RNG stream -> bit-identical losses
-    for p, q in zip(a.hr.parameters(), b.hr.parameters()):
+    for p, q in zip(a.hr.parameters(), b.hr.parameters(), strict=False):
         assert torch.equal(p, q)
 
 
@@ -126,8 +126,8 @@ def test_decoder_only_keeps_the_encoder(ae_pt):
     enc = [p.clone() for p in tr.hr.net.encoder.parameters()]
     dec = [p.clone() for p in tr.hr.net.decoder.parameters()]
     tr.train_step(*_batch())
-    assert all(torch.equal(a, b) for a, b in zip(enc, tr.hr.net.encoder.parameters()))
-    assert any(not torch.equal(a, b) for a, b in zip(dec, tr.hr.net.decoder.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(enc, tr.hr.net.encoder.parameters(), strict=False))
+    assert any(not torch.equal(a, b) for a, b in zip(dec, tr.hr.net.decoder.parameters(), strict=False))
     assert tr.scales == {"latent_scale_factor": 2.0, "cond_scale_factor": 3.0}
 
 
@@ -176,7 +176,7 @@ def test_latent_init_from_starts_at_an_export_and_refuses_a_mismatch(ae_pt, tmp_
     src.train_step(*src.encode(*_batch(1, 4)))
     save_checkpoint(tmp_path / "best.pt", src.export({}))
     tr = LatentTrainer(TrainConfig(ae=str(ae_pt), arch=TINY_AE, init_from=str(tmp_path / "best.pt")), "diffusion")
-    for p, q in zip(tr.net.state_dict().values(), src.ema_weights().values()):
+    for p, q in zip(tr.net.state_dict().values(), src.ema_weights().values(), strict=False):
         assert torch.equal(p, q)
     with pytest.raises(ValueError, match="not a regression export"):
         LatentTrainer(TrainConfig(ae=str(ae_pt), arch=TINY_AE, init_from=str(tmp_path / "best.pt")), "regression")
@@ -250,7 +250,7 @@ def test_pixel_regressor_starts_at_bicubic_learns_resumes_and_exports(tmp_path):
     assert tr2.train_step(lr, hr) == want
     save_checkpoint(tmp_path / "best.pt", tr2.export({}))
     net, s = load_pixel_regressor(tmp_path / "best.pt")
-    for p, q in zip(net.parameters(), tr2.ema.parameters()):
+    for p, q in zip(net.parameters(), tr2.ema.parameters(), strict=False):
         assert torch.equal(p, q)
     save_checkpoint(tmp_path / "other.pt", {"kind": "diffusion-ema"})
     with pytest.raises(ValueError, match="not a pixel-regression export"):

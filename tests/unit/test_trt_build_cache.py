@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from trt_build.build import LayerInfo, bucket_profiles, fp32_layers

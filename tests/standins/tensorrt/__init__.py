@@ -169,7 +169,7 @@ class IBuilderConfig:
 
     def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
         for lo, opt, hi in profile._shapes.values():
-            if not (len(lo) == len(opt) == len(hi)) or any(a > b or b > c for a, b, c in zip(lo, opt, hi)):
+            if not (len(lo) == len(opt) == len(hi)) or any(a > b or b > c for a, b, c in zip(lo, opt, hi, strict=False)):
                 return -1
         self._profiles.append(dict(profile._shapes))
         return len(self._profiles) - 1
@@ -201,7 +201,7 @@ class Builder:
                     continue
                 dims = network._input_dims[t.name]
                 for shape in prof[t.name]:
-                    if len(shape) != len(dims) or any(d and d != s for d, s in zip(dims, shape)):
+                    if len(shape) != len(dims) or any(d and d != s for d, s in zip(dims, shape, strict=False)):
                         out.append(f"profile {k} shape {shape} of {t.name!r} does not fit the graph's {dims}")
         return out
 

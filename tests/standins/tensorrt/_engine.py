@@ -79,7 +79,7 @@ class ICudaEngine:
             m.CopyFrom(self._model)
             for v in m.graph.input:
                 if v.name in inputs:
-                    for d, size in zip(v.type.tensor_type.shape.dim, inputs[v.name]):
+                    for d, size in zip(v.type.tensor_type.shape.dim, inputs[v.name], strict=False):
                         d.Clear()
                         d.dim_value = size
             for v in m.graph.output:
@@ -127,7 +127,7 @@ class IExecutionContext:
         except (KeyError, ValueError):
             return False
         shape = tuple(int(d) for d in shape)
-        if len(shape) != len(lo) or any(not a <= s <= b for a, s, b in zip(lo, shape, hi)):
+        if len(shape) != len(lo) or any(not a <= s <= b for a, s, b in zip(lo, shape, hi, strict=False)):
             return False
         self._shapes[name], self._warm = shape, False
         return True
@@ -201,7 +201,7 @@ class IExecutionContext:
                 feeds[name] = cuda.device_view(addresses[name], nbytes).view(_np(dt)).reshape(shapes[name]).copy()
         results = eng._session.run(None, feeds)
         outputs = [n for n, mode, _ in eng._io if mode == trt.TensorIOMode.OUTPUT]
-        for name, value in zip(outputs, results):
+        for name, value in zip(outputs, results, strict=False):
             value = np.ascontiguousarray(value, _np(eng.get_tensor_dtype(name)))
             assert value.shape == shapes[name], f"{name}: ran to {value.shape}, context promised {shapes[name]}"
             cuda.device_view(addresses[name], value.nbytes)[:] = value.reshape(-1).view(np.uint8)
