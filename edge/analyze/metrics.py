@@ -59,12 +59,42 @@ def hf_energy_ratio(img: np.ndarray, ref: np.ndarray, cutoff: float = 0.25) -> f
     return float(hf(img) / den) if den > 0 else float("nan")
 
 
+class _InProcessPool:
+    """What pywph asks of multiprocessing.Pool (map, close, join), run in this process.
+
+    pywph 1.1 builds its wavelet filters in a fork()ed Pool and never joins it. Forking a process whose torch,
+    OpenVINO and ONNX Runtime threads are running can leave a child stuck on a lock it inherited (Python's
+    multiprocessing docs warn of exactly this); the unjoined pool then hangs whoever collects it (the test suite
+    lost 10 minutes to one such child). The filters of the small operators used here take milliseconds in-process.
+    """
+
+    def __init__(self, processes: int | None = None):
+        self.processes = processes
+
+    def map(self, fn, items):
+        return [fn(x) for x in items]
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def join(self) -> None:
+        """Nothing to wait for."""
+
+
 @lru_cache(maxsize=4)
 def _wph_op(size: int, j: int, l_angles: int, dn: int):
-    """A cached pywph operator (bump-steerable wavelets) on the CPU."""
-    import pywph
+    """A cached pywph operator (bump-steerable wavelets) on the CPU, its filters built without forking."""
+    import types
 
-    return pywph.WPHOp(size, size, J=j, L=l_angles, dn=dn, device="cpu")
+    import pywph
+    import pywph.wph_operator as wph_module
+
+    saved = wph_module.mp
+    wph_module.mp = types.SimpleNamespace(Pool=_InProcessPool)
+    try:
+        return pywph.WPHOp(size, size, J=j, L=l_angles, dn=dn, device="cpu")
+    finally:
+        wph_module.mp = saved
 
 
 @dataclass(frozen=True)

@@ -71,3 +71,19 @@ def test_cvd_zero_for_identical_and_grows_with_blur():
     d2, n2 = m.cvd(ndimage.gaussian_filter(a, 2.0), a, s)
     assert 0 < d1 < d2 and 0 < n1 < n2
     assert n1 == pytest.approx(d1 / np.linalg.norm(m.wph_coeffs(a, s)))
+
+
+def test_wph_operator_is_built_without_forking(monkeypatch):
+    """pywph's filters are built in this process: a fork() from a process with inference threads can deadlock."""
+    import os
+
+    pytest.importorskip("pywph")
+    from edge.analyze import metrics
+
+    def no_fork(*_a, **_k):
+        raise AssertionError("os.fork called while building the wavelet operator")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    metrics._wph_op.cache_clear()
+    op = metrics._wph_op(32, 3, 4, 0)
+    assert op.psi_f.shape[0] > 0 and op.psi_f.shape[1:] == (32, 32) and np.isfinite(np.abs(op.psi_f)).all()
