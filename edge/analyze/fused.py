@@ -179,7 +179,7 @@ def segment_classifier(
     valid = ~corner_mask(gray.shape, cfg.ignore_corner_frac)
     flat = flat_field(gray, cfg)
     offset, lo, hi, seen, failed, it = 0.0, -4.0, 4.0, [], False, 0
-    for _ in range(1, cfg.max_prompt_iterations + 1):
+    for it in range(1, cfg.max_prompt_iterations + 1):  # noqa: B007 - `it` is read after the loop
         mask, proj, model = fused_mask(gray, flat, s, cfg, offset, valid)
         if region is not None and mask.any():
             lab, _ = ndimage.label(mask)

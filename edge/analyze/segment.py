@@ -386,7 +386,7 @@ class Segmenter:
         sensitivity, n_random, it, failed = 0.0, cfg.random_prompts, 0, False
         mask, used = np.zeros(gray.shape, dtype=bool), []
         areas_seen: list[int] = []
-        for _ in range(1, cfg.max_prompt_iterations + 1):
+        for it in range(1, cfg.max_prompt_iterations + 1):  # noqa: B007 - `it` is read after the loop
             raw, used = self._one_pass(comps, n, sensitivity, n_random)
             mask = self._finish(raw, gray, feature, pol, s, region)
             if not expected_area_px:
