@@ -98,3 +98,27 @@ def test_box_sr_stage_hands_the_estimate_and_the_lr_to_the_analysis(build):
 
     bundle = default_bundle_path()
     assert np.array_equal(srl.estimate, PixelRegression(bundle / "pixel_regression.onnx")(lr))
+
+
+
+def test_box_sr_stage_is_warmed_up_with_a_full_batch_before_layer_one(caplog, monkeypatch):
+    """The box's SR stage runs one throw-away layer of at least one full tile batch when it is built (so layer 1
+    is not the one that compiles the backend's shapes), and says so in the log."""
+    import logging
+
+    from edge.app import sr_stage
+    from edge.config import Config
+    from edge.sr.resolver import SuperResolver
+
+    shapes, real = [], SuperResolver.upscale_many
+
+    def recording(self, images, *a, **k):
+        shapes.extend(img.shape for img in images)
+        return real(self, images, *a, **k)
+
+    monkeypatch.setattr(SuperResolver, "upscale_many", recording)
+    with caplog.at_level(logging.INFO, logger="edge.app"):
+        sr_stage(Config())
+    assert any(getattr(r, "event", None) == "sr_warmup" for r in caplog.records)
+    # 16-px tiles at overlap 4 and 64 tiles a call: a side of 4 + 8 * 12 + 1 = 101 px gives 9 x 9 = 81 tiles > 64
+    assert len(shapes) == 1 and min(shapes[0]) >= 101, shapes
