@@ -28,8 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     dest = Path(args[1]) if len(args) > 1 else out / "pace.json"
     summary = json.loads((out / "summary.json").read_text())
     cfg = Config.model_validate_json((out / "config.json").read_text())
-    printer = SimPrinter(out / "build", speedup=summary["printer speed-up"], seed=7)
-    ends = np.asarray(printer.layer_ends) / summary["printer speed-up"]
+    speed = summary["printer_speedup"]
+    printer = SimPrinter(out / "build", speedup=speed, seed=7)
+    ends = np.asarray(printer.layer_ends) / speed
     periods = np.diff(ends)
     res = SuperResolver.from_config(cfg.sr)
     analyze = analyzers(cfg)[0]
