@@ -24,5 +24,6 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/python scripts/code_size.py edge calib firmware_bridge trt_build lpbf_common
 	$(VENV)/bin/python -m pytest -q

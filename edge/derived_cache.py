@@ -80,7 +80,7 @@ class DerivedCache:
             return f"its sha256 {got[:12]}... differs from the recorded {want[:12]}... (changed or corrupt)"
         return None
 
-    def get(self, name: str, source_sha256: str, build: Callable[[Path], None], recipe: str = "",
+    def get(self, name: str, source_sha256: str, build: Callable[[Path], object], recipe: str = "",
             suffix: str = "", force: bool = False) -> Path:
         """Path of the verified derived file; `build(tmp_path)` writes it when absent, damaged or `force`."""
         path = self.path_for(name, source_sha256, recipe, suffix)

@@ -3,7 +3,7 @@ optimisation profile per batch bucket (min = opt = max)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +46,7 @@ def onnx_input_shapes(onnx_path: Path) -> dict[str, list[int | None]]:
     return shapes
 
 
-def profiles_for(shapes_at: Callable[[int], dict[str, Sequence[int]]], buckets: Iterable[int]) -> list[Profile]:
+def profiles_for(shapes_at: Callable[[int], Mapping[str, Sequence[int]]], buckets: Iterable[int]) -> list[Profile]:
     """One fixed profile per batch bucket from a function batch -> {input: shape}."""
     out = []
     for b in sorted(set(int(x) for x in buckets)):

@@ -104,7 +104,7 @@ def _run_all(resolver, inputs: list[Path], out: Path, samples: int, reduce: str,
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    failed, seen = 0, set()
+    failed, seen = 0, set[str]()
     console = Console(stderr=True)
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tiles"),
                    TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)

@@ -84,7 +84,7 @@ def fuse_onnx(denoiser_onnx: Path, out: Path) -> Path:
 class FusedOrtLoop:
     """Runs a fused step graph N times with ONNX Runtime IOBinding over preallocated buffers."""
 
-    def __init__(self, session, plan: StepPlan, batch: int, latent_shape: tuple[int, int, int]):
+    def __init__(self, session, plan: StepPlan, batch: int, latent_shape: tuple[int, ...]):
         names = [i.name for i in session.get_inputs()]
         extra = list(FUSED_INPUTS[3:])
         if len(names) != 6 or not set(extra) <= set(names):
@@ -123,7 +123,7 @@ class FusedOrtLoop:
 class FusedOvLoop:
     """Runs a fused step graph N times with OpenVINO over preallocated buffers shared with the infer request."""
 
-    def __init__(self, graph, plan: StepPlan, batch: int, latent_shape: tuple[int, int, int]):
+    def __init__(self, graph, plan: StepPlan, batch: int, latent_shape: tuple[int, ...]):
         import openvino as ov
 
         shp = (batch, *latent_shape)

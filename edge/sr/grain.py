@@ -252,13 +252,14 @@ def _window_starts(h: int, w: int, win: int) -> list[tuple[int, int]]:
     return pos
 
 
-def _image_windows(lr: np.ndarray, win: int) -> list[np.ndarray]:
+def _image_windows(lr: np.ndarray, win: int) -> list[list[float]]:
     """Per-window descriptor rows of one LR image (gray levels)."""
     x = np.asarray(lr, dtype=np.float32)
     h, w = x.shape
     hp = x - cv2.GaussianBlur(x, (0, 0), sigmaX=1.0, borderType=cv2.BORDER_REFLECT_101)
-    gy, gx = np.gradient(x)
-    cy, cx = np.gradient(cv2.GaussianBlur(x, (0, 0), sigmaX=1.5, borderType=cv2.BORDER_REFLECT_101))
+    gy, gx = (np.asarray(g) for g in np.gradient(x))
+    cy, cx = (np.asarray(g) for g in np.gradient(cv2.GaussianBlur(x, (0, 0), sigmaX=1.5,
+                                                                    borderType=cv2.BORDER_REFLECT_101)))
     hann, norm, _ = _spectral_layout(win, win)
     masks = _descriptor_masks(win, win)
     rows = []

@@ -113,7 +113,8 @@ class SuperResolver:
         self.bundle, self.runner, self.spec, self.seed = bundle, runner, spec, int(seed)
         self.antithetic, self.prefetch = bool(antithetic), bool(prefetch)
         self.grain_cap = _grain_cap(bundle) if grain_cap else None
-        self.grain_condition, self.grain_reference = _grain_condition(bundle), None
+        self.grain_condition = _grain_condition(bundle)
+        self.grain_reference: np.ndarray | None = None
         self.schedule = Schedule.from_manifest(bundle.manifest["schedule"])
         self.plan = spec.plan(self.schedule, bundle.prediction)
         graph_sampler = getattr(runner, "graph_sampler", None)  # tensorrt: the whole sampler as CUDA graphs
@@ -185,7 +186,8 @@ class SuperResolver:
     def describe(self) -> str:
         """One line naming exactly what runs (backend, graphs, sampler, loop, tiling)."""
         r = self.runner
-        backend = r.name + (f" {r.precision}" if getattr(r, "precision", None) else "")
+        precision = getattr(r, "precision", None)
+        backend = r.name + (f" {precision}" if precision else "")
         files = {g: self.bundle.graph_file(g) for g in ("lr_encoder", "denoiser")}
         files["decoder"] = self.bundle.graph_file(self.bundle.decoder_for("sample"))
         s = self.spec
@@ -254,6 +256,7 @@ class SuperResolver:
             return None
         if self.spec.estimate == "regression":
             return self.runner.estimate(cond)  # type: ignore[attr-defined]
+        assert batch.upsampled is not None, "noised-estimate starts prepare the bicubic upsample"
         return self.runner.encode_hr(np.clip(batch.upsampled, -1, 1))
 
     def _sample(self, cond: np.ndarray, x: np.ndarray, noise: np.ndarray | None) -> np.ndarray:

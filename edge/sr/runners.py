@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -106,7 +106,7 @@ class OrtRunner:
         self._out: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
         self.scale = bundle.scale
 
-    def open(self, path: Path) -> object:
+    def open(self, path: Path) -> Any:
         """An ORT CPU session of any ONNX file with this runner's settings (threads, no spinning)."""
         return self._ort.InferenceSession(str(path), self.session_options, providers=["CPUExecutionProvider"])
 

@@ -52,7 +52,8 @@ class TrtRunner(PositionalGraphRunner):
         graphs = ENGINE_GRAPHS + tuple(g for g in OPTIONAL_ENGINE_GRAPHS if bundle.has_graph(g))
         self.specs = {g: spec_for(bundle, g) for g in graphs}
         try:
-            self.paths = open_engines(bundle, list(self.specs.values()), engine_dir, precision)
+            folder = None if engine_dir is None else Path(engine_dir)
+            self.paths = open_engines(bundle, list(self.specs.values()), folder, precision)
         except EnginesMissing as exc:
             raise BackendUnavailable(str(exc)) from exc
         self.engines = {g: TrtEngine(self.paths[s.name][0]) for g, s in self.specs.items() if g != "denoiser"}

@@ -58,8 +58,9 @@ def pad_to_tile(img: np.ndarray, tile: int) -> np.ndarray:
     ph, pw = max(0, tile - img.shape[0]), max(0, tile - img.shape[1])
     if ph == 0 and pw == 0:
         return img
-    mode = "reflect" if min(img.shape[:2]) > 1 else "edge"
-    return np.pad(img, ((0, ph), (0, pw)), mode=mode)
+    if min(img.shape[:2]) > 1:
+        return np.pad(img, ((0, ph), (0, pw)), mode="reflect")
+    return np.pad(img, ((0, ph), (0, pw)), mode="edge")
 
 
 class TiledImage:

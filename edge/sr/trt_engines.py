@@ -58,10 +58,10 @@ def engine_specs(bundle: Bundle) -> list[EngineSpec]:
         if f"{graph}.onnx" in files:
             specs[f"{graph}.onnx"] = _spec(f"{graph}.onnx", role)
     for key, entry in (bundle.manifest.get("distilled") or {}).items():
-        role = "denoiser" if key.startswith("student") else {"light_decoder": "hr_decoder_sample",
+        part = "denoiser" if key.startswith("student") else {"light_decoder": "hr_decoder_sample",
                                                              "light_encoder": "lr_encoder"}.get(key)
-        if role and entry.get("file") in files:
-            specs[entry["file"]] = _spec(entry["file"], role)
+        if part and entry.get("file") in files:
+            specs[entry["file"]] = _spec(entry["file"], part)
     return sorted(specs.values(), key=lambda s: s.name)
 
 

@@ -120,6 +120,7 @@ class TrtGraphLoop:
         if pg.noise_table is not None:
             host.append(np.ascontiguousarray(noise, np.float32))
             pg.noise_table.upload(host[-1], self.stream)
+        assert pg.graph is not None, "captured above"
         pg.graph.launch()
         out = np.empty(shp, np.float32)
         self.buffers["x"].download(out, self.stream)
