@@ -13,6 +13,7 @@ from edge.publish.topics import Topics
 from edge.store.spool import PublishSpool
 from tests.integration.mqtt_tools import broker_publishes, fake_layer, final_layers, send_command
 from tests.reliability import layer_counts, record
+from tests.waiting import wait_until
 
 NODE = "box-h"
 TOPICS = Topics("lpbf/v1", NODE)
@@ -50,7 +51,7 @@ def test_exception_in_a_callback_does_not_stop_publishing(tmp_path, mosquitto, s
         assert pub.wait_drained(10)
         with caplog.at_level(logging.ERROR, logger="edge.publish"):
             send_command(broker.port, f"{TOPICS.base}/cmd/stop_job", b"{}")
-            assert _wait(lambda: _events(caplog, "mqtt_callback_failed"), 10)
+            assert wait_until(lambda: _events(caplog, "mqtt_callback_failed"), 10)
         for n in (3, 4, 5):
             spool.put(fake_layer(TOPICS, "J", n)[1])
             produced.append(n)
@@ -80,7 +81,7 @@ def test_wildcard_response_topic_is_refused_and_publishing_goes_on(tmp_path, mos
         produced.append(1)
         with caplog.at_level(logging.WARNING, logger="edge.publish"):
             send_command(broker.port, f"{TOPICS.base}/cmd/stop_job", b"{}", response_topic="evil/#", correlation=b"c-1")
-            assert _wait(lambda: _events(caplog, "command_refused"), 10)
+            assert wait_until(lambda: _events(caplog, "command_refused"), 10)
         for n in range(2, 6):
             spool.put(fake_layer(TOPICS, "J", n)[1])
             produced.append(n)
@@ -149,7 +150,7 @@ def test_tls_without_client_certificate_is_reported_at_once(tmp_path, mosquitto,
     with caplog.at_level(logging.ERROR, logger="edge.publish"):
         pub.start()
         try:
-            assert _wait(lambda: pub.last_error is not None, 5)
+            assert wait_until(lambda: pub.last_error is not None, 5)
             took = time.monotonic() - t0
         finally:
             pub.stop(drain_timeout=0)
@@ -170,7 +171,7 @@ def test_broker_down_is_reported_from_on_connect_fail(tmp_path, mosquitto, caplo
     with caplog.at_level(logging.ERROR, logger="edge.publish"):
         pub.start()
         try:
-            assert _wait(lambda: pub.counters["connect_failures"] >= 3, 10)
+            assert wait_until(lambda: pub.counters["connect_failures"] >= 3, 10)
         finally:
             pub.stop(drain_timeout=0)
     assert "refused" in pub.last_error.lower() and pub.connection()["reason_code"] == "connect failed"
@@ -215,10 +216,3 @@ def test_stats_go_out_at_qos0_retained(tmp_path, mosquitto, subscribe):
     assert len(sent) >= 2 and {(q, r) for q, r, _ in sent} == {(0, 1)}
 
 
-def _wait(pred, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False

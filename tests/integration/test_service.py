@@ -17,6 +17,7 @@ from pathlib import Path
 from edge.health import check_health
 from edge.publish.payloads import sha256_hex
 from tests.reliability import layer_counts, record
+from tests.waiting import wait_until
 
 N_LAYERS = 6
 HERE = Path(__file__).resolve()
@@ -73,15 +74,6 @@ def _spawn(root: Path, port: int) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=open(root.parent / "service.log", "ab"))
 
 
-def _wait(pred, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_sigkill_mid_layer_and_broker_restart_lose_nothing(tmp_path, mosquitto, subscribe):
     """Kill -9 during SR, restart the broker, restart the service: layers 1..N each once, in order, byte-identical."""
     broker = mosquitto()
@@ -90,7 +82,7 @@ def test_sigkill_mid_layer_and_broker_restart_lose_nothing(tmp_path, mosquitto, 
     root.mkdir()
     proc = _spawn(root, broker.port)
     try:
-        assert _wait(lambda: (root / "archive/J/000003/event.json").exists(), 30), (tmp_path / "service.log").read_text()[-3000:]
+        assert wait_until(lambda: (root / "archive/J/000003/event.json").exists(), 30), (tmp_path / "service.log").read_text()[-3000:]
         ok, reason = check_health(root, 5.0)
         assert ok, reason
         proc.send_signal(signal.SIGKILL)
@@ -100,7 +92,7 @@ def test_sigkill_mid_layer_and_broker_restart_lose_nothing(tmp_path, mosquitto, 
         assert sub.wait_for(lambda ms: any(m.topic.endswith("availability") and m.payload == b"offline" for m in ms), 10)
         broker.stop()
         broker.start()
-        assert _wait(lambda: sub.subscribes >= 2, 10)  # the test's subscriber is back before the box
+        assert wait_until(lambda: sub.subscribes >= 2, 10)  # the test's subscriber is back before the box
         proc = _spawn(root, broker.port)
         assert proc.wait(60) == 0, (tmp_path / "service.log").read_text()[-3000:]
     finally:
@@ -148,7 +140,7 @@ def test_sigterm_drains_queued_layers_and_goes_offline(tmp_path, mosquitto, subs
     root.mkdir()
     proc = _spawn(root, broker.port)
     try:
-        assert _wait(lambda: (root / "archive/J/000002/event.json").exists(), 30)
+        assert wait_until(lambda: (root / "archive/J/000002/event.json").exists(), 30)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:
@@ -210,9 +202,9 @@ def test_broker_down_during_build_then_back(tmp_path, mosquitto, subscribe):
     root.mkdir()
     proc = _spawn(root, broker.port)
     try:
-        assert _wait(lambda: (root / "archive/J/000001/meta.json").exists(), 30)
+        assert wait_until(lambda: (root / "archive/J/000001/meta.json").exists(), 30)
         broker.stop()
-        assert _wait(lambda: (root / "archive/J/000004/event.json").exists(), 30)  # layers 2-4 seen while it is down
+        assert wait_until(lambda: (root / "archive/J/000004/event.json").exists(), 30)  # layers 2-4 seen while it is down
         assert list((root / "spool/pending").iterdir())
         broker.start()
         assert proc.wait(60) == 0

@@ -21,6 +21,7 @@ from firmware_bridge.traces import generate_trace
 from tests.integration.mqtt_tools import final_layers, send_command
 from tests.reliability import layer_counts, record
 from tests.unit.test_pipeline import _stages
+from tests.waiting import wait_until
 
 NODE = "fb"
 BASE = f"lpbf/v1/{NODE}"
@@ -34,15 +35,6 @@ def _cfg(root, port: int, **service) -> Config:
         "bridge": {"source": "daq", "restart_backoff_s": 0.2, "emit_recoat": False},
         "service": {"source_backoff_max_s": 0.8, **service},
     })
-
-
-def _wait(pred, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 class NotifySocket:
@@ -110,7 +102,7 @@ def test_dead_daq_source_is_retried_reported_and_withholds_the_watchdog(tmp_path
     svc = BoxService(cfg, _stages(), BridgeEvents(cfg, make_source, restart=True))
     svc.start()
     try:
-        assert _wait(lambda: any("laser source" in d for d in svc.health_doc("running")["degraded"]), 10)
+        assert wait_until(lambda: any("laser source" in d for d in svc.health_doc("running")["degraded"]), 10)
         time.sleep(0.5)
         code, line = _health_cli(cfg_file)
         t_bad = time.monotonic()
@@ -121,10 +113,10 @@ def test_dead_daq_source_is_retried_reported_and_withholds_the_watchdog(tmp_path
         assert len(opened) >= 3 and gaps[1] > gaps[0] * 1.5  # backoff grows (0.2, 0.4, 0.8 s)
         assert svc.source.snapshot()["state"] == "retrying" and not svc.source_done.is_set()
         driver_installed.set()
-        assert _wait(lambda: svc.source.snapshot()["state"] == "ended", 10)
+        assert wait_until(lambda: svc.source.snapshot()["state"] == "ended", 10)
         assert svc.pipeline.drain(20) and svc.publisher.wait_drained(20)
         t_ok = time.monotonic()
-        assert _wait(lambda: notify.since(t_ok, "WATCHDOG=1"), 5)
+        assert wait_until(lambda: notify.since(t_ok, "WATCHDOG=1"), 5)
         assert _health_cli(cfg_file)[0] == 0
     finally:
         svc.stop(10)
@@ -216,7 +208,7 @@ def test_health_reports_every_part(tmp_path, mosquitto):
     svc = BoxService(cfg, _stages(), _printer([1]))
     svc.start()
     try:
-        assert svc.publisher.connected.wait(10) and _wait(lambda: svc.source_done.is_set(), 10)
+        assert svc.publisher.connected.wait(10) and wait_until(lambda: svc.source_done.is_set(), 10)
         time.sleep(0.5)
         ok, line = check_health(cfg.store.root, 5)
         doc = json.loads((tmp_path / "box" / "health.json").read_text())

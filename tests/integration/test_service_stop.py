@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tests.integration.mqtt_tools import final_layers
 from tests.reliability import layer_counts, record
+from tests.waiting import wait_until
 
 HERE = Path(__file__).resolve()
 N_LAYERS = 8
@@ -67,15 +68,6 @@ def _spawn(root: Path, port: int, stop_timeout_s: float, feed: int, log: Path) -
                             stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
 
 
-def _wait(pred, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_sigterm_finishes_within_the_stop_budget_and_loses_nothing(tmp_path, mosquitto, subscribe):
     broker = mosquitto()
     sub = subscribe(broker.port, "lpbf/v1/stop/job/#")
@@ -83,7 +75,7 @@ def test_sigterm_finishes_within_the_stop_budget_and_loses_nothing(tmp_path, mos
     root.mkdir()
     proc = _spawn(root, broker.port, BUDGET_S, N_LAYERS, log)
     try:
-        assert _wait(lambda: (root / f"archive/J/{N_LAYERS:06d}/lr.png").exists(), 30), log.read_text()[-3000:]
+        assert wait_until(lambda: (root / f"archive/J/{N_LAYERS:06d}/lr.png").exists(), 30), log.read_text()[-3000:]
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)
