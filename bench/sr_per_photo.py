@@ -35,11 +35,13 @@ from edge.data.datasets import (  # noqa: E402
     photo_sources,
     unit_split,
 )
+from edge.sr.bundle import load_bundle  # noqa: E402
+from edge.sr.manifest import Manifest  # noqa: E402
 
 
-def photo_split(src, manifest: dict) -> str:
+def photo_split(src, manifest: Manifest) -> str:
     """train / val / holdout / excluded of a photograph (Source) for the bundle's training split (manifest)."""
-    d = manifest.get("training", {}).get("data", {})
+    d = manifest.training.get("data", {})
     split = d.get("split", {})
     spec = SplitSpec(holdout_photos=tuple(d.get("holdout_photos", DEFAULT_HOLDOUT_PHOTOS)),
                      val_photos=tuple(d.get("val_photos", DEFAULT_VAL_PHOTOS)),
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if not a.realdata.is_dir():
         print(f"{a.realdata}: real-photograph folder not found (pass --realdata)", file=sys.stderr)
         return 2
-    manifest = json.loads((a.model / "manifest.json").read_text())
+    manifest = load_bundle(a.model, verify=False).manifest
     res: dict[str, dict] = {}
     print(f"{'photo':34s} {'source':14s} {'split':7s} {'bicubic':>7s} {'1 sample':>8s} {'HF':>5s} {'tex/bic':>7s} "
           f"{'mean':>6s}")
@@ -130,9 +132,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['sample_hf_ratio']:5.2f} {r['sample_texture'] / r['bicubic_texture']:7.2f} {r['mean_psnr']:6.2f} "
               f"({time.time() - t0:.0f}s)", flush=True)
     inside = [n for n, r in res.items() if 0.6 <= r["sample_hf_ratio"] <= 1.5]
-    print(f"HF ratio inside [0.6, 1.5] on {len(inside)} of {len(res)} photographs; model {manifest['model_id']}")
+    print(f"HF ratio inside [0.6, 1.5] on {len(inside)} of {len(res)} photographs; model {manifest.model_id}")
     if a.json:
-        a.json.write_text(json.dumps({"model_id": manifest["model_id"], "crops": a.crops, "seed": a.seed,
+        a.json.write_text(json.dumps({"model_id": manifest.model_id, "crops": a.crops, "seed": a.seed,
                                       "photos": res}, indent=1))
     if a.plot:
         plot(res, a.plot)

@@ -40,6 +40,8 @@ from sr_sets import (  # noqa: E402
     texture_stats,
 )
 
+from edge.sr.bundle import load_bundle  # noqa: E402
+
 METHODS = ("bicubic", "linear_mmse", "pixel_regression", "pixel_diffusion", "reference", "default", "default_nocap",
            "mean8", "mean8_indep", "fast", "fast_mean8", "ae_mean", "ae_sample")
 LABELS = {"bicubic": "bicubic", "linear_mmse": "linear MMSE estimator (bench/sr_fidelity_bound.py)",
@@ -80,7 +82,7 @@ def resolvers(model: Path, seed: int, tile: int | None) -> dict:
     bundle, out = load_bundle(model, verify=False), {}
     for key in PATHS["run"]:
         profile = "quality" if key == "default" else SRConfig().profile
-        if key == "fast" and not bundle.manifest.get("fast_path"):
+        if key == "fast" and not bundle.manifest.fast_path:
             continue
         cfg, _ = effective_settings(SRConfig(model=str(model), profile=profile, seed=seed, tile=tile), bundle)
         opts = {"precision": cfg.openvino_precision} if cfg.backend == "openvino" else {}
@@ -189,9 +191,9 @@ def targets(set_name: str, r: dict, one: str = "default", mean: str = "mean8") -
     ]
 
 
-def markdown(res: dict, manifest: dict, cmd: str, wall: float) -> str:
+def markdown(res: dict, model_id: str, cmd: str, wall: float) -> str:
     """The report: one table per set, its targets for the quality path and the fast path, the image."""
-    lines = [f"Model `{manifest['model_id']}`. Produced by:", "", "```", cmd, "```", "",
+    lines = [f"Model `{model_id}`. Produced by:", "", "```", cmd, "```", "",
              f"({wall / 60:.1f} min of bench time on the shared 2-core CPU.)", ""]
     for set_name, r in res.items():
         lines += [f"### {set_name}", "", f"Crops: {', '.join(r['crops'])}", "",
@@ -237,11 +239,11 @@ def merge(files: list[Path], model: Path, out: Path | None, json_out: Path | Non
         wall += float(d.pop("wall_s", 0.0))
         d.pop("model_id", None)
         res.update(d)
-    manifest = json.loads((model / "manifest.json").read_text())
+    model_id = load_bundle(model, verify=False).model_id
     if out:
-        out.write_text(markdown(res, manifest, "\n".join(cmds), wall))
+        out.write_text(markdown(res, model_id, "\n".join(cmds), wall))
     if json_out:
-        json_out.write_text(json.dumps({"model_id": manifest["model_id"], "command": cmds, **res}, indent=1))
+        json_out.write_text(json.dumps({"model_id": model_id, "command": cmds, **res}, indent=1))
     return 0
 
 
@@ -291,12 +293,12 @@ def main(argv: list[str] | None = None) -> int:
         mmse = fit_estimators(a.train_sim, a.realdata, 4, a.seed)
     opts = {"ceilings": a.ceilings, "indep": a.indep, "pixel_diffusion": a.pixel_diffusion}
     res = evaluate(sets, a.model, a.img_dir, a.seed, a.tile, a.ref_crops, opts, mmse)
-    manifest = json.loads((a.model / "manifest.json").read_text())
+    model_id = load_bundle(a.model, verify=False).model_id
     cmd = ".venv/bin/python bench/sr_quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if a.out:
-        a.out.write_text(markdown(res, manifest, cmd, time.time() - t0))
+        a.out.write_text(markdown(res, model_id, cmd, time.time() - t0))
     if a.json:
-        a.json.write_text(json.dumps({"model_id": manifest["model_id"], "command": cmd,
+        a.json.write_text(json.dumps({"model_id": model_id, "command": cmd,
                                       "wall_s": round(time.time() - t0, 1), **res}, indent=1))
     for s, r in res.items():
         for label_, one, mean in (("quality", "default", "mean8"), ("fast", "fast", "fast_mean8")):

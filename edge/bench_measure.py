@@ -115,12 +115,12 @@ def flops_per_sample(resolver, modules: dict) -> dict[str, int]:
 
     b, t = resolver.bundle, resolver.tile
     c, s = b.latent_channels, b.scale
-    distilled = {e["file"]: e for e in (b.manifest.get("distilled") or {}).values() if isinstance(e, dict)}
+    distilled = {e.file: e for e in b.manifest.distilled.values()}
     z, lr, hr = torch.zeros(1, c, t, t), torch.zeros(1, 1, t, t), torch.zeros(1, 1, t * s, t * s)
 
     def part(graph: str, module: str, *args) -> int:
-        entry = distilled.get(b.graph_file(graph), {})
-        return int(entry["flops"]) if "flops" in entry else count_flops(modules[module], *args)
+        entry = distilled.get(b.graph_file(graph))
+        return entry.flops if entry and entry.flops is not None else count_flops(modules[module], *args)
 
     out = {"encoder": part("lr_encoder", "lr_encoder", lr),
            "denoiser": resolver.plan.steps * count_flops(modules["denoiser"], z, torch.zeros(1), z),

@@ -8,11 +8,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FORMAT = "lpbf-edge-bundle/1"
+from edge.sr.manifest import FORMAT, Distilled, Manifest, ManifestError
+
 MANIFEST = "manifest.json"
 GRAPHS = ("lr_encoder", "hr_encoder", "denoiser", "hr_decoder")
 OPTIONAL_GRAPHS = ("regression", "hr_decoder_sample", "pixel_regression")  # sample decoder: trained to synthesise texture (see docs/sr_quality.md)
-REQUIRED_KEYS = ("model_id", "scale", "latent_channels", "latent_scale_factor", "schedule", "prediction", "sampler", "files")
 
 
 class BundleError(RuntimeError):
@@ -59,6 +59,10 @@ def write_bundle(directory: Path | str, manifest: dict) -> Path:
         if p.is_file() and p.name != MANIFEST and not p.name.endswith(".tmp")
     }
     data = {"format": FORMAT, **{k: v for k, v in manifest.items() if k not in ("format", "files")}, "files": files}
+    try:
+        Manifest.from_dict(data)
+    except ManifestError as exc:
+        raise BundleError(f"{d}: refusing to write an invalid manifest: {exc}") from exc
     tmp = d / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     os.replace(tmp, d / MANIFEST)
@@ -67,47 +71,47 @@ def write_bundle(directory: Path | str, manifest: dict) -> Path:
 
 @dataclass(frozen=True)
 class Bundle:
-    """A verified model bundle: its directory and parsed manifest."""
+    """A verified model bundle: its directory and typed manifest."""
 
     path: Path
-    manifest: dict
+    manifest: Manifest
     graph_files: dict[str, str] = field(default_factory=dict)  # graph name -> file, for a distilled variant
 
     @property
     def model_id(self) -> str:
         """Model identifier (goes into every published layer)."""
-        return str(self.manifest["model_id"])
+        return self.manifest.model_id
 
     @property
     def scale(self) -> int:
         """HR/LR size ratio per dimension."""
-        return int(self.manifest["scale"])
+        return self.manifest.scale
 
     @property
     def latent_channels(self) -> int:
         """Channels of the latent grid (= LR grid)."""
-        return int(self.manifest["latent_channels"])
+        return self.manifest.latent_channels
 
     @property
     def lr_patch(self) -> int:
         """LR tile size the model was trained on."""
-        return int(self.manifest.get("lr_patch", 16))
+        return self.manifest.lr_patch
 
     @property
     def prediction(self) -> str:
         """Denoiser output type: epsilon | v_prediction | sample."""
-        return str(self.manifest["prediction"])
+        return self.manifest.prediction
 
     def graph(self, name: str) -> Path:
         """Path of an ONNX graph of the bundle (lr_encoder, hr_encoder, denoiser, hr_decoder, regression)."""
         rel = self.graph_file(name)
-        if rel not in self.manifest["files"]:
-            raise BundleError(f"{self.path}: bundle has no {rel} (listed files: {', '.join(self.manifest['files'])})")
+        if not self.manifest.has_file(rel):
+            raise BundleError(f"{self.path}: bundle has no {rel} (listed files: {', '.join(self.manifest.files)})")
         return self.path / rel
 
     def has_graph(self, name: str) -> bool:
         """Whether the bundle ships graph `name` (optional graphs: regression, hr_decoder_sample)."""
-        return self.graph_file(name) in self.manifest["files"]
+        return self.manifest.has_file(self.graph_file(name))
 
     def decoder_for(self, reduce: str) -> str:
         """Decoder graph for a reduction: 'sample' -> the texture decoder when shipped; 'mean' -> the mean decoder."""
@@ -119,23 +123,22 @@ class Bundle:
 
     def students(self) -> list[str]:
         """Names of the distilled few-step students the bundle ships (manifest `distilled`)."""
-        return [k for k in self.manifest.get("distilled", {}) if k.startswith("student")]
+        return [k for k, e in self.manifest.distilled.items() if e.is_student]
 
     def student(self, name: str) -> Bundle:
         """The bundle with its denoiser swapped for a distilled student and the student's DDIM steps as sampler."""
         from edge.sr.schedule import timesteps_for
 
-        entry = self.manifest.get("distilled", {}).get(name)
-        if entry is None or not name.startswith("student"):
+        entry = self.manifest.distilled.get(name)
+        if entry is None or not entry.is_student or entry.steps is None:
             raise BundleError(f"{self.path}: no distilled student {name!r}; this bundle ships: {', '.join(self.students()) or 'none'}")
-        T, steps = int(self.manifest["schedule"]["timesteps"]), int(entry["steps"])
-        expected = [int(t) for t in timesteps_for(T, steps, "trailing")]
-        if entry.get("sampler") != "ddim" or [int(t) for t in entry["timesteps"]] != expected:
-            raise BundleError(f"{self.path}: student {name!r} was distilled at timesteps {entry.get('timesteps')} "
-                              f"({entry.get('sampler')}); the runtime runs DDIM at trailing timesteps {expected}")
-        manifest = {**self.manifest, "model_id": f"{self.model_id}+{name}",
-                    "sampler": {"name": "ddim", "steps": steps, "spacing": "trailing", "init": "noise"}}
-        return Bundle(self.path, manifest, {**self.graph_files, "denoiser": entry["file"]})
+        expected = tuple(int(t) for t in timesteps_for(self.manifest.timesteps, entry.steps, "trailing"))
+        if entry.sampler != "ddim" or entry.timesteps != expected:
+            raise BundleError(f"{self.path}: student {name!r} was distilled at timesteps {list(entry.timesteps)} "
+                              f"({entry.sampler}); the runtime runs DDIM at trailing timesteps {list(expected)}")
+        manifest = self.manifest.replace(model_id=f"{self.model_id}+{name}", sampler={
+            "name": "ddim", "steps": entry.steps, "spacing": "trailing", "init": "noise"})
+        return Bundle(self.path, manifest, {**self.graph_files, "denoiser": entry.file})
 
     def light_decoder(self) -> Bundle:
         """The bundle with its single-sample decoder swapped for the distilled light decoder (manifest distilled.light_decoder)."""
@@ -147,16 +150,16 @@ class Bundle:
 
     def _with_light(self, part: str, graph: str) -> Bundle:
         """The bundle with `graph` served by the distilled `light_<part>` file; a clear error when it has none."""
-        entry = self.manifest.get("distilled", {}).get(f"light_{part}")
+        entry: Distilled | None = self.manifest.distilled.get(f"light_{part}")
         if entry is None:
             raise BundleError(f"{self.path}: no distilled light {part} (manifest distilled.light_{part}); distil one "
                               f"with `lpbf-edge train distill {part}` or use the full {part}")
-        manifest = {**self.manifest, "model_id": f"{self.model_id}+light_{part}"}
-        return Bundle(self.path, manifest, {**self.graph_files, graph: entry["file"]})
+        manifest = self.manifest.replace(model_id=f"{self.model_id}+light_{part}")
+        return Bundle(self.path, manifest, {**self.graph_files, graph: entry.file})
 
     def sha256(self, relpath: str) -> str:
         """Pinned sha256 of one bundle file."""
-        return self.manifest["files"][relpath]
+        return self.manifest.files[relpath]
 
 
 def load_bundle(path: Path | str | None = None, verify: bool = True) -> Bundle:
@@ -167,37 +170,33 @@ def load_bundle(path: Path | str | None = None, verify: bool = True) -> Bundle:
         raise BundleError(f"{d}: model bundle directory not found; pass --model PATH or set LPBF_MODEL "
                           "(train one with `lpbf-edge train`, or restore models/default from git)")
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        raw = json.loads(mpath.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BundleError(f"{mpath}: missing; this directory is not a model bundle") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{mpath}: unreadable manifest ({exc}); restore the bundle from its source") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        got = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
         raise BundleError(f"{mpath}: format is {got!r}, expected {FORMAT!r}; re-export the bundle with this version")
-    absent = [k for k in REQUIRED_KEYS if k not in manifest]
-    if absent:
-        raise BundleError(f"{mpath}: manifest lacks {', '.join(absent)}; re-export the bundle")
-    files = manifest["files"]
-    for g in GRAPHS:
-        if f"{g}.onnx" not in files:
-            raise BundleError(f"{mpath}: manifest does not list {g}.onnx; the bundle is incomplete, re-export it")
+    try:
+        manifest = Manifest.from_dict(raw)
+    except ManifestError as exc:
+        raise BundleError(f"{mpath}: {exc}; re-export the bundle") from exc
+    listed = [f"{g}.onnx" for g in GRAPHS] + [e.file for e in manifest.distilled.values()]
+    unlisted = [f for f in listed if not manifest.has_file(f)]
+    if unlisted:
+        raise BundleError(f"{mpath}: manifest does not list {unlisted[0]}; the bundle is incomplete, re-export it")
     if verify:
-        for rel, digest in files.items():
+        for rel, digest in manifest.files.items():
             p = d / rel
             if not p.is_file():
-                raise BundleError(f"{p}: file of model bundle {manifest['model_id']!r} is missing; restore it "
+                raise BundleError(f"{p}: file of model bundle {manifest.model_id!r} is missing; restore it "
                                   "(git checkout / re-copy the bundle) or re-export the bundle")
             got = sha256_file(p)
             if got != digest:
                 raise BundleError(f"{p}: sha256 {got[:12]}... does not match the manifest ({digest[:12]}...): the file is "
                                   "corrupt or was changed; restore it or re-export the bundle (write_bundle re-hashes)")
     return Bundle(d, manifest)
-
-
-def load_manifest(path: Path | str | None = None) -> dict:
-    """The verified manifest of a bundle (see load_bundle)."""
-    return load_bundle(path).manifest
 
 
 def load_torch_modules(path: Path | str | Bundle) -> dict:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from edge.sr.bundle import Bundle, BundleError
 from edge.sr.config import SRConfig
 
@@ -9,7 +12,7 @@ from edge.sr.config import SRConfig
 PATH_FIELDS = ("backend", "openvino_precision", "sampler", "decoder", "encoder", "fused")
 
 
-def runnable_here(entry: dict) -> bool:
+def runnable_here(entry: Mapping[str, Any]) -> bool:
     """Whether this machine can run a fast-path entry (OpenVINO bf16 needs a CPU that reports bf16)."""
     if entry.get("backend") == "openvino" and entry.get("openvino_precision") == "bf16":
         from edge.sr.runners import openvino_bf16_supported
@@ -20,7 +23,7 @@ def runnable_here(entry: dict) -> bool:
 
 def fast_path_settings(bundle: Bundle, backend: str | None = None) -> dict:
     """The first manifest fast_path.box_config entry this machine can run (with `backend`, if one is asked for)."""
-    entries = (bundle.manifest.get("fast_path") or {}).get("box_config") or []
+    entries = bundle.manifest.fast_path
     if not entries:
         raise BundleError(f"{bundle.path}: the bundle names no fast path (manifest fast_path.box_config); "
                           "use sr.profile 'quality' or set sampler/decoder/backend yourself")
@@ -56,7 +59,7 @@ def effective_settings(cfg: SRConfig, bundle: Bundle) -> tuple[SRConfig, str]:
     entry: dict = {}
     if cfg.profile == "quality":
         note = "profile quality: the bundle's own sampler"
-    elif not (bundle.manifest.get("fast_path") or {}).get("box_config"):
+    elif not bundle.manifest.fast_path:
         note = (f"profile fast: bundle {bundle.model_id} names no fast path (manifest fast_path.box_config), "
                 "so it runs its own sampler as profile quality does")
     else:

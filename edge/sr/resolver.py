@@ -21,7 +21,6 @@ from edge.sr.noise import PositionalNoise
 from edge.sr.plan import run_plan
 from edge.sr.runners import Runner, make_runner
 from edge.sr.samplers import SAMPLERS, SamplerSpec, start_latent
-from edge.sr.schedule import Schedule
 from edge.sr.tiling import TiledImage
 
 Reduce = Literal["sample", "mean"]
@@ -57,15 +56,15 @@ def resolve_sampler(bundle: Bundle, sampler: str | dict | SamplerSpec | None, st
     if isinstance(sampler, SamplerSpec):
         return sampler if steps is None else SamplerSpec(**{**sampler.__dict__, "steps": steps})
     if sampler is None:
-        return SamplerSpec.from_manifest(m["sampler"], steps)
+        return SamplerSpec.from_manifest(dict(m.sampler), steps)
     if sampler == "reference":
-        ref = m.get("reference", {"name": "ddpm", "steps": Schedule.from_manifest(m["schedule"]).T})
-        return SamplerSpec.from_manifest(ref, steps)
+        ref = m.reference or {"name": "ddpm", "steps": m.timesteps}
+        return SamplerSpec.from_manifest(dict(ref), steps)
     if isinstance(sampler, str):
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)} or 'reference'")
-        own = m["sampler"].get("name") == sampler
-        base = dict(m["sampler"]) if own else {"name": sampler, "steps": m["sampler"].get("steps", 20)}
+        own = m.sampler.get("name") == sampler
+        base = dict(m.sampler) if own else {"name": sampler, "steps": m.sampler.get("steps", 20)}
         return SamplerSpec.from_manifest(base, steps)
     return SamplerSpec.from_manifest(dict(sampler), steps)
 
@@ -112,10 +111,10 @@ class SuperResolver:
         """
         self.bundle, self.runner, self.spec, self.seed = bundle, runner, spec, int(seed)
         self.antithetic, self.prefetch = bool(antithetic), bool(prefetch)
-        self.grain_cap = _grain_cap(bundle) if grain_cap else None
-        self.grain_condition = _grain_condition(bundle)
+        self.grain_cap = bundle.manifest.grain_cap if grain_cap else None
+        self.grain_condition = bundle.manifest.grain_condition
         self.grain_reference: np.ndarray | None = None
-        self.schedule = Schedule.from_manifest(bundle.manifest["schedule"])
+        self.schedule = bundle.manifest.make_schedule()
         self.plan = spec.plan(self.schedule, bundle.prediction)
         graph_sampler = getattr(runner, "graph_sampler", None)  # tensorrt: the whole sampler as CUDA graphs
         self._fused = graph_sampler() if graph_sampler else (_fused_sampler(bundle, runner) if fused else None)
@@ -127,7 +126,7 @@ class SuperResolver:
         if spec.init == "noised_estimate" and spec.estimate == "regression" and not hasattr(runner, "estimate"):
             raise ValueError(f"sampler estimate 'regression' needs a runner with estimate(); {runner.name} has none")
         if spec.init == "noised_estimate" and spec.estimate == "regression" and bundle.path is not None \
-                and "regression.onnx" not in bundle.manifest["files"]:
+                and not bundle.manifest.has_file("regression.onnx"):
             raise BundleError(f"{bundle.path}: sampler asks for a regression estimate but the bundle has no "
                               "regression.onnx")
 
@@ -156,8 +155,8 @@ class SuperResolver:
             bundle = bundle.student(sampler)
             if backend == "torch":
                 raise ValueError("distilled students ship as ONNX only; use backend 'ort' or 'openvino'")
-            if steps is not None and steps != bundle.manifest["sampler"]["steps"]:
-                raise ValueError(f"{sampler} was distilled for exactly {bundle.manifest['sampler']['steps']} steps; "
+            if steps is not None and steps != bundle.manifest.sampler["steps"]:
+                raise ValueError(f"{sampler} was distilled for exactly {bundle.manifest.sampler['steps']} steps; "
                                  f"drop steps={steps} (or use another sampler, e.g. profile 'quality')")
             sampler, steps = None, None
         spec = resolve_sampler(bundle, sampler, steps)
@@ -222,10 +221,14 @@ class SuperResolver:
         gc = self.grain_condition
         assert gc is not None
         if images is not None:
-            for im in {id(im): im for im in images}.values():
-                if im.grain is None:
-                    im.grain = self._descriptor(to_u8(im.src[:im.shape[0], :im.shape[1]]))
-            return np.stack([gc.offset(im.grain) for im in images])
+            offsets: dict[int, np.ndarray] = {}
+            for im in images:
+                if id(im) not in offsets:
+                    if im.grain is None:
+                        im.grain = self._descriptor(to_u8(im.src[:im.shape[0], :im.shape[1]]))
+                    assert im.grain is not None  # this resolver is grain-conditioned (gc above)
+                    offsets[id(im)] = gc.offset(im.grain)
+            return np.stack([offsets[id(im)] for im in images])
         if self.grain_reference is not None:
             return np.repeat(gc.offset(self.grain_reference)[None], len(lr_tiles), axis=0)
         return np.stack([gc.offset(grain_descriptor(to_u8(t[0]), gc.window)) for t in lr_tiles])
@@ -395,33 +398,9 @@ def _check_tiling(bundle: Bundle, tile: int, overlap: int, batch: int) -> None:
         raise ValueError(f"tile overlap must be in 0..{tile - 1} for tile {tile}, got {overlap}")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    levels = len(bundle.manifest.get("arch", {}).get("unet", {}).get("block_out_channels", [0]))
+    levels = bundle.manifest.unet_levels
     multiple = 2 ** (levels - 1)
     if tile % multiple:
         raise ValueError(f"tile {tile} must be a multiple of {multiple} (the U-Net halves the latent grid "
                          f"{levels - 1} times); try {max(multiple, tile // multiple * multiple)}")
 
-
-def _grain_condition(bundle: Bundle):
-    """The bundle's grain condition (manifest `grain_condition`, edge.sr.grain.GrainCondition), or None."""
-    entry = bundle.manifest.get("grain_condition")
-    if not entry:
-        return None
-    from edge.sr.grain import GrainCondition
-
-    try:
-        return GrainCondition.from_json(entry)
-    except ValueError as exc:
-        raise BundleError(f"{bundle.path}: {exc}") from exc
-
-
-def _grain_cap(bundle: Bundle):
-    """The bundle's grain cap (manifest `grain_cap`), or None when it has none."""
-    if not bundle.manifest.get("grain_cap"):
-        return None
-    from edge.sr.grain import GrainCap
-
-    try:
-        return GrainCap.from_json(bundle.manifest["grain_cap"])
-    except ValueError as exc:
-        raise BundleError(f"{bundle.path}: {exc}") from exc

@@ -4,8 +4,8 @@ Bundle weight convention: `<graph>.safetensors` holds the state dict of the grap
 (lr_encoder/hr_encoder: ScaledEncoder, hr_decoder: ScaledDecoder, denoiser: CondDenoiser, regression: RegressionNet,
 pixel_regression: PixelRegressor); an estimate-conditioned bundle's lr_encoder is an EstimateCondEncoder (LR encoder,
 pixel regressor and mix; the HR encoder it reuses stays in hr_encoder.safetensors);
-manifest["arch"] = {"hr_ae": ..., "lr_ae": ..., "unet": ..., ["cond_estimate": {"pixel": ...}]} (edge.models formats);
-manifest["latent_scale_factor"] = HR latent scale, manifest["lr_latent_scale_factor"] = LR one (default: the HR one).
+manifest.arch = {"hr_ae": ..., "lr_ae": ..., "unet": ..., ["cond_estimate": {"pixel": ...}]} (edge.models formats);
+manifest.latent_scale_factor = HR latent scale, manifest.lr_latent_scale_factor = LR one (edge.sr.manifest).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge.sr.bundle import Bundle, BundleError, load_bundle, write_bundle
+from edge.sr.manifest import Manifest, ManifestError
 
 GRAPH_FILES = ("lr_encoder", "hr_encoder", "denoiser", "hr_decoder", "regression", "hr_decoder_sample", "pixel_regression")
 
@@ -43,14 +44,6 @@ def graph_modules(hr_ae, lr_ae, denoiser, hr_scale: float, lr_scale: float, regr
     return mods
 
 
-def _scales(manifest: dict) -> tuple[float, float]:
-    """(hr, lr) latent scale factors from a manifest."""
-    sf = manifest["latent_scale_factor"]
-    if isinstance(sf, dict):
-        return float(sf["hr"]), float(sf.get("lr", sf["hr"]))
-    return float(sf), float(manifest.get("lr_latent_scale_factor", sf))
-
-
 def load_torch_modules(path: Path | str | Bundle) -> dict:
     """Rebuild the bundle's torch modules from manifest arch + safetensors (verified bundle); needs torch."""
     from safetensors.torch import load_file
@@ -58,13 +51,14 @@ def load_torch_modules(path: Path | str | Bundle) -> dict:
     from edge.models import CondDenoiser, ImageAutoencoder, PixelRegressor, RegressionNet, estimate_mix
 
     b = path if isinstance(path, Bundle) else load_bundle(path)
-    arch = b.manifest.get("arch", {})
+    m = b.manifest
+    arch = m.arch
     if not all(k in arch for k in ("hr_ae", "lr_ae", "unet")):
         raise BundleError(f"{b.path / 'manifest.json'}: arch lacks hr_ae/lr_ae/unet, so its torch modules cannot be "
                           "rebuilt; use an ONNX backend (--backend ort)")
-    hr_s, lr_s = _scales(b.manifest)
-    reg = RegressionNet(arch["unet"]) if "regression.safetensors" in b.manifest["files"] else None
-    tex = ImageAutoencoder(arch["hr_ae"]) if "hr_decoder_sample.safetensors" in b.manifest["files"] else None
+    hr_s, lr_s = m.latent_scale_factor, m.lr_latent_scale_factor
+    reg = RegressionNet(arch["unet"]) if m.has_file("regression.safetensors") else None
+    tex = ImageAutoencoder(arch["hr_ae"]) if m.has_file("hr_decoder_sample.safetensors") else None
     est = None
     if "cond_estimate" in arch:
         est = (PixelRegressor(arch["cond_estimate"]["pixel"]), estimate_mix(int(arch["unet"]["latent_channels"])))
@@ -72,7 +66,7 @@ def load_torch_modules(path: Path | str | Bundle) -> dict:
                          hr_s, lr_s, reg, tex, est)
     for name, mod in mods.items():
         f = f"{name}.safetensors"
-        if f not in b.manifest["files"]:
+        if not m.has_file(f):
             raise BundleError(f"{b.path / f}: not in the bundle; its torch module cannot be rebuilt (use --backend ort)")
         try:
             mod.load_state_dict(load_file(str(b.path / f)))
@@ -86,11 +80,14 @@ def write_model_bundle(out: Path | str, hr_ae, lr_ae, denoiser, manifest: dict, 
     """Export all graphs to ONNX + safetensors into `out`, write the hashed manifest, and load it back verified."""
     from edge.sr.export import export_bundle_graphs
 
+    try:  # validated before the (slow) export; the file list is filled in by write_bundle
+        m = Manifest.from_dict({**manifest, "files": {}})
+    except ManifestError as exc:
+        raise BundleError(f"{out}: the manifest to write is invalid: {exc}") from exc
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    hr_s, lr_s = _scales(manifest)
-    mods = graph_modules(hr_ae, lr_ae, denoiser, hr_s, lr_s, regression)
-    export_bundle_graphs(mods, out, lr_patch=int(manifest["lr_patch"]), scale=int(manifest["scale"]),
-                         latent_channels=int(manifest["latent_channels"]), exporter=exporter)  # type: ignore[arg-type]
+    mods = graph_modules(hr_ae, lr_ae, denoiser, m.latent_scale_factor, m.lr_latent_scale_factor, regression)
+    export_bundle_graphs(mods, out, lr_patch=m.lr_patch, scale=m.scale, latent_channels=m.latent_channels,
+                         exporter=exporter)  # type: ignore[arg-type]
     write_bundle(out, manifest)
     return load_bundle(out)

@@ -52,16 +52,14 @@ def _spec(file: str, role: str) -> EngineSpec:
 
 def engine_specs(bundle: Bundle) -> list[EngineSpec]:
     """Every engine the bundle gets: its graphs, its distilled students and light encoder/decoder (sorted by name)."""
-    files = bundle.manifest["files"]
+    m = bundle.manifest
     specs = {}
     for graph, role in ROLE_SHAPES.items():
-        if f"{graph}.onnx" in files:
+        if m.has_file(f"{graph}.onnx"):
             specs[f"{graph}.onnx"] = _spec(f"{graph}.onnx", role)
-    for key, entry in (bundle.manifest.get("distilled") or {}).items():
-        part = "denoiser" if key.startswith("student") else {"light_decoder": "hr_decoder_sample",
-                                                             "light_encoder": "lr_encoder"}.get(key)
-        if part and entry.get("file") in files:
-            specs[entry["file"]] = _spec(entry["file"], part)
+    for entry in m.distilled.values():
+        if entry.graph and m.has_file(entry.file):
+            specs[entry.file] = _spec(entry.file, entry.graph)
     return sorted(specs.values(), key=lambda s: s.name)
 
 

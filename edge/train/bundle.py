@@ -156,23 +156,30 @@ def build_bundle(out: Path, ae_pt: Path, diffusion_pt: Path, regression_pt: Path
     return load_bundle(out)
 
 
+def _raw_manifest(bundle_dir: Path | str) -> dict:
+    """A copy of a bundle's manifest as written, for changing and re-writing; loading it validates it first."""
+    from edge.sr.bundle import load_bundle
+
+    return dict(load_bundle(bundle_dir, verify=False).manifest.raw)
+
+
 def update_metrics(bundle_dir: Path, metrics: dict) -> None:
     """Merge `metrics` into a bundle's manifest and re-hash it (edge.sr.bundle.write_bundle)."""
-    from edge.sr.bundle import MANIFEST, write_bundle
+    from edge.sr.bundle import write_bundle
 
-    m = json.loads((bundle_dir / MANIFEST).read_text())
+    m = _raw_manifest(bundle_dir)
     m["metrics"] = {**m.get("metrics", {}), **metrics}
     write_bundle(bundle_dir, m)
 
 
 def set_grain_cap(bundle_dir: Path, cap_file: Path) -> None:
     """Put the grain cap fitted by `train grain-cap` (its JSON file) into a bundle's manifest and re-hash it."""
-    from edge.sr.bundle import MANIFEST, write_bundle
+    from edge.sr.bundle import write_bundle
     from edge.sr.grain import GrainCap
 
     data = json.loads(Path(cap_file).read_text())
     cap = GrainCap.from_json(data.get("grain_cap", data))  # validates before anything is written
-    m = json.loads((Path(bundle_dir) / MANIFEST).read_text())
+    m = _raw_manifest(bundle_dir)
     m["grain_cap"] = cap.to_json()
     write_bundle(bundle_dir, m)
 
@@ -199,7 +206,7 @@ def add_distilled(bundle_dir: Path, distill_dir: Path, command: str = "") -> lis
     there, and re-hash. Returns the keys added."""
     import shutil
 
-    from edge.sr.bundle import MANIFEST, BundleError, write_bundle
+    from edge.sr.bundle import BundleError, write_bundle
 
     bundle_dir, distill_dir = Path(bundle_dir), Path(distill_dir)
     reports = {p.name[: -len("_report.json")]: p for p in sorted(distill_dir.glob("student*_report.json"))}
@@ -209,7 +216,7 @@ def add_distilled(bundle_dir: Path, distill_dir: Path, command: str = "") -> lis
     if not reports:
         raise BundleError(f"{distill_dir}: no student*_report.json, decoder_report.json or encoder_report.json; "
                           "run `lpbf-edge train distill` first")
-    m = json.loads((bundle_dir / MANIFEST).read_text())
+    m = _raw_manifest(bundle_dir)
     distilled = dict(m.get("distilled") or {})
     for key, rp in reports.items():
         rep = json.loads(rp.read_text())

@@ -250,8 +250,7 @@ def _hr_teacher(model, ae: Path | None):
     dec = b.decoder_for("sample")  # the light decoder stands in for the one that decodes single samples
     return (res.runner.encode_hr, lambda z: res.runner.decode(z, dec), b.lr_patch * b.scale,
             b.scale, {"bundle": str(model), "model_id": b.model_id, "decoder": dec,
-                      "skip_scale": float(b.manifest["latent_scale_factor"])
-                      if b.manifest.get("arch", {}).get("hr_ae", {}).get("lowpass_skip") else None})
+                      "skip_scale": b.manifest.latent_scale_factor if b.manifest.hr_lowpass_skip else None})
 
 
 def distill_decoder_cmd(model, out, minutes: float, width: int, tiles: int, seed: int, ae: Path | None = None,

@@ -28,21 +28,20 @@ def unbundle(model: Path | str, out: Path | str) -> list[Path]:
 
     b = load_bundle(model)
     m, out = b.manifest, Path(out)
-    arch = m.get("arch", {})
+    arch = m.arch
     if not all(k in arch for k in ("hr_ae", "lr_ae", "unet")):
         raise BundleError(f"{b.path}: manifest arch lacks hr_ae/lr_ae/unet; it cannot be unbundled")
     w = {g: load_file(str(b.path / f"{g}.safetensors")) for g in ("hr_encoder", "lr_encoder", "denoiser")}
     lr_key = "lr_enc.ae." if "cond_estimate" in arch else "ae."
-    scales = {"latent_scale_factor": float(m["latent_scale_factor"]),
-              "cond_scale_factor": float(m.get("lr_latent_scale_factor", m["latent_scale_factor"]))}
-    tr = m.get("training", {})
+    scales = {"latent_scale_factor": m.latent_scale_factor, "cond_scale_factor": m.lr_latent_scale_factor}
+    tr = m.training
     data = tr.get("data", {})
     cfg = TrainConfig(out=str(out), sims=list(data.get("sims", [])), realdata=data.get("realdata"),
                       holdout_builds=list(data.get("holdout_builds", [])),
                       holdout_photos=list(data.get("holdout_photos", ["S05.jpg"])),
-                      val_photos=list(data.get("val_photos", ["10448.png"])), lr_size=int(m["lr_patch"]),
-                      scale=int(m["scale"]), prediction=m["prediction"], schedule=m["schedule"]["kind"],
-                      timesteps=int(m["schedule"]["timesteps"])).to_json()
+                      val_photos=list(data.get("val_photos", ["10448.png"])), lr_size=m.lr_patch,
+                      scale=m.scale, prediction=m.prediction, schedule=m.make_schedule().kind,
+                      timesteps=m.timesteps).to_json()
     origin = {"unbundled_from": str(b.path), "model_id": b.model_id}
     ae = {"kind": "autoencoder-ema", "arch": {"hr_ae": arch["hr_ae"], "lr_ae": arch["lr_ae"]},
           "hr": _strip(w["hr_encoder"], "ae."), "lr": _strip(w["lr_encoder"], lr_key), "scales": scales,
@@ -51,18 +50,18 @@ def unbundle(model: Path | str, out: Path | str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "ae.pt"]
     save_checkpoint(written[0], ae)
-    if "hr_decoder_sample.safetensors" in m["files"]:
+    if m.has_file("hr_decoder_sample.safetensors"):
         dec = _strip(load_file(str(b.path / "hr_decoder_sample.safetensors")), "ae.")
         written.append(out / "sample_decoder.pt")
         save_checkpoint(written[-1], {**ae, "hr": dec, "step": tr.get("steps", {}).get("sample_decoder", 0)})
     diff = {"kind": "diffusion-ema", "arch": arch["unet"], "net": _strip(w["denoiser"], ""), "scales": scales,
             "ae": {"path": str(out / "ae.pt"), "step": ae["step"], "cfg": cfg}, "cfg": cfg,
             "step": tr.get("steps", {}).get("diffusion", 0), "wall_s": float(tr.get("wall_s", {}).get("diffusion", 0)),
-            "val": m.get("metrics", {}).get("validation", {}).get("diffusion"), **origin}
+            "val": m.raw.get("metrics", {}).get("validation", {}).get("diffusion"), **origin}
     if "cond_estimate" in arch:
         pixel = {"kind": "pixel-ema", "arch": arch["cond_estimate"]["pixel"], "net": _strip(w["lr_encoder"], "pixel."),
                  "step": tr.get("steps", {}).get("pixel", 0), "wall_s": float(tr.get("wall_s", {}).get("pixel", 0.0)),
-                 "val": m.get("metrics", {}).get("validation", {}).get("pixel_regression"), "cfg": cfg, **origin}
+                 "val": m.raw.get("metrics", {}).get("validation", {}).get("pixel_regression"), "cfg": cfg, **origin}
         written.append(out / "pixel.pt")
         save_checkpoint(written[-1], pixel)
         diff["cond_estimate"] = {"path": str(out / "pixel.pt"), "arch": pixel["arch"], "step": pixel["step"],

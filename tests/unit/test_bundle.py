@@ -89,7 +89,7 @@ def test_write_refuses_incomplete_and_rehashes(bundle_copy: Path, tmp_path: Path
     m = json.loads((bundle_copy / "manifest.json").read_text())
     (bundle_copy / "notes.txt").write_text("hello")
     write_bundle(bundle_copy, m)
-    assert "notes.txt" in load_bundle(bundle_copy).manifest["files"]
+    assert "notes.txt" in load_bundle(bundle_copy).manifest.files
 
 
 def test_default_bundle_path(monkeypatch, tmp_path: Path):

@@ -173,8 +173,8 @@ def test_distill_add_copies_parts_into_the_manifest_and_names_the_fast_path(tmp_
     res = run()
     assert res.exit_code == 0, res.output
     bundle = load_bundle(b)  # verifies the sha256 of the copied parts
-    assert bundle.manifest["distilled"]["student2"]["command"] == "made by the test"
-    assert {"denoiser_student2.onnx", "hr_decoder_light.onnx"} <= set(bundle.manifest["files"])
+    assert bundle.manifest.distilled["student2"].info["command"] == "made by the test"
+    assert {"denoiser_student2.onnx", "hr_decoder_light.onnx"} <= set(bundle.manifest.files)
     assert fast_path_settings(bundle)["sampler"] == "student2"
 
 
@@ -211,7 +211,7 @@ def test_light_encoder_distils_adds_to_the_bundle_and_runs_in_the_fast_path(tmp_
     assert set(add_distilled(b, d)) == {"student2", "light_decoder", "light_encoder"}
     bundle = load_bundle(b)
     assert fast_path_settings(bundle)["encoder"] == "light"
-    assert all(n.endswith("+ light encoder") for n in bundle.manifest["fast_path"]["bench_names"])
+    assert all(n.endswith("+ light encoder") for n in bundle.manifest.raw["fast_path"]["bench_names"])
     assert bundle.light_encoder().graph_file("lr_encoder") == "lr_encoder_light.onnx"
     lr = np.random.default_rng(0).integers(0, 255, (20, 28), dtype=np.uint8)
     full = SuperResolver.from_bundle(b, seed=3).upscale(lr).sr

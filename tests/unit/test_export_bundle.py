@@ -33,7 +33,7 @@ def test_write_model_bundle_round_trip(tmp_path):
                 "sampler": {"name": "dpmpp_2m", "steps": 4}, "reference": {"name": "ddpm", "steps": 50},
                 "arch": ARCH, "training": {}, "metrics": {}}
     b = write_model_bundle(tmp_path / "b", hr, lr, den, manifest, exporter="legacy")
-    assert {"denoiser.safetensors", "hr_decoder.onnx"} <= set(b.manifest["files"])
+    assert {"denoiser.safetensors", "hr_decoder.onnx"} <= set(b.manifest.files)
     mods = load_torch_modules(b.path)
     assert mods["lr_encoder"].scale == 1.3 and mods["hr_decoder"].scale == 0.7
     rng = np.random.default_rng(0)

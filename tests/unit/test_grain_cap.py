@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge.data.degrade import paper_degrade
-from edge.sr.bundle import Bundle, BundleError
+from edge.sr.bundle import Bundle
 from edge.sr.grain import (
     GrainCap,
     apply_grain_cap,
@@ -21,6 +21,7 @@ from edge.sr.grain import (
     predict_log_energy,
     split_bands,
 )
+from edge.sr.manifest import Manifest, ManifestError
 from edge.sr.resolver import SuperResolver
 from edge.sr.samplers import SamplerSpec
 
@@ -134,19 +135,18 @@ class _GrainyRunner:
 
 
 def test_resolver_applies_the_bundles_cap_unless_switched_off(cap):
-    manifest = {"model_id": "grainy", "scale": S, "latent_channels": 4, "lr_patch": 8, "prediction": "sample",
+    manifest = {"model_id": "grainy", "scale": S, "latent_channels": 4, "latent_scale_factor": 1.0, "lr_patch": 8, "prediction": "sample",
                 "schedule": {"kind": "linear", "timesteps": 50}, "sampler": {}, "files": {},
                 "grain_cap": cap.to_json()}
-    b = Bundle(path=None, manifest=manifest)  # type: ignore[arg-type]
+    b = Bundle(path=None, manifest=Manifest.from_dict(manifest))  # type: ignore[arg-type]
     lr = paper_degrade(_grainy(2.0, 5, 96), 4, 3)
     spec = SamplerSpec("ddim", 2)
     capped = SuperResolver(b, _GrainyRunner(), spec, tile=8, overlap=2).upscale(lr)
     raw = SuperResolver(b, _GrainyRunner(), spec, tile=8, overlap=2, grain_cap=False).upscale(lr)
     assert detail_energy(capped.sr, 1.5) < 0.3 * detail_energy(raw.sr, 1.5)
     assert "grain_cap" in capped.timings_s and "grain_cap" not in raw.timings_s
-    bad = Bundle(path=None, manifest={**manifest, "grain_cap": {"weights": [1.0]}})  # type: ignore[arg-type]
-    with pytest.raises(BundleError, match="grain_cap"):
-        SuperResolver(bad, _GrainyRunner(), spec, tile=8, overlap=2)
+    with pytest.raises(ManifestError, match="grain_cap"):  # refused when the manifest is read, not at first use
+        Manifest.from_dict({**manifest, "grain_cap": {"weights": [1.0]}})
 
 
 def test_set_grain_cap_puts_it_into_a_verified_bundle(cap, tmp_path):
@@ -169,7 +169,7 @@ def test_set_grain_cap_puts_it_into_a_verified_bundle(cap, tmp_path):
     good.write_text(json.dumps({"grain_cap": cap.to_json()}))
     set_grain_cap(d, good)
     b = load_bundle(d)  # still verifies (re-hashed)
-    assert np.allclose(GrainCap.from_json(b.manifest["grain_cap"]).weights, cap.weights)
+    assert b.manifest.grain_cap is not None and np.allclose(b.manifest.grain_cap.weights, cap.weights)
 
 
 def test_gain_interpolation_is_bilinear_between_window_centres_and_clamped():

@@ -121,7 +121,7 @@ def test_grain_bundle_offsets_the_condition_in_the_resolver(ae_pt, tmp_path):
     assert np.abs(exp["grain_condition"]["weight"]).max() > 0.1
     save_checkpoint(tmp_path / "d" / "best.pt", exp)
     b = build_bundle(tmp_path / "bundle", ae_pt, tmp_path / "d" / "best.pt", exporter="legacy")
-    assert b.manifest["grain_condition"] == exp["grain_condition"]
+    assert b.manifest.grain_condition == GrainCondition.from_json(exp["grain_condition"])
     assert [i.name for i in __import__("onnx").load(str(b.graph("lr_encoder"))).graph.input] == ["lr"]
     sr = SuperResolver.from_bundle(b.path, backend="ort", seed=3)
     lr = _grain(6, n=16)

@@ -20,7 +20,6 @@ from edge.sr.runners import (  # noqa: E402
     physical_cores,
 )
 from edge.sr.samplers import SamplerSpec, sample  # noqa: E402
-from edge.sr.schedule import Schedule  # noqa: E402
 from tests.sr_fixtures import tiny_bundle, tiny_modules  # noqa: E402
 
 # ORT vs torch: same float32 math, different kernels/summation order -> 1e-4 abs on O(1) outputs.
@@ -99,7 +98,7 @@ def test_openvino_bf16_only_where_supported(bundle, inputs):
 
 def test_sampler_chain_same_on_every_backend(bundle):
     """A full 4-step DPM-Solver++ chain over ORT, OpenVINO and torch gives the same latent."""
-    sched = Schedule.from_manifest(bundle.manifest["schedule"])
+    sched = bundle.manifest.make_schedule()
     cond = np.random.default_rng(1).standard_normal((2, 4, 8, 8)).astype(np.float32)
     spec = SamplerSpec("dpmpp_2m", 4)
     mods = {k: v for k, v in tiny_modules(0).items() if k != "latent_scale_factor"}

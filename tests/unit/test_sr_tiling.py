@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from edge.sr.bundle import Bundle
+from edge.sr.manifest import Manifest
 from edge.sr.resolver import SuperResolver
 from edge.sr.samplers import SamplerSpec
 from edge.sr.tiling import blend_window, tile_starts, tiled_upscale
@@ -108,9 +109,9 @@ class PointwiseRunner:
                                   SamplerSpec("ddim", 5, eta=1.0)])
 def test_resolver_tiled_equals_untiled_with_position_keyed_noise(spec):
     """Noise is keyed by absolute LR position, so overlapping tiles see the same noise: tiles == one big tile."""
-    manifest = {"model_id": "pointwise", "scale": S, "latent_channels": 4, "lr_patch": 8, "prediction": "epsilon",
+    manifest = {"model_id": "pointwise", "scale": S, "latent_channels": 4, "latent_scale_factor": 1.0, "lr_patch": 8, "prediction": "epsilon",
                 "schedule": {"kind": "linear", "timesteps": 50}, "sampler": {}, "files": {}}
-    b = Bundle(path=None, manifest=manifest)  # type: ignore[arg-type]
+    b = Bundle(path=None, manifest=Manifest.from_dict(manifest))  # type: ignore[arg-type]
     img = (np.random.default_rng(3).random((19, 26)) * 255).astype(np.uint8)
     small = SuperResolver(b, PointwiseRunner(), spec, seed=5, tile=8, overlap=2).upscale(img, samples=2, reduce="mean", uncertainty=True)
     big = SuperResolver(b, PointwiseRunner(), spec, seed=5, tile=32, overlap=0).upscale(img, samples=2, reduce="mean", uncertainty=True)
@@ -129,9 +130,9 @@ class LinearRunner(PointwiseRunner):
 
 def test_antithetic_pairs_cancel_in_the_mean():
     """Chain 2j+1 starts from -noise of chain 2j: with an affine sampler the pair mean is the noise-free output."""
-    manifest = {"model_id": "linear", "scale": S, "latent_channels": 4, "lr_patch": 8, "prediction": "epsilon",
+    manifest = {"model_id": "linear", "scale": S, "latent_channels": 4, "latent_scale_factor": 1.0, "lr_patch": 8, "prediction": "epsilon",
                 "schedule": {"kind": "linear", "timesteps": 50}, "sampler": {}, "files": {}}
-    b = Bundle(path=None, manifest=manifest)  # type: ignore[arg-type]
+    b = Bundle(path=None, manifest=Manifest.from_dict(manifest))  # type: ignore[arg-type]
     img = (np.random.default_rng(4).random((10, 12)) * 200 + 20).astype(np.uint8)
     spec = SamplerSpec("ddim", 4)
     anti = SuperResolver(b, LinearRunner(), spec, seed=1, tile=8, overlap=2)

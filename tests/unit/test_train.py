@@ -302,7 +302,7 @@ def test_estimate_bundle_lr_encoder_is_the_composite_on_every_backend(ae_pt, tmp
         tr.train_step(*tr.encode(*_batch(4, 4)))
     save_checkpoint(tmp_path / "d" / "best.pt", tr.export({}))
     b = build_bundle(tmp_path / "bundle", ae_pt, tmp_path / "d" / "best.pt", exporter="legacy")
-    assert b.has_graph("pixel_regression") and "cond_estimate" in b.manifest["arch"]
+    assert b.has_graph("pixel_regression") and "cond_estimate" in b.manifest.arch
     lr = (np.random.default_rng(0).random((2, 1, 8, 8)) * 2 - 1).astype(np.float32)
     ort_c, torch_c = OrtRunner(load_bundle(b.path)).encode_lr(lr), TorchRunner.from_bundle(b).encode_lr(lr)
     assert ort_c.shape == (2, 4, 8, 8)

@@ -69,10 +69,9 @@ def test_graph_loop_matches_the_cpu_fused_loop(trt_env, sampler, batch):
     ddpm is the paper's 200-step reference with given per-step noise; batch 3 pads to bucket 4, 11 runs 8 + 4."""
     from edge.sr.runners_trt import TrtRunner
     from edge.sr.samplers import SamplerSpec, draw_noise
-    from edge.sr.schedule import Schedule
 
     bundle = trt_env.bundle
-    sched = Schedule.from_manifest(bundle.manifest["schedule"])
+    sched = bundle.manifest.make_schedule()
     spec = SamplerSpec(name=sampler, steps={"ddpm": 200, "ddim": 10, "dpmpp_2m": 15}[sampler],
                        spacing="leading" if sampler == "ddpm" else "trailing")
     rng = np.random.default_rng(1)
