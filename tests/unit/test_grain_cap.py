@@ -135,7 +135,8 @@ class _GrainyRunner:
 
 
 def test_resolver_applies_the_bundles_cap_unless_switched_off(cap):
-    manifest = {"model_id": "grainy", "scale": S, "latent_channels": 4, "latent_scale_factor": 1.0, "lr_patch": 8, "prediction": "sample",
+    manifest = {"model_id": "grainy", "scale": S, "latent_channels": 4, "latent_scale_factor": 1.0, "lr_patch": 8,
+                "prediction": "sample",
                 "schedule": {"kind": "linear", "timesteps": 50}, "sampler": {}, "files": {},
                 "grain_cap": cap.to_json()}
     b = Bundle(path=None, manifest=Manifest.from_dict(manifest))  # type: ignore[arg-type]
