@@ -11,9 +11,9 @@ import numpy as np
 @functools.lru_cache(maxsize=4)
 def _pixel_session(path: str):
     """An ONNX Runtime session of a bundle's pixel_regression graph (cached per file)."""
-    import onnxruntime as ort
+    from edge.sr.runners import ort_session
 
-    return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return ort_session(path)
 
 
 def pixel_regression(bundle_dir: Path, lr: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from edge.imaging import to_u8, to_unit
 from edge.sr.config import SRConfig
 
 Progress = Callable[[int, int], None]
@@ -69,20 +70,15 @@ class PixelRegression:
     """The bundle's pixel regression graph (LR -> HR in one call, fully convolutional) on ONNX Runtime."""
 
     def __init__(self, path, threads: int | None = None):
-        import onnxruntime as ort
+        from edge.sr.runners import ort_session
 
-        from edge.sr.runners import inference_threads
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = inference_threads(threads)
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.session = ort_session(path, threads)
         self.name = self.session.get_inputs()[0].name
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         """uint8 LR -> uint8 HR estimate."""
-        x = (lr.astype(np.float32) / 127.5 - 1.0)[None, None]
-        y = self.session.run(None, {self.name: x})[0][0, 0]
-        return np.clip(np.rint((y + 1.0) * 127.5), 0, 255).astype(np.uint8)
+        y = self.session.run(None, {self.name: to_unit(lr)[None, None]})[0][0, 0]
+        return to_u8(y)
 
 
 class SRStage:

@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge import imaging
 from edge.data.degrade import DegradeConfig, paper_degrade, scale_fine_detail, shuffled_degrade
 from edge.data.texture_aug import TextureAug, augment_texture
 
@@ -159,20 +160,11 @@ class ImageCache:
 
 
 def read_gray(path: str | Path) -> np.ndarray:
-    """Read an image file as 8-bit gray; DataError naming the file when it cannot be decoded."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: file not found")
-    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise DataError(f"{p}: not a readable image (truncated or unknown format)")
-    if img.ndim == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2GRAY if img.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    if img.dtype != np.uint8:
-        raise DataError(f"{p}: unsupported pixel type {img.dtype} (need 8- or 16-bit)")
-    return img
+    """Read a training image as 8-bit gray (edge.imaging.read_gray, 16-bit scaled); DataError naming the file."""
+    try:
+        return imaging.read_gray(path, max_mp=None)
+    except imaging.ImageReadError as exc:
+        raise DataError(str(exc)) from None
 
 
 @dataclass
@@ -323,16 +315,6 @@ class PartDataset:
         hr = cv2.resize(hr_img[y0:y1, x0:x1], (self.size, self.size), interpolation=cv2.INTER_AREA)
         lr = paper_degrade(hr, n=self.scale, k=3)
         return {"lr": lr, "hr": hr, "source": src.name, "layer": layer, "part": lab}
-
-
-def to_unit_range(img: np.ndarray) -> np.ndarray:
-    """uint8 -> float32 in [-1, 1]."""
-    return img.astype(np.float32) / 127.5 - 1.0
-
-
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    """float in [-1, 1] -> uint8 (rounded, clipped)."""
-    return np.clip(np.round((np.asarray(x, dtype=np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def random_subcrop(lr: np.ndarray, hr: np.ndarray, lr_size: int, scale: int, rng: np.random.Generator,

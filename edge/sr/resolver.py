@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from edge.imaging import to_u8, to_unit
 from edge.sr.batching import TileBatch, prefetched, tile_batches
 from edge.sr.bundle import Bundle, BundleError, load_bundle
 from edge.sr.noise import PositionalNoise
@@ -38,16 +39,6 @@ class SRResult:
     model_id: str
     timings_s: dict[str, float] = field(default_factory=dict)
     cap_gains: np.ndarray | None = None  # the grain cap's gains [bands, windows y, windows x] (None: no cap ran)
-
-
-def to_unit(img_u8: np.ndarray) -> np.ndarray:
-    """uint8 [0,255] -> float32 [-1,1]."""
-    return img_u8.astype(np.float32) / 127.5 - 1.0
-
-
-def to_u8(x: np.ndarray) -> np.ndarray:
-    """float [-1,1] -> uint8 [0,255], rounded and clipped."""
-    return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def resolve_sampler(bundle: Bundle, sampler: str | dict | SamplerSpec | None, steps: int | None) -> SamplerSpec:
@@ -360,7 +351,7 @@ class SuperResolver:
             from edge.sr.grain import apply_grain_cap
 
             t1 = time.perf_counter()
-            lr_padded = np.clip(np.rint((tiled.src + 1.0) * 127.5), 0, 255).astype(np.uint8)
+            lr_padded = to_u8(tiled.src)
             capped, gains = apply_grain_cap(self.grain_cap, lr_padded, (out[0] + 1.0) * 127.5, self.scale)
             out[0] = capped / 127.5 - 1.0
             timings["grain_cap"] = timings.get("grain_cap", 0.0) + time.perf_counter() - t1

@@ -55,6 +55,29 @@ def inference_threads(threads: int | None = None) -> int:
     return int(threads) if threads else physical_cores()
 
 
+def ort_session_options(threads: int | None = None) -> Any:
+    """ONNX Runtime session options with the runtime's thread policy: intra-op threads per inference_threads, one
+    inter-op thread, sequential execution, all graph optimisations, no spinning."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = inference_threads(threads)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return so
+
+
+def ort_session(path: Path | str | bytes, threads: int | None = None, options: Any = None) -> Any:
+    """An ONNX Runtime CPU session of an ONNX file (or serialized model) with the runtime's settings."""
+    import onnxruntime as ort
+
+    src = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(src, options or ort_session_options(threads), providers=["CPUExecutionProvider"])
+
+
 def _f32(a: np.ndarray) -> np.ndarray:
     """Contiguous float32 view/copy for a backend call."""
     return np.ascontiguousarray(a, dtype=np.float32)
@@ -89,18 +112,9 @@ class OrtRunner:
     name = "ort"
 
     def __init__(self, bundle: Bundle, threads: int | None = None):
-        import onnxruntime as ort
-
         self.bundle = bundle
         self.threads = inference_threads(threads)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        self._ort, self.session_options = ort, so
+        self.session_options = ort_session_options(self.threads)
         self.sessions = {g: self.open(bundle.graph(g)) for g in _graphs(bundle)}
         self._bind = {g: s.io_binding() for g, s in self.sessions.items()}
         self._out: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
@@ -108,7 +122,7 @@ class OrtRunner:
 
     def open(self, path: Path) -> Any:
         """An ORT CPU session of any ONNX file with this runner's settings (threads, no spinning)."""
-        return self._ort.InferenceSession(str(path), self.session_options, providers=["CPUExecutionProvider"])
+        return ort_session(path, options=self.session_options)
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray], out_shape: tuple[int, ...]) -> np.ndarray:
         """One call through IOBinding into a preallocated output buffer (reused per graph and shape)."""

@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import torch
 
-from edge.data.datasets import PatchDataset, random_subcrop, to_unit_range
+from edge.data.datasets import PatchDataset, random_subcrop
+from edge.imaging import to_unit
 
 
 def seed_all(seed: int) -> None:
@@ -116,8 +117,8 @@ class BatchStream:
             if describe is not None:
                 whole = np.rot90(it["lr"], k)
                 descs.append(np.asarray(describe(np.ascontiguousarray(whole[:, ::-1] if f else whole)), np.float32))
-            lrs.append(to_unit_range(np.ascontiguousarray(lr)))
-            hrs.append(to_unit_range(np.ascontiguousarray(hr)))
+            lrs.append(to_unit(np.ascontiguousarray(lr)))
+            hrs.append(to_unit(np.ascontiguousarray(hr)))
         d = torch.from_numpy(np.stack(descs)) if descs else None
         return torch.from_numpy(np.stack(lrs)[:, None]), torch.from_numpy(np.stack(hrs)[:, None]), d
 
@@ -131,8 +132,8 @@ def fixed_batch(ds: PatchDataset, n: int, lr_size: int) -> tuple[torch.Tensor, t
         p = it["lr"].shape[0]
         o = (p - lr_size) // 2
         s = ds.scale
-        lrs.append(to_unit_range(it["lr"][o:o + lr_size, o:o + lr_size]))
-        hrs.append(to_unit_range(it["hr"][o * s:(o + lr_size) * s, o * s:(o + lr_size) * s]))
+        lrs.append(to_unit(it["lr"][o:o + lr_size, o:o + lr_size]))
+        hrs.append(to_unit(it["hr"][o * s:(o + lr_size) * s, o * s:(o + lr_size) * s]))
     return torch.from_numpy(np.stack(lrs)[:, None]), torch.from_numpy(np.stack(hrs)[:, None])
 
 

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge import imaging
+from edge.sr.runners import ort_session as ort_session  # students are checked with the runtime's settings
+
 Array = np.ndarray
 
 
@@ -27,17 +30,6 @@ def teacher_resolver(model):
     return SuperResolver.from_bundle(model, backend="ort", grain_cap=False)
 
 
-def ort_session(path):
-    """ONNX Runtime CPU session of a freshly exported student (the runtime's thread policy)."""
-    import onnxruntime as ort
-
-    from edge.sr.runners import inference_threads
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = inference_threads()
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 def session_fn(sess):
     """numpy callable over a session with positional inputs."""
     names = [i.name for i in sess.get_inputs()]
@@ -54,7 +46,7 @@ def hr_tiles(n: int, hr_patch: int, scale: int, seed: int) -> tuple[Array, Array
 
 def to_unit(img: Array) -> Array:
     """uint8 [N,h,w] -> float32 [N,1,h,w] in [-1, 1] (the bundle graphs' image convention)."""
-    return (img.astype(np.float32) / 127.5 - 1.0)[:, None]
+    return imaging.to_unit(img)[:, None]
 
 
 def psnr_unit(a: Array, b: Array) -> float:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edge.imaging import to_u8, to_unit
 from edge.models import CondDenoiser, preset
 from edge.train.autoencoder import datasets
 from edge.train.common import batch_metrics, bicubic_up, load_checkpoint, rng_state, set_rng_state
@@ -128,7 +129,7 @@ def pixel_diffusion_upscale(net: CondDenoiser, export: dict, lr_u8: np.ndarray, 
 
     cfg = export["cfg"]
     scale = int(cfg["scale"])
-    cond = cv2.resize(lr_u8.astype(np.float32) / 127.5 - 1, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    cond = cv2.resize(to_unit(lr_u8), None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
     cond = np.clip(cond, -1, 1)[None, None].astype(np.float32)
     sched = Schedule.from_manifest({"kind": cfg["schedule"], "timesteps": cfg["timesteps"]})
     spec = SamplerSpec.from_manifest(sampler)
@@ -138,7 +139,7 @@ def pixel_diffusion_upscale(net: CondDenoiser, export: dict, lr_u8: np.ndarray, 
             return net(torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(c)).numpy()
 
     hr = sample(denoise, sched, cond, cond.shape, spec, cfg["prediction"], rng=np.random.default_rng(seed), clip=1.0)[0, 0]
-    return np.clip(np.rint((hr + 1) * 127.5), 0, 255).astype(np.uint8)
+    return to_u8(hr)
 
 
 def train_pixel_diffusion(cfg: TrainConfig, resume: bool = True, log_file: Path | None = None) -> Path:
