@@ -54,7 +54,8 @@ def run(seeds: list[int], layers: int, hr: int, source: str, cfg: AnalyzeConfig,
     score = Score()
     for seed in seeds:
         plan = plan_build(layers, seed, SimConfig(hr_size_px=hr, defect_rate=defect_rate))
-        expected = {L: render_mask(plan.parts, plan.z_mm(L), plan.n, plan.pitch_mm) for L in range(1, layers + 1)} if use_expected else None
+        expected = {L: render_mask(plan.parts, plan.z_mm(L), plan.n, plan.pitch_mm)
+                    for L in range(1, layers + 1)} if use_expected else None
         base = install_baseline(plan, install_frames, source, hr, cfg)
         analyzer = LayerAnalyzer(cfg, expected, base, registered=True)
         for L in tqdm(range(1, layers + 1), desc=f"seed {seed}", leave=False, file=sys.stderr):
@@ -74,7 +75,8 @@ def main() -> None:
     ap.add_argument("--hr", type=int, default=512)
     ap.add_argument("--defect-rate", type=float, default=0.3)
     ap.add_argument("--source", choices=("hr", "lr", "bicubic"), default="hr")
-    ap.add_argument("--no-expected", action="store_true", help="Compare geometry with the previous layer only (no CAD masks).")
+    ap.add_argument("--no-expected", action="store_true", help="Compare geometry with the previous layer only (no CAD "
+                    "masks).")
     ap.add_argument("--install-frames", type=int, default=3,
                     help="Clean spread frames the box learns its baseline from at install (0 = zero-config).")
     ap.add_argument("--json", default=None)

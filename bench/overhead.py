@@ -1,4 +1,6 @@
-"""Per-layer overhead of the box except super-resolution: event -> capture -> register -> analyse -> archive + spool -> PUBACK.
+"""Per-layer overhead of the box except super-resolution.
+
+Stages timed: event -> capture -> register -> analyse -> archive + spool -> PUBACK.
 
 Real parts: a simulated build's webcam frames through the directory-replay camera, the box's own stages
 (edge.app.real_stages: calibration, analysers), the on-disk archive and spool (fsync on), paho + a real
@@ -111,18 +113,21 @@ def main() -> int:
                          "sr_standin": sr_times[n], "to_puback_total": total, "without_sr": total - sr_times[n],
                          "without_sr_and_analysis": total - sr_times[n] - t["analyze"],
                          "spool_to_puback": acked_wall[n] - meta["t_meta_unix"]})
-            rows[-1]["archive_images"] = rows[-1]["without_sr_and_analysis"] - t["capture"] - t["register"] - rows[-1]["spool_to_puback"]
+            rows[-1]["archive_images"] = (rows[-1]["without_sr_and_analysis"] - t["capture"] - t["register"]
+                                          - rows[-1]["spool_to_puback"])
     finally:
         pipe.stop(5)
         pub.stop(5)
         cap.close()
         proc.terminate()
-    keys = ["capture", "register", "archive_images", "spool_to_puback", "analyze", "without_sr_and_analysis", "without_sr"]
+    keys = ["capture", "register", "archive_images", "spool_to_puback", "analyze", "without_sr_and_analysis",
+            "without_sr"]
     summary = {k: {"median_s": statistics.median(r[k] for r in rows), "max_s": max(r[k] for r in rows)} for k in keys}
     console.print(_table(summary, f"per-layer overhead except SR ({args.layers} layers, LR {args.hr_size // 4} px, "
                                   "fsync on, mosquitto loopback)"))
     if args.json:
-        args.json.write_text(json.dumps({"layers": args.layers, "hr_size": args.hr_size, "summary": summary, "rows": rows}, indent=1))
+        args.json.write_text(json.dumps({"layers": args.layers, "hr_size": args.hr_size, "summary": summary,
+                                         "rows": rows}, indent=1))
     return 0
 
 

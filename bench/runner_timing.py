@@ -35,12 +35,14 @@ def _bundle(model: str | None, preset_name: str, lr_patch: int) -> Path:
     torch.manual_seed(0)
     p = preset(preset_name)
     out = Path(tempfile.mkdtemp(prefix=f"lpbf-bench-{preset_name}-"))
-    manifest = {"model_id": f"random-{preset_name}", "scale": 4, "latent_channels": 4, "latent_shape": [4, lr_patch, lr_patch],
+    manifest = {"model_id": f"random-{preset_name}", "scale": 4, "latent_channels": 4,
+                "latent_shape": [4, lr_patch, lr_patch],
                 "lr_patch": lr_patch, "hr_patch": 4 * lr_patch, "latent_scale_factor": 1.0,
                 "schedule": {"kind": "cosine", "timesteps": 200}, "prediction": "v_prediction",
                 "sampler": {"name": "dpmpp_2m", "steps": 10}, "reference": {"name": "ddpm", "steps": 200},
                 "arch": p, "training": {"data": "none (random weights, timing only)"}, "metrics": {}}
-    write_model_bundle(out, ImageAutoencoder(p["hr_ae"]), ImageAutoencoder(p["lr_ae"]), CondDenoiser(p["unet"]), manifest)
+    write_model_bundle(out, ImageAutoencoder(p["hr_ae"]), ImageAutoencoder(p["lr_ae"]), CondDenoiser(p["unet"]),
+                       manifest)
     return out
 
 
@@ -92,7 +94,8 @@ def main() -> None:
             den = _time(lambda r=r, x=x, t=t: r.denoise(x, t, x), a.repeats)
             dec = _time(lambda r=r, x=x: r.decode(x), max(3, a.repeats // 4))
             rows.append({"backend": name, "batch": B, "denoise_ms": 1e3 * den, "decode_ms": 1e3 * dec})
-    print(f"bundle {b.model_id} ({b.path}), latent {C}x{n}x{n}, load avg {os.getloadavg()[0]:.1f}, cores {os.cpu_count()}")
+    print(f"bundle {b.model_id} ({b.path}), latent {C}x{n}x{n}, load avg {os.getloadavg()[0]:.1f}, cores "
+          f"{os.cpu_count()}")
     print(f"{'backend':<15}{'batch':>6}{'denoise ms/call':>17}{'decode ms/call':>16}")
     for r in rows:
         print(f"{r['backend']:<15}{r['batch']:>6}{r['denoise_ms']:>17.2f}{r['decode_ms']:>16.2f}")

@@ -99,7 +99,9 @@ def write_figures(out: Path, realdata: Path, seed: int) -> None:
     real = cv2.imread(str(realdata / "risheng_slm" / "S01.jpg"), cv2.IMREAD_GRAYSCALE)
     side = int(round(384 * plan.pitch_mm * 1000 / REAL_PITCH_UM))
     rc = cv2.resize(real[2 * _S : 2 * _S + side, 3 * _S : 3 * _S + side], (384, 384), interpolation=cv2.INTER_AREA)
-    cv2.imwrite(str(out / "sim_vs_real.png"), np.hstack([_labelled(crop, "sim HR (1:1)"), np.full((384, 8, 3), 255, np.uint8), _labelled(rc, "real S01, same pitch")]))
+    cv2.imwrite(str(out / "sim_vs_real.png"), np.hstack([_labelled(crop, "sim HR (1:1)"),
+                                                         np.full((384, 8, 3), 255, np.uint8),
+                                                         _labelled(rc, "real S01, same pitch")]))
     # one tile per defect type, each from a layer that has it, with the label box drawn
     tiles = []
     dplan = plan_build(40, seed + 1, SimConfig(defect_rate=1.0))
@@ -119,9 +121,12 @@ def write_figures(out: Path, realdata: Path, seed: int) -> None:
                 half = max(96, min(max(w, h) // 2 + 24, 256))
                 x0, y0 = int(np.clip(cx - half, 0, n - 2 * half)), int(np.clip(cy - half, 0, n - 2 * half))
                 tile = cv2.cvtColor(li.hr, cv2.COLOR_GRAY2BGR)
-                cv2.rectangle(tile, (x, y), (x + w - 1, y + h - 1), (0, 200, 255) if lab["severity"] == "critical" else (0, 255, 0), 1)
-                tile = cv2.resize(tile[y0 : y0 + 2 * half, x0 : x0 + 2 * half], (256, 256), interpolation=cv2.INTER_AREA)
-                cv2.putText(tile, f"{ev.type} ({lab['severity']})", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+                cv2.rectangle(tile, (x, y), (x + w - 1, y + h - 1), (0, 200, 255) if lab["severity"] == "critical"
+                              else (0, 255, 0), 1)
+                tile = cv2.resize(tile[y0 : y0 + 2 * half, x0 : x0 + 2 * half], (256, 256),
+                                  interpolation=cv2.INTER_AREA)
+                cv2.putText(tile, f"{ev.type} ({lab['severity']})", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                            (255, 255, 255), 1, cv2.LINE_AA)
                 tiles.append(tile)
                 wanted.discard(ev.type)
     rows = [np.hstack(tiles[i : i + 3]) for i in range(0, len(tiles) - len(tiles) % 3, 3)]
@@ -157,7 +162,8 @@ def main() -> None:
     print("| source | " + " | ".join(cols) + " |")
     print("|---|" + "---:|" * len(cols))
     for name, r in rows.items():
-        print(f"| {name} | " + " | ".join(f"{r[c]:.3f}" if c in ("grain_contrast", "spectral_slope") else f"{r[c]:.1f}" for c in cols) + " |")
+        print(f"| {name} | " + " | ".join(f"{r[c]:.3f}" if c in ("grain_contrast", "spectral_slope") else f"{r[c]:.1f}"
+                                          for c in cols) + " |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
 

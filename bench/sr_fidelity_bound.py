@@ -14,7 +14,8 @@ With --quality JSON files of bench/sr_quality.py on the same crops, the report a
 for comparison, and the plot shows every estimator's gain over bicubic per set.
 
     .venv/bin/python bench/sr_fidelity_bound.py --sim-build runs/data/sim_s3 --train-sim runs/data/sim_s1 \
-        --train-sim runs/data/sim_s2 --crops 4 --seed 0 --quality docs/sr_quality.json --json docs/sr_fidelity_bound.json
+        --train-sim runs/data/sim_s2 --crops 4 --seed 0 --quality docs/sr_quality.json \
+        --json docs/sr_fidelity_bound.json
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ class LinearMMSE:
 def band_limit(hr: np.ndarray, frac: float) -> np.ndarray:
     """The HR with every spatial frequency above `frac` cycles/px (per axis) removed."""
     f = np.fft.fft2(hr.astype(np.float64))
-    keep = (np.abs(np.fft.fftfreq(hr.shape[0]))[:, None] <= frac) & (np.abs(np.fft.fftfreq(hr.shape[1]))[None, :] <= frac)
+    keep = ((np.abs(np.fft.fftfreq(hr.shape[0]))[:, None] <= frac)
+            & (np.abs(np.fft.fftfreq(hr.shape[1]))[None, :] <= frac))
     return np.clip(np.round(np.real(np.fft.ifft2(f * keep))), 0, 255).astype(np.uint8)
 
 
@@ -124,7 +126,8 @@ def measure(sets: dict[str, list], est: dict[str, LinearMMSE]) -> dict[str, dict
                  "oracle_lr_nyquist": psnr(band_limit(hr, 0.5 / S), hr),
                  "oracle_half_lr_nyquist": psnr(band_limit(hr, 0.25 / S), hr),
                  "linear_mmse": psnr(est[name if name in est else "real"](lr), hr)} for _, lr, hr in crops]
-        out[name] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"n": len(rows), "crops": [c[0] for c in crops]}
+        out[name] = ({k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+                     | {"n": len(rows), "crops": [c[0] for c in crops]})
     return out
 
 
@@ -184,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         if not p.is_dir():
             print(f"{p}: folder not found", file=sys.stderr)
             return 2
-    sets = {g: source_crops(a.realdata, g, a.crops, 64, a.seed) for g in (a.source or sorted(holdout_photos(a.realdata)))}
+    sets = {g: source_crops(a.realdata, g, a.crops, 64, a.seed)
+            for g in (a.source or sorted(holdout_photos(a.realdata)))}
     sets["sim"] = sim_crops(a.sim_build, a.crops, 64, a.seed)
     sets["sim_paper"] = paper_lr(sets["sim"])
     res = measure(sets, fit_estimators(a.train_sim, a.realdata, a.radius, a.seed))

@@ -45,7 +45,8 @@ def photo_split(src, manifest: Manifest) -> str:
     split = d.get("split", {})
     spec = SplitSpec(holdout_photos=tuple(d.get("holdout_photos", DEFAULT_HOLDOUT_PHOTOS)),
                      val_photos=tuple(d.get("val_photos", DEFAULT_VAL_PHOTOS)),
-                     holdout_groups=tuple(split.get("holdout_groups", ())), holdout_share=split.get("holdout_share", 0.25),
+                     holdout_groups=tuple(split.get("holdout_groups", ())),
+                     holdout_share=split.get("holdout_share", 0.25),
                      exclude_groups=tuple(split.get("exclude_groups", ())))
     return unit_split(src, 0, spec)
 
@@ -91,10 +92,12 @@ def plot(res: dict, path: Path) -> None:
     colors = {"train": "tab:blue", "val": "tab:orange", "holdout": "tab:red", "excluded": "tab:green"}
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(names)), 3.6))
     ax.axhspan(0.6, 1.5, color="0.9", label="target band [0.6, 1.5]")
-    ax.bar(range(len(names)), [res[n]["sample_hf_ratio"] for n in names], color=[colors[res[n]["split"]] for n in names])
+    ax.bar(range(len(names)), [res[n]["sample_hf_ratio"] for n in names],
+           color=[colors[res[n]["split"]] for n in names])
     ax.set_yscale("log")
     ax.axhline(1.0, color="k", lw=0.8)
-    ax.set_xticks(range(len(names)), [f"{res[n]['group']}/{n.replace('PowderRecoat_', 'PR_')}" for n in names], rotation=45, ha="right", fontsize=7)
+    ax.set_xticks(range(len(names)), [f"{res[n]['group']}/{n.replace('PowderRecoat_', 'PR_')}" for n in names],
+                  rotation=45, ha="right", fontsize=7)
     ax.set_ylabel("HF energy ratio, 1 sample")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
     ax.legend(handles, list(colors), fontsize=7, loc="upper right")

@@ -55,7 +55,8 @@ LABELS = {"bicubic": "bicubic", "linear_mmse": "linear MMSE estimator (bench/sr_
           "fast_mean8": "fast path, mean of 8",
           "ae_mean": "ceiling: HR autoencoder, mean decoder (sees the HR)",
           "ae_sample": "ceiling: HR autoencoder, sample decoder (sees the HR)"}
-SHORT = {"bicubic": "bicubic", "default": "quality: one sample", "mean8": "quality: mean of 8", "fast": "box: one sample",
+SHORT = {"bicubic": "bicubic", "default": "quality: one sample", "mean8": "quality: mean of 8",
+         "fast": "box: one sample",
          "fast_mean8": "box: mean of 8"}
 SHOWN = ("bicubic", "default", "mean8", "fast", "fast_mean8")
 SIM_SETS = ("sim", "sim_paper")
@@ -160,7 +161,8 @@ def evaluate(sets: dict[str, list], model: Path, img_dir: Path | None, seed: int
             if i < 2:
                 shown.append((outs, hr))
             print(f"{set_name} {i + 1}/{len(crops)} {name}: "
-                  + " ".join(f"{m}={rows[m][-1]['psnr']:.2f}dB" for m in outs) + f" ({time.time() - t0:.0f}s)", flush=True)
+                  + " ".join(f"{m}={rows[m][-1]['psnr']:.2f}dB" for m in outs) + f" ({time.time() - t0:.0f}s)",
+                  flush=True)
         if img_dir is not None and shown:
             img_dir.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(img_dir / f"sr_{set_name}.png"), side_by_side(shown, SHOWN, SHORT))
@@ -213,7 +215,8 @@ def markdown(res: dict, model_id: str, cmd: str, wall: float) -> str:
         for k, (t, _, _) in enumerate(rows[0]):
             lines.append(f"| {t} | " + " | ".join(f"{'yes' if row[k][1] else '**no**'} ({row[k][2]})" for row in rows)
                          + " |")
-        lines += ["", f"![{set_name}: bicubic, one sample, mean of 8, fast path, ground truth](img/sr_{set_name}.png)", ""]
+        lines += ["", f"![{set_name}: bicubic, one sample, mean of 8, fast path, ground "
+                  f"truth](img/sr_{set_name}.png)", ""]
     return "\n".join(lines)
 
 

@@ -1,6 +1,9 @@
-"""Assemble a model bundle from training checkpoints (ae.pt + a diffusion export), e.g. to distil before the default ships.
+"""Assemble a model bundle from training checkpoints (ae.pt + a diffusion export).
 
-    .venv/bin/python bench/teacher_bundle.py --ae runs/dec/ae.pt --diffusion runs/diffusion/best.pt --out runs/distill/teacher
+For example to distil before the default ships:
+
+    .venv/bin/python bench/teacher_bundle.py --ae runs/dec/ae.pt --diffusion runs/diffusion/best.pt \
+        --out runs/distill/teacher
 """
 
 from __future__ import annotations

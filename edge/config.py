@@ -26,7 +26,8 @@ from firmware_bridge.config import BridgeConfig
 class NodeConfig(Section):
     """Identity of this box and the job it is watching."""
 
-    node_id: str = Field("box-01", pattern=r"^[A-Za-z0-9_-]+$", description="Node id used in MQTT topics (letters, digits, _ and -).")
+    node_id: str = Field("box-01", pattern=r"^[A-Za-z0-9_-]+$", description="Node id used in MQTT topics (letters, "
+                         "digits, _ and -).")
     job: str = Field("job-0001", pattern=JOB_ID_PATTERN,
                      description="Current build job id (1-64 of A-Z a-z 0-9 _ - ., no leading '.'; set over MQTT too).")
 

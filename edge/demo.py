@@ -144,7 +144,8 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
     if broker is None:
         proc, port = start_local_broker(out / "mosquitto")
         host = "127.0.0.1"
-        console.print(f"[green]broker[/] local mosquitto on mqtt://{host}:{port} (config {out / 'mosquitto' / 'mosquitto.conf'})")
+        console.print(f"[green]broker[/] local mosquitto on mqtt://{host}:{port} (config "
+                      f"{out / 'mosquitto' / 'mosquitto.conf'})")
     else:
         host, port = parse_broker(broker)
     cfg = demo_config(out, host, port, model, build_dir, calib_file, speed)
@@ -162,7 +163,8 @@ def run_demo(layers: int, broker: str | None, out: Path, seed: int = 7, speed: f
         console.print(f"[green]simulated printer[/] {box.laser.printer.duration_s:.0f} s of printing at {speed:g}x")
         svc = BoxService(cfg, box.stages, box.events)
         rows: list[dict] = []
-        progress = Progress(TextColumn("[bold]layers"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+        progress = Progress(TextColumn("[bold]layers"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=console)
 
         def layer_done(job: str, n: int, meta: dict) -> None:
             """The service's own hook, then a console line and a row for the summary."""

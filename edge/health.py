@@ -94,7 +94,8 @@ def check_health(root: str | Path, max_age_s: float, now: float | None = None) -
         return False, f"degraded (pid {pid}): " + "; ".join(degraded)
     since = doc.get("broker_disconnected_since_unix")
     if degraded is None and doc.get("mqtt_enabled", True) and since is not None and now - float(since) > max_age_s:
-        return False, f"not connected to the MQTT broker for {now - float(since):.0f} s: {doc.get('last_error') or 'no reason given'}"
+        reason = doc.get("last_error") or "no reason given"
+        return False, f"not connected to the MQTT broker for {now - float(since):.0f} s: {reason}"
     source = (doc.get("source") or {}).get("state", "n/a")
     warn = "".join(f"; warning: {w}" for w in doc.get("warnings") or [])
     return True, (f"healthy: pid {pid}, version {doc.get('version')}, last layer {doc.get('last_layer')}, "

@@ -200,7 +200,8 @@ class LayerPipeline:
                 elif event.event == "recoat_done":
                     self._recoat(event)
             except Exception:  # a bug in one layer must not stop the box
-                log.exception("layer event failed", extra={"event": "pipeline_error", "layer_event": event.to_json_dict()})
+                log.exception("layer event failed", extra={"event": "pipeline_error",
+                                                           "layer_event": event.to_json_dict()})
                 self.stats.count("pipeline_errors")
             finally:
                 with self._unfinished_lock:
@@ -229,8 +230,8 @@ class LayerPipeline:
         """Allocate the layer number, capture, register, archive; then SR now or LR first."""
         job, n = self.state.next_layer()
         lid = str(uuid.uuid4())
-        self.archive.put_json(job, n, "event", {"job": job, "layer": n, "layer_uuid": lid, "event": event.to_json_dict(),
-                                                "t_unix": time.time()})
+        self.archive.put_json(job, n, "event", {"job": job, "layer": n, "layer_uuid": lid,
+                                                "event": event.to_json_dict(), "t_unix": time.time()})
         self._recoat_map[event.layer] = (job, n, lid)
         if len(self._recoat_map) > 16:
             self._recoat_map.pop(next(iter(self._recoat_map)))
@@ -278,7 +279,8 @@ class LayerPipeline:
         if lid is None:
             ev = self.archive.get_json(job, n, "event")
             if ev is None:
-                log.warning("recoat event without a layer", extra={"event": "recoat_orphan", "layer_event": event.to_json_dict()})
+                log.warning("recoat event without a layer", extra={"event": "recoat_orphan",
+                                                                   "layer_event": event.to_json_dict()})
                 return
             lid = ev["layer_uuid"]
         frames, t_cap = self._grab(event)
@@ -389,9 +391,9 @@ class LayerPipeline:
     # ---- emitting ------------------------------------------------------------------------------------
     def _base_meta(self, job: str, n: int, lid: str, event: LayerEvent) -> dict:
         """Fields every meta message carries."""
-        return {"node_id": self.topics.node_id, "job": job, "layer": n, "layer_uuid": lid, "software_version": self.version,
-                "event": event.to_json_dict(), "t_off_s": event.t_off_s, "t_detected_s": event.t_detected_s,
-                "t_event_unix": time.time(), "model_id": None}
+        return {"node_id": self.topics.node_id, "job": job, "layer": n, "layer_uuid": lid,
+                "software_version": self.version, "event": event.to_json_dict(), "t_off_s": event.t_off_s,
+                "t_detected_s": event.t_detected_s, "t_event_unix": time.time(), "model_id": None}
 
     def _publish_lr_first(self, j: _SRJob) -> None:
         """SR is busy: publish LR, flags computed on LR and a preliminary meta now."""
@@ -411,8 +413,8 @@ class LayerPipeline:
         """A layer without a usable frame: queued behind the layers before it, then published as capture_failed."""
         log.error("layer %d: %s", n, reason, extra={"event": "layer_capture_failed", "job": job, "layer": n})
         self.stats.count("layers_capture_failed")
-        j = _SRJob(job, n, lid, LayerEvent("layer_complete", n, meta.get("t_off_s", 0.0), meta.get("t_detected_s", 0.0)),
-                   None, 0.0, False, time.monotonic(), timings, meta, failure=reason)
+        ev = LayerEvent("layer_complete", n, meta.get("t_off_s", 0.0), meta.get("t_detected_s", 0.0))
+        j = _SRJob(job, n, lid, ev, None, 0.0, False, time.monotonic(), timings, meta, failure=reason)
         with self._sr_cond:
             self._sr.append(j)
             self._sr_cond.notify()
@@ -449,22 +451,25 @@ class LayerPipeline:
 
     # ---- crash recovery ------------------------------------------------------------------------------
     def recover(self) -> list[tuple[str, int]]:
-        """Finish layers a crash left half done (in order); a number allocated without any record is published as capture_failed."""
+        """Finish layers a crash left half done, in order; a number with no record is published capture_failed."""
         resumed = []
         job, last = self.state.current()
         if last and not self.archive.layer_dir(job, last).exists():
             ev = LayerEvent("layer_complete", last, 0.0, 0.0, source="recovery")
             lid = str(uuid.uuid4())
-            self.archive.put_json(job, last, "event", {"job": job, "layer": last, "layer_uuid": lid, "event": ev.to_json_dict(),
+            self.archive.put_json(job, last, "event", {"job": job, "layer": last, "layer_uuid": lid,
+                                                       "event": ev.to_json_dict(),
                                                        "t_unix": time.time(), "recovered": True})
         for job, n in self.archive.incomplete_layers():
             ev_doc = self.archive.get_json(job, n, "event")
             e = ev_doc["event"]
-            event = LayerEvent(e["event"], e["layer"], e["t_off_s"], e["t_detected_s"], e.get("source", "unknown"), tuple(e.get("flags", ())))
+            event = LayerEvent(e["event"], e["layer"], e["t_off_s"], e["t_detected_s"], e.get("source", "unknown"),
+                               tuple(e.get("flags", ())))
             lid = ev_doc["layer_uuid"]
             prev = self.archive.get_json(job, n, "meta")
             meta = self._base_meta(job, n, lid, event)
-            meta.update({k: v for k, v in (prev or {}).items() if k in ("cameras", "failed_cameras", "pitch_um", "t_event_unix")})
+            kept = ("cameras", "failed_cameras", "pitch_um", "t_event_unix")
+            meta.update({k: v for k, v in (prev or {}).items() if k in kept})
             meta["recovered"] = True
             lr = self.archive.get_image(job, n, "lr")
             if lr is not None:
@@ -473,8 +478,9 @@ class LayerPipeline:
                                            time.monotonic(), {}, meta))
             else:
                 raw = self.archive.get_image(job, n, f"raw_{self.stages.primary_camera}")
-                frames = LayerFrames(event, {self.stages.primary_camera: Frame(self.stages.primary_camera, raw, 0.0)} if raw is not None else {},
-                                     {} if raw is not None else {self.stages.primary_camera: "service stopped before the frame was archived"})
+                cam = self.stages.primary_camera
+                frames = (LayerFrames(event, {cam: Frame(cam, raw, 0.0)}, {}) if raw is not None
+                          else LayerFrames(event, {}, {cam: "service stopped before the frame was archived"}))
                 meta.setdefault("cameras", {})
                 meta.setdefault("failed_cameras", dict(frames.failed))
                 self._continue_layer(job, n, lid, event, frames, meta, {}, time.monotonic())

@@ -44,7 +44,8 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per log line: time, level, logger, message and every `extra` field."""
 
     def format(self, record: logging.LogRecord) -> str:
-        doc = {"t": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage()}
+        doc = {"t": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
+               "msg": record.getMessage()}
         doc.update({k: v for k, v in record.__dict__.items() if k not in _STD_ATTRS})
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
@@ -87,10 +88,13 @@ class BoxService:
         self.state = BoxState(root, cfg.node.job, fs)
         self.topics = Topics(cfg.mqtt.prefix, cfg.node.node_id)
         self.pipeline = LayerPipeline(stages, self.archive, self.spool, self.state, self.topics, version=version,
-                                      keep_raw=cfg.store.keep_raw, retention=(cfg.store.max_bytes, cfg.store.max_age_days),
+                                      keep_raw=cfg.store.keep_raw,
+                                      retention=(cfg.store.max_bytes, cfg.store.max_age_days),
                                       on_layer_done=self._layer_done)
-        self.publisher = MqttPublisher(cfg.mqtt, cfg.node.node_id, self.spool, version=version, state_fn=self.state_doc,
-                                       stats_fn=self.stats_doc, command_handler=self.handle_command) if cfg.mqtt.enabled else None
+        self.publisher = (MqttPublisher(cfg.mqtt, cfg.node.node_id, self.spool, version=version,
+                                        state_fn=self.state_doc, stats_fn=self.stats_doc,
+                                        command_handler=self.handle_command)
+                          if cfg.mqtt.enabled else None)
         self.web = None  # the read-only web view (web.enabled), started with the service
         self.replayer = LayerReplayer(self.archive, self.spool, self.topics, cfg.mqtt.replay_layers_per_s,
                                       cfg.mqtt.replay_max_layers, high_water=4 * cfg.mqtt.inflight_window)
@@ -191,7 +195,8 @@ class BoxService:
         if self.events is not None:
             self._spawn(self._run_events, "events")
         sd_notify("READY=1")
-        log.info("service started", extra={"event": "service_started", "version": self.version, "root": self.cfg.store.root})
+        log.info("service started", extra={"event": "service_started", "version": self.version,
+                                           "root": self.cfg.store.root})
 
     def _start_web(self) -> None:
         """Start the read-only web view; a failure is logged and the box goes on without it."""

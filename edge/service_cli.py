@@ -16,7 +16,8 @@ def register(app: typer.Typer) -> None:
     def run(
         config: Path = typer.Option(..., "--config", help="Box YAML config."),
         trace: Path | None = typer.Option(None, "--trace", help="Replay this laser trace CSV (bridge.source replay)."),
-        speed: float | None = typer.Option(None, "--speed", help="With --trace/--sim-build: this many times real time (default: as fast as possible)."),
+        speed: float | None = typer.Option(None, "--speed", help="With --trace/--sim-build: this many times real time "
+                                           "(default: as fast as possible)."),
         sim_build: Path | None = typer.Option(
             None, "--sim-build",
             help="With bridge.source=sim: the sim build folder to print (default: bridge.sim_build_dir)."),
@@ -63,12 +64,16 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         layers: int = typer.Option(6, "--layers", min=1, max=200, help="Layers of the simulated build."),
-        broker: str | None = typer.Option(None, "--broker", help="mqtt://HOST:PORT of a broker to use; none starts a local mosquitto."),
-        out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for the build, archive, logs and summary.html."),
+        broker: str | None = typer.Option(None, "--broker", help="mqtt://HOST:PORT of a broker to use; none starts a "
+                                          "local mosquitto."),
+        out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for the build, archive, logs and "
+                                 "summary.html."),
         seed: int = typer.Option(7, "--seed", help="Seed of the simulated build."),
         speed: float = typer.Option(4.0, "--speed", help="Simulated printer speed-up over real time."),
-        model: Path | None = typer.Option(None, "--model", help="SR model bundle (default: the shipped default model)."),
-        hr_size: int = typer.Option(1024, "--hr-size", min=256, help="Side of the simulated HR plate in pixels (LR is a quarter)."),
+        model: Path | None = typer.Option(None, "--model", help="SR model bundle (default: the shipped default "
+                                          "model)."),
+        hr_size: int = typer.Option(1024, "--hr-size", min=256, help="Side of the simulated HR plate in pixels (LR is "
+                                    "a quarter)."),
     ) -> None:
         """A simulated build through the real pipeline to an MQTT broker, with an HTML summary."""
         from edge.demo import DemoError, run_demo

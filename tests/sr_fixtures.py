@@ -41,7 +41,9 @@ HR_SCALE, LR_SCALE = 0.5, 0.8
 
 
 def tiny_nets(seed: int = 0) -> tuple:
-    """SR-MODEL's modules (edge.models) at a tiny size with seeded random weights: (hr_ae, lr_ae, denoiser, regression)."""
+    """SR-MODEL's modules (edge.models) at a tiny size with seeded random weights.
+
+    Returns (hr_ae, lr_ae, denoiser, regression)."""
     torch = _torch()
     from edge.models import CondDenoiser, ImageAutoencoder, RegressionNet
 

@@ -71,7 +71,9 @@ def detect_laser(gray: np.ndarray, cfg: AnalyzeConfig, s: float) -> list[Anomaly
 
 
 def _gabor(period: float) -> tuple[np.ndarray, np.ndarray]:
-    """Even and odd Gabor kernels along one axis (envelope sigma = one period), scaled so a sinusoid of amplitude A reads A."""
+    """Even and odd Gabor kernels along one axis (envelope sigma = one period).
+
+    Scaled so a sinusoid of amplitude A reads A."""
     half = int(np.ceil(3 * period))
     t = np.arange(-half, half + 1, dtype=np.float64)
     g = np.exp(-0.5 * (t / period) ** 2)
@@ -79,11 +81,12 @@ def _gabor(period: float) -> tuple[np.ndarray, np.ndarray]:
     return g * np.cos(2 * np.pi * t / period) / norm, g * np.sin(2 * np.pi * t / period) / norm
 
 
-def band_energy(z: np.ndarray, weight: np.ndarray, axis: int, periods: np.ndarray, width: int, purity: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per pixel, the largest amplitude of a periodic pattern along `axis` (periods in px) in the profile averaged across
-    `width` px (coherent across the blade): over all periods (the noise reference), and over periods whose share of
-    the local profile variance is at least `purity` (a sinusoid has 1; a single bump or step spreads over many
-    periods; 0 where none is). Weight-0 pixels read as the powder level (0)."""
+def band_energy(z: np.ndarray, weight: np.ndarray, axis: int, periods: np.ndarray, width: int,
+                purity: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel, the largest amplitude of a periodic pattern along `axis` (periods in px) in the profile averaged
+    across `width` px (coherent across the blade): over all periods (the noise reference), and over periods whose
+    share of the local profile variance is at least `purity` (a sinusoid has 1; a single bump or step spreads over
+    many periods; 0 where none is). Weight-0 pixels read as the powder level (0)."""
     import cv2
 
     zf = np.where(weight > 0, z, 0.0).astype(np.float32)
@@ -200,8 +203,8 @@ def detect_elevation(ctx: LayerContext, zs: np.ndarray, reference: np.ndarray | 
 
 
 def outside_level(ctx: LayerContext, outside: np.ndarray) -> tuple[np.ndarray, float]:
-    """Smoothed brightness of `outside` pixels (z units), averaged over outside pixels only so the part does not bleed in,
-    and the robust sigma of that smoothed level on powder (its noise)."""
+    """Smoothed brightness of `outside` pixels (z units), averaged over outside pixels only so the part does not bleed
+    in, and the robust sigma of that smoothed level on powder (its noise)."""
     sig = max(0.7, ctx.cfg.geometry_smooth_px * ctx.s)
     den = morph.gaussian(outside.astype(np.float64), sig)
     ok = outside & (den > 0.2)
@@ -214,9 +217,9 @@ def outside_level(ctx: LayerContext, outside: np.ndarray) -> tuple[np.ndarray, f
 
 
 def detect_additions(ctx: LayerContext, expected: np.ndarray, explained: np.ndarray | None = None) -> list[AnomalyFlag]:
-    """Material outside the expected (CAD) outline, judged on the image rather than on the segmentation: regions attached
-    to a part, beyond the boundary tolerance, that are brighter than powder (swollen, proud metal) or about as dark as
-    the part itself, by geometry_region sigmas over their extent and geometry_evidence at their peak, and reach
+    """Material outside the expected (CAD) outline, judged on the image rather than on the segmentation: regions
+    attached to a part, beyond the boundary tolerance, that are brighter than powder (swollen, proud metal) or about as
+    dark as the part itself, by geometry_region sigmas over their extent and geometry_evidence at their peak, and reach
     geometry_min_depth_px or more out of the outline. Dark material counts only beyond geometry_dark_band_px, where the
     darker rim and spatter halo of every part have faded. Regions another flag explains (spreading, hopping bands,
     streaks) are left out."""
@@ -240,7 +243,8 @@ def detect_additions(ctx: LayerContext, expected: np.ndarray, explained: np.ndar
     dist = ndimage.distance_transform_edt(~expected)  # px from the expected outline
     band = max(tol, int(round(cfg.geometry_dark_band_px * s)))
     dark = np.zeros_like(material)
-    if part_level < -cfg.geometry_evidence * sd:  # dark parts: a dark addition must look like them (80 % of their level)
+    # dark parts: a dark addition must look like them (80 % of their level)
+    if part_level < -cfg.geometry_evidence * sd:
         dark = (signed < -cfg.geometry_region) & (level < 0.5 * part_level) & (dist > band)
         material |= dark
         core |= (signed < -cfg.geometry_evidence) & (level < 0.8 * part_level) & (dist > band)
@@ -261,7 +265,8 @@ def detect_additions(ctx: LayerContext, expected: np.ndarray, explained: np.ndar
             continue  # not attached to a part: debris or a stray part, not a deviation of this one
         depth = float(dist[sl][comp].max())
         # a bulge reaching d out is a cap about as wide as deep: 1.6 d^2 for a half disk, half that is the floor (a
-        # thin finger of bright grain is not a swelling); a dark one a full disk of the minimum depth (spatter is smaller)
+        # thin finger of bright grain is not a swelling); a dark one a full disk of the minimum depth (spatter is
+        # smaller)
         is_dark = dark[sl][comp].mean() > 0.5
         min_area = max(0.5 * depth**2, min_depth**2 * (np.pi if is_dark else 1.0))
         if depth < min_depth or comp.sum() < min_area or not core[sl][comp].any():
@@ -272,7 +277,8 @@ def detect_additions(ctx: LayerContext, expected: np.ndarray, explained: np.ndar
     return flags
 
 
-def detect_geometry(parts: np.ndarray, reference: np.ndarray | None, cfg: AnalyzeConfig, s: float, evidence: np.ndarray | None = None,
+def detect_geometry(parts: np.ndarray, reference: np.ndarray | None, cfg: AnalyzeConfig, s: float,
+                    evidence: np.ndarray | None = None,
                     cad: bool = True, additions: bool = True) -> list[AnomalyFlag]:
     """Part geometry deviation against a reference mask (expected or previous layer): compact added or missing
     regions beyond the boundary tolerance. With `evidence` (the segmentation's parts-high feature map) each
@@ -295,7 +301,8 @@ def detect_geometry(parts: np.ndarray, reference: np.ndarray | None, cfg: Analyz
         if not missing:  # a bulge grows out of an existing part; a separate new part is not a deviation
             lab0, _ = ndimage.label(opened)
             ref_lab, nref = ndimage.label(reference)
-            big = np.concatenate([[False], np.bincount(ref_lab.ravel())[1:] >= 4 * np.pi * min_r**2])[ref_lab]  # parts, not specks
+            # parts, not specks
+            big = np.concatenate([[False], np.bincount(ref_lab.ravel())[1:] >= 4 * np.pi * min_r**2])[ref_lab]
             ring = morph.dilate(big, iterations=tol + 2)
             touching = np.unique(lab0[ring & (lab0 > 0)])
             opened = np.isin(lab0, touching[touching > 0])
@@ -314,7 +321,8 @@ def detect_geometry(parts: np.ndarray, reference: np.ndarray | None, cfg: Analyz
                     continue
                 if not missing and level < cfg.feature_min:
                     continue
-            score = (np.sqrt(area / np.pi) + (halo if not missing else 0)) / min_r  # equivalent radius beyond the tolerance band
+            # equivalent radius beyond the tolerance band
+            score = (np.sqrt(area / np.pi) + (halo if not missing else 0)) / min_r
             if score >= 1.0:
                 flags.append(_flag("part_geometry_deviation", score, sl, area, cfg))
     a_ref, a_now = float(reference.sum()), float(parts.sum())
@@ -326,8 +334,9 @@ def detect_geometry(parts: np.ndarray, reference: np.ndarray | None, cfg: Analyz
     return flags
 
 
-def detect_sr_uncertain(std: np.ndarray | None, cfg: AnalyzeConfig, s: float) -> tuple[list[AnomalyFlag], np.ndarray | None]:
-    """Regions where the SR per-pixel spread is high: one flag each, and the untrusted mask used to suppress texture flags."""
+def detect_sr_uncertain(std: np.ndarray | None, cfg: AnalyzeConfig,
+                        s: float) -> tuple[list[AnomalyFlag], np.ndarray | None]:
+    """Regions of high SR per-pixel spread: one flag each, and the untrusted mask that suppresses texture flags."""
     if std is None:
         return [], None
     high = morph.closing(np.asarray(std, dtype=np.float64) > cfg.sr_std_high, iterations=2)
@@ -352,13 +361,15 @@ def box_mask(shape: tuple[int, int], flags: list[AnomalyFlag], pad: int) -> np.n
     return m
 
 
-def drop_overlapping(flags: list[AnomalyFlag], kinds: tuple[str, ...], by: list[AnomalyFlag], pad: int) -> list[AnomalyFlag]:
+def drop_overlapping(flags: list[AnomalyFlag], kinds: tuple[str, ...], by: list[AnomalyFlag],
+                     pad: int) -> list[AnomalyFlag]:
     """Drop flags of `kinds` whose box touches a box of `by` (e.g. debris along a streak)."""
     out = []
     for f in flags:
         x, y, w, h = f.bbox
         hit = f.type in kinds and any(
-            x < b.bbox[0] + b.bbox[2] + pad and b.bbox[0] - pad < x + w and y < b.bbox[1] + b.bbox[3] + pad and b.bbox[1] - pad < y + h for b in by
+            x < b.bbox[0] + b.bbox[2] + pad and b.bbox[0] - pad < x + w and y < b.bbox[1] + b.bbox[3] + pad
+            and b.bbox[1] - pad < y + h for b in by
         )
         if not hit:
             out.append(f)

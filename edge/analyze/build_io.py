@@ -93,5 +93,6 @@ def expected_masks(build: Build) -> tuple[dict[int, np.ndarray] | None, str]:
         except ImportError:
             return None, "none (sim package not importable)"
         plan = load_plan(build.path)
-        return {L: render_mask(plan.parts, plan.z_mm(L), plan.n, plan.pitch_mm) > 0 for L in build.layers}, "sim part geometry from build.json (CAD stand-in)"
+        return {L: render_mask(plan.parts, plan.z_mm(L), plan.n, plan.pitch_mm) > 0
+                for L in build.layers}, "sim part geometry from build.json (CAD stand-in)"
     return None, "none (geometry compared with the previous layer)"

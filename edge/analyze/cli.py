@@ -112,7 +112,8 @@ def register(app: typer.Typer) -> None:
         images: list[Path] = typer.Argument(..., help="Layer images (PNG/JPEG)."),
         out: Path = typer.Option(..., "--out", help="Output folder for 0/255 mask PNGs (same names)."),
         config: Path | None = typer.Option(None, "--config", help="Box config YAML (uses its analyze section)."),
-        pixel_scale: float | None = typer.Option(None, "--pixel-scale", help="Fixed length scale of pixel thresholds (for crops)."),
+        pixel_scale: float | None = typer.Option(None, "--pixel-scale", help="Fixed length scale of pixel thresholds "
+                                                 "(for crops)."),
         max_mp: float = typer.Option(DEFAULT_MAX_MP, "--max-mp", min=0.001, help=MAX_MP_HELP),
         registered: bool = typer.Option(
             False, "--registered",
@@ -137,9 +138,11 @@ def register(app: typer.Typer) -> None:
     @app.command("analyze")
     def analyze(
         images: list[Path] = typer.Argument(..., help="Layer images (PNG/JPEG), each analysed on its own."),
-        out: Path = typer.Option(..., "--out", help="Output folder: <name>.json anomaly JSON and <name>.png with flags drawn."),
+        out: Path = typer.Option(..., "--out", help="Output folder: <name>.json anomaly JSON and <name>.png with flags "
+                                 "drawn."),
         config: Path | None = typer.Option(None, "--config", help="Box config YAML (analyze section and node.job)."),
-        pixel_scale: float | None = typer.Option(None, "--pixel-scale", help="Fixed length scale of pixel thresholds (for crops)."),
+        pixel_scale: float | None = typer.Option(None, "--pixel-scale", help="Fixed length scale of pixel thresholds "
+                                                 "(for crops)."),
         max_mp: float = typer.Option(DEFAULT_MAX_MP, "--max-mp", min=0.001, help=MAX_MP_HELP),
         baseline: Path | None = typer.Option(
             None, "--baseline",
@@ -186,7 +189,8 @@ def register_reports(app: typer.Typer) -> None:
                                         "and plots (needed without --paths)."),
         config: Path | None = typer.Option(None, "--config", help="Box config YAML (analyze and sr sections)."),
         max_layers: int = typer.Option(0, "--max-layers", help="Evaluate at most this many layers (0 = all)."),
-        cvd_patches: int = typer.Option(4, "--cvd-patches", help="Patches per source for the (slow) wavelet covariance distance."),
+        cvd_patches: int = typer.Option(4, "--cvd-patches", help="Patches per source for the (slow) wavelet covariance "
+                                        "distance."),
         model: Path | None = typer.Option(None, "--model", help=MODEL_HELP),
         paths: str | None = typer.Option(None, "--paths", help="Compare the box's analysis on image paths, "
                                          "comma-separated from hr, bicubic, sr (sr = the box's configured SR stage): "

@@ -16,29 +16,48 @@ from edge.config_base import Section
 class AnalyzeConfig(Section):
     """Segmentation and anomaly-flag thresholds."""
 
-    ref_width_px: int = Field(1024, ge=64, description="Image width (px) at which the pixel thresholds below are given; scaled to each image's width.")
-    pixel_scale: float | None = Field(None, gt=0, description="Fixed length scale of pixel thresholds (overrides width / ref_width_px; use for crops of a plate).")
-    expected_masks_dir: str | None = Field(None, description="Folder of the job's expected part masks per layer (sliced CAD), named 00001.png ...; none = box mode (parts judged against earlier layers only).")
-    ignore_corner_frac: float = Field(0.1, ge=0, lt=0.5, description="Square corners of this fraction of the image side are ignored (registration marks live there).")
+    ref_width_px: int = Field(1024, ge=64, description="Image width (px) at which the pixel thresholds below are "
+                              "given; scaled to each image's width.")
+    pixel_scale: float | None = Field(None, gt=0, description="Fixed length scale of pixel thresholds (overrides width "
+                                      "/ ref_width_px; use for crops of a plate).")
+    expected_masks_dir: str | None = Field(None, description="Folder of the job's expected part masks per layer "
+                                           "(sliced CAD), named 00001.png ...; none = box mode (parts judged against "
+                                           "earlier layers only).")
+    ignore_corner_frac: float = Field(0.1, ge=0, lt=0.5, description="Square corners of this fraction of the image "
+                                      "side are ignored (registration marks live there).")
     # segmentation
     sauvola_window: int = Field(51, ge=3, description="Sauvola threshold window (pixels, odd) at ref_width_px.")
     sauvola_k: float = Field(0.2, gt=0, lt=1, description="Sauvola k parameter.")
-    part_polarity: Literal["auto", "dark", "bright"] = Field("auto", description="Whether fused parts look darker or brighter than powder ('auto' decides per image).")
-    flat_sigma_frac: float = Field(0.08, gt=0, lt=1, description="Gaussian sigma of the flat-field (vignetting) estimate, as a fraction of image width.")
-    texture_window: int = Field(9, ge=3, description="Window (px at ref_width_px) of the local texture (standard deviation) filter.")
-    dilation_px: int = Field(3, ge=0, description="Dilation radius (px at ref_width_px) applied to the Sauvola mask before connected components.")
+    part_polarity: Literal["auto", "dark", "bright"] = Field("auto", description="Whether fused parts look darker or "
+                                                             "brighter than powder ('auto' decides per image).")
+    flat_sigma_frac: float = Field(0.08, gt=0, lt=1, description="Gaussian sigma of the flat-field (vignetting) "
+                                   "estimate, as a fraction of image width.")
+    texture_window: int = Field(9, ge=3, description="Window (px at ref_width_px) of the local texture (standard "
+                                "deviation) filter.")
+    dilation_px: int = Field(3, ge=0, description="Dilation radius (px at ref_width_px) applied to the Sauvola mask "
+                             "before connected components.")
     min_part_area_px: int = Field(300, ge=1, description="Smallest part component kept (px^2 at ref_width_px).")
-    feature_min: float = Field(3.0, gt=0, description="Parts must differ from powder by this many robust sigmas on the feature map.")
-    feature_scales_px: tuple[float, ...] = Field((1.5, 3.0, 6.0), description="Gaussian scales (px at ref_width_px) of the multi-scale part-contrast feature.")
-    part_contrast_min: float = Field(1.5, gt=0, description="A part's median feature must exceed that of the powder around it by this many robust sigmas.")
-    refine_boundary: bool = Field(True, description="Snap part boundaries to the finely smoothed intensity (two-class reassignment in a band).")
-    random_prompts: int = Field(4, ge=0, description="Random interior prompt points per component besides the distance-transform maximum.")
-    min_confidence: float = Field(0.35, ge=0, le=1, description="Mask proposals with a lower confidence (class separability) are dropped.")
-    min_stability: float = Field(0.6, ge=0, le=1, description="Mask proposals with a lower stability (IoU across threshold offsets) are dropped.")
-    dedup_iou: float = Field(0.85, gt=0, le=1, description="Proposals overlapping an accepted one by more than this IoU are duplicates.")
-    area_low: float = Field(0.8, gt=0, lt=1, description="Below this fraction of the expected area the prompt loop retries.")
+    feature_min: float = Field(3.0, gt=0, description="Parts must differ from powder by this many robust sigmas on the "
+                               "feature map.")
+    feature_scales_px: tuple[float, ...] = Field((1.5, 3.0, 6.0), description="Gaussian scales (px at ref_width_px) of "
+                                                 "the multi-scale part-contrast feature.")
+    part_contrast_min: float = Field(1.5, gt=0, description="A part's median feature must exceed that of the powder "
+                                     "around it by this many robust sigmas.")
+    refine_boundary: bool = Field(True, description="Snap part boundaries to the finely smoothed intensity (two-class "
+                                  "reassignment in a band).")
+    random_prompts: int = Field(4, ge=0, description="Random interior prompt points per component besides the "
+                                "distance-transform maximum.")
+    min_confidence: float = Field(0.35, ge=0, le=1, description="Mask proposals with a lower confidence (class "
+                                  "separability) are dropped.")
+    min_stability: float = Field(0.6, ge=0, le=1, description="Mask proposals with a lower stability (IoU across "
+                                 "threshold offsets) are dropped.")
+    dedup_iou: float = Field(0.85, gt=0, le=1, description="Proposals overlapping an accepted one by more than this "
+                             "IoU are duplicates.")
+    area_low: float = Field(0.8, gt=0, lt=1, description="Below this fraction of the expected area the prompt loop "
+                            "retries.")
     area_high: float = Field(1.2, gt=1, description="Above this multiple of the expected area the prompt loop retries.")
-    max_prompt_iterations: int = Field(10, ge=1, description="Prompt-loop iterations before the layer is flagged segmentation_failed.")
+    max_prompt_iterations: int = Field(10, ge=1, description="Prompt-loop iterations before the layer is flagged "
+                                       "segmentation_failed.")
     seed: int = Field(0, description="Seed of the random interior prompt points (reproducible masks).")
     segment_method: Literal["auto", "classifier", "prompts"] = Field(
         "auto",
@@ -78,17 +97,22 @@ class AnalyzeConfig(Section):
         6.0, ge=0,
         description="Classifier: holes in a part smaller than this side (px at ref_width_px) squared are filled."
     )
-    sam_checkpoint: str | None = Field(None, description="Path to a Segment Anything checkpoint; None uses the classical proposer.")
-    sam_model_type: str = Field("vit_b", description="Segment Anything model type of sam_checkpoint (vit_b, vit_l, vit_h).")
+    sam_checkpoint: str | None = Field(None, description="Path to a Segment Anything checkpoint; None uses the "
+                                       "classical proposer.")
+    sam_model_type: str = Field("vit_b", description="Segment Anything model type of sam_checkpoint (vit_b, vit_l, "
+                                "vit_h).")
     # anomaly flags
     recoater_travel: Literal["auto", "x", "y"] = Field(
         "auto",
         description=("Image axis the recoater blade travels along (streaks run along it, hopping bands across it); "
         "'auto' reads it from the baseline or the powder's own streak texture.")
     )
-    hopping_width_px: int = Field(40, ge=3, description="Blade width (px at ref_width_px) over which hopping bands must be coherent.")
-    dark_frame_max: float = Field(8.0, ge=0, description="Mean grey level below which a frame is treated as a failed (black) capture.")
-    hopping_contrast: float = Field(8.0, gt=0, description="Periodic band energy along the travel (robust sigmas above the powder's) for recoater hopping.")
+    hopping_width_px: int = Field(40, ge=3, description="Blade width (px at ref_width_px) over which hopping bands "
+                                  "must be coherent.")
+    dark_frame_max: float = Field(8.0, ge=0, description="Mean grey level below which a frame is treated as a failed "
+                                  "(black) capture.")
+    hopping_contrast: float = Field(8.0, gt=0, description="Periodic band energy along the travel (robust sigmas above "
+                                    "the powder's) for recoater hopping.")
     hopping_purity: float = Field(
         0.5, gt=0, le=1,
         description=("Share of the local along-travel profile variance a hopping period must hold (1 = a pure "
@@ -99,23 +123,42 @@ class AnalyzeConfig(Section):
         description=("Shortest and longest repeat (px at ref_width_px) of recoater chatter bands along the travel "
         "(blade bounce, about 1-3 mm).")
     )
-    blob_contrast: float = Field(4.0, gt=0, description="Local brightness deviation (robust sigmas) for debris / super-elevation blobs.")
-    part_margin_px: int = Field(6, ge=0, description="Margin (px at ref_width_px) around parts excluded from powder-texture detectors.")
-    elevation_rim_px: int = Field(6, ge=1, description="Width (px at ref_width_px) of the part-edge band searched for super-elevation.")
-    elevation_contrast: float = Field(3.0, gt=0, description="Brightness (robust sigmas above powder) of proud material on a part for super_elevation.")
-    elevation_min_area_px: int = Field(80, ge=1, description="Smallest bright edge region (px^2 at ref_width_px) flagged as super_elevation.")
+    blob_contrast: float = Field(4.0, gt=0, description="Local brightness deviation (robust sigmas) for debris / "
+                                 "super-elevation blobs.")
+    part_margin_px: int = Field(6, ge=0, description="Margin (px at ref_width_px) around parts excluded from "
+                                "powder-texture detectors.")
+    elevation_rim_px: int = Field(6, ge=1, description="Width (px at ref_width_px) of the part-edge band searched for "
+                                  "super-elevation.")
+    elevation_contrast: float = Field(3.0, gt=0, description="Brightness (robust sigmas above powder) of proud "
+                                      "material on a part for super_elevation.")
+    elevation_min_area_px: int = Field(80, ge=1, description="Smallest bright edge region (px^2 at ref_width_px) "
+                                       "flagged as super_elevation.")
     spatter_max_area_px: int = Field(12, ge=1, description="Largest spatter particle (px^2 at ref_width_px).")
-    spatter_per_mpx: float = Field(1200.0, gt=0, description="Spatter particles per powder megapixel (at ref_width_px) above which spatter is flagged.")
-    geometry_area_tol: float = Field(0.2, gt=0, lt=1, description="Relative part-area change (vs expected or previous layer) for part_geometry_deviation.")
-    geometry_tol_px: int = Field(3, ge=0, description="Boundary tolerance (px at ref_width_px) before a part-shape difference counts.")
-    geometry_min_radius_px: float = Field(12.0, gt=0, description="Smallest dent, or bulge without CAD masks (equivalent radius, px at ref_width_px), flagged as part_geometry_deviation.")
-    geometry_min_depth_px: float = Field(8.0, gt=0, description="With CAD masks: material reaching this far (px at ref_width_px) out of the expected outline is a part_geometry_deviation (critical at critical_score times it).")
-    geometry_evidence: float = Field(4.0, gt=0, description="With CAD masks: peak brightness difference from powder (robust sigmas of the smoothed powder level) of material outside the outline.")
-    geometry_region: float = Field(2.0, gt=0, description="With CAD masks: brightness difference from powder (same sigmas) that bounds the extent of such material (hysteresis low threshold).")
-    geometry_dark_band_px: float = Field(12.0, ge=0, description="With CAD masks: dark (part-like) material outside the outline counts only beyond this distance (px at ref_width_px), where the darker rim and spatter halo of a part have faded.")
-    geometry_smooth_px: float = Field(3.0, gt=0, description="Smoothing scale (px at ref_width_px) of the outside-the-outline evidence map, and the radius of its opening.")
-    laser_saturation: int = Field(250, ge=1, le=255, description="Grey level treated as saturated (laser or glare in the image).")
-    laser_min_area_px: int = Field(200, ge=1, description="Saturated region size (px^2 at ref_width_px) that means the laser is in the image.")
+    spatter_per_mpx: float = Field(1200.0, gt=0, description="Spatter particles per powder megapixel (at ref_width_px) "
+                                   "above which spatter is flagged.")
+    geometry_area_tol: float = Field(0.2, gt=0, lt=1, description="Relative part-area change (vs expected or previous "
+                                     "layer) for part_geometry_deviation.")
+    geometry_tol_px: int = Field(3, ge=0, description="Boundary tolerance (px at ref_width_px) before a part-shape "
+                                 "difference counts.")
+    geometry_min_radius_px: float = Field(12.0, gt=0, description="Smallest dent, or bulge without CAD masks "
+                                          "(equivalent radius, px at ref_width_px), flagged as "
+                                          "part_geometry_deviation.")
+    geometry_min_depth_px: float = Field(8.0, gt=0, description="With CAD masks: material reaching this far (px at "
+                                         "ref_width_px) out of the expected outline is a part_geometry_deviation "
+                                         "(critical at critical_score times it).")
+    geometry_evidence: float = Field(4.0, gt=0, description="With CAD masks: peak brightness difference from powder "
+                                     "(robust sigmas of the smoothed powder level) of material outside the outline.")
+    geometry_region: float = Field(2.0, gt=0, description="With CAD masks: brightness difference from powder (same "
+                                   "sigmas) that bounds the extent of such material (hysteresis low threshold).")
+    geometry_dark_band_px: float = Field(12.0, ge=0, description="With CAD masks: dark (part-like) material outside "
+                                         "the outline counts only beyond this distance (px at ref_width_px), where the "
+                                         "darker rim and spatter halo of a part have faded.")
+    geometry_smooth_px: float = Field(3.0, gt=0, description="Smoothing scale (px at ref_width_px) of the "
+                                      "outside-the-outline evidence map, and the radius of its opening.")
+    laser_saturation: int = Field(250, ge=1, le=255, description="Grey level treated as saturated (laser or glare in "
+                                  "the image).")
+    laser_min_area_px: int = Field(200, ge=1, description="Saturated region size (px^2 at ref_width_px) that means the "
+                                   "laser is in the image.")
     lr_confirm_sigma: float = Field(4.0, gt=0, description="With the LR at hand (SR layers): debris, scratch and "
                                     "spatter flags stay only where the LR residual against its 7 px median reaches "
                                     "this many robust sigmas inside the flag's box (edge/analyze/artefacts.py).")
@@ -125,10 +168,14 @@ class AnalyzeConfig(Section):
                                "grain-capped samples) above which the SR texture is not trusted; 8: the lowest level "
                                "at which >= 80 % of the regions flagged on development builds were really wrong "
                                "(docs/analysis.md, bench/sr_uncertain_calib.py).")
-    sr_uncertain_min_area_px: int = Field(400, ge=1, description="Smallest region (px^2 at ref_width_px) above sr_std_high that raises sr_uncertain.")
-    critical_score: float = Field(2.0, gt=1, description="A flag whose score is this multiple of its threshold is critical.")
-    critical_persist_layers: int = Field(3, ge=1, description="A minor flag that persists this many layers becomes critical.")
-    persist_iou: float = Field(0.2, ge=0, le=1, description="Box IoU for a flag to continue a flag of the previous layer.")
+    sr_uncertain_min_area_px: int = Field(400, ge=1, description="Smallest region (px^2 at ref_width_px) above "
+                                          "sr_std_high that raises sr_uncertain.")
+    critical_score: float = Field(2.0, gt=1, description="A flag whose score is this multiple of its threshold is "
+                                  "critical.")
+    critical_persist_layers: int = Field(3, ge=1, description="A minor flag that persists this many layers becomes "
+                                         "critical.")
+    persist_iou: float = Field(0.2, ge=0, le=1, description="Box IoU for a flag to continue a flag of the previous "
+                               "layer.")
     # powder judged against the printer's own normal (edge.analyze.powder / recoat / baseline)
     baseline_path: str | None = Field(
         None,
@@ -233,7 +280,8 @@ class AnalyzeConfig(Section):
         0.005, gt=0, lt=1,
         description="Smallest uneven region, as a fraction of the judged plate area."
     )
-    cvd_size: int = Field(512, ge=32, description="Images are resized to this side for the wavelet covariance distance (paper: 512).")
+    cvd_size: int = Field(512, ge=32, description="Images are resized to this side for the wavelet covariance distance "
+                          "(paper: 512).")
     cvd_angles: int = Field(4, ge=1, description="Wavelet orientations L of the CVD phase-harmonic operator.")
 
     @model_validator(mode="after")
@@ -241,5 +289,6 @@ class AnalyzeConfig(Section):
         """The hopping period range must be (shortest, longest)."""
         lo, hi = self.hopping_period_px
         if not 0 < lo <= hi:
-            raise ValueError(f"hopping_period_px must be (shortest, longest) with 0 < shortest <= longest, got {self.hopping_period_px}")
+            raise ValueError("hopping_period_px must be (shortest, longest) with 0 < shortest <= longest, got "
+                             f"{self.hopping_period_px}")
         return self

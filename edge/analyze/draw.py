@@ -10,7 +10,8 @@ from edge.messages import AnomalyFlag
 COLORS = {"critical": (40, 40, 230), "minor": (0, 190, 255)}  # BGR
 
 
-def draw_flags(gray: np.ndarray, mask: np.ndarray | None, flags: tuple[AnomalyFlag, ...] | list[AnomalyFlag], state: str) -> np.ndarray:
+def draw_flags(gray: np.ndarray, mask: np.ndarray | None, flags: tuple[AnomalyFlag, ...] | list[AnomalyFlag],
+               state: str) -> np.ndarray:
     """BGR image: parts outlined in green, flags as boxes with type labels, layer state in the corner."""
     g = np.clip(np.asarray(gray, dtype=np.float64), 0, 255).astype(np.uint8)
     out = cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)
@@ -25,5 +26,6 @@ def draw_flags(gray: np.ndarray, mask: np.ndarray | None, flags: tuple[AnomalyFl
         cv2.rectangle(out, (x, y), (x + max(w, 1) - 1, y + max(h, 1) - 1), c, th)
         label = f"{f.type} {f.score:.1f}" + (f" x{f.layers_persisted}" if f.layers_persisted > 1 else "")
         cv2.putText(out, label, (x + 2, max(12, y - 3)), cv2.FONT_HERSHEY_SIMPLEX, fs, c, th, cv2.LINE_AA)
-    cv2.putText(out, state, (8, int(28 * fs * 2)), cv2.FONT_HERSHEY_SIMPLEX, fs * 1.5, COLORS.get(state, (60, 200, 60)), th + 1, cv2.LINE_AA)
+    cv2.putText(out, state, (8, int(28 * fs * 2)), cv2.FONT_HERSHEY_SIMPLEX, fs * 1.5, COLORS.get(state, (60, 200, 60)),
+                th + 1, cv2.LINE_AA)
     return out

@@ -1,4 +1,7 @@
-"""`lpbf-edge evaluate`: the paper's tables for a build (patch metrics, part metrics, roughness) as Markdown, CSV, plots."""
+"""`lpbf-edge evaluate`: the paper's tables for a build as Markdown, CSV and plots.
+
+Tables: patch metrics, part metrics, roughness.
+"""
 
 from __future__ import annotations
 
@@ -78,7 +81,8 @@ def _assign_parts(pred: np.ndarray, gt: np.ndarray) -> dict[int, np.ndarray]:
     return {int(k): pred & (nearest == k) for k in np.unique(gt) if k > 0}
 
 
-def evaluate_build(build_dir: str | Path, out: str | Path, cfg: AnalyzeConfig, max_layers: int = 0, cvd_patches: int = 4,
+def evaluate_build(build_dir: str | Path, out: str | Path, cfg: AnalyzeConfig, max_layers: int = 0,
+                   cvd_patches: int = 4,
                    echo: Callable[[str], None] = print, bundle: str | Path | None = None, sr_cfg=None) -> Path:
     """Every table and plot for a build (SR: the box's `sr_cfg` settings over `bundle`); returns the Markdown file."""
     b = open_build(build_dir, max_layers)
@@ -104,7 +108,8 @@ def evaluate_build(build_dir: str | Path, out: str | Path, cfg: AnalyzeConfig, m
         for name in sources:
             row = {"layer": L, "source": name, **mt.patch_metrics(imgs[name], hr)}
             if i < 2 and cvd_patches > 0:  # the CVD is slow (pywph): a few part-centred patches on the first layers
-                vals = [mt.cvd(imgs[name][y : y + 128, x : x + 128], hr[y : y + 128, x : x + 128], cvd_set) for y, x in _crops(gt, cvd_patches, 128, rng)]
+                vals = [mt.cvd(imgs[name][y : y + 128, x : x + 128], hr[y : y + 128, x : x + 128], cvd_set)
+                        for y, x in _crops(gt, cvd_patches, 128, rng)]
                 row["cvd"], row["cvd_norm"] = float(np.mean([v[0] for v in vals])), float(np.mean([v[1] for v in vals]))
             patch_rows.append(row)
         masks["ground truth"].append(gt)
@@ -126,7 +131,8 @@ def evaluate_build(build_dir: str | Path, out: str | Path, cfg: AnalyzeConfig, m
             ref = vo.stack_masks(masks["ground truth"], part=k)
             pred = np.stack([d.get(k, np.zeros_like(ref[0])) for d in per_layer])
             hd_mean, hd_max = vo.hausdorff_volume_um(pred, ref, pitch)
-            part_rows.append({"source": name, "part": k, "iou_3d": vo.iou_3d(pred, ref), "voxel_mismatch": vo.voxel_mismatch(pred, ref),
+            part_rows.append({"source": name, "part": k, "iou_3d": vo.iou_3d(pred, ref),
+                              "voxel_mismatch": vo.voxel_mismatch(pred, ref),
                               "hausdorff_mean_um": hd_mean, "hausdorff_max_um": hd_max})
     _write_csv(out / "part_metrics.csv", part_rows)
 
@@ -137,11 +143,14 @@ def evaluate_build(build_dir: str | Path, out: str | Path, cfg: AnalyzeConfig, m
             if name == "ground truth":
                 layer_masks = [g == big for g in ms]
             else:
-                layer_masks = [_assign_parts(p, g).get(big, np.zeros(g.shape, bool)) for p, g in zip(ms, masks["ground truth"], strict=False)]
+                layer_masks = [_assign_parts(p, g).get(big, np.zeros(g.shape, bool))
+                               for p, g in zip(ms, masks["ground truth"], strict=False)]
             curves[name] = rg.roughness_vs_window(layer_masks, list(WINDOWS), pitch)
             for w, r in curves[name].items():
-                rough_rows.append({"source": name, "part": big, "window_deg": w, "ra_um": r.ra_um, "rq_um": r.rq_um, "rz_um": r.rz_um})
-        rg.plot_roughness_vs_window(curves, out / "roughness_vs_window.png", f"part {big}: roughness vs low-pass window")
+                rough_rows.append({"source": name, "part": big, "window_deg": w, "ra_um": r.ra_um, "rq_um": r.rq_um,
+                                   "rz_um": r.rz_um})
+        rg.plot_roughness_vs_window(curves, out / "roughness_vs_window.png",
+                                    f"part {big}: roughness vs low-pass window")
     _write_csv(out / "roughness.csv", rough_rows)
 
     # 3D preview and mesh of the HR segmentation
@@ -162,28 +171,35 @@ def evaluate_build(build_dir: str | Path, out: str | Path, cfg: AnalyzeConfig, m
     return out / "evaluation.md"
 
 
-def _markdown(b: Build, note: str, patch_rows: list[dict], part_rows: list[dict], rough_rows: list[dict], sources: tuple) -> str:
+def _markdown(b: Build, note: str, patch_rows: list[dict], part_rows: list[dict], rough_rows: list[dict],
+              sources: tuple) -> str:
     """The tables as Markdown."""
-    lines = [f"# Evaluation of {b.path.name}", "", f"Layers {b.layers[0]}..{b.layers[-1]} ({len(b.layers)}), scale {b.scale}, "
+    lines = [f"# Evaluation of {b.path.name}", "",
+             f"Layers {b.layers[0]}..{b.layers[-1]} ({len(b.layers)}), scale {b.scale}, "
              f"HR pitch {b.hr_pitch_um} µm, layer {b.layer_um} µm.", "", f"**SR source:** {note}", "",
-             "## Patch metrics (against HR, mean over layers)", "", "| source | MAE | PSNR (dB) | SSIM | HF energy ratio | CVD | CVD (norm.) |",
+             "## Patch metrics (against HR, mean over layers)", "",
+             "| source | MAE | PSNR (dB) | SSIM | HF energy ratio | CVD | CVD (norm.) |",
              "|---|---|---|---|---|---|---|"]
     for name in sources:
         rows = [r for r in patch_rows if r["source"] == name]
         cells = " | ".join(_fmt(_col_mean(rows, k)) for k in ("mae", "psnr", "ssim", "hf_ratio", "cvd", "cvd_norm"))
         lines.append(f"| {name} | {cells} |")
     lines += ["", "## Part metrics (segmented volume vs ground-truth volume, mean over parts)", "",
-              "| source | 3D IoU | voxel mismatch | Hausdorff mean (µm) | Hausdorff max (µm) |", "|---|---|---|---|---|"]
+              "| source | 3D IoU | voxel mismatch | Hausdorff mean (µm) | Hausdorff max (µm) |",
+              "|---|---|---|---|---|"]
     for name in dict.fromkeys(r["source"] for r in part_rows):
         rows = [r for r in part_rows if r["source"] == name]
         cells = " | ".join(_fmt(_col_mean(rows, k)) for k in ("iou_3d", "voxel_mismatch", "hausdorff_mean_um",
                                                               "hausdorff_max_um"))
         lines.append(f"| {name} | {cells} |")
     if rough_rows:
-        lines += ["", f"## Roughness of part {rough_rows[0]['part']} (µm; Rz = mean of 5 sampling-length peak-to-valley, ISO 4287)", "",
+        lines += ["",
+                  f"## Roughness of part {rough_rows[0]['part']} "
+                  "(µm; Rz = mean of 5 sampling-length peak-to-valley, ISO 4287)", "",
                   "| source | window (deg) | Ra | Rq | Rz |", "|---|---|---|---|---|"]
         for r in rough_rows:
-            lines.append(f"| {r['source']} | {r['window_deg']} | {_fmt(r['ra_um'])} | {_fmt(r['rq_um'])} | {_fmt(r['rz_um'])} |")
+            lines.append(f"| {r['source']} | {r['window_deg']} | {_fmt(r['ra_um'])} | {_fmt(r['rq_um'])} "
+                         f"| {_fmt(r['rz_um'])} |")
         lines += ["", "![roughness](roughness_vs_window.png)"]
     lines += ["", "![3D preview](preview_3d.png)", ""]
     return "\n".join(lines)

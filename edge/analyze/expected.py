@@ -17,7 +17,8 @@ class ExpectedMaskDir(Mapping[int, np.ndarray]):
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         if not self.folder.is_dir():
-            raise AnalysisInputError(f"{self.folder}: expected-masks folder does not exist (analyze.expected_masks_dir)")
+            raise AnalysisInputError(f"{self.folder}: expected-masks folder does not exist "
+                                     "(analyze.expected_masks_dir)")
 
     def _path(self, layer: int) -> Path:
         return self.folder / f"{int(layer):05d}.png"

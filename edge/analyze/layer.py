@@ -37,7 +37,8 @@ class LayerAnalysis:
 
     def anomaly_json(self, job: str, layer: int) -> dict:
         """The anomaly JSON of docs/mqtt.md#anomaly-json."""
-        return {"job": job, "layer": layer, "layer_state": self.layer_state, "flags": [f.to_json_dict() for f in self.flags]}
+        return {"job": job, "layer": layer, "layer_state": self.layer_state,
+                "flags": [f.to_json_dict() for f in self.flags]}
 
 
 def _box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -127,7 +128,8 @@ class LayerAnalyzer:
         if m.shape != shape:
             if abs(m.shape[0] / m.shape[1] - shape[0] / shape[1]) > 0.01:
                 raise AnalysisInputError(
-                    f"expected mask of layer {layer} is {m.shape[1]}x{m.shape[0]} px but the image is {shape[1]}x{shape[0]}: not the same plate grid"
+                    f"expected mask of layer {layer} is {m.shape[1]}x{m.shape[0]} px but the image is "
+                    f"{shape[1]}x{shape[0]}: not the same plate grid"
                 )
             m = cv2.resize((m > 0).astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
         return m > 0
@@ -146,7 +148,8 @@ class LayerAnalyzer:
         try:
             gray = as_gray(img if estimate is None else estimate)
         except SegmentationError:
-            return LayerAnalysis("capture_failed", (), np.zeros(img.shape[:2] if img.ndim >= 2 else (0, 0), bool), {"total": time.perf_counter() - t0})
+            return LayerAnalysis("capture_failed", (), np.zeros(img.shape[:2] if img.ndim >= 2 else (0, 0), bool),
+                                 {"total": time.perf_counter() - t0})
         if estimate is not None and np.asarray(estimate).shape[:2] != img.shape[:2]:
             raise AnalysisInputError(f"SR estimate is {np.asarray(estimate).shape} but the image is {img.shape}")
         if std is not None and np.asarray(std).shape[:2] != gray.shape:
@@ -163,14 +166,17 @@ class LayerAnalyzer:
                                                                                                   cfg, s)
         expected = self.expected_mask(layer, gray.shape)
         prev = self.history.previous_mask(gray.shape)
-        # the paper's area loop needs a known expected area (CAD); a previous layer is no such thing when parts start or end
+        # the paper's area loop needs a known expected area (CAD); a previous layer is no such thing when parts start or
+        # end
         exp_area = float(expected.sum()) if expected is not None else None
         t = time.perf_counter()
-        seg = self.segmenter.segment(np.where(gray >= cfg.laser_saturation, np.median(gray), gray), exp_area or None, region=expected)
+        seg = self.segmenter.segment(np.where(gray >= cfg.laser_saturation, np.median(gray), gray), exp_area or None,
+                                     region=expected)
         timings["segment"] = time.perf_counter() - t
         mask = seg.mask
         if seg.failed:
-            flags.append(an.AnomalyFlag("segmentation_failed", "critical", float(seg.iterations), (0, 0, gray.shape[1], gray.shape[0]), int(mask.sum())))
+            flags.append(an.AnomalyFlag("segmentation_failed", "critical", float(seg.iterations),
+                                        (0, 0, gray.shape[1], gray.shape[0]), int(mask.sum())))
         t = time.perf_counter()
         margin = max(1, int(round(cfg.part_margin_px * s)))
         tol = max(1, int(round(cfg.geometry_tol_px * s)))
@@ -210,7 +216,8 @@ class LayerAnalyzer:
             flags += powder_flags + hopping + spatter
         reference = expected if expected is not None else prev
         flags += an.detect_elevation(ctx, zs, reference)
-        flags += geometry + an.detect_geometry(mask, reference, cfg, s, seg.feature, cad=expected is not None, additions=expected is None)
+        flags += geometry + an.detect_geometry(mask, reference, cfg, s, seg.feature, cad=expected is not None,
+                                               additions=expected is None)
         sr_flags, untrusted = an.detect_sr_uncertain(std, cfg, s)
         flags = confirm_on_lr(an.suppress_untrusted(flags, untrusted), lr, gray.shape, cfg) + sr_flags
         timings["detect"] = time.perf_counter() - t

@@ -40,7 +40,8 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float = DATA_RANGE) -> float:
 
     a, b = _pair(a, b)
     return float(
-        structural_similarity(a, b, data_range=data_range, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+        structural_similarity(a, b, data_range=data_range, gaussian_weights=True, sigma=1.5,
+                              use_sample_covariance=False)
     )
 
 

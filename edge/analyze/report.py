@@ -1,4 +1,7 @@
-"""`lpbf-edge report`: one self-contained HTML page per build (LR/SR thumbnails, flag timeline, 3D preview, roughness)."""
+"""`lpbf-edge report`: one self-contained HTML page per build.
+
+The page holds LR/SR thumbnails, the flag timeline, a 3D preview and roughness.
+"""
 
 from __future__ import annotations
 
@@ -108,7 +111,8 @@ def _header(b, sr_note: str, exp_note: str, results: list[dict]) -> str:
     counts: dict[str, int] = {}
     for r in results:
         counts[r["layer_state"]] = counts.get(r["layer_state"], 0) + 1
-    warn = "" if not sr_note.startswith("NO SR MODEL") else f'<p class="warn" id="sr-fallback">{html.escape(sr_note)}</p>'
+    warn = ("" if not sr_note.startswith("NO SR MODEL")
+            else f'<p class="warn" id="sr-fallback">{html.escape(sr_note)}</p>')
     order = ["critical", "capture_failed", "segmentation_failed", "laser_in_image", "minor", "ok"]
     states = ", ".join(f"<b style='color:{state_color(k)}'>{v} {html.escape(k.replace('_', ' '))}</b>"
                        for k, v in sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 0))
@@ -138,7 +142,8 @@ def _timeline_section(results: list[dict]) -> str:
         for r in results
         if r["flags"]
     )
-    table = f"<table><tr><th>layer</th><th>state</th><th>flags</th></tr>{rows}</table>" if rows else "<p>No flags on any layer.</p>"
+    table = (f"<table><tr><th>layer</th><th>state</th><th>flags</th></tr>{rows}</table>" if rows
+             else "<p>No flags on any layer.</p>")
     plot = _fig_uri(_timeline(results))
     head = '<section id="timeline"><h2>Flags over the build</h2>'
     return f'{head}<img alt="flag timeline" src="{plot}">{table}</section>'
@@ -166,7 +171,8 @@ def _preview_section(masks: list[np.ndarray], b) -> str:
     """3D preview of the stacked part masks."""
     vol = np.stack(masks)
     if vol.sum() == 0 or vol.shape[0] < 2:
-        return '<section id="preview3d"><h2>3D preview</h2><p>Not enough segmented layers for a 3D preview.</p></section>'
+        return ('<section id="preview3d"><h2>3D preview</h2>'
+                '<p>Not enough segmented layers for a 3D preview.</p></section>')
     pitch = b.hr_pitch_um * (b.image("lr", b.layers[0]).shape[1] * b.scale) / masks[0].shape[1]
     mesh = vo.mesh_from_volume(vol, pitch, b.layer_um)
     tmp = io.BytesIO()
@@ -208,9 +214,11 @@ def _roughness_section(b, masks: list[np.ndarray], up) -> str:
     curves = {up.name: rg.roughness_vs_window(track(masks), windows, pitch)}
     seg = Segmenter(AnalyzeConfig(), registered=True)  # build layers are plate frames
     if up.is_model:
-        curves["bicubic"] = rg.roughness_vs_window(track([seg.segment(bicubic(b.image("lr", L), b.scale)).mask for L in b.layers]), windows, pitch)
+        curves["bicubic"] = rg.roughness_vs_window(track([seg.segment(bicubic(b.image("lr", L), b.scale)).mask
+                                                          for L in b.layers]), windows, pitch)
     if b.has("hr"):
-        curves["HR"] = rg.roughness_vs_window(track([seg.segment(b.image("hr", L)).mask for L in b.layers]), windows, pitch)
+        curves["HR"] = rg.roughness_vs_window(track([seg.segment(b.image("hr", L)).mask for L in b.layers]), windows,
+                                              pitch)
     import matplotlib.pyplot as plt
 
     tmp = io.BytesIO()

@@ -19,13 +19,16 @@ class SamProposer:
     def __init__(self, checkpoint: str | Path, model_type: str = "vit_b"):
         p = Path(checkpoint)
         if not p.is_file():
-            raise SamUnavailableError(f"analyze.sam_checkpoint: {p} does not exist (set it to null for the classical proposer)")
+            raise SamUnavailableError(f"analyze.sam_checkpoint: {p} does not exist (set it to null for the classical "
+                                      "proposer)")
         try:
             from segment_anything import SamPredictor, sam_model_registry
         except ImportError as exc:
-            raise SamUnavailableError("analyze.sam_checkpoint is set but the 'segment_anything' package is not installed") from exc
+            raise SamUnavailableError("analyze.sam_checkpoint is set but the 'segment_anything' package is not "
+                                      "installed") from exc
         if model_type not in sam_model_registry:
-            raise SamUnavailableError(f"analyze.sam_model_type {model_type!r} unknown; use one of {sorted(sam_model_registry)}")
+            raise SamUnavailableError(f"analyze.sam_model_type {model_type!r} unknown; use one of "
+                                      f"{sorted(sam_model_registry)}")
         self.predictor = SamPredictor(sam_model_registry[model_type](checkpoint=str(p)))
 
     def set_image(self, image: np.ndarray, feature: np.ndarray) -> None:
@@ -35,7 +38,8 @@ class SamProposer:
     def propose(self, point_xy: tuple[int, int], box: tuple[int, int, int, int], sensitivity: float) -> list[Proposal]:
         """Three multimask proposals for a positive point inside the box; sensitivity > 0 prefers larger masks."""
         masks, scores, _ = self.predictor.predict(
-            point_coords=np.array([point_xy], dtype=np.float32), point_labels=np.array([1]), box=np.array(box, dtype=np.float32),
+            point_coords=np.array([point_xy], dtype=np.float32), point_labels=np.array([1]),
+            box=np.array(box, dtype=np.float32),
             multimask_output=True, return_logits=True,
         )
         out = []

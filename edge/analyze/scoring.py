@@ -1,4 +1,7 @@
-"""Scoring anomaly flags against labelled defects: per-class precision/recall, critical recall, clean-layer false alarms."""
+"""Scoring anomaly flags against labelled defects.
+
+Per-class precision/recall, critical recall, clean-layer false alarms.
+"""
 
 from __future__ import annotations
 
@@ -48,7 +51,8 @@ class Score:
                 self.critical[0] += hit
                 self.critical[1] += 1
         for fl in defect_flags:
-            ok = any(fl.type == lb["type"] and boxes_touch(fl.bbox, box, margin) for lb, box in zip(labels, boxes, strict=False))
+            ok = any(fl.type == lb["type"] and boxes_touch(fl.bbox, box, margin) for lb,
+                     box in zip(labels, boxes, strict=False))
             self.flag_hits[fl.type][0] += ok
             self.flag_hits[fl.type][1] += 1
         if any(lb["severity"] == "critical" for lb in labels):
@@ -67,7 +71,8 @@ class Score:
         for t in sorted(set(self.label_hits) | set(self.flag_hits)):
             d, n = self.label_hits[t] if t in self.label_hits else (0, 0)
             tp, nf = self.flag_hits[t] if t in self.flag_hits else (0, 0)
-            rows.append({"type": t, "labels": n, "recall": d / n if n else None, "flags": nf, "precision": tp / nf if nf else None})
+            rows.append({"type": t, "labels": n, "recall": d / n if n else None, "flags": nf,
+                         "precision": tp / nf if nf else None})
         return rows
 
     def summary(self) -> dict:

@@ -56,7 +56,8 @@ def drop_faint(mask: np.ndarray, feature: np.ndarray, min_contrast: float, ring_
     h, w = mask.shape
     for i, sl in enumerate(ndimage.find_objects(lab), start=1):
         ys, xs = sl
-        b = slice(max(0, ys.start - 2 * ring_px), min(h, ys.stop + 2 * ring_px)), slice(max(0, xs.start - 2 * ring_px), min(w, xs.stop + 2 * ring_px))
+        b = (slice(max(0, ys.start - 2 * ring_px), min(h, ys.stop + 2 * ring_px)),
+             slice(max(0, xs.start - 2 * ring_px), min(w, xs.stop + 2 * ring_px)))
         comp = lab[b] == i
         ring = morph.dilate(comp, iterations=2 * ring_px) & ~morph.dilate(comp, iterations=ring_px) & ~mask[b]
         inside = float(np.median(feature[b][comp]))
@@ -100,7 +101,8 @@ def flat_field(gray: np.ndarray, cfg: AnalyzeConfig, exclude: np.ndarray | None 
     h, w_ = gray.shape
     f = max(1, int(min(h, w_) // 128))  # work on a <= ~256 px grid: the flat field is smooth anyway
     small = cv2.resize(gray, (max(1, w_ // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
-    wt = np.ones_like(small) if exclude is None else cv2.resize((~exclude).astype(np.float64), small.shape[::-1], interpolation=cv2.INTER_AREA)
+    wt = (np.ones_like(small) if exclude is None
+          else cv2.resize((~exclude).astype(np.float64), small.shape[::-1], interpolation=cv2.INTER_AREA))
     sigma = max(1.0, cfg.flat_sigma_frac * small.shape[1])
     num = morph.gaussian(small * wt, sigma)
     den = morph.gaussian(wt, sigma)
@@ -128,7 +130,9 @@ def choose_polarity(corr: np.ndarray, cfg: AnalyzeConfig) -> int:
 
 
 def part_feature(gray: np.ndarray, cfg: AnalyzeConfig) -> tuple[np.ndarray, int]:
-    """Parts-high feature map (robust sigmas): multi-scale flat-field corrected intensity and local texture; polarity."""
+    """Parts-high feature map (robust sigmas) and polarity.
+
+    The map combines multi-scale flat-field corrected intensity and local texture."""
     s = scale_of(gray.shape[1], cfg)
     w = max(3, int(round(cfg.texture_window * s)) | 1)
     exclude = None
@@ -145,7 +149,8 @@ def part_feature(gray: np.ndarray, cfg: AnalyzeConfig) -> tuple[np.ndarray, int]
         mean = ndimage.uniform_filter(corr, w)
         tex = np.sqrt(np.maximum(ndimage.uniform_filter(corr**2, w) - mean**2, 0))
         z_tex = _robust_z(morph.gaussian(tex, w / 4.0), powder)
-        feat = np.maximum(z_int, np.abs(z_tex))  # fused metal is smoother (sim, recoated) or rougher (spatter-rich) than powder
+        # fused metal is smoother (sim, recoated) or rougher (spatter-rich) than powder
+        feat = np.maximum(z_int, np.abs(z_tex))
         exclude = feat > cfg.feature_min
     return feat, pol
 
@@ -252,7 +257,8 @@ def refine_boundary(mask: np.ndarray, fine: np.ndarray, band: int, polarity: int
     h, w = mask.shape
     for i, sl in enumerate(ndimage.find_objects(lab), start=1):
         ys, xs = sl
-        b = slice(max(0, ys.start - 3 * band), min(h, ys.stop + 3 * band)), slice(max(0, xs.start - 3 * band), min(w, xs.stop + 3 * band))
+        b = (slice(max(0, ys.start - 3 * band), min(h, ys.stop + 3 * band)),
+             slice(max(0, xs.start - 3 * band), min(w, xs.stop + 3 * band)))
         m, f = lab[b] == i, fine[b]
         inner = morph.erode(m, iterations=band)
         grown = morph.dilate(m, iterations=band)
@@ -350,7 +356,8 @@ class Segmenter:
                 union |= a
         return union, used
 
-    def _finish(self, mask: np.ndarray, gray: np.ndarray, feature: np.ndarray, pol: int, s: float, region: np.ndarray | None) -> np.ndarray:
+    def _finish(self, mask: np.ndarray, gray: np.ndarray, feature: np.ndarray, pol: int, s: float,
+                region: np.ndarray | None) -> np.ndarray:
         """Boundary refinement, majority smoothing, removal of faint, small and (given a region) stray components."""
         cfg = self.cfg
         if region is not None:
@@ -365,7 +372,8 @@ class Segmenter:
         mask = drop_faint(mask, feature, cfg.part_contrast_min, max(2, int(round(cfg.texture_window * s))))
         return drop_small(mask, max(1, int(cfg.min_part_area_px * s * s)))
 
-    def segment(self, image: np.ndarray, expected_area_px: float | None = None, region: np.ndarray | None = None) -> Segmentation:
+    def segment(self, image: np.ndarray, expected_area_px: float | None = None,
+                region: np.ndarray | None = None) -> Segmentation:
         """Segment parts; with an expected area, retry prompts until within [area_low, area_high] of it (or the mask
         stops changing: then it has failed early); with a region (expected parts), keep only parts touching it."""
         cfg = self.cfg

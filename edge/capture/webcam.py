@@ -91,7 +91,8 @@ class OpenCVWebcam:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     state = "connected" if self.connected else f"disconnected (last error: {self.last_error})"
-                    raise CaptureError(f"{self.name}: no frame from {self.device} within {timeout_s:.2f} s; camera {state}")
+                    raise CaptureError(f"{self.name}: no frame from {self.device} within {timeout_s:.2f} s; camera "
+                                       f"{state}")
                 self._cond.wait(left)
             latest = self._latest
         if latest.error is not None:

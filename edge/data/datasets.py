@@ -281,7 +281,9 @@ def _parts_in(build: Path, layer: int, cache: ImageCache) -> tuple[np.ndarray, l
 
 
 class PartDataset:
-    """Per-part HR crops (square around the part's mask bbox) resized to `size`^2, LR by the paper recipe; split by part."""
+    """Per-part HR crops resized to `size`^2, LR by the paper recipe; split by part.
+
+    A crop is the square around the part's mask bbox."""
 
     def __init__(self, sources: list[Source], split: str, spec: SplitSpec = SplitSpec(), size: int = 128,
                  scale: int = 4, margin: float = 0.15, cache: ImageCache | None = None) -> None:
@@ -335,7 +337,8 @@ def describe_sources(sources: list[Source], spec: SplitSpec) -> dict:
         for k in src.layers:
             out[unit_split(src, k, spec)].append(src.name if src.kind == "photo" else f"{src.name}/{k:05d}")
     return {"sources": [{"name": s.name, "kind": s.kind, "path": str(s.path), "layers": len(s.layers),
-                         "prescale": s.prescale, "group": s.group} for s in sources], "split": spec.to_json(), "units": out}
+                         "prescale": s.prescale, "group": s.group} for s in sources], "split": spec.to_json(),
+                         "units": out}
 
 
 def load_sources(sim_dirs: list[str | Path], realdata: str | Path | None) -> list[Source]:

@@ -84,7 +84,8 @@ class DegradeConfig:
             raise ValueError(f"DegradeConfig.jpeg_quality must lie in [1, 100], got {self.jpeg_quality}")
         bad = [m for m in self.resize_modes if m not in _RESIZE_MODES]
         if bad or not self.resize_modes:
-            raise ValueError(f"DegradeConfig.resize_modes must be a non-empty subset of {sorted(_RESIZE_MODES)}, got {self.resize_modes}")
+            raise ValueError(f"DegradeConfig.resize_modes must be a non-empty subset of {sorted(_RESIZE_MODES)}, got "
+                             f"{self.resize_modes}")
 
 
 def anisotropic_gaussian_kernel(sigma_x: float, sigma_y: float, theta: float, size: int | None = None) -> np.ndarray:

@@ -1,4 +1,7 @@
-"""Pixel-space x`scale` regression CNN: bicubic plus a learned residual (the estimate the denoiser is conditioned on)."""
+"""Pixel-space x`scale` regression CNN: bicubic plus a learned residual.
+
+Its output is the estimate the denoiser is conditioned on.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +21,14 @@ class PixelRegressor(nn.Module):
         self.arch = {**DEFAULT_PIXEL_ARCH, **(arch or {})}
         extra = set(self.arch) - set(DEFAULT_PIXEL_ARCH)
         if extra:
-            raise ValueError(f"pixel regressor arch: unknown keys {sorted(extra)}; allowed {sorted(DEFAULT_PIXEL_ARCH)}")
+            raise ValueError(f"pixel regressor arch: unknown keys {sorted(extra)}; allowed "
+                             f"{sorted(DEFAULT_PIXEL_ARCH)}")
         ch, s = int(self.arch["channels"]), int(self.arch["scale"])
         self.scale = s
         self.head = nn.Conv2d(1, ch, 3, padding=1)
         self.body = nn.ModuleList([nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1), nn.ReLU(),
-                                                 nn.Conv2d(ch, ch, 3, padding=1)) for _ in range(int(self.arch["blocks"]))])
+                                                 nn.Conv2d(ch, ch, 3, padding=1))
+                                                 for _ in range(int(self.arch["blocks"]))])
         self.tail = nn.Sequential(nn.Conv2d(ch, s * s, 3, padding=1), nn.PixelShuffle(s))
         nn.init.zeros_(self.tail[0].weight)
         nn.init.zeros_(self.tail[0].bias)

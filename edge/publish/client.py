@@ -94,14 +94,16 @@ class MqttPublisher:
                 log.warning(warning, extra={"event": "mqtt_password_file_exposed", "path": self.cfg.password_file})
             password = self.cfg.password()
             if password is None:
-                log.warning("mqtt.username is set but no password was found (mqtt.password_file / $%s)", self.cfg.password_env,
+                log.warning("mqtt.username is set but no password was found (mqtt.password_file / $%s)",
+                            self.cfg.password_env,
                             extra={"event": "mqtt_no_password"})
             c.username_pw_set(self.cfg.username, password)
         if self.cfg.tls:
             c.tls_set(ca_certs=self.cfg.ca_file, certfile=self.cfg.cert_file, keyfile=self.cfg.key_file,
                       cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
             c.tls_insecure_set(self.cfg.tls_insecure)
-        c.reconnect_delay_set(min_delay=max(1, int(self.cfg.reconnect_min_s)), max_delay=max(1, int(self.cfg.reconnect_max_s)))
+        c.reconnect_delay_set(min_delay=max(1, int(self.cfg.reconnect_min_s)),
+                              max_delay=max(1, int(self.cfg.reconnect_max_s)))
         c.max_queued_messages_set(0)
         c.on_connect = self._guard(self._on_connect)
         c.on_connect_fail = self._guard(self._on_connect_fail)
@@ -159,7 +161,8 @@ class MqttPublisher:
         for t in self._threads:
             t.join(timeout=5)
         if self.connected.is_set():
-            info = self.client.publish(self.topics.availability, b"offline", qos=1, retain=True, properties=_props("text/plain"))
+            info = self.client.publish(self.topics.availability, b"offline", qos=1, retain=True,
+                                       properties=_props("text/plain"))
             try:
                 info.wait_for_publish(timeout=3)
             except (RuntimeError, ValueError):
@@ -267,7 +270,8 @@ class MqttPublisher:
             self.counters["commands_ok"] += 1
             log.info("command accepted", extra={"event": "command", "command": name})
         except Exception as exc:  # CommandError (invalid) or a failure while acting: reply, log, keep running
-            result = {"command": name, "ok": False, "error": str(exc) if isinstance(exc, CommandError) else f"{name} failed: {exc}"}
+            result = {"command": name, "ok": False, "error": str(exc) if isinstance(exc, CommandError)
+                      else f"{name} failed: {exc}"}
             self.counters["commands_rejected"] += 1
             log.warning("command rejected: %s", exc, extra={"event": "command_rejected", "command": name})
         client.publish(asked or self.topics.cmd_result, json.dumps(result, sort_keys=True).encode(), qos=1,

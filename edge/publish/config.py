@@ -13,25 +13,34 @@ from edge.config_base import Section
 class MqttConfig(Section):
     """Broker connection, security, topic prefix and publishing behaviour."""
 
-    enabled: bool = Field(True, description="Publish over MQTT; when false layers are only archived (the spool still fills and is sent once enabled).")
+    enabled: bool = Field(True, description="Publish over MQTT; when false layers are only archived (the spool still "
+                          "fills and is sent once enabled).")
     host: str = Field("127.0.0.1", description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker TCP port (8883 is usual with TLS).")
-    prefix: str = Field("lpbf/v1", pattern=r"^[^#+]+$", description="Topic prefix; the node id is appended (`<prefix>/<node_id>`).")
+    prefix: str = Field("lpbf/v1", pattern=r"^[^#+]+$", description="Topic prefix; the node id is appended "
+                        "(`<prefix>/<node_id>`).")
     client_id: str | None = Field(None, description="MQTT client id; none uses `lpbf-edge-<node_id>`.")
-    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds (the broker sends the last will after 1.5x this).")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds (the broker sends the last will "
+                             "after 1.5x this).")
     username: str | None = Field(None, description="MQTT user name (not secret).")
-    password_env: str | None = Field("LPBF_MQTT_PASSWORD", description="Environment variable that holds the MQTT password.")
-    password_file: str | None = Field(None, description="File whose first line is the MQTT password (used if set, before password_env).")
+    password_env: str | None = Field("LPBF_MQTT_PASSWORD", description="Environment variable that holds the MQTT "
+                                     "password.")
+    password_file: str | None = Field(None, description="File whose first line is the MQTT password (used if set, "
+                                      "before password_env).")
     tls: bool = Field(False, description="Connect with TLS.")
-    ca_file: str | None = Field(None, description="PEM file of the CA that signed the broker certificate; none uses the system CAs.")
+    ca_file: str | None = Field(None, description="PEM file of the CA that signed the broker certificate; none uses "
+                                "the system CAs.")
     cert_file: str | None = Field(None, description="PEM client certificate for mutual TLS (needs key_file).")
     key_file: str | None = Field(None, description="PEM private key of the client certificate.")
-    tls_insecure: bool = Field(False, description="Skip the broker host-name check (testing only; the certificate chain is still verified).")
-    reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay in seconds; doubles after each failure.")
+    tls_insecure: bool = Field(False, description="Skip the broker host-name check (testing only; the certificate "
+                               "chain is still verified).")
+    reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay in seconds; doubles after each "
+                                   "failure.")
     reconnect_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay in seconds.")
     inflight_window: int = Field(16, ge=1, le=1000, description="Spool messages sent but not yet acknowledged at most.")
     stats_interval_s: float = Field(10.0, gt=0, description="Seconds between `<prefix>/<node_id>/stats` messages.")
-    ha_discovery: bool = Field(False, description="Publish Home Assistant MQTT discovery configs (retained) on connect.")
+    ha_discovery: bool = Field(False, description="Publish Home Assistant MQTT discovery configs (retained) on "
+                               "connect.")
     ha_prefix: str = Field("homeassistant", description="Home Assistant discovery topic prefix.")
     reply_prefix: str | None = Field(
         None, pattern=r"^[^#+\x00]+/$",

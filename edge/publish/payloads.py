@@ -19,7 +19,8 @@ def sha256_hex(data: bytes) -> str:
 
 def image_info(data: bytes, shape: tuple[int, ...]) -> dict:
     """What meta says about one published image."""
-    return {"sha256": sha256_hex(data), "bytes": len(data), "height": int(shape[0]), "width": int(shape[1]), "content_type": PNG}
+    return {"sha256": sha256_hex(data), "bytes": len(data), "height": int(shape[0]), "width": int(shape[1]),
+            "content_type": PNG}
 
 
 def _json(obj: dict) -> bytes:
@@ -37,7 +38,8 @@ def layer_messages(topics: Topics, job: str, layer: int, layer_uuid: str, meta: 
     corr = layer_uuid.encode()
 
     def msg(kind: str, payload: bytes, ctype: str, topic: str | None = None, retain: bool = False) -> SpoolMessage:
-        return SpoolMessage(topic or topics.layer(job, layer, kind), payload, ctype, corr, job, layer, kind, 1, retain, stage)
+        return SpoolMessage(topic or topics.layer(job, layer, kind), payload, ctype, corr, job, layer, kind, 1, retain,
+                            stage)
 
     out = [msg("meta", _json(meta), JSON)]
     out += [msg(kind, data, PNG) for kind, data in images.items()]

@@ -161,7 +161,8 @@ def render_powder_frame(plan: BuildPlan, index: int, cameras: bool = True) -> La
 
 
 def _compose_parts(
-    img: np.ndarray, mask: np.ndarray, bulge: np.ndarray, rng: np.random.Generator, layer: int, cfg: SimConfig, pitch: float
+    img: np.ndarray, mask: np.ndarray, bulge: np.ndarray, rng: np.random.Generator, layer: int, cfg: SimConfig,
+    pitch: float
 ) -> np.ndarray:
     """Fused regions over the powder: scan texture, rough speckle, edge glints, a spatter-darkened halo, soft edges."""
     n, mean = mask.shape[0], cfg.powder_mean
@@ -169,7 +170,8 @@ def _compose_parts(
     scan = scan_modulation(n, layer, pitch, cfg.island_mm, cfg.hatch_rotation_deg, rng)
     u = rng.random((n, n), dtype=np.float32)
     rough = cv2.GaussianBlur(rng.standard_normal((n, n), dtype=np.float32), (0, 0), 0.8)
-    per_part = (1.0 + np.clip(0.03 * rng.standard_normal(256), -0.06, 0.06)).astype(np.float32)  # parts fuse a little differently
+    # parts fuse a little differently
+    per_part = (1.0 + np.clip(0.03 * rng.standard_normal(256), -0.06, 0.06)).astype(np.float32)
     solid = cfg.part_brightness * mean * scan * per_part[mask] + 0.4 * (img - mean) + 0.15 * mean * rough
     edge_band = cv2.dilate(contour_track(mask).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     solid[edge_band] -= 0.06 * mean  # contour/hatch overlap and sintered particles darken the rim
@@ -207,11 +209,15 @@ def build_json(plan: BuildPlan) -> dict:
         "plate_mm": [cfg.plate_mm, cfg.plate_mm],
         "layer_thickness_um": cfg.layer_thickness_um,
         "scale": cfg.scale,
-        "image_size_px": {"hr": [n, n], "lr": [n // cfg.scale, n // cfg.scale], "webcam": [cfg.webcam_width_px, cfg.webcam_height_px]},
+        "image_size_px": {"hr": [n, n], "lr": [n // cfg.scale, n // cfg.scale],
+                          "webcam": [cfg.webcam_width_px, cfg.webcam_height_px]},
         "pixel_pitch_um": {"hr": round(hr_um, 4), "lr": round(hr_um * cfg.scale, 4),
-                           "webcam": round(webcam_pitch_um(H, n, cfg.plate_mm), 4), "webcam_note": "at the plate centre; varies with perspective"},
-        "coordinates": "HR pixel (u, v) has its centre at plate mm ((u + 0.5) * pitch, (v + 0.5) * pitch) from the top-left plate corner; "
-                       "the recoater travels along +v (top to bottom); z is mm above the plate, layer k exposes z = (k - 0.5) * thickness",
+                           "webcam": round(webcam_pitch_um(H, n, cfg.plate_mm), 4), "webcam_note": "at the plate "
+                           "centre; varies with perspective"},
+        "coordinates": "HR pixel (u, v) has its centre at plate mm ((u + 0.5) * pitch, (v + 0.5) * pitch) from the "
+        "top-left plate corner; "
+                       "the recoater travels along +v (top to bottom); z is mm above the plate, layer k exposes z = (k "
+                       "- 0.5) * thickness",
         "recoater_direction": [0, 1],
         "parts": [p.to_json() for p in plan.parts],
         "defects": [d.to_json() for d in plan.defects],
@@ -265,7 +271,9 @@ _SUBDIRS = ("hr", "webcam", "lr", "masks", "labels")
 
 
 def _prepare_out(out: Path, meta: dict, overwrite: bool) -> None:
-    """Create the folders; refuse to mix with a different build already there unless overwrite (then clear its layers)."""
+    """Create the folders; refuse to mix with a different build already there unless overwrite.
+
+    With overwrite, the existing build's layers are cleared."""
     old = out / "build.json"
     if old.exists():
         try:
@@ -273,7 +281,8 @@ def _prepare_out(out: Path, meta: dict, overwrite: bool) -> None:
         except (OSError, ValueError):
             same = False
         if not same and not overwrite:
-            raise FileExistsError(f"{out} already holds a different sim build; choose another output folder or overwrite it")
+            raise FileExistsError(f"{out} already holds a different sim build; choose another output folder or "
+                                  "overwrite it")
         if not same:
             for sub in _SUBDIRS:
                 for f in (out / sub).glob("[0-9][0-9][0-9][0-9][0-9].*"):
@@ -283,7 +292,8 @@ def _prepare_out(out: Path, meta: dict, overwrite: bool) -> None:
 
 
 def generate_build(
-    out_dir: str | Path, layers: int, seed: int, cfg: SimConfig | None = None, progress: bool = False, overwrite: bool = False
+    out_dir: str | Path, layers: int, seed: int, cfg: SimConfig | None = None, progress: bool = False,
+    overwrite: bool = False
 ) -> Path:
     """Render a whole build to `out_dir` (build.json + hr/ webcam/ lr/ masks/ labels/); return the folder.
 
@@ -315,4 +325,5 @@ def load_plan(build_dir: str | Path) -> BuildPlan:
         raise ValueError(f"{path}: not a readable sim build.json ({exc})") from exc
 
 
-__all__ = ["BuildPlan", "LayerImages", "build_json", "generate_build", "load_plan", "plan_build", "render_layer", "write_layer"]
+__all__ = ["BuildPlan", "LayerImages", "build_json", "generate_build", "load_plan", "plan_build", "render_layer",
+           "write_layer"]

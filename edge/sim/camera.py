@@ -30,7 +30,8 @@ class WebcamModel:
         return H / H[2, 2]
 
 
-def look_at_webcam(focal_px: float, width: int, height: int, distance_mm: float, tilt_deg: float, azimuth_deg: float) -> WebcamModel:
+def look_at_webcam(focal_px: float, width: int, height: int, distance_mm: float, tilt_deg: float,
+                   azimuth_deg: float) -> WebcamModel:
     """Webcam at `distance_mm` from the plate centre, `tilt_deg` off the plate normal, aimed at the centre.
 
     Plate frame: x right, y along the recoater travel, z into the plate (so the camera sits at z < 0).
@@ -79,7 +80,8 @@ def chamber_background(rng: np.random.Generator, size: int = 512) -> np.ndarray:
     t = np.linspace(-1, 1, size, dtype=np.float32)
     xs, ys = t[None, :], t[:, None]
     base = 45 + 12 * xs + 8 * ys - 20 * (xs**2 + ys**2)
-    noise = cv2.resize(rng.standard_normal((size // 16, size // 16), dtype=np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    noise = cv2.resize(rng.standard_normal((size // 16, size // 16), dtype=np.float32), (size, size),
+                       interpolation=cv2.INTER_CUBIC)
     bg = base + 6 * noise
     # the plate sits in a brighter machined frame one tenth of a plate wide
     lo, hi = int(size * (1 / 3 - 1 / 30)), int(size * (2 / 3 + 1 / 30))
@@ -109,7 +111,8 @@ def render_webcam(
     plate = cv2.warpPerspective(src, H_hr, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     cover = cv2.warpPerspective(np.ones((n, n), np.float32), H_hr, size, flags=cv2.INTER_LINEAR, borderValue=0)
     bs = background.shape[0]
-    bg_to_plate = np.array([[3 * plate_mm / bs, 0, -1.5 * plate_mm + 1.5 * plate_mm / bs], [0, 3 * plate_mm / bs, -1.5 * plate_mm + 1.5 * plate_mm / bs], [0, 0, 1]])
+    bg_to_plate = np.array([[3 * plate_mm / bs, 0, -1.5 * plate_mm + 1.5 * plate_mm / bs],
+                            [0, 3 * plate_mm / bs, -1.5 * plate_mm + 1.5 * plate_mm / bs], [0, 0, 1]])
     H_bg = cam.H_plate_to_webcam() @ bg_to_plate
     bgw = cv2.warpPerspective(background, H_bg, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     img = cover * plate + (1 - cover) * bgw
@@ -158,5 +161,6 @@ def _jac(H: np.ndarray, n: int) -> np.ndarray:
 
 def webcam_to_lr(webcam: np.ndarray, H_hr_to_webcam: np.ndarray, n: int, scale: int) -> np.ndarray:
     """Register the webcam view onto the HR grid (inverse-warp by the homography), then area-average to 1/scale."""
-    on_hr = cv2.warpPerspective(webcam, H_hr_to_webcam, (n, n), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    on_hr = cv2.warpPerspective(webcam, H_hr_to_webcam, (n, n), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_REPLICATE)
     return cv2.resize(on_hr, (n // scale, n // scale), interpolation=cv2.INTER_AREA)

@@ -9,17 +9,22 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add the `sim` command group."""
-    sim_app = typer.Typer(help="Synthetic LPBF builds (plate images, webcam views, masks, defect labels).", no_args_is_help=True)
+    sim_app = typer.Typer(help="Synthetic LPBF builds (plate images, webcam views, masks, defect labels).",
+                          no_args_is_help=True)
 
     @sim_app.command("build")
     def build(
-        out: Path = typer.Option(..., "--out", help="Output folder (created; a different build there needs --overwrite)."),
+        out: Path = typer.Option(..., "--out", help="Output folder (created; a different build there needs "
+                                 "--overwrite)."),
         layers: int = typer.Option(10, "--layers", min=1, help="Number of layers to render."),
         seed: int = typer.Option(0, "--seed", help="Seed: the same seed and config give byte-identical files."),
         config: Path | None = typer.Option(None, "--config", help="YAML config file; its `sim` section is used."),
-        hr_size: int | None = typer.Option(None, "--hr-size", help="Override sim.hr_size_px (HR image side in pixels)."),
-        defect_rate: float | None = typer.Option(None, "--defect-rate", help="Override sim.defect_rate (new defects per layer)."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different build already in OUT (its layer files are deleted)."),
+        hr_size: int | None = typer.Option(None, "--hr-size", help="Override sim.hr_size_px (HR image side in "
+                                           "pixels)."),
+        defect_rate: float | None = typer.Option(None, "--defect-rate", help="Override sim.defect_rate (new defects "
+                                                 "per layer)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different build already in OUT (its layer "
+                                       "files are deleted)."),
     ) -> None:
         """Render N layers: build.json, hr/, webcam/, lr/, masks/, labels/ under OUT."""
         from pydantic import ValidationError

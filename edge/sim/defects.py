@@ -52,7 +52,8 @@ class DefectEvent:
         }
 
 
-def schedule_defects(rng: np.random.Generator, layers: int, rate: float, part_ids: list[int], n: int, pitch_mm: float) -> list[DefectEvent]:
+def schedule_defects(rng: np.random.Generator, layers: int, rate: float, part_ids: list[int], n: int,
+                     pitch_mm: float) -> list[DefectEvent]:
     """Draw defect events: Poisson(rate) new events per layer, each with a type, duration and parameters."""
     events: list[DefectEvent] = []
     mm = 1.0 / pitch_mm
@@ -68,15 +69,20 @@ def schedule_defects(rng: np.random.Generator, layers: int, rate: float, part_id
                 p = {"part_id": int(rng.choice(part_ids)), "length_mm": float(rng.uniform(8, 18)),
                      "period_mm": float(rng.uniform(1.2, 2.5)), "amplitude": float(rng.uniform(16, 24))}
             elif kind == "incomplete_spreading":
-                p = {"short_mm": float(rng.uniform(4, 14)), "wave_mm": float(rng.uniform(0.5, 2.5)), "phase": float(rng.uniform(0, 6.28))}
+                p = {"short_mm": float(rng.uniform(4, 14)), "wave_mm": float(rng.uniform(0.5, 2.5)),
+                     "phase": float(rng.uniform(0, 6.28))}
             elif kind == "super_elevation":
-                p = {"part_id": int(rng.choice(part_ids)), "side_deg": float(rng.choice([90.0, 0.0, 180.0, 270.0])), "gain": float(rng.uniform(1.5, 1.8))}
+                p = {"part_id": int(rng.choice(part_ids)), "side_deg": float(rng.choice([90.0, 0.0, 180.0, 270.0])),
+                     "gain": float(rng.uniform(1.5, 1.8))}
             elif kind == "debris":
-                p = {"cx": int(rng.integers(int(10 * mm), n - int(10 * mm))), "cy": int(rng.integers(int(10 * mm), n - int(10 * mm))),
-                     "rx_mm": float(rng.uniform(0.8, 3.0)), "ry_mm": float(rng.uniform(0.5, 1.5)), "angle_deg": float(rng.uniform(0, 180)),
+                p = {"cx": int(rng.integers(int(10 * mm), n - int(10 * mm))),
+                     "cy": int(rng.integers(int(10 * mm), n - int(10 * mm))),
+                     "rx_mm": float(rng.uniform(0.8, 3.0)), "ry_mm": float(rng.uniform(0.5, 1.5)),
+                     "angle_deg": float(rng.uniform(0, 180)),
                      "delta": float(rng.choice([-1, 1]) * rng.uniform(45, 70))}
             else:
-                p = {"part_id": int(rng.choice(part_ids)), "direction_deg": float(rng.uniform(0, 360)), "radius_mm": float(rng.uniform(0.8, 2.5))}
+                p = {"part_id": int(rng.choice(part_ids)), "direction_deg": float(rng.uniform(0, 360)),
+                     "radius_mm": float(rng.uniform(0.8, 2.5))}
             events.append(DefectEvent(len(events) + 1, kind, layer, last, p))
     return events
 
@@ -146,7 +152,8 @@ def apply_surface_defects(
             img[y0:, max(x - 1, 0)] += 0.25 * p["depth"]
             img[y0:, min(x + w, n - 1)] += 0.25 * p["depth"]
             crosses_part = bool((mask[y0:, x : x + w] > 0).any())
-            labels.append(_label(ev, layer, [max(x - 1, 0), y0, w + 2, n - y0], crosses_part or layer - ev.first_layer >= 4))
+            labels.append(_label(ev, layer, [max(x - 1, 0), y0, w + 2, n - y0],
+                                 crosses_part or layer - ev.first_layer >= 4))
         elif ev.type == "recoater_hopping":
             ys, xs = np.nonzero(mask == p["part_id"])
             if ys.size == 0:
@@ -163,7 +170,8 @@ def apply_surface_defects(
             labels.append(_label(ev, layer, [x0, y0, x1 - x0, y1 - y0], p["amplitude"] > 20))
         elif ev.type == "incomplete_spreading":
             xs = np.arange(n, dtype=np.float32)
-            wave = np.sin(2 * math.pi * xs / n * 1.5 + p["phase"]) + 0.35 * np.sin(2 * math.pi * xs / n * 7.0 + 2.1 * p["phase"])
+            wave = (np.sin(2 * math.pi * xs / n * 1.5 + p["phase"])
+                    + 0.35 * np.sin(2 * math.pi * xs / n * 7.0 + 2.1 * p["phase"]))
             edge = n - p["short_mm"] / pitch_mm + p["wave_mm"] / pitch_mm * wave / 1.35
             ys = np.arange(n, dtype=np.float32)[:, None]
             bare = (ys >= edge[None, :]) & powder

@@ -129,7 +129,8 @@ def _draw_lattice(mask: np.ndarray, part: Part, z_mm: float, pitch_mm: float, la
 
 def layout_parts(rng: np.random.Generator, plate_mm: float, max_height_mm: float) -> list[Part]:
     """A seeded plate layout: 12 parts on a 4 x 3 slot grid away from the fiducials and the far-end strip."""
-    kinds = ["ring", "ring", "ring", "ring", "dogbone", "dogbone", "square", "square", "lattice", "thin_wall", "overhang", "ring"]
+    kinds = ["ring", "ring", "ring", "ring", "dogbone", "dogbone", "square", "square", "lattice", "thin_wall",
+             "overhang", "ring"]
     order = rng.permutation(len(kinds))
     s = plate_mm / 100.0
     x_lo, x_hi, y_lo, y_hi = 12 * s, 88 * s, 12 * s, 82 * s
@@ -147,13 +148,15 @@ def layout_parts(rng: np.random.Generator, plate_mm: float, max_height_mm: float
         if kind == "ring":
             d = rng.uniform(0.45, 0.65) * sw
             part = Part(pid, kind, (cx, cy), (d, d), 0.0, height,
-                        {"wall_mm": float(rng.uniform(0.12, 0.22) * d), "radius_slope": float(rng.uniform(-0.25, 0.25) * d / 2 / zspan)})
+                        {"wall_mm": float(rng.uniform(0.12, 0.22) * d),
+                         "radius_slope": float(rng.uniform(-0.25, 0.25) * d / 2 / zspan)})
         elif kind == "dogbone":
             vertical = rng.random() < 0.5
             length = (0.85 * sh if vertical else 0.85 * sw)
             grip = rng.uniform(0.22, 0.3) * length
             part = Part(pid, kind, (cx, cy), (length, grip), 90.0 * vertical + rng.uniform(-5, 5), height,
-                        {"gauge_w_mm": float(0.5 * grip), "gauge_len_mm": float(0.45 * length), "gauge_slope": float(-rng.uniform(0.1, 0.4) * 0.5 * grip / zspan)})
+                        {"gauge_w_mm": float(0.5 * grip), "gauge_len_mm": float(0.45 * length),
+                         "gauge_slope": float(-rng.uniform(0.1, 0.4) * 0.5 * grip / zspan)})
         elif kind == "square":
             side = rng.uniform(0.4, 0.55) * sw
             part = Part(pid, kind, (cx, cy), (side, side), float(rng.uniform(0, 90)), height,
@@ -161,9 +164,11 @@ def layout_parts(rng: np.random.Generator, plate_mm: float, max_height_mm: float
         elif kind == "lattice":
             side = 0.75 * min(sw, sh)
             part = Part(pid, kind, (cx, cy), (side, side), float(rng.uniform(-10, 10)), height,
-                        {"strut_mm": 0.08 * side, "cell_mm": 0.25 * side, "strut_slope": float(2.0 * 0.25 * side / zspan)})
+                        {"strut_mm": 0.08 * side, "cell_mm": 0.25 * side,
+                         "strut_slope": float(2.0 * 0.25 * side / zspan)})
         elif kind == "thin_wall":
-            part = Part(pid, kind, (cx, cy), (0.8 * sw, float(rng.uniform(0.45, 0.7)) * s), float(rng.uniform(-60, 60)), height,
+            part = Part(pid, kind, (cx, cy), (0.8 * sw, float(rng.uniform(0.45, 0.7)) * s), float(rng.uniform(-60, 60)),
+                        height,
                         {"note": "constant section"})
         else:  # overhang
             part = Part(pid, kind, (cx - 0.15 * sw, cy), (0.45 * sw, 0.3 * sh), 0.0, height,

@@ -24,7 +24,8 @@ def powder_texture(rng: np.random.Generator, n: int, mean: float, grain_std: flo
     cn = max(n // 24, 4)
     coarse = _unit(cv2.resize(rng.standard_normal((cn, cn), dtype=np.float32), (n, n), interpolation=cv2.INTER_CUBIC))
     # recoater travel is along +y: a field that varies fast in x and slowly in y gives vertical streaks
-    streak = _unit(cv2.resize(rng.standard_normal((max(n // 96, 3), n // 3), dtype=np.float32), (n, n), interpolation=cv2.INTER_CUBIC))
+    streak = _unit(cv2.resize(rng.standard_normal((max(n // 96, 3), n // 3), dtype=np.float32), (n, n),
+                              interpolation=cv2.INTER_CUBIC))
     a, b, c = GRAIN_WEIGHTS
     return mean + grain_std * (a * fine + b * mid + c * coarse + STREAK_WEIGHT * streak)
 
@@ -36,7 +37,8 @@ def lighting_gain(n: int, gx: float, gy: float, gr: float) -> np.ndarray:
     return (1.0 + gx * xs + gy * ys - gr * 2.0 * (xs**2 + ys**2)).astype(np.float32)
 
 
-def add_spatter(img: np.ndarray, rng: np.random.Generator, mask: np.ndarray, per_mpx: float, depth: float, pitch_mm: float) -> None:
+def add_spatter(img: np.ndarray, rng: np.random.Generator, mask: np.ndarray, per_mpx: float, depth: float,
+                pitch_mm: float) -> None:
     """Darken spatter particles on powder in place; denser within a few mm of fused parts.
 
     Random draws do not depend on the mask (it only accepts or rejects candidates), so a local change
@@ -52,7 +54,8 @@ def add_spatter(img: np.ndarray, rng: np.random.Generator, mask: np.ndarray, per
     if total == 0:
         return
     fused = (mask > 0).astype(np.uint8)
-    dist = cv2.distanceTransform(1 - fused, cv2.DIST_L2, 3) * pitch_mm if fused.any() else np.full(mask.shape, 1e9, np.float32)
+    dist = cv2.distanceTransform(1 - fused, cv2.DIST_L2, 3) * pitch_mm if fused.any() else np.full(mask.shape, 1e9,
+                                                                                                   np.float32)
     keep = (u < 0.25 + 0.75 * np.exp(-dist[ys, xs] / 3.0)) & (fused[ys, xs] == 0)
     ys, xs, amp, big = ys[keep], xs[keep], amp[keep], big[keep]
     np.subtract.at(img, (ys, xs), amp)

@@ -78,7 +78,8 @@ def texture_stats(img: np.ndarray) -> TextureStats:
     )
 
 
-def powder_patches(hr: np.ndarray, mask: np.ndarray, pitch_mm: float, size: int = 128, clearance_mm: float = 2.0) -> list[np.ndarray]:
+def powder_patches(hr: np.ndarray, mask: np.ndarray, pitch_mm: float, size: int = 128,
+                   clearance_mm: float = 2.0) -> list[np.ndarray]:
     """Non-overlapping size x size patches of pure powder: no part within clearance_mm, no corner fiducials."""
     n = hr.shape[0]
     m = max(int(round(clearance_mm / pitch_mm)), 1)

@@ -12,7 +12,8 @@ from edge.sr.manifest import FORMAT, Distilled, Manifest, ManifestError
 
 MANIFEST = "manifest.json"
 GRAPHS = ("lr_encoder", "hr_encoder", "denoiser", "hr_decoder")
-OPTIONAL_GRAPHS = ("regression", "hr_decoder_sample", "pixel_regression")  # sample decoder: trained to synthesise texture (see docs/sr_quality.md)
+# sample decoder: trained to synthesise texture (see docs/sr_quality.md)
+OPTIONAL_GRAPHS = ("regression", "hr_decoder_sample", "pixel_regression")
 
 
 class BundleError(RuntimeError):
@@ -48,11 +49,14 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def write_bundle(directory: Path | str, manifest: dict) -> Path:
-    """Hash every file under `directory` (except the manifest) into manifest['files'] and write manifest.json atomically."""
+    """Hash every file under `directory` into manifest['files'] and write manifest.json atomically.
+
+    The manifest itself is not hashed."""
     d = Path(directory)
     missing = [g for g in GRAPHS if not (d / f"{g}.onnx").is_file()]
     if missing:
-        raise BundleError(f"{d}: cannot write a bundle without {', '.join(m + '.onnx' for m in missing)}; export them first")
+        raise BundleError(f"{d}: cannot write a bundle without {', '.join(m + '.onnx' for m in missing)}; export them "
+                          "first")
     files = {
         p.relative_to(d).as_posix(): sha256_file(p)
         for p in sorted(d.rglob("*"))
@@ -131,7 +135,8 @@ class Bundle:
 
         entry = self.manifest.distilled.get(name)
         if entry is None or not entry.is_student or entry.steps is None:
-            raise BundleError(f"{self.path}: no distilled student {name!r}; this bundle ships: {', '.join(self.students()) or 'none'}")
+            raise BundleError(f"{self.path}: no distilled student {name!r}; this bundle ships: "
+                              f"{', '.join(self.students()) or 'none'}")
         expected = tuple(int(t) for t in timesteps_for(self.manifest.timesteps, entry.steps, "trailing"))
         if entry.sampler != "ddim" or entry.timesteps != expected:
             raise BundleError(f"{self.path}: student {name!r} was distilled at timesteps {list(entry.timesteps)} "
@@ -141,11 +146,15 @@ class Bundle:
         return Bundle(self.path, manifest, {**self.graph_files, "denoiser": entry.file})
 
     def light_decoder(self) -> Bundle:
-        """The bundle with its single-sample decoder swapped for the distilled light decoder (manifest distilled.light_decoder)."""
+        """The bundle with its single-sample decoder swapped for the distilled light decoder.
+
+        The light decoder is the manifest's distilled.light_decoder."""
         return self._with_light("decoder", self.decoder_for("sample"))
 
     def light_encoder(self) -> Bundle:
-        """The bundle with its condition encoder swapped for the distilled light one (manifest distilled.light_encoder)."""
+        """The bundle with its condition encoder swapped for the distilled light one.
+
+        The light encoder is the manifest's distilled.light_encoder."""
         return self._with_light("encoder", "lr_encoder")
 
     def _with_light(self, part: str, graph: str) -> Bundle:
@@ -194,7 +203,8 @@ def load_bundle(path: Path | str | None = None, verify: bool = True) -> Bundle:
                                   "(git checkout / re-copy the bundle) or re-export the bundle")
             got = sha256_file(p)
             if got != digest:
-                raise BundleError(f"{p}: sha256 {got[:12]}... does not match the manifest ({digest[:12]}...): the file is "
+                raise BundleError(f"{p}: sha256 {got[:12]}... does not match the manifest ({digest[:12]}...): the file "
+                                  "is "
                                   "corrupt or was changed; restore it or re-export the bundle (write_bundle re-hashes)")
     return Bundle(d, manifest)
 

@@ -55,7 +55,8 @@ class SRConfig(Section):
                           "fraction of the full one's work; its quality in docs/fast_inference.md); null: the "
                           "profile's.")
     grain_cap: bool = Field(True, description="Apply the bundle's grain cap (if it has one): lower a sample's fine "
-                            "detail where it exceeds what the LR spectrum predicts (edge.sr.grain, docs/sr_quality.md).")
+                            "detail where it exceeds what the LR spectrum predicts (edge.sr.grain, "
+                            "docs/sr_quality.md).")
     openvino_precision: Literal["f32", "bf16"] | None = Field(
         None, description="OpenVINO inference precision; bf16 only on CPUs that report it (~1e-2 difference); "
                           "null: the profile's (the fast path's, else f32).")

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Literal
 
 Exporter = Literal["dynamo", "legacy"]
-OPSET = 21  # GroupNormalization-21 (opset 18's version had per-group affine and is deprecated); torch emits it as ONE node
+# GroupNormalization-21 (opset 18's version had per-group affine and is deprecated); torch emits it as ONE node
+OPSET = 21
 
 # name -> (input names, output names); every tensor is NCHW except the timestep `t` [B]
 SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -141,11 +142,13 @@ def bucket_shapes(name: str, batch: int, lr: int, scale: int, latent_channels: i
 
 def export_static_buckets(bundle_dir: Path | str, out: Path | str, lr: int, buckets: tuple[int, ...] = (1, 4, 8),
                           scale: int = 4, latent_channels: int = 4,
-                          graphs: tuple[str, ...] = ("lr_encoder", "denoiser", "hr_decoder")) -> dict[tuple[str, int], Path]:
+                          graphs: tuple[str, ...] = ("lr_encoder", "denoiser", "hr_decoder"),
+                          ) -> dict[tuple[str, int], Path]:
     """Static-shape copies `<graph>.b<batch>.t<lr>.onnx` of the bundle graphs for each batch bucket."""
     src, out = Path(bundle_dir), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     return {
-        (g, b): static_copy(src / f"{g}.onnx", out / f"{g}.b{b}.t{lr}.onnx", bucket_shapes(g, b, lr, scale, latent_channels))
+        (g, b): static_copy(src / f"{g}.onnx", out / f"{g}.b{b}.t{lr}.onnx",
+                            bucket_shapes(g, b, lr, scale, latent_channels))
         for g in graphs for b in buckets
     }

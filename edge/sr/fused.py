@@ -188,7 +188,9 @@ class LoopSampler:
 
     def sample(self, sched, cond: np.ndarray, spec, prediction: str, rng: np.random.Generator | None = None,
                noise: np.ndarray | None = None, x_init: np.ndarray | None = None) -> np.ndarray:
-        """Same contract as samplers.sample (noise [steps+1, ...]: index 0 starts the chain); returns float32 latents."""
+        """Same contract as samplers.sample; returns float32 latents.
+
+        noise is [steps+1, ...]: index 0 starts the chain."""
         from edge.sr.samplers import draw_noise, start_latent
 
         plan = spec.plan(sched, prediction)

@@ -85,7 +85,8 @@ class GrainCap:
                        max_gain=float(d.get("max_gain", 1.0)), margin=float(d.get("margin", 1.0)),
                        validation=dict(d.get("validation", {})))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"manifest grain_cap is malformed ({exc}); re-fit it with `lpbf-edge train grain-cap`") from exc
+            raise ValueError(f"manifest grain_cap is malformed ({exc}); "
+                             "re-fit it with `lpbf-edge train grain-cap`") from exc
 
 
 def n_features() -> int:
@@ -95,7 +96,9 @@ def n_features() -> int:
 
 @functools.lru_cache(maxsize=8)
 def _spectral_layout(h: int, w: int) -> tuple[np.ndarray, float, tuple[np.ndarray, ...]]:
-    """(Hann window, its power normaliser, radial band masks) of an h x w window: the same for every window of a layer."""
+    """(Hann window, its power normaliser, radial band masks) of an h x w window.
+
+    They are the same for every window of a layer."""
     win = np.outer(np.hanning(h), np.hanning(w))
     r = np.sqrt(np.fft.fftfreq(w)[None, :] ** 2 + np.fft.fftfreq(h)[:, None] ** 2) / 0.5
     masks = tuple((r > lo) & (r <= hi) for lo, hi in zip(BAND_EDGES[:-1], BAND_EDGES[1:], strict=False))

@@ -123,7 +123,8 @@ class SuperResolver:
 
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, backend: str = "ort", steps: int | None = None, seed: int = 0,
-                    sampler: str | dict | SamplerSpec | None = None, tile: int | None = None, overlap: int | None = None,
+                    sampler: str | dict | SamplerSpec | None = None, tile: int | None = None,
+                    overlap: int | None = None,
                     batch: int = DEFAULT_BATCH, fused: bool = False, decoder: str = "full", antithetic: bool = True,
                     grain_cap: bool = True, encoder: str = "full", **runner_options) -> SuperResolver:
         """Load and verify a bundle (default: models/default or $LPBF_MODEL), open its backend, pick the sampler.

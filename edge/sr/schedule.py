@@ -86,7 +86,10 @@ def timesteps_for(T: int, steps: int, spacing: Spacing = "trailing", t_max: int 
 
 
 def to_x0(pred: np.ndarray, x: np.ndarray, abar: float, kind: Prediction) -> np.ndarray:
-    """x0 from a model output: eps -> (x - sqrt(1-abar) eps)/sqrt(abar) (Ho Eq. 15); v -> sqrt(abar) x - sqrt(1-abar) v (Salimans & Ho Sec. 4)."""
+    """x0 from a model output.
+
+    eps -> (x - sqrt(1-abar) eps)/sqrt(abar) (Ho Eq. 15); v -> sqrt(abar) x - sqrt(1-abar) v (Salimans & Ho Sec. 4).
+    """
     a, s = math.sqrt(abar), math.sqrt(1.0 - abar)
     if kind == "epsilon":
         return (x - s * pred) / a
@@ -98,7 +101,10 @@ def to_x0(pred: np.ndarray, x: np.ndarray, abar: float, kind: Prediction) -> np.
 
 
 def to_eps(pred: np.ndarray, x: np.ndarray, abar: float, kind: Prediction) -> np.ndarray:
-    """eps from a model output: x0 -> (x - sqrt(abar) x0)/sqrt(1-abar); v -> sqrt(1-abar) x + sqrt(abar) v (Salimans & Ho Eq. D)."""
+    """eps from a model output.
+
+    x0 -> (x - sqrt(abar) x0)/sqrt(1-abar); v -> sqrt(1-abar) x + sqrt(abar) v (Salimans & Ho Eq. D).
+    """
     a, s = math.sqrt(abar), math.sqrt(1.0 - abar)
     if kind == "epsilon":
         return pred

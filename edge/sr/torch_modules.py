@@ -15,7 +15,8 @@ from pathlib import Path
 from edge.sr.bundle import Bundle, BundleError, load_bundle, write_bundle
 from edge.sr.manifest import Manifest, ManifestError
 
-GRAPH_FILES = ("lr_encoder", "hr_encoder", "denoiser", "hr_decoder", "regression", "hr_decoder_sample", "pixel_regression")
+GRAPH_FILES = ("lr_encoder", "hr_encoder", "denoiser", "hr_decoder", "regression", "hr_decoder_sample",
+               "pixel_regression")
 
 
 def graph_modules(hr_ae, lr_ae, denoiser, hr_scale: float, lr_scale: float, regression=None, sample_ae=None,
@@ -67,7 +68,8 @@ def load_torch_modules(path: Path | str | Bundle) -> dict:
     for name, mod in mods.items():
         f = f"{name}.safetensors"
         if not m.has_file(f):
-            raise BundleError(f"{b.path / f}: not in the bundle; its torch module cannot be rebuilt (use --backend ort)")
+            raise BundleError(f"{b.path / f}: not in the bundle; its torch module cannot be rebuilt (use --backend "
+                              "ort)")
         try:
             mod.load_state_dict(load_file(str(b.path / f)))
         except RuntimeError as exc:

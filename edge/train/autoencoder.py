@@ -63,7 +63,8 @@ def datasets(cfg: TrainConfig) -> tuple[PatchDataset, PatchDataset]:
     spec = split_spec(cfg)
     mix = DegradeMix(grain_prob=cfg.grain_prob, grain_gain=(float(cfg.grain_gain[0]), float(cfg.grain_gain[1])),
                      texture=texture_aug(cfg))
-    train = PatchDataset(sources, "train", spec, per_unit=64, lr_patch=max(cfg.lr_size, cfg.pool_tile) + 8, scale=cfg.scale,
+    train = PatchDataset(sources, "train", spec, per_unit=64, lr_patch=max(cfg.lr_size, cfg.pool_tile) + 8,
+                         scale=cfg.scale,
                          mix=mix, seed=cfg.seed)
     val = PatchDataset(sources, "val", spec, per_unit=4, lr_patch=cfg.lr_size * 2, scale=cfg.scale, seed=cfg.seed + 1)
     return train, val

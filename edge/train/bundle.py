@@ -26,7 +26,8 @@ def _finetuned_decoder(ae: dict, ae_pt: Path, decoder_pt: Path) -> tuple[ImageAu
         raise ValueError(f"{decoder_pt}: its HR encoder differs from {ae_pt}; it is not a decoder-only fine-tune of it")
     hr = ImageAutoencoder(ae["arch"]["hr_ae"])
     hr.load_state_dict(dec["hr"])
-    return hr.eval(), {"path": str(decoder_pt), "step": dec["step"], "wall_s": round(dec["wall_s"], 1), "val": dec.get("val")}
+    return hr.eval(), {"path": str(decoder_pt), "step": dec["step"], "wall_s": round(dec["wall_s"], 1),
+                       "val": dec.get("val")}
 
 
 def _autoencoders(ae_pt: Path, decoder_pt: Path | None) -> tuple[ImageAutoencoder, ImageAutoencoder, dict, dict]:
@@ -146,7 +147,8 @@ def build_bundle(out: Path, ae_pt: Path, diffusion_pt: Path, regression_pt: Path
     if diff.get("grain_condition"):  # the runtime adds its offset to the condition (edge.sr.grain.GrainCondition)
         manifest["grain_condition"] = diff["grain_condition"]
     out.mkdir(parents=True, exist_ok=True)
-    mods = graph_modules(hr, lr, den, manifest["latent_scale_factor"], manifest["lr_latent_scale_factor"], reg, tex, est)
+    mods = graph_modules(hr, lr, den, manifest["latent_scale_factor"], manifest["lr_latent_scale_factor"], reg, tex,
+                         est)
     todo = {k: m for k, m in mods.items() if not (k in reuse and (out / f"{k}.onnx").is_file())}
     export_bundle_graphs(todo, out, lr_patch=lr_patch, scale=scale, latent_channels=C, exporter=exporter)  # type: ignore[arg-type]
     for k, m in mods.items():

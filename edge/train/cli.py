@@ -41,10 +41,12 @@ COMMON = dict(  # options several commands share, declared once
     lr_size=typer.Option(None, "--lr-size", help="LR training crop side (HR crop = scale x this)."),
     init_net=typer.Option(None, "--init-from", help="Start from the EMA weights of this best.pt (same U-Net)."),
     photo_weight=typer.Option(None, "--photo-weight",
-                              help="Draw a photograph's patches this many times as often as a sim layer's (default 2)."),
+                              help="Draw a photograph's patches this many times as often as a sim layer's (default "
+                              "2)."),
     grain_prob=typer.Option(None, "--grain-prob", help="Fraction of synthetic-LR patches whose HR fine detail "
                             "(above the LR Nyquist) is rescaled before degrading (default 0)."),
-    grain_gain=typer.Option(None, "--grain-gain", help="LO,HI: log-uniform range of that amplitude gain (default 0.5,2)."),
+    grain_gain=typer.Option(None, "--grain-gain", help="LO,HI: log-uniform range of that amplitude gain (default "
+                            "0.5,2)."),
     sim_share=typer.Option(None, "--sim-share", help="Share of patches drawn from sim layers; the rest is split "
                            "equally among the photo groups (replaces --photo-weight)."),
     texture_aug=typer.Option(None, "--texture-aug", help="Structured-texture augmentation of synthetic-LR patches: "
@@ -80,11 +82,16 @@ def autoencoder(
     lr_size: int | None = COMMON["lr_size"],
     gan_start: int | None = typer.Option(None, "--gan-start", help="Step at which the patch GAN loss starts."),
     init_from: str | None = typer.Option(None, "--init-from", help="Start from this ae.pt (EMA weights, scales)."),
-    decoder_only: bool = typer.Option(False, "--decoder-only", help="Fine-tune only the HR decoder (needs --init-from)."),
-    l1_weight: float | None = typer.Option(None, "--l1-weight", help="Weight of the L1 reconstruction term (default 1)."),
-    gan_weight: float | None = typer.Option(None, "--gan-weight", help="Weight of the hinge patch-GAN term (default 0.05)."),
-    fft_weight: float | None = typer.Option(None, "--fft-weight", help="Weight of the FFT log-amplitude term (default 0.1)."),
-    wavelet_weight: float | None = typer.Option(None, "--wavelet-weight", help="Weight of the Haar wavelet-statistics term (default 0.5)."),
+    decoder_only: bool = typer.Option(False, "--decoder-only", help="Fine-tune only the HR decoder (needs "
+                                      "--init-from)."),
+    l1_weight: float | None = typer.Option(None, "--l1-weight", help="Weight of the L1 reconstruction term (default "
+                                           "1)."),
+    gan_weight: float | None = typer.Option(None, "--gan-weight", help="Weight of the hinge patch-GAN term (default "
+                                            "0.05)."),
+    fft_weight: float | None = typer.Option(None, "--fft-weight", help="Weight of the FFT log-amplitude term (default "
+                                            "0.1)."),
+    wavelet_weight: float | None = typer.Option(None, "--wavelet-weight", help="Weight of the Haar wavelet-statistics "
+                                                "term (default 0.5)."),
     spectrum_weight: float | None = typer.Option(
         None, "--spectrum-weight", help="Weight of the radial log-power spectrum term (default 0; texture decoders)."),
     latent_noise: float | None = typer.Option(
@@ -229,9 +236,11 @@ def bundle(
     regression: Path | None = typer.Option(None, "--regression", help="best.pt of `train regression` (optional)."),
     decoder: Path | None = typer.Option(None, "--decoder", help="ae.pt of a --decoder-only fine-tune (optional)."),
     sample_decoder: Path | None = typer.Option(
-        None, "--sample-decoder", help="ae.pt of a --decoder-only texture fine-tune: decodes single samples (optional)."),
+        None, "--sample-decoder", help="ae.pt of a --decoder-only texture fine-tune: decodes single samples "
+        "(optional)."),
     reuse: list[str] = typer.Option([], "--reuse", help="Graph whose ONNX already in OUT is kept (repeatable)."),
-    model_id: str | None = typer.Option(None, "--model-id", help="Model id (default lpbf-sr-x<scale>-<preset>-<date>)."),
+    model_id: str | None = typer.Option(None, "--model-id", help="Model id (default "
+                                        "lpbf-sr-x<scale>-<preset>-<date>)."),
     sampler: str = typer.Option("dpmpp_2m", "--sampler", help="Default fast sampler: dpmpp_2m | ddim | ddpm."),
     steps: int = typer.Option(15, "--steps", help="Default fast sampler steps."),
     exporter: str = typer.Option("dynamo", "--exporter", help="ONNX exporter: dynamo | legacy."),

@@ -124,7 +124,7 @@ class BatchStream:
 
 
 def fixed_batch(ds: PatchDataset, n: int, lr_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A deterministic validation batch: the centre LR `lr_size` crop (and HR) of the first n items spread over units."""
+    """A deterministic validation batch: the centre LR `lr_size` crop (and HR) of n items spread over units."""
     idx = np.linspace(0, len(ds) - 1, min(n, len(ds))).astype(int)
     lrs, hrs = [], []
     for i in idx:

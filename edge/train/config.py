@@ -49,7 +49,8 @@ class TrainConfig:
     orient_weight: float = 0.0  # orientation-aware texture term (losses.orientation_loss)
     latent_noise: float = 0.0  # decoder-only: add N(0, U(0, this)^2) noise to the scaled latent (robust sample decoder)
     decoder_only: bool = False  # fine-tune the HR decoder only (encoders frozen: latents, scales unchanged)
-    init_from: str | None = None  # ae.pt (autoencoder) or best.pt (diffusion/regression) whose EMA weights start this run
+    # ae.pt (autoencoder) or best.pt (diffusion/regression) whose EMA weights start this run
+    init_from: str | None = None
     # diffusion / regression
     ae: str | None = None
     estimate: str | None = None  # best.pt of `train pixel`: condition the denoiser on its estimate as well

@@ -62,7 +62,9 @@ def light_decoder(latent_channels: int = 4, out_channels: int = 1, scale: int = 
 
 
 def _skip_decoder(net, scale: int, latent_scale: float):
-    """`net(z) + bicubic_up(z[:, :1] / latent_scale)`, starting as the bicubic of the low-pass channel (zero conv_out)."""
+    """`net(z) + bicubic_up(z[:, :1] / latent_scale)`.
+
+    It starts as the bicubic of the low-pass channel (zero conv_out)."""
     import torch
     import torch.nn.functional as F
 
@@ -76,7 +78,8 @@ def _skip_decoder(net, scale: int, latent_scale: float):
             torch.nn.init.zeros_(self.net.conv_out.bias)
 
         def forward(self, z: torch.Tensor) -> torch.Tensor:
-            low = F.interpolate(z[:, :1] / self.latent_scale, scale_factor=self.scale, mode="bicubic", align_corners=False)
+            low = F.interpolate(z[:, :1] / self.latent_scale, scale_factor=self.scale, mode="bicubic",
+                                align_corners=False)
             return self.net(z) + low
 
     return SkipDecoder()
@@ -87,7 +90,9 @@ def _skip_decoder(net, scale: int, latent_scale: float):
 def distill_decoder(teacher: Callable[[Array], Array], latents: Array, student=None, steps: int = 500, batch: int = 16,
                     lr: float = 1e-3, jitter: float = 0.1, seed: int = 0, time_budget_s: float | None = None,
                     progress: bool = False, spectrum_weight: float = 0.0):
-    """Train `student` so student(z) ~= teacher(z); the teacher decodes every latent (and a jittered copy) once, up front.
+    """Train `student` so student(z) ~= teacher(z).
+
+    The teacher decodes every latent (and a jittered copy) once, up front.
 
     spectrum_weight > 0 adds the radial log-power spectrum term against the teacher (keeps a texture decoder's
     fine detail, which L1 + MSE alone would average away).
@@ -110,7 +115,8 @@ def distill_decoder(teacher: Callable[[Array], Array], latents: Array, student=N
         loss = torch.nn.functional.l1_loss(pred, target) + torch.nn.functional.mse_loss(pred, target)
         return loss + spectrum_weight * spectrum_loss(pred, target) if spectrum_weight > 0 else loss
 
-    log = fit_to_teacher(student, z, targets, loss_fn, steps, batch, lr, rng, time_budget_s, progress, "distill decoder")
+    log = fit_to_teacher(student, z, targets, loss_fn, steps, batch, lr, rng, time_budget_s, progress,
+                         "distill decoder")
     return student.eval(), log
 
 
@@ -202,7 +208,8 @@ def distill_encoder_cmd(model, out, minutes: float, width: int, blocks: int, til
     pred, ref = light_fn(x[:hold]), c[:hold]
     report = {
         "file": path.name, "width": width, "blocks": blocks, "params": sum(p.numel() for p in student.parameters()),
-        "flops": count_flops(student, torch.from_numpy(x[:1])), "teacher": {"bundle": str(model), "model_id": b.model_id},
+        "flops": count_flops(student, torch.from_numpy(x[:1])),
+        "teacher": {"bundle": str(model), "model_id": b.model_id},
         "tiles": int(len(x) - hold), "held_out_tiles": int(hold), "train_steps": len(losses),
         "train_s": round(log.seconds, 1), "final_loss": float(np.mean(losses[-20:])),
         "cond_rmse_vs_teacher": float(np.sqrt(np.mean((pred - ref) ** 2))),
@@ -255,7 +262,9 @@ def _hr_teacher(model, ae: Path | None):
 
 def distill_decoder_cmd(model, out, minutes: float, width: int, tiles: int, seed: int, ae: Path | None = None,
                         spectrum_weight: float = 0.0) -> dict:
-    """Distil a light HR decoder (from a bundle or an AE checkpoint); writes hr_decoder_light.onnx + decoder_report.json."""
+    """Distil a light HR decoder from a bundle or an AE checkpoint.
+
+    Writes hr_decoder_light.onnx and decoder_report.json."""
     import json
 
     import torch
@@ -332,7 +341,7 @@ def register_distill(train_app) -> None:
                 seed: int = typer.Option(0),
                 init_from: Path | None = typer.Option(None, help="Start from this light encoder ONNX (same width and "
                                                                  "blocks), e.g. the previous bundle's.")) -> None:
-        """Light condition encoder at LR resolution distilled from the bundle's lr_encoder; reports its RMSE and time."""
+        """Light LR-resolution condition encoder distilled from the bundle's lr_encoder; reports RMSE and time."""
         echo_report(distill_encoder_cmd, model, out, minutes, width, blocks, tiles, seed, init_from)
 
     @app.command("student")
@@ -356,7 +365,9 @@ def register_distill(train_app) -> None:
     def add(model: Path = typer.Option(..., help="Bundle to add the distilled parts to (re-hashed in place)."),
             source: Path = typer.Option(..., "--from", help="Folder written by `distill decoder|encoder|student`."),
             command: str = typer.Option("", help="How the parts were made (stored in the manifest).")) -> None:
-        """Copy distilled students / light decoder / light encoder into a bundle's manifest `distilled` (and its fast path)."""
+        """Copy distilled students / light decoder / light encoder into a bundle's manifest `distilled`.
+
+        The manifest's fast path is set too."""
         from edge.sr.bundle import BundleError
         from edge.train.bundle import add_distilled
 

@@ -126,9 +126,11 @@ def _own_state(student, x_T, cond, timesteps: Array, coefs: Array, j: int):
     return x
 
 
-def run_student(denoise, alphas_cumprod: Array, timesteps: Array, prediction_type: str, x_T: Array, cond: Array) -> Array:
+def run_student(denoise, alphas_cumprod: Array, timesteps: Array, prediction_type: str, x_T: Array,
+                cond: Array) -> Array:
     """Deterministic k-step DDIM with the student from fixed noise x_T (the inference path of the student)."""
-    x0, _ = teacher_trajectory(denoise, plan_steps(alphas_cumprod, timesteps, "ddim", prediction_type), x_T, cond, set())
+    x0, _ = teacher_trajectory(denoise, plan_steps(alphas_cumprod, timesteps, "ddim", prediction_type), x_T, cond,
+                               set())
     return x0
 
 
@@ -177,7 +179,8 @@ def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: i
     hold = slice(0, min(64, len(conds)))
     x0_start = run_student(_torch_fn(student), acp, data["timesteps"], pred, data["noise"][hold], conds[hold])
     budget = max(30.0, 60 * minutes - data_s)
-    student, log = distill_student(student, data, acp, pred, steps=100000, time_budget_s=budget, progress=True, seed=seed,
+    student, log = distill_student(student, data, acp, pred, steps=100000, time_budget_s=budget, progress=True,
+                                   seed=seed,
                                    rollout=rollout)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"denoiser_student{student_steps}.onnx"

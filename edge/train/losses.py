@@ -1,4 +1,7 @@
-"""Training losses that need no pretrained weights: hinge GAN, FFT amplitude, radial log power, Haar wavelet statistics."""
+"""Training losses that need no pretrained weights.
+
+Hinge GAN, FFT amplitude, radial log power, Haar wavelet statistics.
+"""
 
 from __future__ import annotations
 

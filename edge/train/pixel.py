@@ -48,7 +48,8 @@ class PixelTrainer:
     def validate(self, lr: torch.Tensor, hr: torch.Tensor) -> dict:
         """EMA network's PSNR/SSIM/HF ratio on the fixed validation batch, and bicubic's PSNR beside it."""
         m = batch_metrics(self.ema(lr), hr)
-        return {**{f"val_{k}": v for k, v in m.items()}, "val_bicubic_psnr": batch_metrics(bicubic_up(lr, self.cfg.scale), hr)["psnr"]}
+        bicubic_psnr = batch_metrics(bicubic_up(lr, self.cfg.scale), hr)["psnr"]
+        return {**{f"val_{k}": v for k, v in m.items()}, "val_bicubic_psnr": bicubic_psnr}
 
     def state(self) -> dict:
         """Everything needed to resume exactly."""

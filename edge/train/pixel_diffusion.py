@@ -114,13 +114,15 @@ def load_pixel_diffusion(path: str | Path) -> tuple[CondDenoiser, dict]:
     """(U-Net in eval mode, export dict) from a `train pixel-diffusion` best.pt/final.pt; refuses other checkpoints."""
     s = load_checkpoint(Path(path))
     if s.get("kind") != KIND:
-        raise ValueError(f"{path}: not a pixel-diffusion export (best.pt/final.pt of `lpbf-edge train pixel-diffusion`)")
+        raise ValueError(f"{path}: not a pixel-diffusion export "
+                         "(best.pt/final.pt of `lpbf-edge train pixel-diffusion`)")
     net = CondDenoiser(s["arch"])
     net.load_state_dict(s["net"])
     return net.eval().requires_grad_(False), s
 
 
-def pixel_diffusion_upscale(net: CondDenoiser, export: dict, lr_u8: np.ndarray, sampler: dict, seed: int = 0) -> np.ndarray:
+def pixel_diffusion_upscale(net: CondDenoiser, export: dict, lr_u8: np.ndarray, sampler: dict,
+                            seed: int = 0) -> np.ndarray:
     """One sample of the pixel-space baseline for a whole uint8 LR image (sides a multiple of 2^(levels-1) / scale)."""
     import cv2
 
@@ -138,12 +140,15 @@ def pixel_diffusion_upscale(net: CondDenoiser, export: dict, lr_u8: np.ndarray, 
         with torch.no_grad():
             return net(torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(c)).numpy()
 
-    hr = sample(denoise, sched, cond, cond.shape, spec, cfg["prediction"], rng=np.random.default_rng(seed), clip=1.0)[0, 0]
+    rng = np.random.default_rng(seed)
+    hr = sample(denoise, sched, cond, cond.shape, spec, cfg["prediction"], rng=rng, clip=1.0)[0, 0]
     return to_u8(hr)
 
 
 def train_pixel_diffusion(cfg: TrainConfig, resume: bool = True, log_file: Path | None = None) -> Path:
-    """Run (or resume) pixel-space diffusion training; writes out/last.pt, out/best.pt (lowest val loss), out/final.pt."""
+    """Run (or resume) pixel-space diffusion training.
+
+    Writes out/last.pt, out/best.pt (lowest val loss) and out/final.pt."""
     seeded(cfg)
     tr = PixelDiffusionTrainer(cfg)
     train_ds, val_ds = datasets(cfg)

@@ -47,7 +47,8 @@ def make_certs(folder: Path) -> dict[str, Path]:
           .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
           .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False,
                                        key_encipherment=False, data_encipherment=False, key_agreement=False,
                                        encipher_only=False, decipher_only=False), critical=True)
           .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
@@ -62,7 +63,8 @@ def make_certs(folder: Path) -> dict[str, Path]:
              .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False))
         if san:
             b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                             x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+                                                             x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                                                             critical=False)
         cert = b.sign(ca_key, hashes.SHA256())
         out[f"{who}_cert"] = folder / f"{who}.pem"
         out[f"{who}_key"] = folder / f"{who}.key"
@@ -100,7 +102,8 @@ class Broker:
             (self.folder / "acl").write_text(self.acl)
             lines.append(f"acl_file {self.folder / 'acl'}")
         if self.tls:
-            lines += [f"cafile {self.tls['ca']}", f"certfile {self.tls['server_cert']}", f"keyfile {self.tls['server_key']}",
+            lines += [f"cafile {self.tls['ca']}", f"certfile {self.tls['server_cert']}", "keyfile "
+                      f"{self.tls['server_key']}",
                       "require_certificate true"]
         self.conf = self.folder / "mosquitto.conf"
         self.conf.write_text("\n".join(lines) + "\n")
@@ -132,10 +135,13 @@ class Broker:
         self.proc = None
 
     def received(self, client_prefix: str = "lpbf-edge") -> list[tuple[str, int]]:
-        """(topic, payload bytes) of every PUBLISH the broker accepted from clients whose id starts with client_prefix, in order."""
+        """(topic, payload bytes) of every PUBLISH the broker accepted from matching clients, in order.
+
+        A client matches when its id starts with client_prefix."""
         import re
 
-        pat = re.compile(rf"Received PUBLISH from {re.escape(client_prefix)}\S* \(d\d, q\d, r\d, m\d+, '([^']+)', \.\.\. \((\d+) bytes\)\)")
+        pat = re.compile(rf"Received PUBLISH from {re.escape(client_prefix)}\S* \(d\d, q\d, r\d, m\d+, '([^']+)', "
+                         r"\.\.\. \((\d+) bytes\)\)")
         return [(m.group(1), int(m.group(2))) for m in pat.finditer(self.log.read_text(errors="replace"))]
 
     def url(self) -> str:

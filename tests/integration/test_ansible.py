@@ -40,13 +40,15 @@ VAULT_SECRET = "s3cr3t-mqtt-pw-for-tests"
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not PLAYBOOK.exists(), reason="ansible-core is not installed in this venv (pip install '.[fleet]')"),
+    pytest.mark.skipif(not PLAYBOOK.exists(), reason="ansible-core is not installed in this venv (pip install "
+                       "'.[fleet]')"),
 ]
 
 
 def _service_available() -> str | None:
     """None when the committed code has the box service (`lpbf-edge run` and `health`), else why not."""
-    proc = subprocess.run(["git", "show", "HEAD:edge/service_cli.py"], cwd=REPO, capture_output=True, text=True, check=False)
+    proc = subprocess.run(["git", "show", "HEAD:edge/service_cli.py"], cwd=REPO, capture_output=True, text=True,
+                          check=False)
     missing = [c for c in ("run", "health") if not re.search(rf"""command\(\s*["']{c}["']""", proc.stdout)]
     return f"`lpbf-edge {' / '.join(missing)}` is not committed yet (edge/service_cli.py)" if missing else None
 
@@ -55,10 +57,12 @@ def _build_wheel(dest: Path) -> Path:
     """Build one wheel of the committed project (HEAD: a release is a commit, not a dirty tree)."""
     src = dest / "src"
     src.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", "--format=tar", "HEAD"], cwd=REPO, capture_output=True, check=True).stdout
+    archive = subprocess.run(["git", "archive", "--format=tar", "HEAD"], cwd=REPO, capture_output=True,
+                             check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dest / "dist"), str(src)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dest / "dist"),
+         str(src)],
         check=True,
         capture_output=True,
     )
@@ -125,7 +129,8 @@ def _bundle(dest: Path, tamper: bool = False) -> Path:
     for rel, data in files.items():
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         (dest / rel).write_bytes(data)
-    manifest = {"model_id": "test-bundle", "scale": 4, "files": {rel: hashlib.sha256(d).hexdigest() for rel, d in files.items()}}
+    manifest = {"model_id": "test-bundle", "scale": 4,
+                "files": {rel: hashlib.sha256(d).hexdigest() for rel, d in files.items()}}
     if tamper:
         manifest["files"]["sub/decoder.onnx"] = "0" * 64
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -208,7 +213,8 @@ class Fleet:
 
     def play(self, playbook: str, *extra: str) -> tuple[int, str, dict[str, dict[str, int]]]:
         """Run a playbook; (exit status, output, recap per host)."""
-        env = dict(os.environ, ANSIBLE_CONFIG=str(ANSIBLE / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+        env = dict(os.environ, ANSIBLE_CONFIG=str(ANSIBLE / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_FORCE_COLOR="0",
                    ANSIBLE_LOCAL_TEMP=str(self.tmp / "ansible-tmp"), ANSIBLE_HOME=str(self.tmp / "ansible-home"),
                    PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}")
         if os.environ.get("LPBF_FLEET_PROFILE"):
@@ -287,7 +293,8 @@ def test_bad_config_and_tampered_model_are_refused_before_use(fleet, tmp_path):
     bad = _bundle(tmp_path / "bad", tamper=True)
     hv = fleet.inventory / "host_vars"
     hv.mkdir(exist_ok=True)
-    (hv / "box-a.yml").write_text(json.dumps({"lpbf_edge_config": {"capture": {"webcam": "none"}, "sr": {"samples": 0}}}))
+    box_config = {"capture": {"webcam": "none"}, "sr": {"samples": 0}}
+    (hv / "box-a.yml").write_text(json.dumps({"lpbf_edge_config": box_config}))
     (hv / "box-b.yml").write_text(json.dumps({"lpbf_edge_model_src": str(bad), "lpbf_edge_version": "9.9.9"}))
     try:
         rc, out, recap = fleet.play("site.yml")

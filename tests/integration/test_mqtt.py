@@ -21,7 +21,8 @@ def _layer(topics: Topics, job: str, n: int) -> tuple[str, list]:
     """Spool messages of a fake layer n with distinct image bytes."""
     lid = str(uuid.uuid4())
     lr, sr = os.urandom(300 + n), os.urandom(1200 + n)
-    meta = {"job": job, "layer": n, "layer_uuid": lid, "images": {"lr": {"sha256": sha256_hex(lr)}, "sr": {"sha256": sha256_hex(sr)}}}
+    meta = {"job": job, "layer": n, "layer_uuid": lid,
+            "images": {"lr": {"sha256": sha256_hex(lr)}, "sr": {"sha256": sha256_hex(sr)}}}
     anomaly = {"job": job, "layer": n, "layer_state": "ok", "flags": []}
     return lid, layer_messages(topics, job, n, lid, meta, {"lr": lr, "sr": sr}, anomaly)
 
@@ -31,7 +32,9 @@ def _cfg(port: int, **kw) -> MqttConfig:
 
 
 def test_contract_and_lifecycle(tmp_path, mosquitto, subscribe):
-    """availability/state retained, per-layer messages with one CorrelationData and ContentType, latest retained, offline at stop."""
+    """availability/state retained, per-layer messages share CorrelationData, latest retained, offline at stop.
+
+    Every per-layer message carries one CorrelationData and a ContentType."""
     broker = mosquitto()
     sub = subscribe(broker.port, "lpbf/v1/#")
     ha = subscribe(broker.port, "homeassistant/#")
@@ -50,7 +53,8 @@ def test_contract_and_lifecycle(tmp_path, mosquitto, subscribe):
     assert [m.payload for m in sub.messages if m.topic == topics.availability][:1] == [b"online"]
     state = json.loads(by_topic[topics.state].payload)
     assert state["version"] == "9.9" and state["job"] == "J1"
-    for kind, ctype in (("meta", "application/json"), ("lr", "image/png"), ("sr", "image/png"), ("anomaly", "application/json")):
+    for kind, ctype in (("meta", "application/json"), ("lr", "image/png"), ("sr", "image/png"),
+                        ("anomaly", "application/json")):
         m = by_topic[topics.layer("J1", 1, kind)]
         assert m.correlation == lid.encode() and m.content_type == ctype and not m.retain
         assert m.user == {"stage": "final"}
@@ -63,7 +67,8 @@ def test_contract_and_lifecycle(tmp_path, mosquitto, subscribe):
     assert all(json.loads(m.payload)["availability_topic"] == topics.availability for m in ha.messages)
     # retained messages are there for a late subscriber
     late = subscribe(broker.port, "lpbf/v1/#")
-    assert late.wait_for(lambda ms: {topics.availability, topics.state, topics.anomaly_latest} <= {m.topic for m in ms if m.retain}, 5)
+    assert late.wait_for(lambda ms: {topics.availability, topics.state,
+                                     topics.anomaly_latest} <= {m.topic for m in ms if m.retain}, 5)
     assert [m.payload for m in late.messages if m.topic == topics.availability] == [b"offline"]
 
 
@@ -88,7 +93,8 @@ def test_broker_down_then_back_delivers_everything_in_order(tmp_path, mosquitto,
     assert sub.ready.wait(5) and pub.wait_drained(20), pub.stats()
     pub.stop()
     # the broker accepted every message once, in spool order, with the spooled size (its log)
-    assert [(t, n) for t, n in broker.received() if "/job/" in t] == [(m.topic, len(m.payload)) for m in sent if m.kind != "latest"]
+    assert [(t, n) for t, n in broker.received() if "/job/" in t] == [(m.topic, len(m.payload))
+                                                                      for m in sent if m.kind != "latest"]
     # and a subscriber gets them byte-identical and in order
     want = [(m.topic, m.payload) for m in sent if m.kind != "latest"]
     assert sub.wait_for(lambda ms: len(ms) >= len(want), 10), (len(sub.messages), len(want))
@@ -144,7 +150,8 @@ def test_tls_client_cert_and_password(tmp_path, mosquitto, subscribe, monkeypatc
     pub.start()
     assert pub.wait_drained(10), pub.stats()
     pub.stop()
-    assert sub.wait_for(lambda ms: any(m.topic == topics.layer("J4", 7, "sr") and m.correlation == lid.encode() for m in ms), 5)
+    assert sub.wait_for(lambda ms: any(m.topic == topics.layer("J4", 7, "sr") and m.correlation == lid.encode()
+                                       for m in ms), 5)
 
 
 def test_wrong_password_is_reported_not_published(tmp_path, mosquitto, monkeypatch):
@@ -168,7 +175,8 @@ def test_commands_validated(tmp_path, mosquitto, subscribe):
     sub = subscribe(broker.port, topics.cmd_result)
     seen = []
     pub = MqttPublisher(_cfg(broker.port), NODE, PublishSpool(tmp_path, fsync=False),
-                        command_handler=lambda name, cmd: seen.append((name, cmd)) or {"job": getattr(cmd, "job", None)})
+                        command_handler=lambda name, cmd: seen.append((name, cmd))
+                        or {"job": getattr(cmd, "job", None)})
     pub.start()
     assert pub.subscribed.wait(10)
     import paho.mqtt.publish as single

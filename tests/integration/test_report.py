@@ -13,7 +13,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("edge.sim.build") is None, reason="sim generator (edge.sim.build) not importable yet")
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("edge.sim.build") is None, reason="sim generator "
+                                "(edge.sim.build) not importable yet")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,8 @@ def no_default_model(tmp_path, monkeypatch):
 
 def test_evaluate_writes_tables_csv_and_plots(build, app, small_cfg, tmp_path, no_default_model):
     out = tmp_path / "ev"
-    res = CliRunner().invoke(app, ["evaluate", str(build), "--out", str(out), "--config", str(small_cfg), "--cvd-patches", "1"])
+    res = CliRunner().invoke(app, ["evaluate", str(build), "--out", str(out), "--config", str(small_cfg),
+                                   "--cvd-patches", "1"])
     assert res.exit_code == 0, res.output
     assert "NO SR MODEL" in res.output
     md = (out / "evaluation.md").read_text()
@@ -79,9 +81,11 @@ def test_report_html_is_self_contained_and_renders(build, app, tmp_path, no_defa
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("chromium not installed")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update",
              "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chr'}"]
-    dom = subprocess.run([chromium, *flags, "--dump-dom", target.as_uri()], capture_output=True, text=True, timeout=90).stdout
+    dom = subprocess.run([chromium, *flags, "--dump-dom", target.as_uri()], capture_output=True, text=True,
+                         timeout=90).stdout
     for sec in ("summary", "thumbnails", "timeline", "preview3d", "roughness", "glossary", "anomaly-json"):
         assert f'id="{sec}"' in dom, sec
     from tests.browser import Chromium
@@ -119,7 +123,8 @@ def test_analyze_cli_json_and_drawing(build, app, tmp_path):
     res = CliRunner().invoke(app, ["analyze", str(src), "--out", str(tmp_path / "a")])
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "a" / "00002.json").read_text())
-    assert doc["layer"] == 2 and doc["layer_state"] in ("ok", "minor", "critical", "segmentation_failed", "laser_in_image")
+    assert doc["layer"] == 2 and doc["layer_state"] in ("ok", "minor", "critical", "segmentation_failed",
+                                                        "laser_in_image")
     drawn = cv2.imread(str(tmp_path / "a" / "00002.png"))
     assert drawn.shape[:2] == cv2.imread(str(src), cv2.IMREAD_GRAYSCALE).shape and drawn.ndim == 3
     assert np.abs(drawn[..., 1].astype(int) - drawn[..., 0]).max() > 50  # coloured overlay drawn

@@ -43,7 +43,8 @@ def _child(root: str, port: int) -> int:
         return LayerFrames(ev, {"webcam": Frame("webcam", rng.integers(0, 255, (60, 80), dtype=np.uint8), time.time())})
 
     def register(fr):
-        return RegisteredLayer(fr.event, cv2.resize(fr.frames["webcam"].image, (32, 32), interpolation=cv2.INTER_AREA), 400.0)
+        return RegisteredLayer(fr.event, cv2.resize(fr.frames["webcam"].image, (32, 32), interpolation=cv2.INTER_AREA),
+                               400.0)
 
     def sr(reg):
         time.sleep(0.4)
@@ -82,14 +83,16 @@ def test_sigkill_mid_layer_and_broker_restart_lose_nothing(tmp_path, mosquitto, 
     root.mkdir()
     proc = _spawn(root, broker.port)
     try:
-        assert wait_until(lambda: (root / "archive/J/000003/event.json").exists(), 30), (tmp_path / "service.log").read_text()[-3000:]
+        assert wait_until(lambda: (root / "archive/J/000003/event.json").exists(),
+                          30), (tmp_path / "service.log").read_text()[-3000:]
         ok, reason = check_health(root, 5.0)
         assert ok, reason
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         ok, reason = check_health(root, 5.0)
         assert not ok and "not running" in reason
-        assert sub.wait_for(lambda ms: any(m.topic.endswith("availability") and m.payload == b"offline" for m in ms), 10)
+        assert sub.wait_for(lambda ms: any(m.topic.endswith("availability") and m.payload == b"offline" for m in ms),
+                            10)
         broker.stop()
         broker.start()
         assert wait_until(lambda: sub.subscribes >= 2, 10)  # the test's subscriber is back before the box
@@ -117,10 +120,12 @@ def test_sigkill_mid_layer_and_broker_restart_lose_nothing(tmp_path, mosquitto, 
     for n in sorted(set(range(1, N_LAYERS + 1)) - lost):
         sr = [m.payload for m in msgs if m.topic == f"lpbf/v1/svc/job/J/layer/{n}/sr"]
         assert sr and set(sr) == {(root / f"archive/J/{n:06d}/sr.png").read_bytes()}
-        metas = [json.loads(m.payload) for m in msgs if m.topic == f"lpbf/v1/svc/job/J/layer/{n}/meta" and json.loads(m.payload)["final"]]
+        metas = [json.loads(m.payload) for m in msgs if m.topic == f"lpbf/v1/svc/job/J/layer/{n}/meta"
+                 and json.loads(m.payload)["final"]]
         assert metas[-1]["images"]["sr"]["sha256"] == sha256_hex(sr[0])
     assert not list((root / "spool/pending").iterdir())
-    assert [m.payload for m in sub.messages if m.topic.endswith("availability")][-1] == b"offline"  # clean SIGTERM-style exit
+    # clean SIGTERM-style exit
+    assert [m.payload for m in sub.messages if m.topic.endswith("availability")][-1] == b"offline"
     ok, reason = check_health(root, 5.0)
     assert not ok and "stopped" in reason
     record("SIGKILL during SR, broker restarted, service restarted", "delivery",
@@ -133,7 +138,7 @@ if __name__ == "__main__":
 
 
 def test_sigterm_drains_queued_layers_and_goes_offline(tmp_path, mosquitto, subscribe):
-    """SIGTERM stops the printer feed, finishes every layer already seen, empties the spool, publishes offline, exits 0."""
+    """SIGTERM stops the printer feed, finishes the layers seen, empties the spool, publishes offline, exits 0."""
     broker = mosquitto()
     sub = subscribe(broker.port, "lpbf/v1/svc/#")
     root = tmp_path / "box"
@@ -152,12 +157,15 @@ def test_sigterm_drains_queued_layers_and_goes_offline(tmp_path, mosquitto, subs
         assert json.loads((root / f"archive/J/{n:06d}/meta.json").read_text())["final"]
     assert not list((root / "spool/pending").iterdir())
     assert sub.wait_for(lambda ms: [m.payload for m in ms if m.topic.endswith("availability")][-1:] == [b"offline"], 5)
-    finals = {json.loads(m.payload)["layer"] for m in sub.messages if m.topic.endswith("/anomaly") and m.user.get("stage") == "final"}
+    finals = {json.loads(m.payload)["layer"] for m in sub.messages if m.topic.endswith("/anomaly")
+              and m.user.get("stage") == "final"}
     assert finals == set(seen)
 
 
 def test_run_cli_with_sim_printer(tmp_path, mosquitto, subscribe, tiny_bundle):
-    """`lpbf-edge run --config` wires the real stages (sim printer, calibration, SR bundle, analysis) and exits 0 at the end of the build."""
+    """`lpbf-edge run --config` wires the real stages and exits 0 at the end of the build.
+
+    The stages: sim printer, calibration, SR bundle, analysis."""
     from edge.demo import calibrate
     from edge.sim.build import generate_build
     from edge.sim.config import SimConfig
@@ -176,7 +184,8 @@ def test_run_cli_with_sim_printer(tmp_path, mosquitto, subscribe, tiny_bundle):
     assert r.returncode == 0, r.stderr[-3000:]
     logs = [json.loads(line) for line in r.stderr.splitlines() if line.startswith("{")]
     assert {"service_started", "layer_spooled", "service_stopped"} <= {d.get("event") for d in logs}
-    finals = lambda ms: {json.loads(m.payload)["layer"] for m in ms if m.topic.endswith("/anomaly") and m.user.get("stage") == "final"}
+    finals = lambda ms: {json.loads(m.payload)["layer"] for m in ms if m.topic.endswith("/anomaly")
+                         and m.user.get("stage") == "final"}
     assert sub.wait_for(lambda ms: finals(ms) == {1, 2}, 10)
     meta = json.loads((tmp_path / "box/archive/B1/000002/meta.json").read_text())
     assert meta["model_id"].startswith("tiny-test") and meta["images"]["sr"]["width"] == 512
@@ -204,7 +213,8 @@ def test_broker_down_during_build_then_back(tmp_path, mosquitto, subscribe):
     try:
         assert wait_until(lambda: (root / "archive/J/000001/meta.json").exists(), 30)
         broker.stop()
-        assert wait_until(lambda: (root / "archive/J/000004/event.json").exists(), 30)  # layers 2-4 seen while it is down
+        # layers 2-4 seen while it is down
+        assert wait_until(lambda: (root / "archive/J/000004/event.json").exists(), 30)
         assert list((root / "spool/pending").iterdir())
         broker.start()
         assert proc.wait(60) == 0
@@ -220,7 +230,8 @@ def test_broker_down_during_build_then_back(tmp_path, mosquitto, subscribe):
     # and what a subscriber got is byte-identical (it may miss messages sent before it re-subscribed:
     # mosquitto 2.0.11 does not restore its session after a restart)
     got = [m for m in sub.messages if m.topic.endswith("/sr")]
-    assert got and all(m.payload == (root / f"archive/J/{int(m.topic.split('/')[-2]):06d}/sr.png").read_bytes() for m in got)
+    assert got and all(m.payload == (root / f"archive/J/{int(m.topic.split('/')[-2]):06d}/sr.png").read_bytes()
+                       for m in got)
     record("broker down for layers 2-4 of a build, then back", "delivery",
            "broker log: every SR layer accepted once, in order, archived size", exit_code=0,
            **layer_counts(list(range(1, N_LAYERS + 1)), [int(t.split("/layer/")[1].split("/")[0]) for t, _ in srs]))
@@ -237,7 +248,8 @@ def test_job_commands_steer_the_service(tmp_path, mosquitto, subscribe):
 
     broker = mosquitto()
     sub = subscribe(broker.port, "lpbf/v1/cmdbox/#")
-    cfg = Config.model_validate({"node": {"node_id": "cmdbox", "job": "A"}, "store": {"root": str(tmp_path), "fsync": False},
+    cfg = Config.model_validate({"node": {"node_id": "cmdbox", "job": "A"},
+                                 "store": {"root": str(tmp_path), "fsync": False},
                                  "mqtt": {"port": broker.port, "reconnect_min_s": 0.5, "reconnect_max_s": 1}})
     svc = BoxService(cfg, _stages(), None)
     svc.start()

@@ -76,7 +76,9 @@ def test_sd_notify_reaches_the_notify_socket(tmp_path, monkeypatch):
 
 
 def test_systemd_unit(tmp_path):
-    """The shipped unit runs `lpbf-edge run --config`, Type=notify with a watchdog, restarts on failure; systemd accepts it."""
+    """The shipped unit runs `lpbf-edge run --config`, Type=notify with a watchdog, restarts on failure.
+
+    systemd accepts it."""
     import configparser
     import shutil
     import subprocess

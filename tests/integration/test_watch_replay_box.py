@@ -1,5 +1,6 @@
 """`watch --replay-missing` against the real box (BoxService with cheap stages) over a real mosquitto: layers the
-watcher missed while it was offline are asked for on `<p>/cmd/replay`, replayed by the box from its archive and saved."""
+watcher missed while it was offline are asked for on `<p>/cmd/replay`, replayed by the box from its archive and
+saved."""
 
 from __future__ import annotations
 

@@ -29,7 +29,8 @@ def parts_mask(n: int = N) -> np.ndarray:
     return lab
 
 
-def layer(seed: int = 0, n: int = N, contrast: float = 0.72, faint_square: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def layer(seed: int = 0, n: int = N, contrast: float = 0.72,
+          faint_square: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 image, label mask) of a clean layer: dark fused parts with scan texture on powder."""
     img = powder(seed, n)
     lab = parts_mask(n)

@@ -20,7 +20,8 @@ def _types(res) -> set[str]:
 
 def _hit(res, kind: str, x: int, y: int) -> bool:
     """A flag of this kind whose box contains (x, y) (with a few px of slack)."""
-    return any(f.type == kind and f.bbox[0] - 3 <= x <= f.bbox[0] + f.bbox[2] + 3 and f.bbox[1] - 3 <= y <= f.bbox[1] + f.bbox[3] + 3 for f in res.flags)
+    return any(f.type == kind and f.bbox[0] - 3 <= x <= f.bbox[0] + f.bbox[2] + 3
+               and f.bbox[1] - 3 <= y <= f.bbox[1] + f.bbox[3] + 3 for f in res.flags)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,8 @@ def test_geometry_deviation_against_expected_mask(clean):
     res = _analyze(np.clip(bad, 0, 255).astype(np.uint8), lab)
     assert _hit(res, "part_geometry_deviation", 150, 205), [f.to_json_dict() for f in res.flags]
     missing = img.astype(float)
-    missing[300:390, 320:410] = img[300:390, 102:192]  # the square was not exposed: powder from an equally vignetted spot
+    # the square was not exposed: powder from an equally vignetted spot
+    missing[300:390, 320:410] = img[300:390, 102:192]
     res2 = _analyze(np.clip(missing, 0, 255).astype(np.uint8), lab)
     assert _hit(res2, "part_geometry_deviation", 365, 345)
 

@@ -95,7 +95,8 @@ def test_duplicate_camera_names_rejected(frames):
 
 
 def test_build_cameras_from_config(frames):
-    cams = build_cameras(CaptureConfig(webcam="replay", replay_dir=str(frames), basler=BaslerConfig(enabled="replay", replay_dir=str(frames))))
+    cams = build_cameras(CaptureConfig(webcam="replay", replay_dir=str(frames),
+                                       basler=BaslerConfig(enabled="replay", replay_dir=str(frames))))
     assert [c.name for c in cams] == ["webcam", "basler"]
     assert build_cameras(CaptureConfig(webcam="none")) == []
     with pytest.raises(ValueError, match="replay_dir"):
@@ -113,7 +114,8 @@ def test_cli_grab_and_paired_with_replayed_cameras(frames, tmp_path):
 
     cfg = tmp_path / "box.yaml"
     cfg.write_text(
-        f"capture:\n  webcam: replay\n  replay_dir: {frames}\n  basler:\n    enabled: replay\n    replay_dir: {frames}\n"
+        f"capture:\n  webcam: replay\n  replay_dir: {frames}\n  basler:\n    enabled: replay\n    replay_dir: "
+        f"{frames}\n"
         "bridge:\n  recoat_delay_s: 1.5\n"
     )
     app = typer.Typer()
@@ -124,10 +126,12 @@ def test_cli_grab_and_paired_with_replayed_cameras(frames, tmp_path):
     r = CliRunner().invoke(app, ["capture", "grab", str(tmp_path / "g.png"), "--config", str(cfg), "--camera", "nope"])
     assert r.exit_code == 2 and "not configured" in r.output
     trace = generate_trace(4, seed=2).to_csv(tmp_path / "t.csv")
-    r = CliRunner().invoke(app, ["capture", "paired", "--out", str(tmp_path / "pairs"), "--trace", str(trace), "--config", str(cfg)])
+    r = CliRunner().invoke(app, ["capture", "paired", "--out", str(tmp_path / "pairs"), "--trace", str(trace),
+                                 "--config", str(cfg)])
     assert r.exit_code == 0, r.output
     recs = [json.loads(x) for x in (tmp_path / "pairs" / "index.jsonl").read_text().splitlines()]
-    assert [(x["layer"], x["event"]) for x in recs][:3] == [(1, "layer_complete"), (1, "recoat_done"), (2, "layer_complete")]
+    assert [(x["layer"], x["event"]) for x in recs][:3] == [(1, "layer_complete"), (1, "recoat_done"),
+                                                            (2, "layer_complete")]
     assert recs[0]["frames"] == {"webcam": "webcam/00001.png", "basler": "basler/00001.png"}
     layer4 = [x for x in recs if x["layer"] == 4][0]
     assert "no frame for layer 4" in layer4["failed"]["webcam"] or "00004.png" in layer4["failed"]["webcam"]

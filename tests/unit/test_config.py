@@ -65,15 +65,19 @@ def test_every_field_documented():
 
 def test_example_config_validates_and_cli_reports_errors(tmp_path):
     example = REPO / "configs" / "example.yaml"
-    ok = subprocess.run([sys.executable, "-m", "edge.cli", "config", "validate", str(example)], capture_output=True, text=True)
+    ok = subprocess.run([sys.executable, "-m", "edge.cli", "config", "validate", str(example)], capture_output=True,
+                        text=True)
     assert ok.returncode == 0, ok.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text("sr:\n  steps: 0\n")
-    res = subprocess.run([sys.executable, "-m", "edge.cli", "config", "validate", str(bad)], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "edge.cli", "config", "validate", str(bad)], capture_output=True,
+                         text=True)
     assert res.returncode == 1
     assert "line 2" in res.stderr and "sr.steps" in res.stderr
 
 
 def test_example_config_is_current():
-    res = subprocess.run([sys.executable, "-m", "edge.cli", "config", "example"], capture_output=True, text=True, check=True)
-    assert (REPO / "configs" / "example.yaml").read_text() == res.stdout, "regenerate: lpbf-edge config example > configs/example.yaml"
+    res = subprocess.run([sys.executable, "-m", "edge.cli", "config", "example"], capture_output=True, text=True,
+                         check=True)
+    assert (REPO / "configs" / "example.yaml").read_text() == res.stdout, (
+        "regenerate: lpbf-edge config example > configs/example.yaml")

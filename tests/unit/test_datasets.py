@@ -115,7 +115,8 @@ def test_grain_augmentation_rescales_synthetic_hr_and_makes_lr_from_it(sources):
 
 def test_patches_are_deterministic_per_seed_and_epoch(sources):
     srcs, spec = sources
-    a, b = PatchDataset(srcs, "train", spec, lr_patch=16, seed=5), PatchDataset(srcs, "train", spec, lr_patch=16, seed=5)
+    a = PatchDataset(srcs, "train", spec, lr_patch=16, seed=5)
+    b = PatchDataset(srcs, "train", spec, lr_patch=16, seed=5)
     assert all(np.array_equal(a[i]["hr"], b[i]["hr"]) for i in range(0, len(a), 7))
     b.set_epoch(1)
     assert any(not np.array_equal(a[i]["hr"], b[i]["hr"]) for i in range(0, len(a), 7))

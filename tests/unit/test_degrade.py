@@ -26,7 +26,9 @@ def _texture(h: int = 256, w: int = 320, seed: int = 0) -> np.ndarray:
 
 
 def _hf_fraction(img: np.ndarray, cutoff: float = 0.1) -> float:
-    """Fraction of (mean-removed) spectral energy above `cutoff` cycles/pixel radius (below the 8-bit rounding floor)."""
+    """Fraction of (mean-removed) spectral energy above `cutoff` cycles/pixel radius.
+
+    `cutoff` is below the 8-bit rounding floor."""
     f = np.fft.fftshift(np.abs(np.fft.fft2(img.astype(np.float64) - img.mean())) ** 2)
     fy = np.fft.fftshift(np.fft.fftfreq(img.shape[0]))[:, None]
     fx = np.fft.fftshift(np.fft.fftfreq(img.shape[1]))[None, :]
@@ -34,7 +36,8 @@ def _hf_fraction(img: np.ndarray, cutoff: float = 0.1) -> float:
     return float(f[r > cutoff].sum() / f.sum())
 
 
-@pytest.mark.parametrize("n,shape,expected", [(4, (256, 320), (64, 80)), (5.1, (256, 320), (50, 63)), (3, (100, 101), (33, 34))])
+@pytest.mark.parametrize("n,shape,expected", [(4, (256, 320), (64, 80)), (5.1, (256, 320), (50, 63)),
+                                              (3, (100, 101), (33, 34))])
 def test_paper_degrade_output_size_is_rounded_size_over_n(n, shape, expected):
     out = paper_degrade(_texture(*shape), n=n, k=3)
     assert out.shape == expected and out.dtype == np.uint8
@@ -86,7 +89,8 @@ def test_noise_and_jpeg_actually_change_the_image():
     assert 4.0 < diff.std() < 8.0  # ~6 grey levels of noise, clipped and rounded
     smooth = np.tile(np.linspace(30, 220, 128, dtype=np.float64), (128, 1))
     smooth = (smooth + 40 * (np.indices((128, 128)).sum(0) % 16 < 8)).clip(0, 255).astype(np.uint8)
-    q10 = shuffled_degrade(np.kron(smooth, np.ones((2, 2), np.uint8)), 2, np.random.default_rng(1), _only(jpeg_prob=1.0, jpeg_quality=(10, 10)))
+    q10 = shuffled_degrade(np.kron(smooth, np.ones((2, 2), np.uint8)), 2, np.random.default_rng(1),
+                           _only(jpeg_prob=1.0, jpeg_quality=(10, 10)))
     ref = shuffled_degrade(np.kron(smooth, np.ones((2, 2), np.uint8)), 2, np.random.default_rng(1), _only())
     assert np.abs(q10.astype(int) - ref).mean() > 1.0
 

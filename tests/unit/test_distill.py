@@ -40,7 +40,8 @@ def test_light_decoder_with_lowpass_skip_starts_at_the_bicubic_of_channel_0():
 
 def test_decoder_distillation_reduces_error():
     torch.manual_seed(0)
-    teacher_net = torch.nn.Sequential(torch.nn.Upsample(scale_factor=2, mode="nearest"), torch.nn.Conv2d(4, 1, 3, padding=1))
+    teacher_net = torch.nn.Sequential(torch.nn.Upsample(scale_factor=2, mode="nearest"),
+                                      torch.nn.Conv2d(4, 1, 3, padding=1))
     teacher = lambda z: teacher_net(torch.from_numpy(z)).detach().numpy()  # noqa: E731
     z = np.random.default_rng(0).standard_normal((32, 4, 4, 4)).astype(np.float32)
     student = light_decoder(4, 1, 2, width=8)
@@ -97,7 +98,8 @@ def test_decoder_distillation_from_ae_checkpoint(tmp_path):
     ae = ImageAutoencoder(arch)
     ck = tmp_path / "ae.pt"
     torch.save({"arch": {"hr_ae": arch}, "hr": ae.state_dict(), "scales": {"latent_scale_factor": 0.7}, "step": 1}, ck)
-    rep = distill_decoder_cmd(None, tmp_path / "out", minutes=0.02, width=8, tiles=12, seed=0, ae=ck, spectrum_weight=0.1)
+    rep = distill_decoder_cmd(None, tmp_path / "out", minutes=0.02, width=8, tiles=12, seed=0, ae=ck,
+                              spectrum_weight=0.1)
     assert rep["lowpass_skip"] is True and rep["spectrum_weight"] == 0.1
     assert (tmp_path / "out" / "hr_decoder_light.onnx").exists()
     assert json.loads((tmp_path / "out" / "decoder_report.json").read_text()) == json.loads(json.dumps(rep))
@@ -122,7 +124,7 @@ def test_register_distill_cli(tmp_path):
 
 
 def test_own_rollout_state_matches_the_teacher_when_the_student_is_the_teacher():
-    """With teacher steps == student steps, the student's own DDIM rollout from the same noise IS the teacher's state."""
+    """With teacher steps == student steps, the student's DDIM rollout from the same noise IS the teacher's state."""
     from edge.sr.fused import plan_steps
     from edge.train.distill import _own_state
 
@@ -137,7 +139,8 @@ def test_own_rollout_state_matches_the_teacher_when_the_student_is_the_teacher()
                                rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(_own_state(net, noise, cond, data["timesteps"], coefs, 0).numpy(), data["noise"])
     other = _Net().eval()  # a different student reaches a different state: the rollout really uses the student
-    assert not np.allclose(_own_state(other, noise, cond, data["timesteps"], coefs, 1).numpy(), data["states"][1], atol=1e-3)
+    assert not np.allclose(_own_state(other, noise, cond, data["timesteps"], coefs, 1).numpy(), data["states"][1],
+                           atol=1e-3)
     student, log = distill_student(_Net(), data, ACP, "v_prediction", steps=20, batch=4, lr=1e-3, rollout=1.0)
     assert len(log.losses) == 20 and np.isfinite(log.losses).all()
 
@@ -167,7 +170,8 @@ def test_distill_add_copies_parts_into_the_manifest_and_names_the_fast_path(tmp_
     assert res.exit_code == 2 and "no student" in res.output  # nothing distilled yet
     shutil.copyfile(b / "denoiser.onnx", d / "denoiser_student2.onnx")
     shutil.copyfile(b / "hr_decoder.onnx", d / "hr_decoder_light.onnx")
-    (d / "student2_report.json").write_text(json.dumps({"file": "denoiser_student2.onnx", "steps": 2, "timesteps": [49, 24],
+    (d / "student2_report.json").write_text(json.dumps({"file": "denoiser_student2.onnx", "steps": 2,
+                                                        "timesteps": [49, 24],
                                                         "sampler": "ddim"}))
     (d / "decoder_report.json").write_text(json.dumps({"file": "hr_decoder_light.onnx", "width": 16}))
     res = run()
@@ -205,7 +209,8 @@ def test_light_encoder_distils_adds_to_the_bundle_and_runs_in_the_fast_path(tmp_
     assert rep["flops"] > 0 and rep["train_steps"] >= 1 and np.isfinite(rep["cond_rmse_vs_teacher"])
     shutil.copyfile(b / "denoiser.onnx", d / "denoiser_student2.onnx")
     shutil.copyfile(b / "hr_decoder.onnx", d / "hr_decoder_light.onnx")
-    (d / "student2_report.json").write_text(json.dumps({"file": "denoiser_student2.onnx", "steps": 2, "timesteps": [49, 24],
+    (d / "student2_report.json").write_text(json.dumps({"file": "denoiser_student2.onnx", "steps": 2,
+                                                        "timesteps": [49, 24],
                                                         "sampler": "ddim"}))
     (d / "decoder_report.json").write_text(json.dumps({"file": "hr_decoder_light.onnx", "width": 16}))
     assert set(add_distilled(b, d)) == {"student2", "light_decoder", "light_encoder"}

@@ -26,7 +26,8 @@ ARCH = {
 def test_write_model_bundle_round_trip(tmp_path):
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    hr, lr, den = models.ImageAutoencoder(ARCH["hr_ae"]), models.ImageAutoencoder(ARCH["lr_ae"]), models.CondDenoiser(ARCH["unet"])
+    hr, lr = models.ImageAutoencoder(ARCH["hr_ae"]), models.ImageAutoencoder(ARCH["lr_ae"])
+    den = models.CondDenoiser(ARCH["unet"])
     manifest = {"model_id": "tiny-edge-models", "scale": 4, "latent_channels": 4, "latent_shape": [4, 8, 8],
                 "lr_patch": 8, "hr_patch": 32, "latent_scale_factor": 0.7, "lr_latent_scale_factor": 1.3,
                 "schedule": {"kind": "cosine", "timesteps": 50}, "prediction": "v_prediction",
@@ -40,7 +41,8 @@ def test_write_model_bundle_round_trip(tmp_path):
     x = rng.standard_normal((2, 4, 8, 12)).astype(np.float32)
     lr_img = rng.uniform(-1, 1, (2, 1, 8, 12)).astype(np.float32)
     o, t = OrtRunner(b), TorchRunner(mods)
-    np.testing.assert_allclose(o.denoise(x, np.array([3, 40], np.float32), x), t.denoise(x, np.array([3, 40], np.float32), x), atol=1e-4)
+    np.testing.assert_allclose(o.denoise(x, np.array([3, 40], np.float32), x),
+                               t.denoise(x, np.array([3, 40], np.float32), x), atol=1e-4)
     np.testing.assert_allclose(o.encode_lr(lr_img), t.encode_lr(lr_img), atol=1e-4)
     np.testing.assert_allclose(o.decode(x), t.decode(x), atol=1e-4)
     assert TorchRunner.from_bundle(b).modules.keys() == mods.keys()

@@ -121,8 +121,10 @@ def test_fuse_rejects_non_denoiser(tmp_path):
         fuse_onnx(tmp_path / "r.onnx", tmp_path / "o.onnx")
 
 
-@pytest.mark.parametrize("name,steps,pred,init", [("ddpm", 20, "epsilon", "noise"), ("ddim", 10, "v_prediction", "noised_estimate"),
-                                                  ("dpmpp_2m", 8, "v_prediction", "noise"), ("dpmpp_2m", 6, "sample", "noised_estimate")])
+@pytest.mark.parametrize("name,steps,pred,init", [("ddpm", 20, "epsilon", "noise"),
+                                                  ("ddim", 10, "v_prediction", "noised_estimate"),
+                                                  ("dpmpp_2m", 8, "v_prediction", "noise"),
+                                                  ("dpmpp_2m", 6, "sample", "noised_estimate")])
 def test_fused_sampler_matches_sr_runtime_sampler(graphs, name, steps, pred, init):
     """FusedSampler over the tiny bundle's U-Net equals edge.sr.samplers.sample (float64 reference) within 1e-4.
 

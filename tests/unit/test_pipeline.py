@@ -36,7 +36,8 @@ def _stages(gate: threading.Event | None = None, fail_layers: set[int] = frozens
         return LayerFrames(ev, {"webcam": Frame("webcam", rng.integers(0, 255, (48, 64), dtype=np.uint8), time.time())})
 
     def register(fr: LayerFrames) -> RegisteredLayer:
-        return RegisteredLayer(fr.event, cv2.resize(fr.frames["webcam"].image, (16, 16), interpolation=cv2.INTER_AREA), 400.0)
+        return RegisteredLayer(fr.event, cv2.resize(fr.frames["webcam"].image, (16, 16), interpolation=cv2.INTER_AREA),
+                               400.0)
 
     def sr(reg: RegisteredLayer) -> SRLayer:
         if gate is not None:
@@ -75,7 +76,8 @@ def test_layers_flow_in_order_with_contract_messages(tmp_path):
         layer = [m for m in msgs if m.layer == n]
         assert len({m.correlation for m in layer}) == 1
         meta = json.loads(layer[0].payload)
-        assert meta["final"] and meta["model_id"] == "cubic-test" and meta["layer_uuid"].encode() == layer[0].correlation
+        assert meta["final"] and meta["model_id"] == "cubic-test"
+        assert meta["layer_uuid"].encode() == layer[0].correlation
         assert meta["images"]["sr"]["sha256"] == sha256_hex(layer[2].payload)
         assert layer[2].payload == (tmp_path / "archive/J" / f"{n:06d}" / "sr.png").read_bytes()
         assert json.loads(layer[3].payload)["layer_state"] in ("ok", "minor")
@@ -149,7 +151,7 @@ def test_capture_failure_is_published_and_next_layer_continues(tmp_path):
 
 
 def test_recovery_finishes_half_done_layers(tmp_path):
-    """After a crash: a layer with LR on disk is super-resolved, one with only a number is published as capture_failed."""
+    """After a crash: a layer with LR on disk is super-resolved, one with only a number is published capture_failed."""
     stuck = threading.Event()
     p = _pipeline(tmp_path, _stages(gate=stuck))  # SR never finishes: simulates a kill during SR
     p.start()
@@ -164,7 +166,8 @@ def test_recovery_finishes_half_done_layers(tmp_path):
     assert p2.stop(10)
     msgs = _spooled(p2)
     assert [m.layer for m in msgs if m.kind == "sr"] == [1]
-    assert json.loads([m for m in msgs if m.layer == 2 and m.kind == "anomaly"][0].payload)["layer_state"] == "capture_failed"
+    anomaly = [m for m in msgs if m.layer == 2 and m.kind == "anomaly"][0]
+    assert json.loads(anomaly.payload)["layer_state"] == "capture_failed"
     assert p2.archive.incomplete_layers() == []
     stuck.set()
     uuid1 = json.loads((tmp_path / "archive/J/000001/event.json").read_text())["layer_uuid"]

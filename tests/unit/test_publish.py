@@ -26,12 +26,14 @@ def test_topics_follow_the_contract():
 def test_layer_messages_share_one_correlation_and_hash_images():
     """meta first, images, anomaly, then the retained latest; all with the layer UUID."""
     t = Topics("p", "n")
-    msgs = layer_messages(t, "J", 3, "uuid-3", {"images": {"sr": {"sha256": sha256_hex(b"SR")}}}, {"lr": b"LR", "sr": b"SR"},
+    msgs = layer_messages(t, "J", 3, "uuid-3", {"images": {"sr": {"sha256": sha256_hex(b"SR")}}},
+                          {"lr": b"LR", "sr": b"SR"},
                           {"job": "J", "layer": 3, "layer_state": "ok", "flags": []})
     assert [m.kind for m in msgs] == ["meta", "lr", "sr", "anomaly", "latest"]
     assert {m.correlation for m in msgs} == {b"uuid-3"} and all(m.qos == 1 for m in msgs)
     assert [m.retain for m in msgs] == [False, False, False, False, True]
-    assert [m.content_type for m in msgs] == ["application/json", "image/png", "image/png", "application/json", "application/json"]
+    assert [m.content_type for m in msgs] == ["application/json", "image/png", "image/png", "application/json",
+                                              "application/json"]
     assert msgs[3].payload == msgs[4].payload and json.loads(msgs[3].payload)["flags"] == []
 
 

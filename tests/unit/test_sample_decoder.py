@@ -1,4 +1,7 @@
-"""A bundle with a texture (sample) decoder: single samples decode with it, means with the L1 decoder, on every backend."""
+"""A bundle with a texture (sample) decoder.
+
+Single samples decode with it, means with the L1 decoder, on every backend.
+"""
 
 from __future__ import annotations
 
@@ -93,8 +96,10 @@ def test_fast_profile_takes_the_bundles_fast_path(bundle_with_sample_decoder, tm
     shutil.copytree(bundle_with_sample_decoder, b)
     shutil.copy(b / "hr_decoder.onnx", b / "hr_decoder_light.onnx")
     m = json.loads((b / MANIFEST).read_text())
-    entries = [{"backend": "openvino", "openvino_precision": "bf16", "decoder": "light"}, {"backend": "ort", "decoder": "light"}]
-    write_bundle(b, {**m, "distilled": {"light_decoder": {"file": "hr_decoder_light.onnx"}}, "fast_path": {"box_config": entries}})
+    entries = [{"backend": "openvino", "openvino_precision": "bf16", "decoder": "light"},
+               {"backend": "ort", "decoder": "light"}]
+    write_bundle(b, {**m, "distilled": {"light_decoder": {"file": "hr_decoder_light.onnx"}},
+                     "fast_path": {"box_config": entries}})
     fast = SuperResolver.from_config(SRConfig(model=str(b)))  # profile fast is the default
     assert fast.model_id.endswith("+light_decoder") and "fast path" in fast.settings_note
     assert fast.runner.name == ("openvino" if openvino_bf16_supported() else "ort")

@@ -86,7 +86,8 @@ def test_bad_input_is_a_clear_error():
     assert not Segmenter().segment(np.zeros((64, 64), np.uint8)).mask.any()  # black: no parts, no crash
 
 
-@pytest.mark.skipif(importlib.util.find_spec("edge.sim.build") is None, reason="sim generator (edge.sim.build) not importable yet")
+@pytest.mark.skipif(importlib.util.find_spec("edge.sim.build") is None, reason="sim generator (edge.sim.build) not "
+                    "importable yet")
 def test_sim_layer_iou_against_ground_truth():
     from edge.sim.build import plan_build, render_layer
     from edge.sim.config import SimConfig
@@ -133,7 +134,8 @@ def test_segment_cli_writes_same_size_masks_and_reports_bad_files(tmp_path):
     img, _ = layer(seed=5)
     cv2.imwrite(str(tmp_path / "00007.png"), img)
     (tmp_path / "broken.png").write_bytes(b"not a png")
-    res = CliRunner().invoke(app, ["segment", str(tmp_path / "broken.png"), str(tmp_path / "00007.png"), "--out", str(tmp_path / "o")])
+    res = CliRunner().invoke(app, ["segment", str(tmp_path / "broken.png"), str(tmp_path / "00007.png"), "--out",
+                                   str(tmp_path / "o")])
     assert res.exit_code == 1
     assert "broken.png" in res.output and "not an image" in res.output
     out = cv2.imread(str(tmp_path / "o" / "00007.png"), cv2.IMREAD_UNCHANGED)

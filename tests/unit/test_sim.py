@@ -31,7 +31,8 @@ def _read(path):
 
 def test_build_folder_follows_the_output_contract(small_build):
     meta = json.loads((small_build / "build.json").read_text())
-    for key in ("plate_mm", "pixel_pitch_um", "layer_thickness_um", "scale", "seed", "parts", "defects", "fiducials_hr", "cameras"):
+    for key in ("plate_mm", "pixel_pitch_um", "layer_thickness_um", "scale", "seed", "parts", "defects", "fiducials_hr",
+                "cameras"):
         assert key in meta, key
     assert meta["pixel_pitch_um"]["lr"] == pytest.approx(4 * meta["pixel_pitch_um"]["hr"])
     assert {p["kind"] for p in meta["parts"]} == {"ring", "dogbone", "square", "lattice", "thin_wall", "overhang"}
@@ -62,7 +63,9 @@ def test_default_hr_image_is_at_least_1024_and_webcam_sits_between_hr_and_lr():
 
 def test_same_seed_gives_identical_bytes_and_other_seed_differs(small_build, tmp_path):
     again = generate_build(tmp_path / "again", 3, 11, SMALL)
-    for rel in ["build.json"] + [f"{d}/{i:05d}.{e}" for d, e in (("hr", "png"), ("webcam", "png"), ("lr", "png"), ("masks", "png"), ("labels", "json")) for i in (1, 2, 3)]:
+    for rel in ["build.json"] + [f"{d}/{i:05d}.{e}" for d, e in (("hr", "png"), ("webcam", "png"), ("lr", "png"),
+                                                                 ("masks", "png"),
+                                                                 ("labels", "json")) for i in (1, 2, 3)]:
         assert (small_build / rel).read_bytes() == (again / rel).read_bytes(), rel
     other = render_layer(plan_build(3, 12, SMALL), 1)
     assert not np.array_equal(other.hr, _read(small_build / "hr" / "00001.png"))
@@ -145,10 +148,12 @@ def test_cli_sim_build_writes_a_build_and_reports_bad_options(tmp_path):
         """Keeps typer in multi-command mode."""
 
     runner = CliRunner()
-    res = runner.invoke(app, ["sim", "build", "--out", str(tmp_path / "o"), "--layers", "1", "--seed", "2", "--hr-size", "256"])
+    res = runner.invoke(app, ["sim", "build", "--out", str(tmp_path / "o"), "--layers", "1", "--seed", "2", "--hr-size",
+                              "256"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "o" / "webcam" / "00001.png").exists() and (tmp_path / "o" / "build.json").exists()
-    res = runner.invoke(app, ["sim", "build", "--out", str(tmp_path / "o"), "--layers", "1", "--seed", "3", "--hr-size", "256"])
+    res = runner.invoke(app, ["sim", "build", "--out", str(tmp_path / "o"), "--layers", "1", "--seed", "3", "--hr-size",
+                              "256"])
     assert res.exit_code == 1 and "different sim build" in res.output
     res = runner.invoke(app, ["sim", "build", "--out", str(tmp_path / "p"), "--hr-size", "100"])
     assert res.exit_code == 2 and "hr_size_px" in res.output

@@ -83,7 +83,8 @@ def test_webcam_optics_vignetting_noise_and_jpeg():
     clean = render_webcam(flat, bg, H, 100.0, cam, rng, 1.0, 1.5, 0.0, 0.35, 100).astype(np.float64)
     centre, corner = clean[500:580, 900:1020].mean(), clean[:60, :60].mean()
     assert corner < 0.75 * centre  # vignetting darkens the corners
-    noisy = render_webcam(flat, bg, H, 100.0, cam, np.random.default_rng(0), 1.0, 1.5, 8.0, 0.35, 100).astype(np.float64)
+    noisy = render_webcam(flat, bg, H, 100.0, cam, np.random.default_rng(0), 1.0, 1.5, 8.0, 0.35,
+                          100).astype(np.float64)
 
     def grain(img):
         return (img - cv2.GaussianBlur(img, (0, 0), 3))[500:580, 900:1020].std()
@@ -105,8 +106,10 @@ def test_colour_sensor_path_leaves_no_bayer_pattern_on_a_grey_scene():
     cam = look_at_webcam(1400, 1920, 1080, 210, 35, 110)
     flat = np.full((256, 256), 120, np.uint8)
     H = cam.H_plate_to_webcam() @ hr_to_plate(256, 100.0)
-    out = render_webcam(flat, np.full((64, 64), 120, np.float32), H, 100.0, cam, np.random.default_rng(1), 0.0, 1.0, 0.0, 0.0, 100)
+    out = render_webcam(flat, np.full((64, 64), 120, np.float32), H, 100.0, cam, np.random.default_rng(1), 0.0, 1.0,
+                        0.0, 0.0, 100)
     centre = out[500:580, 900:1020].astype(np.float64)
     assert abs(centre[0::2, 0::2].mean() - centre[1::2, 1::2].mean()) < 1.0  # R and B sites balanced after demosaic
     r, g, b = BAYER_GAINS
-    assert centre.mean() == pytest.approx(120 * (0.299 * r + 0.587 * g + 0.114 * b), abs=1.5)  # BGR2GRAY of the tinted scene
+    # BGR2GRAY of the tinted scene
+    assert centre.mean() == pytest.approx(120 * (0.299 * r + 0.587 * g + 0.114 * b), abs=1.5)

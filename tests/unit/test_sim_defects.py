@@ -125,7 +125,8 @@ def test_scheduled_defects_are_visible_and_persist(seed):
     for layer in (2, 5, 8):
         for lab in _check_layer(plan, clean_plan, layer):
             persisted[lab["defect_id"]] = max(persisted.get(lab["defect_id"], 0), lab["layers_persisted"])
-    lasting = [e for e in plan.defects if e.type in ("recoater_streak", "super_elevation") and e.last_layer < plan.layers]
+    lasting = [e for e in plan.defects if e.type in ("recoater_streak", "super_elevation")
+               and e.last_layer < plan.layers]
     assert lasting and all(e.last_layer - e.first_layer + 1 >= 3 for e in lasting)  # they persist over layers
     assert max(persisted.values()) >= 3
 

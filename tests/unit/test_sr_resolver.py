@@ -1,4 +1,7 @@
-"""SuperResolver over the tiny bundle on ONNX Runtime: shapes, determinism, samples/mean/std, sampler choice, bad input."""
+"""SuperResolver over the tiny bundle on ONNX Runtime.
+
+Covers shapes, determinism, samples/mean/std, sampler choice, bad input.
+"""
 
 from __future__ import annotations
 
@@ -178,7 +181,9 @@ def test_fused_step_path_equals_plain_sampler(tmp_path, monkeypatch, sampler):
 
 
 def _bundle_with_student(tmp_path, timesteps):
-    """Copy of the tiny bundle shipping a 'student2' (here: a copy of its own denoiser, so results must match DDIM-2)."""
+    """Copy of the tiny bundle shipping a 'student2'.
+
+    Here it is a copy of its own denoiser, so results must match DDIM-2."""
     import json
     import shutil
 
@@ -189,7 +194,8 @@ def _bundle_with_student(tmp_path, timesteps):
     (out / "denoiser.onnx").replace(out / "denoiser_student2.onnx")
     shutil.copy(out / "denoiser_student2.onnx", out / "denoiser.onnx")
     m = json.loads((out / MANIFEST).read_text())
-    m["distilled"] = {"student2": {"file": "denoiser_student2.onnx", "steps": 2, "timesteps": timesteps, "sampler": "ddim"}}
+    m["distilled"] = {"student2": {"file": "denoiser_student2.onnx", "steps": 2, "timesteps": timesteps,
+                                   "sampler": "ddim"}}
     write_bundle(out, m)
     return out
 

@@ -19,7 +19,8 @@ def nearest(tiles: np.ndarray, origins) -> np.ndarray:
     return tiles.repeat(S, 1).repeat(S, 2)[:, None]
 
 
-@pytest.mark.parametrize("size, tile, overlap", [(1, 8, 2), (8, 8, 2), (9, 8, 2), (37, 8, 3), (100, 16, 4), (64, 16, 0)])
+@pytest.mark.parametrize("size, tile, overlap", [(1, 8, 2), (8, 8, 2), (9, 8, 2), (37, 8, 3), (100, 16, 4),
+                                                 (64, 16, 0)])
 def test_tile_starts_cover_with_overlap(size, tile, overlap):
     s = tile_starts(size, tile, overlap)
     assert s[0] == 0 and s == sorted(set(s))
@@ -109,12 +110,15 @@ class PointwiseRunner:
                                   SamplerSpec("ddim", 5, eta=1.0)])
 def test_resolver_tiled_equals_untiled_with_position_keyed_noise(spec):
     """Noise is keyed by absolute LR position, so overlapping tiles see the same noise: tiles == one big tile."""
-    manifest = {"model_id": "pointwise", "scale": S, "latent_channels": 4, "latent_scale_factor": 1.0, "lr_patch": 8, "prediction": "epsilon",
+    manifest = {"model_id": "pointwise", "scale": S, "latent_channels": 4, "latent_scale_factor": 1.0, "lr_patch": 8,
+                "prediction": "epsilon",
                 "schedule": {"kind": "linear", "timesteps": 50}, "sampler": {}, "files": {}}
     b = Bundle(path=None, manifest=Manifest.from_dict(manifest))  # type: ignore[arg-type]
     img = (np.random.default_rng(3).random((19, 26)) * 255).astype(np.uint8)
-    small = SuperResolver(b, PointwiseRunner(), spec, seed=5, tile=8, overlap=2).upscale(img, samples=2, reduce="mean", uncertainty=True)
-    big = SuperResolver(b, PointwiseRunner(), spec, seed=5, tile=32, overlap=0).upscale(img, samples=2, reduce="mean", uncertainty=True)
+    small = SuperResolver(b, PointwiseRunner(), spec, seed=5, tile=8, overlap=2).upscale(
+        img, samples=2, reduce="mean", uncertainty=True)
+    big = SuperResolver(b, PointwiseRunner(), spec, seed=5, tile=32, overlap=0).upscale(
+        img, samples=2, reduce="mean", uncertainty=True)
     assert small.sr.shape == (19 * S, 26 * S)
     assert np.abs(small.sr.astype(int) - big.sr.astype(int)).max() <= 1  # uint8 rounding of float-identical values
     np.testing.assert_allclose(small.std, big.std, atol=0.05)
@@ -130,7 +134,8 @@ class LinearRunner(PointwiseRunner):
 
 def test_antithetic_pairs_cancel_in_the_mean():
     """Chain 2j+1 starts from -noise of chain 2j: with an affine sampler the pair mean is the noise-free output."""
-    manifest = {"model_id": "linear", "scale": S, "latent_channels": 4, "latent_scale_factor": 1.0, "lr_patch": 8, "prediction": "epsilon",
+    manifest = {"model_id": "linear", "scale": S, "latent_channels": 4, "latent_scale_factor": 1.0, "lr_patch": 8,
+                "prediction": "epsilon",
                 "schedule": {"kind": "linear", "timesteps": 50}, "sampler": {}, "files": {}}
     b = Bundle(path=None, manifest=Manifest.from_dict(manifest))  # type: ignore[arg-type]
     img = (np.random.default_rng(4).random((10, 12)) * 200 + 20).astype(np.uint8)

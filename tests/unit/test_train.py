@@ -281,7 +281,8 @@ def test_estimate_conditioning_starts_at_the_lr_only_denoiser_then_uses_the_esti
     exp = tr.export({})
     assert set(exp["cond_estimate"]) >= {"pixel", "mix", "arch", "path"}
     save_checkpoint(tmp_path / "est.pt", exp)
-    again = LatentTrainer(TrainConfig(ae=str(ae_pt), arch=TINY_AE, init_from=str(tmp_path / "est.pt"), estimate=str(pix)),
+    again = LatentTrainer(TrainConfig(ae=str(ae_pt), arch=TINY_AE, init_from=str(tmp_path / "est.pt"),
+                                      estimate=str(pix)),
                           "diffusion")
     assert torch.equal(again.net.mix.weight, exp["cond_estimate"]["mix"]["weight"])  # continuing keeps the mix
     assert set(exp["net"]) == set(inner.state_dict())  # the inner U-Net's weights, loadable as a plain denoiser
@@ -367,7 +368,7 @@ def test_pixel_diffusion_baseline_learns_resumes_exports_and_samples(tmp_path):
 
 
 def test_shared_loop_validates_keeps_best_and_resumes_to_the_step_budget(tmp_path):
-    """run_training: best.pt/final.pt/last.pt written, metrics every val_every, a rerun resumes instead of restarting."""
+    """run_training: best/final/last.pt written, metrics every val_every, a rerun resumes instead of restarting."""
     import json
 
     from edge.train.pixel import train_pixel
@@ -375,7 +376,8 @@ def test_shared_loop_validates_keeps_best_and_resumes_to_the_step_budget(tmp_pat
 
     build = _fake_build(tmp_path / "b1", 8, 1)
     out = tmp_path / "run"
-    base = dict(sims=[str(build)], out=str(out), batch=2, lr_size=8, pool_tile=8, lr=1e-3, val_every=2, save_every=2, threads=1)
+    base = dict(sims=[str(build)], out=str(out), batch=2, lr_size=8, pool_tile=8, lr=1e-3, val_every=2, save_every=2,
+                threads=1)
     best = train_pixel(TrainConfig(**base, steps=4))
     assert best == out / "best.pt" and {p.name for p in out.glob("*.pt")} >= {"best.pt", "final.pt", "last.pt"}
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]

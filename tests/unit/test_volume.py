@@ -59,7 +59,8 @@ def test_cylinder_mesh_volume_export_and_preview(tmp_path):
     true_mm3 = np.pi * (r * pitch / 1000) ** 2 * (layers * lt / 1000)
     assert mesh.volume == pytest.approx(true_mm3, rel=0.12)
     ext = mesh.bounds[1] - mesh.bounds[0]
-    assert ext[2] == pytest.approx(layers * lt / 1000, rel=0.12) and ext[0] == pytest.approx(2 * r * pitch / 1000, rel=0.1)
+    assert ext[2] == pytest.approx(layers * lt / 1000, rel=0.12)
+    assert ext[0] == pytest.approx(2 * r * pitch / 1000, rel=0.1)
     for suffix in ("stl", "ply"):
         p = v.export_mesh(mesh, tmp_path / f"c.{suffix}")
         back = trimesh.load(p)

@@ -169,7 +169,8 @@ class IBuilderConfig:
 
     def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
         for lo, opt, hi in profile._shapes.values():
-            if not (len(lo) == len(opt) == len(hi)) or any(a > b or b > c for a, b, c in zip(lo, opt, hi, strict=False)):
+            if not (len(lo) == len(opt) == len(hi)) or any(
+                    a > b or b > c for a, b, c in zip(lo, opt, hi, strict=False)):
                 return -1
         self._profiles.append(dict(profile._shapes))
         return len(self._profiles) - 1
