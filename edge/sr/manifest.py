@@ -1,7 +1,7 @@
 """A bundle's manifest.json as one typed object, parsed and validated once when the bundle is loaded.
 
 Every reader of a bundle goes through `Manifest`; `raw` keeps the file's dict only for the tools that write a bundle
-back (training, `train distill add`, `unbundle`) and for informational entries (training commands, metrics).
+back (training, `train distill add`, `train grain-cap --into`).
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ class Manifest:
     grain_condition: GrainCondition | None = None
     grain_cap: GrainCap | None = None
     training: Mapping[str, Any] = field(default_factory=dict)  # informational: data, commands, steps
+    metrics: Mapping[str, Any] = field(default_factory=dict)  # informational: validation and bench numbers
     raw: Mapping[str, Any] = field(default_factory=dict)  # the file as read
 
     @classmethod
@@ -107,7 +108,7 @@ class Manifest:
                 distilled={k: Distilled.from_json(k, v) for k, v in _mapping(d, "distilled", {}).items()},
                 fast_path=_box_config(d), grain_condition=_parse(d, "grain_condition", GrainCondition.from_json),
                 grain_cap=_parse(d, "grain_cap", GrainCap.from_json), training=_mapping(d, "training", {}),
-                raw=dict(d))
+                metrics=_mapping(d, "metrics", {}), raw=dict(d))
         m.make_schedule()
         try:
             SamplerSpec.from_manifest(dict(m.sampler))

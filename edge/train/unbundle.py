@@ -57,11 +57,11 @@ def unbundle(model: Path | str, out: Path | str) -> list[Path]:
     diff = {"kind": "diffusion-ema", "arch": arch["unet"], "net": _strip(w["denoiser"], ""), "scales": scales,
             "ae": {"path": str(out / "ae.pt"), "step": ae["step"], "cfg": cfg}, "cfg": cfg,
             "step": tr.get("steps", {}).get("diffusion", 0), "wall_s": float(tr.get("wall_s", {}).get("diffusion", 0)),
-            "val": m.raw.get("metrics", {}).get("validation", {}).get("diffusion"), **origin}
+            "val": m.metrics.get("validation", {}).get("diffusion"), **origin}
     if "cond_estimate" in arch:
         pixel = {"kind": "pixel-ema", "arch": arch["cond_estimate"]["pixel"], "net": _strip(w["lr_encoder"], "pixel."),
                  "step": tr.get("steps", {}).get("pixel", 0), "wall_s": float(tr.get("wall_s", {}).get("pixel", 0.0)),
-                 "val": m.raw.get("metrics", {}).get("validation", {}).get("pixel_regression"), "cfg": cfg, **origin}
+                 "val": m.metrics.get("validation", {}).get("pixel_regression"), "cfg": cfg, **origin}
         written.append(out / "pixel.pt")
         save_checkpoint(written[-1], pixel)
         diff["cond_estimate"] = {"path": str(out / "pixel.pt"), "arch": pixel["arch"], "step": pixel["step"],
