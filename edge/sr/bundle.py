@@ -203,9 +203,9 @@ def load_bundle(path: Path | str | None = None, verify: bool = True) -> Bundle:
                                   "(git checkout / re-copy the bundle) or re-export the bundle")
             got = sha256_file(p)
             if got != digest:
-                raise BundleError(f"{p}: sha256 {got[:12]}... does not match the manifest ({digest[:12]}...): the file "
-                                  "is "
-                                  "corrupt or was changed; restore it or re-export the bundle (write_bundle re-hashes)")
+                raise BundleError(f"{p}: sha256 {got[:12]}... does not match the manifest ({digest[:12]}...): "
+                                  "the file is corrupt or was changed; restore it or re-export the bundle "
+                                  "(write_bundle re-hashes)")
     return Bundle(d, manifest)
 
 

@@ -102,8 +102,8 @@ class Broker:
             (self.folder / "acl").write_text(self.acl)
             lines.append(f"acl_file {self.folder / 'acl'}")
         if self.tls:
-            lines += [f"cafile {self.tls['ca']}", f"certfile {self.tls['server_cert']}", "keyfile "
-                      f"{self.tls['server_key']}",
+            lines += [f"cafile {self.tls['ca']}", f"certfile {self.tls['server_cert']}",
+                      f"keyfile {self.tls['server_key']}",
                       "require_certificate true"]
         self.conf = self.folder / "mosquitto.conf"
         self.conf.write_text("\n".join(lines) + "\n")
