@@ -10,14 +10,15 @@ import numpy as np
 
 
 @functools.lru_cache(maxsize=1)
-def _gray_images() -> list[np.ndarray]:
-    """Real powder-bed photographs (uint8 gray) from ../shared/realdata, or an empty list."""
+def _gray_images(exclude: tuple[str, ...] = ()) -> list[np.ndarray]:
+    """Real powder-bed photographs (uint8 gray) from ../shared/realdata but those named in `exclude`, or an empty
+    list."""
     import cv2
 
     root = Path(os.environ.get("LPBF_REALDATA", Path(__file__).resolve().parents[3] / "shared" / "realdata"))
     out = []
     for p in sorted(root.glob("*/*")):
-        if p.suffix.lower() in (".png", ".jpg", ".jpeg"):
+        if p.suffix.lower() in (".png", ".jpg", ".jpeg") and p.name not in exclude:
             img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
             if img is not None:
                 if "pblm" in p.parts:  # JPEG q~75: a 2x area downsample gives clean ground truth
@@ -34,11 +35,13 @@ def _sim_images(n: int, size: int, seed: int) -> list[np.ndarray]:
     return [render_layer(plan, i + 1).hr for i in range(n)]
 
 
-def bench_pairs(n: int, hr_tile: int, scale: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """n (LR, HR) tile pairs: random HR crops of real photographs, LR by the paper's recipe (area /scale, blur k=3)."""
+def bench_pairs(n: int, hr_tile: int, scale: int, seed: int = 0,
+                exclude: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """n (LR, HR) tile pairs: random HR crops of real photographs (but those named in `exclude`, e.g. the held-out
+    ones), LR by the paper's recipe (area /scale, blur k=3)."""
     from edge.data.degrade import paper_degrade
 
-    imgs = _gray_images() or _sim_images(4, 4 * hr_tile, seed)
+    imgs = _gray_images(tuple(exclude)) or _sim_images(4, 4 * hr_tile, seed)
     rng = np.random.default_rng(seed)
     hr = np.zeros((n, hr_tile, hr_tile), np.uint8)
     for i in range(n):

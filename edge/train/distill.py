@@ -356,10 +356,16 @@ def register_distill(train_app) -> None:
                                               "the student's own rollout state (what it sees at inference)."),
                 init_from: Path | None = typer.Option(None, help="Start from this student ONNX (same U-Net) instead of "
                                                                  "the teacher's weights, e.g. the previous bundle's "
-                                                                 "when the teacher was fine-tuned from its teacher.")
+                                                                 "when the teacher was fine-tuned from its teacher."),
+                texture_weight: float = typer.Option(0.0, min=0.0, help="Weight of the grain-texture term: the "
+                                                     "decoded student sample's high-pass kurtosis, oriented "
+                                                     "statistics and spectrum against the ground truth."),
+                holdout_photo: list[str] = typer.Option([], help="Photograph name the tiles must not come from "
+                                                        "(repeat; the models' held-out photographs).")
                 ) -> None:
         """SinSR-style deterministic few-step student regressing the teacher's DDIM ODE map."""
-        echo_report(distill_student_cmd, model, out, minutes, steps, tiles, teacher_steps, seed, rollout, init_from)
+        echo_report(distill_student_cmd, model, out, minutes, steps, tiles, teacher_steps, seed, rollout, init_from,
+                    texture_weight, tuple(holdout_photo))
 
     @app.command("add")
     def add(model: Path = typer.Option(..., help="Bundle to add the distilled parts to (re-hashed in place)."),

@@ -37,11 +37,11 @@ def session_fn(sess):
     return lambda *arrays: sess.run([out], dict(zip(names, arrays, strict=False)))[0]
 
 
-def hr_tiles(n: int, hr_patch: int, scale: int, seed: int) -> tuple[Array, Array]:
-    """(LR, HR) uint8 training tiles from the bench's data source (real photographs, else sim layers)."""
+def hr_tiles(n: int, hr_patch: int, scale: int, seed: int, exclude: tuple[str, ...] = ()) -> tuple[Array, Array]:
+    """(LR, HR) uint8 training tiles from the bench's data source (real photographs but `exclude`, else sim layers)."""
     from edge.data.tiles import bench_pairs
 
-    return bench_pairs(n, hr_patch, scale, seed=seed)
+    return bench_pairs(n, hr_patch, scale, seed=seed, exclude=exclude)
 
 
 def to_unit(img: Array) -> Array:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,13 +71,32 @@ def make_student_data(denoise, alphas_cumprod: Array, conds: Array, prediction_t
     return {"timesteps": ts_s, "states": states, "x0": x0, "cond": conds, "noise": noise}
 
 
+@dataclass
+class TextureTerm:
+    """The grain-texture term of student distillation: decode the student's final x0 with the bundle's (frozen)
+    sample decoder and match its texture statistics to the ground-truth HR tile of the same LR
+    (edge.train.losses.grain_texture_loss). The teacher's ODE output lacks the sparkle and streaks the samples
+    should carry (docs/sr_quality.md), so the truth, not the teacher, sets the texture."""
+
+    decoder: Any  # torch module: scaled HR latent [B,C,h,w] -> image [B,1,H,W] in [-1, 1]
+    hr: Any  # torch tensor [N,1,H,W] in [-1, 1], row i the ground truth of data["cond"][i]
+    weight: float
+
+    def loss(self, x0, idx):
+        """Texture loss of decoded latents x0 against the truth of rows idx."""
+        from edge.train.losses import grain_texture_loss
+
+        return grain_texture_loss(self.decoder(x0), self.hr[idx])
+
+
 def distill_student(student, data: dict, alphas_cumprod: Array, prediction_type: str, steps: int = 500, batch: int = 16,
                     lr: float = 2e-5, seed: int = 0, time_budget_s: float | None = None, progress: bool = False,
-                    rollout: float = 0.0):
+                    rollout: float = 0.0, texture: TextureTerm | None = None):
     """Train `student` (x, t, cond) -> out so that its x0 estimate at each student timestep equals the teacher's x0.
 
     rollout: fraction of the later-step batches whose input state is the student's own (no-grad) DDIM rollout
     from the fixed noise instead of the teacher's state: the state it will really see at inference.
+    texture: add texture.weight x the texture term at the last student step (the x0 the box decodes).
     """
     import torch
 
@@ -104,6 +125,8 @@ def distill_student(student, data: dict, alphas_cumprod: Array, prediction_type:
         p0, p1 = float(coefs[j, 0]), float(coefs[j, 1])
         x0 = p0 * x + p1 * student(x, t, cond)
         loss = torch.nn.functional.mse_loss(x0, target)
+        if texture is not None and texture.weight > 0 and j == len(ts) - 1:
+            loss = loss + texture.weight * texture.loss(x0, torch.from_numpy(idx))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -147,18 +170,52 @@ def _torch_fn(module):
 
 def load_torch_denoiser(model):
     """The bundle's denoiser as a torch module (rebuilt by SR-runtime's torch runner), to initialise the student."""
+    return _torch_modules(model)["denoiser"]
+
+
+def _torch_modules(model) -> dict:
+    """The bundle's graphs as torch modules (SR-runtime's torch runner)."""
     from edge.sr.bundle import load_bundle
     from edge.sr.runners import TorchRunner
 
-    return TorchRunner.from_bundle(load_bundle(model)).modules["denoiser"]
+    return TorchRunner.from_bundle(load_bundle(model)).modules
+
+
+def texture_term(model, hr: Array, weight: float) -> TextureTerm:
+    """The texture term over the bundle's sample decoder (its mean decoder if it has none), frozen."""
+    import torch
+
+    mods = _torch_modules(model)
+    dec = mods.get("hr_decoder_sample", mods["hr_decoder"]).eval().requires_grad_(False)
+    return TextureTerm(dec, torch.from_numpy(to_unit(hr)), float(weight))
+
+
+def texture_report(term: TextureTerm, outputs: dict[str, Array], rows: slice) -> dict:
+    """Per x0 set: the texture loss and the median |high-pass log kurtosis ratio| of its decoded tiles vs the truth."""
+    import torch
+
+    from edge.train.losses import highpass_log_kurtosis
+
+    out, hr = {}, term.hr[rows]
+    with torch.no_grad():
+        k_true = highpass_log_kurtosis(hr)
+        for name, x0 in outputs.items():
+            img = term.decoder(torch.from_numpy(np.ascontiguousarray(x0, np.float32)))
+            out[name] = {"texture_loss": float(term.loss(torch.from_numpy(np.ascontiguousarray(x0, np.float32)),
+                                                         torch.arange(rows.start, rows.stop))),
+                         "kurt_log_ratio": float((highpass_log_kurtosis(img) - k_true).abs().median())}
+    return out
 
 
 def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: int, teacher_steps: int,
-                        seed: int, rollout: float = 0.0, init_from: Path | None = None) -> dict:
+                        seed: int, rollout: float = 0.0, init_from: Path | None = None, texture_weight: float = 0.0,
+                        exclude: tuple[str, ...] = ()) -> dict:
     """Distil a k-step deterministic student from a bundle's denoiser; writes denoiser_student{k}.onnx + report.
 
     init_from: an earlier student's ONNX of the same architecture to start from instead of the teacher's weights
-    (a teacher fine-tuned from that student's teacher: the student only has to follow the change)."""
+    (a teacher fine-tuned from that student's teacher: the student only has to follow the change).
+    texture_weight: > 0 adds the grain-texture term against the ground truth (TextureTerm).
+    exclude: photograph names the tiles must not come from (the SR models' held-out photographs)."""
     import json
 
     import torch
@@ -167,7 +224,9 @@ def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: i
     b = res.bundle
     acp, pred = res.schedule.alphas_cumprod, b.prediction
     den_sess, teacher = res.runner.sessions["denoiser"], res.runner.denoise
-    lr, _ = hr_tiles(tiles, b.lr_patch * b.scale, b.scale, seed=2000 + seed)
+    if texture_weight < 0:
+        raise ValueError(f"texture weight must be >= 0, got {texture_weight}")
+    lr, hr = hr_tiles(tiles, b.lr_patch * b.scale, b.scale, seed=2000 + seed, exclude=tuple(exclude))
     conds = np.concatenate([res.condition(to_unit(lr[i:i + 32])) for i in range(0, len(lr), 32)])
     t0 = time.perf_counter()
     data = make_student_data(teacher, acp, conds, pred, student_steps, teacher_steps, seed=seed, progress=True)
@@ -179,9 +238,9 @@ def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: i
     hold = slice(0, min(64, len(conds)))
     x0_start = run_student(_torch_fn(student), acp, data["timesteps"], pred, data["noise"][hold], conds[hold])
     budget = max(30.0, 60 * minutes - data_s)
+    texture = texture_term(model, hr, texture_weight) if texture_weight > 0 else None
     student, log = distill_student(student, data, acp, pred, steps=100000, time_budget_s=budget, progress=True,
-                                   seed=seed,
-                                   rollout=rollout)
+                                   seed=seed, rollout=rollout, texture=texture)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"denoiser_student{student_steps}.onnx"
     shape = (1, *conds.shape[1:])
@@ -199,6 +258,10 @@ def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: i
         "latent_rms_teacher": float(np.sqrt(np.mean(x0_t**2))), "final_loss": float(np.mean(log.losses[-20:])),
         "init_from": None if init_from is None else str(init_from),
         "latent_rmse_vs_teacher_at_start": float(np.sqrt(np.mean((x0_start - x0_t) ** 2))),
+        "texture_weight": float(texture_weight), "excluded_photos": sorted(exclude),
     }
+    if texture is not None:
+        report["texture_vs_truth"] = texture_report(texture, {"teacher": x0_t, "student_at_start": x0_start,
+                                                              "student": x0_s}, hold)
     (out / f"student{student_steps}_report.json").write_text(json.dumps(report, indent=2))
     return report

@@ -145,3 +145,17 @@ def test_real_photographs_are_indexed(realdata):
     names = {s.name: s for s in srcs}
     assert "S05.jpg" in names and names["S05.jpg"].prescale == 1
     assert all(s.prescale == 2 for s in srcs if s.path.parent.name == "pblm")
+
+
+def test_bench_pairs_leave_out_the_excluded_photographs(tmp_path, monkeypatch):
+    """bench_pairs(exclude=...) draws no tile from a named photograph (the SR models' held-out ones)."""
+    from edge.data.tiles import bench_pairs
+
+    (tmp_path / "src").mkdir()
+    cv2.imwrite(str(tmp_path / "src" / "keep.png"), np.full((96, 96), 200, np.uint8))
+    cv2.imwrite(str(tmp_path / "src" / "held.png"), np.full((96, 96), 30, np.uint8))
+    monkeypatch.setenv("LPBF_REALDATA", str(tmp_path))
+    _, hr = bench_pairs(8, 32, 4, seed=0)
+    assert {int(v) for v in np.unique(hr)} == {30, 200}
+    _, hr = bench_pairs(8, 32, 4, seed=0, exclude=("held.png",))
+    assert {int(v) for v in np.unique(hr)} == {200}
