@@ -6,6 +6,9 @@ number of issue-20 targets met.
 
     .venv/bin/python bench/sr_quality_compare.py --run prev=docs/sr_quality_box_prev.json \
         --run new=docs/sr_quality_box_gc.json
+
+With `--img LABEL=DIR` (the runs' `--img-dir`, repeat) and `--img-out PREFIX` it also stacks each set's side-by-side
+image of every run into one PNG per set, PREFIX_<set>.png, one captioned row per run.
 """
 
 from __future__ import annotations
@@ -15,10 +18,14 @@ import json
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 from sr_quality import targets  # noqa: E402
+from sr_sets import label  # noqa: E402
 
 
 def row(set_name: str, r: dict, one: str, mean: str) -> str:
@@ -37,18 +44,41 @@ def table(runs: dict[str, dict]) -> str:
     lines = ["| set | model | path | texture / bicubic's | HF ratio | kurt log-ratio | 1 sample PSNR - bicubic | "
              "mean of 8 PSNR - bicubic (sim: / - linear MMSE) | targets met |", "|---|---|---|---|---|---|---|---|---|"]
     for s in sets:
-        for label, res in runs.items():
+        for run_name, res in runs.items():
             r = res[s]
             for path, one, mean in (("quality", "default", "mean8"), ("fast", "fast", "fast_mean8")):
                 if one in r and mean in r:
-                    lines.append(f"| {s} | {label} | {path} | {row(s, r, one, mean)} |")
+                    lines.append(f"| {s} | {run_name} | {path} | {row(s, r, one, mean)} |")
     return "\n".join(lines)
+
+
+def stack_images(dirs: dict[str, Path], prefix: Path) -> list[Path]:
+    """Per set, the runs' side-by-side images (DIR/sr_<set>.png) stacked, each under a caption with its label."""
+    sets = sorted({p.stem[len("sr_"):] for d in dirs.values() for p in d.glob("sr_*.png")})
+    written = []
+    for s in sets:
+        rows = []
+        for name, d in dirs.items():
+            f = d / f"sr_{s}.png"
+            img = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) if f.is_file() else None
+            if img is None:
+                raise SystemExit(f"{f}: missing or unreadable side-by-side image of set {s!r} for run {name!r}")
+            rows.append(label(img, f"model {name}"))
+        width = max(r.shape[1] for r in rows)
+        out = np.vstack([np.pad(r, ((0, 6), (0, width - r.shape[1])), constant_values=255) for r in rows])
+        path = prefix.parent / f"{prefix.name}_{s}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), out)
+        written.append(path)
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", action="append", required=True, help="LABEL=JSON of bench/sr_quality.py (repeat)")
+    ap.add_argument("--img", action="append", default=[], help="LABEL=DIR of a run's --img-dir (repeat)")
+    ap.add_argument("--img-out", type=Path, default=None, help="prefix of the stacked PNGs, e.g. docs/img/sr_cmp")
     a = ap.parse_args(argv)
     runs = {}
     for x in a.run:
@@ -56,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         d = json.loads(Path(path).read_text())
         runs[label] = {k: v for k, v in d.items() if isinstance(v, dict) and "bicubic" in v}
     print(table(runs))
+    if a.img and a.img_out is not None:
+        for p in stack_images({k: Path(v) for k, v in (x.split("=", 1) for x in a.img)}, a.img_out):
+            print(f"wrote {p}")
     return 0
 
 
