@@ -9,13 +9,19 @@ from pathlib import Path
 import numpy as np
 
 
-@functools.lru_cache(maxsize=1)
 def _gray_images(exclude: tuple[str, ...] = ()) -> list[np.ndarray]:
-    """Real powder-bed photographs (uint8 gray) from ../shared/realdata but those named in `exclude`, or an empty
-    list."""
+    """Real powder-bed photographs (uint8 gray) from $LPBF_REALDATA (default ../shared/realdata) but those named in
+    `exclude`, or an empty list."""
+    root = os.environ.get("LPBF_REALDATA", str(Path(__file__).resolve().parents[3] / "shared" / "realdata"))
+    return _read_gray_images(root, tuple(exclude))
+
+
+@functools.lru_cache(maxsize=1)
+def _read_gray_images(folder: str, exclude: tuple[str, ...]) -> list[np.ndarray]:
+    """The photographs of one folder, cached per (folder, exclude) so a changed $LPBF_REALDATA is read afresh."""
     import cv2
 
-    root = Path(os.environ.get("LPBF_REALDATA", Path(__file__).resolve().parents[3] / "shared" / "realdata"))
+    root = Path(folder)
     out = []
     for p in sorted(root.glob("*/*")):
         if p.suffix.lower() in (".png", ".jpg", ".jpeg") and p.name not in exclude:
