@@ -58,6 +58,26 @@ def bench_pairs(n: int, hr_tile: int, scale: int, seed: int = 0,
     return lr, hr
 
 
+def sim_build_pairs(builds: tuple[Path, ...], n: int, hr_tile: int, scale: int,
+                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n (LR, HR) tile pairs from sim build folders: LR = each layer's registered webcam view (lr/), HR = the
+    rendered layer (hr/) under it, so the simulator's own camera, not the paper recipe, makes the LR."""
+    from edge.data.datasets import read_gray, sim_source
+
+    layers = [(Path(b), k) for b in builds for k in sim_source(b).layers]  # raises DataError naming a bad folder
+    rng = np.random.default_rng(seed)
+    t = hr_tile // scale
+    lr, hr = np.zeros((n, t, t), np.uint8), np.zeros((n, hr_tile, hr_tile), np.uint8)
+    for i in range(n):
+        b, k = layers[int(rng.integers(len(layers)))]
+        lo, hi = read_gray(b / "lr" / f"{k:05d}.png"), read_gray(b / "hr" / f"{k:05d}.png")
+        if hi.shape[0] < scale * lo.shape[0] or hi.shape[1] < scale * lo.shape[1]:
+            raise ValueError(f"{b}: layer {k} HR {hi.shape} is not {scale}x its LR {lo.shape}")
+        y, x = int(rng.integers(0, lo.shape[0] - t + 1)), int(rng.integers(0, lo.shape[1] - t + 1))
+        lr[i], hr[i] = lo[y:y + t, x:x + t], hi[scale * y:scale * (y + t), scale * x:scale * (x + t)]
+    return lr, hr
+
+
 def synthetic_plate(lr_size: int, seed: int = 0, scale: int = 4) -> np.ndarray:
     """An LR plate of the given side: the largest photograph resized to `scale` x and degraded by the paper's recipe."""
     import cv2

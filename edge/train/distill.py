@@ -361,11 +361,14 @@ def register_distill(train_app) -> None:
                                                      "decoded student sample's high-pass kurtosis, oriented "
                                                      "statistics and spectrum against the ground truth."),
                 holdout_photo: list[str] = typer.Option([], help="Photograph name the tiles must not come from "
-                                                        "(repeat; the models' held-out photographs).")
+                                                        "(repeat; the models' held-out photographs)."),
+                sim: list[Path] = typer.Option([], help="Training sim build folder (repeat) some tiles come from, "
+                                               "with its registered webcam LR."),
+                sim_share: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of the tiles from --sim builds.")
                 ) -> None:
         """SinSR-style deterministic few-step student regressing the teacher's DDIM ODE map."""
         echo_report(distill_student_cmd, model, out, minutes, steps, tiles, teacher_steps, seed, rollout, init_from,
-                    texture_weight, tuple(holdout_photo))
+                    texture_weight, tuple(holdout_photo), tuple(sim), sim_share)
 
     @app.command("add")
     def add(model: Path = typer.Option(..., help="Bundle to add the distilled parts to (re-hashed in place)."),

@@ -37,11 +37,22 @@ def session_fn(sess):
     return lambda *arrays: sess.run([out], dict(zip(names, arrays, strict=False)))[0]
 
 
-def hr_tiles(n: int, hr_patch: int, scale: int, seed: int, exclude: tuple[str, ...] = ()) -> tuple[Array, Array]:
-    """(LR, HR) uint8 training tiles from the bench's data source (real photographs but `exclude`, else sim layers)."""
-    from edge.data.tiles import bench_pairs
+def hr_tiles(n: int, hr_patch: int, scale: int, seed: int, exclude: tuple[str, ...] = (),
+             sims: tuple[Path, ...] = (), sim_share: float = 0.0) -> tuple[Array, Array]:
+    """(LR, HR) uint8 training tiles from the bench's data source (real photographs but `exclude`, else sim layers),
+    with round(sim_share * n) of them from the sim build folders `sims` (their registered webcam LR)."""
+    from edge.data.tiles import bench_pairs, sim_build_pairs
 
-    return bench_pairs(n, hr_patch, scale, seed=seed, exclude=exclude)
+    if not 0.0 <= sim_share <= 1.0:
+        raise ValueError(f"sim share must be in [0, 1], got {sim_share}")
+    n_sim = round(sim_share * n) if sims else 0
+    if sim_share > 0 and not sims:
+        raise ValueError("a sim share needs sim build folders (--sim)")
+    lr, hr = bench_pairs(n - n_sim, hr_patch, scale, seed=seed, exclude=exclude)
+    if n_sim:
+        slr, shr = sim_build_pairs(tuple(sims), n_sim, hr_patch, scale, seed=seed + 1)
+        lr, hr = np.concatenate([lr, slr]), np.concatenate([hr, shr])
+    return lr, hr
 
 
 def to_unit(img: Array) -> Array:

@@ -209,13 +209,14 @@ def texture_report(term: TextureTerm, outputs: dict[str, Array], rows: slice) ->
 
 def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: int, teacher_steps: int,
                         seed: int, rollout: float = 0.0, init_from: Path | None = None, texture_weight: float = 0.0,
-                        exclude: tuple[str, ...] = ()) -> dict:
+                        exclude: tuple[str, ...] = (), sims: tuple[Path, ...] = (), sim_share: float = 0.0) -> dict:
     """Distil a k-step deterministic student from a bundle's denoiser; writes denoiser_student{k}.onnx + report.
 
     init_from: an earlier student's ONNX of the same architecture to start from instead of the teacher's weights
     (a teacher fine-tuned from that student's teacher: the student only has to follow the change).
     texture_weight: > 0 adds the grain-texture term against the ground truth (TextureTerm).
-    exclude: photograph names the tiles must not come from (the SR models' held-out photographs)."""
+    exclude: photograph names the tiles must not come from (the SR models' held-out photographs).
+    sims, sim_share: that share of the tiles from these (training) sim builds, LR their registered webcam view."""
     import json
 
     import torch
@@ -226,7 +227,8 @@ def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: i
     den_sess, teacher = res.runner.sessions["denoiser"], res.runner.denoise
     if texture_weight < 0:
         raise ValueError(f"texture weight must be >= 0, got {texture_weight}")
-    lr, hr = hr_tiles(tiles, b.lr_patch * b.scale, b.scale, seed=2000 + seed, exclude=tuple(exclude))
+    lr, hr = hr_tiles(tiles, b.lr_patch * b.scale, b.scale, seed=2000 + seed, exclude=tuple(exclude),
+                      sims=tuple(sims), sim_share=sim_share)
     conds = np.concatenate([res.condition(to_unit(lr[i:i + 32])) for i in range(0, len(lr), 32)])
     t0 = time.perf_counter()
     data = make_student_data(teacher, acp, conds, pred, student_steps, teacher_steps, seed=seed, progress=True)
@@ -259,6 +261,7 @@ def distill_student_cmd(model, out, minutes: float, student_steps: int, tiles: i
         "init_from": None if init_from is None else str(init_from),
         "latent_rmse_vs_teacher_at_start": float(np.sqrt(np.mean((x0_start - x0_t) ** 2))),
         "texture_weight": float(texture_weight), "excluded_photos": sorted(exclude),
+        "sim_builds": [str(x) for x in sims], "sim_share": float(sim_share) if sims else 0.0,
     }
     if texture is not None:
         report["texture_vs_truth"] = texture_report(texture, {"teacher": x0_t, "student_at_start": x0_start,

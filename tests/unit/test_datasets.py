@@ -159,3 +159,39 @@ def test_bench_pairs_leave_out_the_excluded_photographs(tmp_path, monkeypatch):
     assert {int(v) for v in np.unique(hr)} == {30, 200}
     _, hr = bench_pairs(8, 32, 4, seed=0, exclude=("held.png",))
     assert {int(v) for v in np.unique(hr)} == {200}
+
+
+def _fake_sim_build(root, value_seed: int = 0):
+    """A sim build folder whose HR is its LR blown up 4x by pixel repetition (alignment is checkable)."""
+    rng = np.random.default_rng(value_seed)
+    (root / "hr").mkdir(parents=True)
+    (root / "lr").mkdir()
+    (root / "build.json").write_text("{}")
+    for k in (1, 2):
+        lr = rng.integers(0, 100, (40, 48)).astype(np.uint8)
+        cv2.imwrite(str(root / "lr" / f"{k:05d}.png"), lr)
+        cv2.imwrite(str(root / "hr" / f"{k:05d}.png"), np.kron(lr, np.ones((4, 4), np.uint8)))
+    return root
+
+
+def test_sim_build_pairs_cut_the_hr_exactly_under_the_lr(tmp_path):
+    """Each sim pair is an LR window of the registered webcam view and the HR window 4x under it."""
+    from edge.data.tiles import sim_build_pairs
+
+    lr, hr = sim_build_pairs((_fake_sim_build(tmp_path / "b"),), 12, 32, 4, seed=3)
+    assert lr.shape == (12, 8, 8) and hr.shape == (12, 32, 32)
+    assert np.array_equal(hr[:, ::4, ::4], lr) and np.array_equal(hr[:, 3::4, 2::4], lr)
+    assert len({t.tobytes() for t in lr}) > 6  # windows spread over layers and positions
+
+
+def test_hr_tiles_take_the_sim_share_from_the_sim_builds(tmp_path, monkeypatch):
+    """hr_tiles(sims=..., sim_share=0.25): a quarter of the tiles from the builds, the rest from the photographs."""
+    from edge.train.distill_io import hr_tiles
+
+    (tmp_path / "src").mkdir()
+    cv2.imwrite(str(tmp_path / "src" / "keep.png"), np.full((96, 96), 200, np.uint8))
+    monkeypatch.setenv("LPBF_REALDATA", str(tmp_path))
+    _, hr = hr_tiles(8, 32, 4, seed=0, sims=(_fake_sim_build(tmp_path / "b"),), sim_share=0.25)
+    assert (hr[:6] == 200).all() and (hr[6:] < 100).all()
+    with pytest.raises(ValueError, match="needs sim build folders"):
+        hr_tiles(8, 32, 4, seed=0, sim_share=0.25)
