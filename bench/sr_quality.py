@@ -43,7 +43,7 @@ from sr_sets import (  # noqa: E402
 from edge.sr.bundle import load_bundle  # noqa: E402
 
 METHODS = ("bicubic", "linear_mmse", "pixel_regression", "pixel_diffusion", "reference", "default", "default_nocap",
-           "mean8", "mean8_indep", "fast", "fast_mean8", "ae_mean", "ae_sample")
+           "mean8", "mean8_indep", "fast", "fast_nocap", "fast_mean8", "ae_mean", "ae_sample")
 LABELS = {"bicubic": "bicubic", "linear_mmse": "linear MMSE estimator (bench/sr_fidelity_bound.py)",
           "pixel_regression": "pixel CNN, L1 (the estimate the denoiser is conditioned on)",
           "pixel_diffusion": "pixel-space diffusion (paper Table 2 baseline), 1 sample",
@@ -52,7 +52,7 @@ LABELS = {"bicubic": "bicubic", "linear_mmse": "linear MMSE estimator (bench/sr_
           "default_nocap": "quality path, 1 sample, grain cap off", "mean8": "quality path, mean of 8 (antithetic)",
           "mean8_indep": "quality path, mean of 8 independent chains",
           "fast": "fast path (box default: student2 + light decoder + light encoder), 1 sample",
-          "fast_mean8": "fast path, mean of 8",
+          "fast_nocap": "fast path, 1 sample, grain cap off", "fast_mean8": "fast path, mean of 8",
           "ae_mean": "ceiling: HR autoencoder, mean decoder (sees the HR)",
           "ae_sample": "ceiling: HR autoencoder, sample decoder (sees the HR)"}
 SHORT = {"bicubic": "bicubic", "default": "quality: one sample", "mean8": "quality: mean of 8",
@@ -128,9 +128,9 @@ def run_methods(model: Path, lr: np.ndarray, seed: int, tile: int | None, opts: 
         one = sr.upscale(lr)
         out[key], extra[key] = one.sr, cap_action(one.cap_gains)
         out[f"{key}_mean8" if key == "fast" else "mean8"] = sr.upscale(lr, samples=8, reduce="mean").sr
-        if key == "default" and sr.grain_cap is not None:
+        if sr.grain_cap is not None:  # the same sample without the cap: what the model itself paints
             sr.grain_cap, cap = None, sr.grain_cap
-            out["default_nocap"] = sr.upscale(lr).sr
+            out[f"{key}_nocap"] = sr.upscale(lr).sr
             sr.grain_cap = cap
         if key == "default" and opts.get("indep"):
             sr.antithetic = False
