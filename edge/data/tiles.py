@@ -68,11 +68,15 @@ def sim_build_pairs(builds: tuple[Path, ...], n: int, hr_tile: int, scale: int,
     rng = np.random.default_rng(seed)
     t = hr_tile // scale
     lr, hr = np.zeros((n, t, t), np.uint8), np.zeros((n, hr_tile, hr_tile), np.uint8)
+    loaded: dict[tuple[Path, int], tuple[np.ndarray, np.ndarray]] = {}
     for i in range(n):
         b, k = layers[int(rng.integers(len(layers)))]
-        lo, hi = read_gray(b / "lr" / f"{k:05d}.png"), read_gray(b / "hr" / f"{k:05d}.png")
-        if hi.shape[0] < scale * lo.shape[0] or hi.shape[1] < scale * lo.shape[1]:
-            raise ValueError(f"{b}: layer {k} HR {hi.shape} is not {scale}x its LR {lo.shape}")
+        if (b, k) not in loaded:
+            lo, hi = read_gray(b / "lr" / f"{k:05d}.png"), read_gray(b / "hr" / f"{k:05d}.png")
+            if hi.shape[0] < scale * lo.shape[0] or hi.shape[1] < scale * lo.shape[1]:
+                raise ValueError(f"{b}: layer {k} HR {hi.shape} is not {scale}x its LR {lo.shape}")
+            loaded[b, k] = lo, hi
+        lo, hi = loaded[b, k]
         y, x = int(rng.integers(0, lo.shape[0] - t + 1)), int(rng.integers(0, lo.shape[1] - t + 1))
         lr[i], hr[i] = lo[y:y + t, x:x + t], hi[scale * y:scale * (y + t), scale * x:scale * (x + t)]
     return lr, hr
