@@ -124,16 +124,12 @@ def calibrated(cap: GrainCap, factors: np.ndarray, max_gain: float) -> GrainCap:
                                max_gain=float(max_gain))
 
 
-def one_sample(sr, crops: list, grain_shift: float | None = None) -> dict[str, float]:
-    """Issue-20 metrics of the box's one sample over crops, plus how often the cap acted; with grain_shift, the
-    descriptor's log band energies are shifted by it."""
+def one_sample(sr, crops: list, grain_of=None) -> dict[str, float]:
+    """Issue-20 metrics of the box's one sample over crops, plus how often the cap acted; grain_of(lr, hr), when
+    given, is the grain condition's input for each crop (default: what the box measures from the LR)."""
     rows, share = [], []
     for _, lr, hr in crops:
-        grain = None
-        if grain_shift is not None:
-            grain = grain_descriptor(lr).copy()
-            grain[:3] += grain_shift
-        res = sr.upscale(lr, grain=grain)
+        res = sr.upscale(lr, grain=None if grain_of is None else grain_of(lr, hr))
         bic = cv2.resize(lr, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
         st = texture_stats(hr)
         m = crop_metrics(res.sr, hr, st, highpass_kurtosis(hr))

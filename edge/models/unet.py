@@ -77,9 +77,12 @@ class GrainOffset(nn.Module):
     The bundle stores it as manifest `grain_condition` (edge.sr.grain.GrainCondition) and the runtime adds the
     offset to the condition in numpy, so the graphs keep their inputs."""
 
-    def __init__(self, descriptor_size: int, channels: int) -> None:
-        """Zero-initialised map; standardisation buffers at (0, 1) until set_stats()."""
+    def __init__(self, descriptor_size: int, channels: int, names: tuple[str, ...] | None = None,
+                 source: str = "lr", window: int | None = None) -> None:
+        """Zero-initialised map; standardisation buffers at (0, 1) until set_stats(). names / source / window
+        describe the descriptor for the manifest (default: edge.sr.grain's LR descriptor)."""
         super().__init__()
+        self.names, self.source, self.window = names, source, window
         self.lin = nn.Linear(int(descriptor_size), int(channels))
         nn.init.zeros_(self.lin.weight)
         nn.init.zeros_(self.lin.bias)
@@ -101,7 +104,8 @@ class GrainOffset(nn.Module):
         from edge.sr.grain import DESCRIPTOR_NAMES, DESCRIPTOR_WINDOW
 
         return {"mean": self.mean.tolist(), "std": self.std.tolist(), "weight": self.lin.weight.detach().tolist(),
-                "bias": self.lin.bias.detach().tolist(), "window": DESCRIPTOR_WINDOW, "names": list(DESCRIPTOR_NAMES)}
+                "bias": self.lin.bias.detach().tolist(), "window": self.window or DESCRIPTOR_WINDOW,
+                "names": list(self.names or DESCRIPTOR_NAMES), "source": self.source}
 
 
 class MixedCondDenoiser(nn.Module):

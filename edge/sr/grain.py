@@ -295,6 +295,49 @@ def grain_descriptor(lr: np.ndarray | Sequence[np.ndarray], window: int = DESCRI
     return np.median(np.asarray(rows, np.float64), axis=0).astype(np.float32)
 
 
+# --- detail condition: the grain cap's per-band detail level as the denoiser's condition ---------------------------
+#
+# The LR descriptor above carries nothing the LR latent does not, so a denoiser trained on it learns to ignore it
+# (docs/sr_quality.md: +-10-15 % of detail for a 20x descriptor shift). The detail condition instead tells the
+# denoiser how much detail to paint in each of the grain cap's bands: in training it is measured on the ground-truth
+# HR (so it carries what the LR does not, e.g. the grain-gain augmentation), at inference it is the cap's ridge
+# prediction from the LR. The same statistic both ways: the median over the cap's windows of the log band energy.
+
+DETAIL_SOURCE = "detail"  # GrainCondition.source of a detail-conditioned bundle ("lr": grain_descriptor)
+
+
+def detail_names(bands: int) -> tuple[str, ...]:
+    """Names of the detail condition's entries (one log energy per grain-cap band)."""
+    return tuple(f"log_detail_band{b}" for b in range(bands))
+
+
+def detail_condition_hr(cap: GrainCap, hr: np.ndarray, scale: int) -> np.ndarray:
+    """The detail condition measured on a ground-truth HR image (training): per window of cap.window LR px
+    (cap.window x scale HR px) at half-window stride, log(band energies + floor); the median over windows [bands]."""
+    x = np.asarray(hr, dtype=np.float32)
+    win = min(cap.window * scale, *x.shape)
+    pos = _window_starts(x.shape[0], x.shape[1], win)
+    rows = [np.log(band_energies(x[y:y + win, c:c + win], cap.sigmas) + ENERGY_FLOOR) for y, c in pos]
+    return np.median(np.asarray(rows), axis=0).astype(np.float32)
+
+
+def detail_condition_lr(cap: GrainCap, lr: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    """The detail condition predicted from LR image(s) (inference; several = the printer's baseline frames): the
+    cap's ridge prediction per window of cap.window LR px at half-window stride; the median over windows [bands]."""
+    frames = [lr] if isinstance(lr, np.ndarray) else list(lr)
+    if not frames:
+        raise ValueError("detail_condition_lr: no images given")
+    rows = []
+    for f in frames:
+        a = np.asarray(f)
+        if a.ndim != 2 or min(a.shape) < 8:
+            raise ValueError(f"detail_condition_lr: need 2-D gray images of at least 8x8 px, got shape {a.shape}")
+        win = min(cap.window, *a.shape)
+        h, w = a.shape
+        rows += [predict_log_energy(cap, a[y:y + win, c:c + win]) for y, c in _window_starts(h, w, win)]
+    return np.median(np.asarray(rows), axis=0).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class GrainCondition:
     """Descriptor -> per-channel offset of the denoiser's condition: weight @ ((d - mean) / std) + bias.
@@ -308,14 +351,18 @@ class GrainCondition:
     bias: tuple[float, ...]
     window: int = DESCRIPTOR_WINDOW
     names: tuple[str, ...] = DESCRIPTOR_NAMES
+    source: str = "lr"  # "lr": grain_descriptor of the LR; DETAIL_SOURCE: the grain cap's detail level
 
     def __post_init__(self) -> None:
-        """Shapes must agree with this version's descriptor."""
-        d = descriptor_size()
-        if tuple(self.names) != DESCRIPTOR_NAMES or len(self.mean) != d or len(self.std) != d \
+        """Shapes must agree with this version's descriptor (or, for the detail source, with its own band names)."""
+        if self.source not in ("lr", DETAIL_SOURCE):
+            raise ValueError(f"grain condition source must be 'lr' or {DETAIL_SOURCE!r}, got {self.source!r}")
+        names = DESCRIPTOR_NAMES if self.source == "lr" else detail_names(len(self.names))
+        d = len(names)
+        if tuple(self.names) != names or len(self.mean) != d or len(self.std) != d \
                 or any(len(r) != d for r in self.weight) or len(self.bias) != len(self.weight):
-            raise ValueError(f"grain condition does not match this version's descriptor ({d} features "
-                             f"{list(DESCRIPTOR_NAMES)}); got names {list(self.names)}, {len(self.mean)} means, "
+            raise ValueError(f"grain condition ({self.source}) does not match this version's descriptor ({d} features "
+                             f"{list(names)}); got names {list(self.names)}, {len(self.mean)} means, "
                              f"weight rows of {sorted({len(r) for r in self.weight})}")
         if any(s <= 0 for s in self.std):
             raise ValueError(f"grain condition std must be > 0, got {list(self.std)}")
@@ -329,7 +376,7 @@ class GrainCondition:
         """Plain dict for the bundle manifest."""
         return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std],
                 "weight": [[float(v) for v in r] for r in self.weight], "bias": [float(v) for v in self.bias],
-                "window": int(self.window), "names": list(self.names)}
+                "window": int(self.window), "names": list(self.names), "source": self.source}
 
     @classmethod
     def from_json(cls, d: dict) -> GrainCondition:
@@ -338,6 +385,6 @@ class GrainCondition:
             return cls(mean=tuple(float(v) for v in d["mean"]), std=tuple(float(v) for v in d["std"]),
                        weight=tuple(tuple(float(v) for v in r) for r in d["weight"]),
                        bias=tuple(float(v) for v in d["bias"]), window=int(d.get("window", DESCRIPTOR_WINDOW)),
-                       names=tuple(d.get("names", DESCRIPTOR_NAMES)))
+                       names=tuple(d.get("names", DESCRIPTOR_NAMES)), source=str(d.get("source", "lr")))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"manifest grain_condition is malformed ({exc!r})") from exc

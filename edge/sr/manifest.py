@@ -110,6 +110,10 @@ class Manifest:
                 grain_cap=_parse(d, "grain_cap", GrainCap.from_json), training=_mapping(d, "training", {}),
                 metrics=_mapping(d, "metrics", {}), raw=dict(d))
         m.make_schedule()
+        gc = m.grain_condition
+        if gc is not None and gc.source != "lr" and (m.grain_cap is None or len(gc.names) != m.grain_cap.bands):
+            raise ManifestError(f"grain_condition of source {gc.source!r} needs a grain_cap with {len(gc.names)} "
+                                f"bands; the manifest has {'none' if m.grain_cap is None else m.grain_cap.bands}")
         try:
             SamplerSpec.from_manifest(dict(m.sampler))
         except (TypeError, ValueError) as exc:

@@ -206,10 +206,21 @@ class SuperResolver:
             return cond
         return cond + self._grain_offsets(lr_tiles, images)[:, :, None, None]
 
+    def _describe(self, frames: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """What the grain condition reads from uint8 LR image(s): the LR grain descriptor, or for a detail-conditioned
+        bundle the grain cap's predicted detail level (the bundle's cap, whether or not it is applied)."""
+        from edge.sr.grain import DETAIL_SOURCE, detail_condition_lr, grain_descriptor
+
+        gc = self.grain_condition
+        assert gc is not None
+        if gc.source == DETAIL_SOURCE:
+            cap = self.bundle.manifest.grain_cap
+            assert cap is not None  # the manifest checks a detail condition comes with its cap
+            return detail_condition_lr(cap, frames)
+        return grain_descriptor(frames, gc.window)
+
     def _grain_offsets(self, lr_tiles: np.ndarray, images: Sequence[TiledImage] | None) -> np.ndarray:
         """Grain offsets [T, C] for the tiles of condition()."""
-        from edge.sr.grain import grain_descriptor
-
         gc = self.grain_condition
         assert gc is not None
         if images is not None:
@@ -223,7 +234,7 @@ class SuperResolver:
             return np.stack([offsets[id(im)] for im in images])
         if self.grain_reference is not None:
             return np.repeat(gc.offset(self.grain_reference)[None], len(lr_tiles), axis=0)
-        return np.stack([gc.offset(grain_descriptor(to_u8(t[0]), gc.window)) for t in lr_tiles])
+        return np.stack([gc.offset(self._describe(to_u8(t[0]))) for t in lr_tiles])
 
     def _descriptor(self, img_u8: np.ndarray) -> np.ndarray | None:
         """The grain descriptor one image is conditioned on: the baseline frames' when set, else its own."""
@@ -231,9 +242,7 @@ class SuperResolver:
             return None
         if self.grain_reference is not None:
             return self.grain_reference
-        from edge.sr.grain import grain_descriptor
-
-        return grain_descriptor(img_u8, self.grain_condition.window)
+        return self._describe(img_u8)
 
     def set_grain_reference(self, frames: Sequence[np.ndarray] | None) -> None:
         """Measure the grain descriptor once from the printer's baseline frames (uint8 LR images) and condition every
@@ -241,9 +250,7 @@ class SuperResolver:
         if frames is None or self.grain_condition is None:
             self.grain_reference = None
             return
-        from edge.sr.grain import grain_descriptor
-
-        self.grain_reference = grain_descriptor(list(frames), self.grain_condition.window)
+        self.grain_reference = self._describe(list(frames))
 
     def _start(self, batch: TileBatch, cond: np.ndarray) -> np.ndarray | None:
         """HR latent the chain starts from when the sampler starts from a noised estimate (None for pure noise)."""

@@ -142,6 +142,14 @@ def diffusion(
                                     "(edge.sr.grain.grain_descriptor; its offset starts at 0)."),
     grain_lr_mult: float | None = typer.Option(None, "--grain-lr-mult", help="Learning-rate multiplier of the "
                                                "grain offset (default 10)."),
+    grain_source: str | None = typer.Option(None, "--grain-source", help="What --grain-cond conditions on: lr (the "
+                                            "LR grain descriptor) | detail (the grain cap's per-band detail level: "
+                                            "measured on the true HR in training, predicted from the LR at "
+                                            "inference; needs --grain-cap)."),
+    grain_cap: str | None = typer.Option(None, "--grain-cap", help="Grain-cap JSON (`train grain-cap`) or bundle "
+                                         "folder whose cap defines the detail condition."),
+    grain_noise: float | None = typer.Option(None, "--grain-noise", help="Std of the noise added to the true log "
+                                             "detail level in training (default 0.1)."),
     sim_share: float | None = COMMON["sim_share"], texture_aug: str | None = COMMON["texture_aug"],
     holdout_photo: list[str] = COMMON["holdout_photo"], val_photo: list[str] = COMMON["val_photo"],
     holdout_group: list[str] = COMMON["holdout_group"], holdout_share: float | None = COMMON["holdout_share"],
@@ -154,7 +162,8 @@ def diffusion(
                minutes=minutes, batch=batch, lr=lr, seed=seed, preset=preset, threads=threads,
                val_every=val_every, lr_size=lr_size, prediction=prediction, schedule=schedule, timesteps=timesteps,
                init_from=init_from, estimate=estimate, photo_weight=photo_weight, grain_prob=grain_prob,
-               grain_gain=grain_gain, grain_cond=grain_cond, grain_lr_mult=grain_lr_mult, sim_share=sim_share,
+               grain_gain=grain_gain, grain_cond=grain_cond, grain_lr_mult=grain_lr_mult, grain_source=grain_source,
+               grain_cap=grain_cap, grain_noise=grain_noise, sim_share=sim_share,
                texture_aug=texture_aug,
                **_split_kw(holdout_photo, val_photo, holdout_group, holdout_share, exclude_group))
     path = train_latent(cfg, "diffusion", resume=not fresh, log_file=log)

@@ -103,7 +103,8 @@ class BatchStream:
         return lr, hr
 
     def next_described(self, describe) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """As next(), plus describe(whole LR patch, uint8, after the same flip/rotation) per item ([B, D] float32)."""
+        """As next(), plus describe(whole LR patch, whole HR patch; uint8, after the same flip/rotation) per item
+        ([B, D] float32)."""
         lrs, hrs, descs = [], [], []
         self.epoch += 1
         self.ds.set_epoch(self.epoch)
@@ -115,8 +116,9 @@ class BatchStream:
             if f:
                 lr, hr = lr[:, ::-1], hr[:, ::-1]
             if describe is not None:
-                whole = np.rot90(it["lr"], k)
-                descs.append(np.asarray(describe(np.ascontiguousarray(whole[:, ::-1] if f else whole)), np.float32))
+                wl, wh = np.rot90(it["lr"], k), np.rot90(it["hr"], k)
+                wl, wh = (wl[:, ::-1], wh[:, ::-1]) if f else (wl, wh)
+                descs.append(np.asarray(describe(np.ascontiguousarray(wl), np.ascontiguousarray(wh)), np.float32))
             lrs.append(to_unit(np.ascontiguousarray(lr)))
             hrs.append(to_unit(np.ascontiguousarray(hr)))
         d = torch.from_numpy(np.stack(descs)) if descs else None
@@ -137,12 +139,11 @@ def fixed_batch(ds: PatchDataset, n: int, lr_size: int) -> tuple[torch.Tensor, t
     return torch.from_numpy(np.stack(lrs)[:, None]), torch.from_numpy(np.stack(hrs)[:, None])
 
 
-def fixed_descriptors(ds: PatchDataset, n: int) -> torch.Tensor:
-    """Grain descriptors (edge.sr.grain) of the whole LR patches of the items fixed_batch(ds, n, ...) uses."""
-    from edge.sr.grain import grain_descriptor
-
+def fixed_descriptors(ds: PatchDataset, n: int, describe) -> torch.Tensor:
+    """describe(whole LR patch, whole HR patch) of the items fixed_batch(ds, n, ...) uses ([n, D] float32)."""
     idx = np.linspace(0, len(ds) - 1, min(n, len(ds))).astype(int)
-    return torch.from_numpy(np.stack([grain_descriptor(ds[int(i)]["lr"]) for i in idx]))
+    return torch.from_numpy(np.stack([np.asarray(describe(ds[int(i)]["lr"], ds[int(i)]["hr"]), np.float32)
+                                      for i in idx]))
 
 
 def bicubic_up(lr: torch.Tensor, scale: int) -> torch.Tensor:

@@ -56,6 +56,9 @@ class TrainConfig:
     estimate: str | None = None  # best.pt of `train pixel`: condition the denoiser on its estimate as well
     grain_cond: bool = False  # condition the denoiser on the per-image grain descriptor (edge.sr.grain)
     grain_lr_mult: float = 10.0  # learning-rate multiplier of the (zero-initialised, small) grain offset
+    grain_source: str = "lr"  # "lr": the LR grain descriptor; "detail": the grain cap's detail level (grain_cap)
+    grain_cap: str | None = None  # grain-cap JSON or bundle folder whose cap defines the detail condition
+    grain_noise: float = 0.1  # std of the noise on the (true, log) detail level in training: the cap's error
     prediction: str = "v_prediction"
     schedule: str = "cosine"
     timesteps: int = 200

@@ -18,7 +18,7 @@ from edge.models import (
     estimate_mix,
     preset,
 )
-from edge.sr.grain import grain_descriptor
+from edge.sr.grain import DETAIL_SOURCE, GrainCap, detail_condition_hr, detail_names, grain_descriptor
 from edge.train.autoencoder import datasets
 from edge.train.common import (
     BatchStream,
@@ -49,6 +49,35 @@ def load_autoencoders(path: str | Path) -> tuple[ImageAutoencoder, ImageAutoenco
     for m in (hr, lr):
         m.eval().requires_grad_(False)
     return hr, lr, s
+
+
+def load_grain_cap(path: str | Path) -> GrainCap:
+    """The grain cap of a `train grain-cap` JSON or of a bundle folder's manifest; a clear error otherwise."""
+    import json
+
+    p = Path(path)
+    f = p / "manifest.json" if p.is_dir() else p
+    try:
+        d = json.loads(f.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--grain-cap {path}: cannot read {f} ({exc})") from exc
+    if "grain_cap" not in d and "weights" not in d:
+        raise ValueError(f"--grain-cap {path}: {f} holds no grain cap (no 'grain_cap' entry)")
+    return GrainCap.from_json(d.get("grain_cap", d))
+
+
+def describer(cfg: TrainConfig, cap: GrainCap | None, seed: int):
+    """describe(whole LR patch, whole HR patch) -> the grain condition's input of one training item: the LR grain
+    descriptor, or the detail level measured on the true HR plus N(0, grain_noise^2) (the cap's prediction error)."""
+    if cap is None:
+        return lambda lr, hr: grain_descriptor(lr)
+    rng = np.random.default_rng(seed)
+
+    def detail(lr: np.ndarray, hr: np.ndarray) -> np.ndarray:
+        d = detail_condition_hr(cap, hr, cfg.scale)
+        return d + rng.normal(0.0, cfg.grain_noise, d.shape).astype(np.float32)
+
+    return detail
 
 
 def make_scheduler(kind: str, timesteps: int, prediction: str, sampler: str = "ddpm"):
@@ -153,7 +182,7 @@ class LatentTrainer:
         self.net = CondDenoiser(arch) if mode == "diffusion" else RegressionNet(arch)
         if cfg.init_from:
             self._init_from(Path(cfg.init_from))
-        self.pixel, self.pixel_info = None, None
+        self.pixel, self.pixel_info, self.grain_cap = None, None, None
         if cfg.estimate:
             self._add_estimate(Path(cfg.estimate))
         if cfg.grain_cond:
@@ -201,7 +230,16 @@ class LatentTrainer:
         if self.mode != "diffusion":
             raise ValueError("--grain-cond conditions the denoiser; the regression baseline takes the LR latent only")
         C = int(self.arch["latent_channels"])
-        grain = GrainOffset(descriptor_size(), C)
+        if self.cfg.grain_source == DETAIL_SOURCE:
+            if not self.cfg.grain_cap:
+                raise ValueError("--grain-source detail needs --grain-cap (a grain-cap JSON or a bundle with one)")
+            self.grain_cap = load_grain_cap(self.cfg.grain_cap)
+            grain = GrainOffset(self.grain_cap.bands, C, detail_names(self.grain_cap.bands), DETAIL_SOURCE,
+                                self.grain_cap.window)
+        elif self.cfg.grain_source == "lr":
+            grain = GrainOffset(descriptor_size(), C)
+        else:
+            raise ValueError(f"--grain-source must be lr or {DETAIL_SOURCE}, got {self.cfg.grain_source!r}")
         self.grain_ready = getattr(self, "_init_grain", None) is not None
         if self.grain_ready:  # continuing a grain-conditioned export: keep its map and standardisation
             grain.load_state_dict(self._init_grain)
@@ -296,7 +334,8 @@ class LatentTrainer:
         if self.pixel is not None or self.grain is not None:
             grain = None
             if self.grain is not None:
-                grain = GrainOffset(self.grain.lin.in_features, C)
+                g = self.grain
+                grain = GrainOffset(g.lin.in_features, C, g.names, g.source, g.window)
                 grain.load_state_dict(self.grain.state_dict())  # buffers (standardisation) are not in the EMA
             net = MixedCondDenoiser(net, estimate_mix(C) if self.pixel is not None else None, C, grain)  # type: ignore[arg-type]
         self.ema.copy_to(net.parameters())
@@ -340,6 +379,8 @@ class LatentTrainer:
         if self.grain is not None:
             out["grain_state"] = net.grain.state_dict()  # type: ignore[union-attr]
             out["grain_condition"] = net.grain.to_json()  # type: ignore[union-attr]
+        if self.grain_cap is not None:  # the detail condition's predictor goes into the bundle with it
+            out["grain_cap"] = self.grain_cap.to_json()
         return out
 
 
@@ -357,12 +398,13 @@ def train_latent(cfg: TrainConfig, mode: str, resume: bool = True, log_file: Pat
     train_ds, val_ds = datasets(cfg)
     stream = BatchStream(train_ds, cfg.batch, cfg.pool_tile, cfg.seed * 1000 + dist.rank + tr.step_no,
                          photo_weight=cfg.photo_weight, sim_share=cfg.sim_share)
-    describe = grain_descriptor if tr.grain is not None else None
+    describe = describer(cfg, tr.grain_cap, cfg.seed * 1000 + dist.rank + tr.step_no) if tr.grain is not None \
+        else None
     pool = LatentPool(tr.encode, stream, cfg.pool_tiles, describe=describe)
     if pool.d is not None:
         tr.set_grain_stats(pool.d)
     val_lr, val_hr = fixed_batch(val_ds, 8, cfg.lr_size)
-    val_d = fixed_descriptors(val_ds, 8) if describe is not None else None
+    val_d = fixed_descriptors(val_ds, 8, describer(cfg, tr.grain_cap, 1234)) if describe is not None else None
     net = wrap_ddp(tr.net, dist)
     log = Logger(out, cfg.steps, tr.step_no, dist.main, log_file)
     t_start, wall0 = time.time(), tr.wall_s
