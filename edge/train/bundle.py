@@ -144,10 +144,8 @@ def build_bundle(out: Path, ae_pt: Path, diffusion_pt: Path, regression_pt: Path
                                    **({"pixel_regression": info["pixel"]["val"]} if est is not None else {})},
                     **(metrics or {})},
     }
-    if diff.get("grain_condition"):  # the runtime adds its offset to the condition (edge.sr.grain.GrainCondition)
-        manifest["grain_condition"] = diff["grain_condition"]
-    if diff.get("grain_cap"):  # a detail condition's cap: it predicts the condition (and guards the output)
-        manifest["grain_cap"] = diff["grain_cap"]
+    # grain offset (added to the condition by the runtime) and a detail condition's cap (predicts it, guards)
+    manifest.update({k: diff[k] for k in ("grain_condition", "grain_cap") if diff.get(k)})
     out.mkdir(parents=True, exist_ok=True)
     mods = graph_modules(hr, lr, den, manifest["latent_scale_factor"], manifest["lr_latent_scale_factor"], reg, tex,
                          est)
