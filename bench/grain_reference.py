@@ -205,24 +205,39 @@ def plot(ratios: dict[str, list[dict]], path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the three measurements; print tables, write JSON and the plot."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def box_bench_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every box-sample bench on the held-out sets shares (model, data, crops, threads, JSON out)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--model", type=Path, default=REPO / "models" / "default")
     ap.add_argument("--realdata", type=Path, default=REPO.parent / "shared" / "realdata")
     ap.add_argument("--sim-build", type=Path, default=None, help="held-out sim build (the sim set)")
-    ap.add_argument("--sim-reference", type=Path, default=None, help="another build of the same simulated printer")
     ap.add_argument("--crops", type=int, default=8, help="held-out crops per set")
-    ap.add_argument("--windows", type=int, default=400, help="32-px LR windows per photograph / reference")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--plot", type=Path, default=None)
-    a = ap.parse_args(argv)
+    return ap
+
+
+def box_resolver(ap: argparse.ArgumentParser, a: argparse.Namespace):
+    """The box's default-profile resolver (the bundle's fast path) for parsed box_bench_parser options; argparse
+    errors for missing photographs or a bundle without a fast path."""
     if not a.realdata.is_dir():
         ap.error(f"{a.realdata}: no shared photographs here (--realdata)")
-    t0 = time.perf_counter()
     sr_quality.PATHS["run"], sr_quality.THREADS["n"] = ("fast",), a.threads
-    sr = sr_quality.resolvers(a.model, 0, None)["fast"]
+    sr = sr_quality.resolvers(a.model, 0, None).get("fast")
+    if sr is None:
+        ap.error(f"{a.model}: the bundle has no fast path (the box's default profile)")
+    return sr
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the three measurements; print tables, write JSON and the plot."""
+    ap = box_bench_parser(__doc__)
+    ap.add_argument("--sim-reference", type=Path, default=None, help="another build of the same simulated printer")
+    ap.add_argument("--windows", type=int, default=400, help="32-px LR windows per photograph / reference")
+    ap.add_argument("--plot", type=Path, default=None)
+    a = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    sr = box_resolver(ap, a)
     cap = sr.grain_cap
     if cap is None:
         ap.error(f"{a.model}: the bundle has no grain cap to calibrate")

@@ -12,7 +12,6 @@ own setting (cap on, the LR's condition) is the last row.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -25,8 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-import sr_quality  # noqa: E402
-from grain_reference import REAL_SETS, one_sample  # noqa: E402
+from grain_reference import REAL_SETS, box_bench_parser, box_resolver, one_sample  # noqa: E402
 from sr_sets import sim_crops, source_crops  # noqa: E402
 
 from edge.sr.grain import DETAIL_SOURCE, detail_condition_hr, detail_condition_lr, grain_descriptor  # noqa: E402
@@ -90,19 +88,10 @@ def report(res: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Measure, print the tables, write the JSON."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=REPO / "models" / "default")
-    ap.add_argument("--realdata", type=Path, default=REPO.parent / "shared" / "realdata")
-    ap.add_argument("--sim-build", type=Path, default=None, help="held-out sim build (the sim set)")
-    ap.add_argument("--crops", type=int, default=8, help="held-out crops per set")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path, default=None)
+    ap = box_bench_parser(__doc__)
     a = ap.parse_args(argv)
-    if not a.realdata.is_dir():
-        ap.error(f"{a.realdata}: no shared photographs here (--realdata)")
     t0 = time.perf_counter()
-    sr_quality.PATHS["run"], sr_quality.THREADS["n"] = ("fast",), a.threads
-    sr = sr_quality.resolvers(a.model, 0, None)["fast"]
+    sr = box_resolver(ap, a)
     if sr.grain_condition is None:
         ap.error(f"{a.model}: the bundle has no grain condition to steer")
     sets = {g: source_crops(a.realdata, g, a.crops, 64, 0) for g in REAL_SETS}

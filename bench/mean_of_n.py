@@ -15,7 +15,6 @@ pooled over a set's crops (what the 1/K law holds for), not sr_quality's mean of
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -29,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-import sr_quality  # noqa: E402
 from bench_baselines import pixel_regression  # noqa: E402
+from grain_reference import box_bench_parser, box_resolver  # noqa: E402
 from sr_sets import holdout_photos, sim_crops, source_crops  # noqa: E402
 
 KS = (1, 2, 4, 8, 16, 32)
@@ -120,22 +119,11 @@ def report(res: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Measure every set, print the table, write JSON and the plot."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=REPO / "models" / "default")
-    ap.add_argument("--realdata", type=Path, default=REPO.parent / "shared" / "realdata")
-    ap.add_argument("--sim-build", type=Path, default=None, help="held-out sim build (the sim set)")
-    ap.add_argument("--crops", type=int, default=8, help="held-out crops per set")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path, default=None)
+    ap = box_bench_parser(__doc__)
     ap.add_argument("--plot", type=Path, default=None)
     a = ap.parse_args(argv)
-    if not a.realdata.is_dir():
-        ap.error(f"{a.realdata}: no shared photographs here (--realdata)")
     t0 = time.perf_counter()
-    sr_quality.PATHS["run"], sr_quality.THREADS["n"] = ("fast",), a.threads
-    sr = sr_quality.resolvers(a.model, 0, None).get("fast")
-    if sr is None:
-        ap.error(f"{a.model}: the bundle has no fast path (the box's default profile)")
+    sr = box_resolver(ap, a)
     sets = {g: source_crops(a.realdata, g, a.crops, 64, 0) for g in sorted(holdout_photos(a.realdata))}
     if a.sim_build is not None:
         sets["sim"] = sim_crops(a.sim_build, a.crops, 64, 0)

@@ -278,19 +278,24 @@ def _image_windows(lr: np.ndarray, win: int) -> list[list[float]]:
     return rows
 
 
+def _gray_frames(lr: np.ndarray | Sequence[np.ndarray], who: str) -> list[np.ndarray]:
+    """One LR image or several frames of one camera as a list of 2-D arrays; clear errors naming `who`."""
+    frames = [np.asarray(lr)] if isinstance(lr, np.ndarray) else [np.asarray(f) for f in lr]
+    if not frames:
+        raise ValueError(f"{who}: no images given")
+    for a in frames:
+        if a.ndim != 2 or min(a.shape) < 8:
+            raise ValueError(f"{who}: need 2-D gray images of at least 8x8 px, got shape {a.shape}")
+    return frames
+
+
 def grain_descriptor(lr: np.ndarray | Sequence[np.ndarray], window: int = DESCRIPTOR_WINDOW) -> np.ndarray:
     """The grain descriptor of one LR image (uint8 gray) or of several frames of one camera (the printer's
     baseline frames): per window of `window` LR px, log energies of three radial bands of the spectrum, log std,
     mean, the structure-tensor orientation (coherence x cos / sin of twice the angle) at two scales and the log
     kurtosis of the high-pass; the median over all windows (DESCRIPTOR_NAMES order, float32)."""
-    frames = [lr] if isinstance(lr, np.ndarray) else list(lr)
-    if not frames:
-        raise ValueError("grain_descriptor: no images given")
     rows = []
-    for f in frames:
-        a = np.asarray(f)
-        if a.ndim != 2 or min(a.shape) < 8:
-            raise ValueError(f"grain_descriptor: need 2-D gray images of at least 8x8 px, got shape {a.shape}")
+    for a in _gray_frames(lr, "grain_descriptor"):
         rows += _image_windows(a, min(window, *a.shape))
     return np.median(np.asarray(rows, np.float64), axis=0).astype(np.float32)
 
@@ -324,14 +329,8 @@ def detail_condition_hr(cap: GrainCap, hr: np.ndarray, scale: int) -> np.ndarray
 def detail_condition_lr(cap: GrainCap, lr: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     """The detail condition predicted from LR image(s) (inference; several = the printer's baseline frames): the
     cap's ridge prediction per window of cap.window LR px at half-window stride; the median over windows [bands]."""
-    frames = [lr] if isinstance(lr, np.ndarray) else list(lr)
-    if not frames:
-        raise ValueError("detail_condition_lr: no images given")
     rows = []
-    for f in frames:
-        a = np.asarray(f)
-        if a.ndim != 2 or min(a.shape) < 8:
-            raise ValueError(f"detail_condition_lr: need 2-D gray images of at least 8x8 px, got shape {a.shape}")
+    for a in _gray_frames(lr, "detail_condition_lr"):
         win = min(cap.window, *a.shape)
         h, w = a.shape
         rows += [predict_log_energy(cap, a[y:y + win, c:c + win]) for y, c in _window_starts(h, w, win)]
